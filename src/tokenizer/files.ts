@@ -1,0 +1,217 @@
+// Parsers for tokenizer files, which may come from anywhere (a downloaded model directory, a
+// user upload): every malformation becomes one Error whose one-line message names the file
+// and the problem, instead of a TypeError or a silently wrong tokenizer later on.
+
+import type { Merge } from "./bpe.js";
+
+/** Token ids above this are refused: tables are sized by the largest id. */
+export const MAX_TOKEN_ID = 2 ** 24 - 1;
+
+/** A token that is matched literally in the text before BPE (special or user-added). */
+export interface AddedTokenSpec {
+  content: string;
+  /** Whether decode({ skipSpecialTokens: true }) drops it. */
+  special: boolean;
+  /** Eat whitespace on the left / right of the token in the input text. */
+  lstrip: boolean;
+  rstrip: boolean;
+  /** Only match as a whole word (transformers' slow-tokenizer semantics). */
+  singleWord: boolean;
+}
+
+export interface ParsedTokenizerJson {
+  vocab: Map<string, number>;
+  merges: Merge[];
+  addedTokens: (AddedTokenSpec & { id: number })[];
+  addPrefixSpace: boolean;
+  /** From post_processor: true/false when it says whether a BOS is added, else undefined. */
+  addBosToken?: boolean;
+  bosToken?: string;
+}
+
+export function fail(file: string, problem: string): never {
+  throw new Error(`${file}: ${problem}`);
+}
+
+/** A short, escaped, single-line rendering of untrusted text for error messages. */
+export function quote(s: string, max = 40): string {
+  return JSON.stringify(s.length > max ? s.slice(0, max) + "…" : s);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "string") return `the string ${quote(v)}`;
+  if (typeof v === "object") return "an object";
+  return `${typeof v} ${String(v)}`;
+}
+
+export function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.replace(/\s+/g, " ") : String(e);
+    return fail(file, `not valid JSON (${why.slice(0, 120)})`);
+  }
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export function checkTokenId(v: unknown, file: string, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    fail(file, `${what} is not a non-negative integer (got ${describe(v)})`);
+  }
+  if (v > MAX_TOKEN_ID) fail(file, `${what} is ${v}, above the supported maximum id ${MAX_TOKEN_ID}`);
+  return v;
+}
+
+/** Validates a token -> id object (vocab.json, or tokenizer.json's model.vocab). */
+function vocabFromObject(obj: unknown, file: string, where: string): Map<string, number> {
+  if (!isObject(obj)) fail(file, `${where} must be an object of token string -> id, got ${describe(obj)}`);
+  const vocab = new Map<string, number>();
+  const owner = new Map<number, string>();
+  for (const [token, value] of Object.entries(obj)) {
+    const id = checkTokenId(value, file, `value for ${quote(token)}`);
+    const other = owner.get(id);
+    if (other !== undefined) fail(file, `id ${id} is used by both ${quote(other)} and ${quote(token)}`);
+    owner.set(id, token);
+    vocab.set(token, id);
+  }
+  if (vocab.size === 0) fail(file, `${where} is empty`);
+  return vocab;
+}
+
+export function parseVocabJson(text: string, file = "vocab.json"): Map<string, number> {
+  return vocabFromObject(parseJson(text, file), file, "the top level");
+}
+
+/**
+ * merges.txt: an optional "#version: ..." first line, then one "left right" pair per line in
+ * rank order. Blank lines are allowed only at the end (the trailing newline). transformers'
+ * slow tokenizer drops line 1 unconditionally; we drop it only when it is the header, like the
+ * Rust tokenizers library, so a header-less file loses no merge.
+ */
+export function parseMergesTxt(text: string, file = "merges.txt"): Merge[] {
+  const lines = text.split("\n");
+  let end = lines.length;
+  while (end > 0 && lines[end - 1].replace(/\r$/, "") === "") end--;
+  const merges: Merge[] = [];
+  for (let i = 0; i < end; i++) {
+    const line = lines[i].replace(/\r$/, "");
+    if (i === 0 && line.startsWith("#version")) continue;
+    const parts = line.split(" ");
+    if (parts.length !== 2 || parts[0] === "" || parts[1] === "") {
+      fail(file, `line ${i + 1} is not two space-separated symbols: ${quote(line)}`);
+    }
+    merges.push([parts[0], parts[1]]);
+  }
+  return merges;
+}
+
+function mergeFromJson(m: unknown, file: string, index: number): Merge {
+  if (typeof m === "string") {
+    const parts = m.split(" ");
+    if (parts.length === 2 && parts[0] !== "" && parts[1] !== "") return [parts[0], parts[1]];
+  } else if (
+    Array.isArray(m) &&
+    m.length === 2 &&
+    typeof m[0] === "string" &&
+    typeof m[1] === "string" &&
+    m[0] !== "" &&
+    m[1] !== ""
+  ) {
+    return [m[0], m[1]];
+  }
+  return fail(file, `model.merges[${index}] is not "left right" or ["left", "right"] (got ${describe(m)})`);
+}
+
+function optionalBool(obj: Record<string, unknown>, key: string, file: string, where: string): boolean {
+  const v = obj[key];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") fail(file, `${where}.${key} must be true or false (got ${describe(v)})`);
+  return v;
+}
+
+export function parseAddedToken(v: unknown, file: string, where: string, special: boolean): AddedTokenSpec {
+  if (typeof v === "string") {
+    if (v === "") fail(file, `${where} is an empty string`);
+    return { content: v, special, lstrip: false, rstrip: false, singleWord: false };
+  }
+  if (!isObject(v)) fail(file, `${where} must be a string or an object with "content" (got ${describe(v)})`);
+  const content = v.content;
+  if (typeof content !== "string" || content === "") fail(file, `${where}.content must be a non-empty string`);
+  return {
+    content,
+    special: v.special === undefined ? special : optionalBool(v, "special", file, where),
+    lstrip: optionalBool(v, "lstrip", file, where),
+    rstrip: optionalBool(v, "rstrip", file, where),
+    singleWord: optionalBool(v, "single_word", file, where),
+  };
+}
+
+function typeOf(v: unknown): unknown {
+  return isObject(v) ? v.type : undefined;
+}
+
+/** A Hugging Face tokenizer.json for a GPT-2 style byte-level BPE. */
+export function parseTokenizerJson(text: string, file = "tokenizer.json"): ParsedTokenizerJson {
+  const root = parseJson(text, file);
+  if (!isObject(root)) fail(file, `expected a JSON object at the top level, got ${describe(root)}`);
+  const model = root.model;
+  if (!isObject(model)) fail(file, `missing "model" object`);
+  if (model.type === undefined) fail(file, `missing model.type (expected "BPE")`);
+  if (model.type !== "BPE") fail(file, `model.type is ${describe(model.type)}, only "BPE" is supported`);
+  if (model.vocab === undefined) fail(file, `missing model.vocab`);
+  if (model.merges === undefined) fail(file, `missing model.merges`);
+  const vocab = vocabFromObject(model.vocab, file, "model.vocab");
+  if (!Array.isArray(model.merges)) fail(file, `model.merges must be an array (got ${describe(model.merges)})`);
+  const merges = model.merges.map((m, i) => mergeFromJson(m, file, i));
+  for (const key of ["continuing_subword_prefix", "end_of_word_suffix"]) {
+    const v = model[key];
+    if (v !== undefined && v !== null && v !== "") {
+      fail(file, `model.${key} ${describe(v)} is not supported (GPT-2 byte-level BPE has none)`);
+    }
+  }
+
+  if (root.normalizer !== undefined && root.normalizer !== null) {
+    fail(file, `normalizer ${describe(typeOf(root.normalizer))} is not supported (GPT-2 byte-level BPE has none)`);
+  }
+  let addPrefixSpace = false;
+  const pre = root.pre_tokenizer;
+  if (pre !== undefined && pre !== null) {
+    if (!isObject(pre) || pre.type !== "ByteLevel") {
+      fail(file, `pre_tokenizer ${describe(typeOf(pre))} is not supported (only GPT-2 "ByteLevel")`);
+    }
+    if (pre.use_regex === false) fail(file, `pre_tokenizer ByteLevel with use_regex=false is not supported`);
+    addPrefixSpace = optionalBool(pre, "add_prefix_space", file, "pre_tokenizer");
+  }
+
+  const addedTokens: ParsedTokenizerJson["addedTokens"] = [];
+  if (root.added_tokens !== undefined && root.added_tokens !== null) {
+    if (!Array.isArray(root.added_tokens)) fail(file, `added_tokens must be an array`);
+    root.added_tokens.forEach((t, i) => {
+      const where = `added_tokens[${i}]`;
+      if (!isObject(t)) fail(file, `${where} must be an object (got ${describe(t)})`);
+      const id = checkTokenId(t.id, file, `${where}.id`);
+      addedTokens.push({ ...parseAddedToken(t, file, where, false), id });
+    });
+  }
+
+  return { vocab, merges, addedTokens, addPrefixSpace, ...bosFromPostProcessor(root.post_processor) };
+}
+
+/**
+ * transformers converts OPT's add_bos_token into a TemplateProcessing post-processor whose
+ * single-sequence template starts with the BOS; a plain ByteLevel one means no BOS. Anything
+ * else is left to tokenizer_config.json / the OPT defaults.
+ */
+function bosFromPostProcessor(pp: unknown): { addBosToken?: boolean; bosToken?: string } {
+  if (pp === null || typeOf(pp) === "ByteLevel") return { addBosToken: false };
+  if (!isObject(pp) || pp.type !== "TemplateProcessing" || !Array.isArray(pp.single)) return {};
+  const first: unknown = pp.single[0];
+  const special = isObject(first) && isObject(first.SpecialToken) ? first.SpecialToken.id : undefined;
+  if (typeof special === "string") return { addBosToken: true, bosToken: special };
+  return { addBosToken: false };
+}
