@@ -1,0 +1,91 @@
+// Common types for every checkpoint format. Platform-neutral: only Uint8Array and typed
+// arrays, no `fs`, so the same readers run in Node, browsers, Deno, Bun and edge runtimes.
+
+/** Element types that can be converted to f32 (what OPT checkpoints actually use). */
+export type DType = "F32" | "F16" | "BF16";
+
+/**
+ * Every element type a checkpoint may *list*. Tensors of the types outside `DType` can be
+ * enumerated (an I64 `position_ids` buffer, say) but reading them as f32 is refused.
+ */
+export type AnyDType =
+  | DType
+  | "F64" | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL"
+  | "F8_E4M3" | "F8_E5M2";
+
+export interface TensorInfo {
+  name: string;
+  dtype: AnyDType;
+  shape: number[];
+}
+
+export interface TensorSource {
+  /** Every tensor in the checkpoint, in file order. */
+  tensors(): TensorInfo[];
+  get(name: string): TensorInfo | undefined;
+  /**
+   * Converts the tensor to f32 into `dst`, which may be a view into WebAssembly memory.
+   * `dst.length` must equal the element count.
+   */
+  readF32(name: string, dst: Float32Array): void;
+  /** The raw little-endian bytes: a view into the file when possible, so do not mutate. */
+  readRaw(name: string): Uint8Array;
+}
+
+/** Bytes per element (safetensors names; torch storages map onto the same names). */
+export const DTYPE_SIZE: Readonly<Record<AnyDType, number>> = {
+  F32: 4, F16: 2, BF16: 2,
+  F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1,
+};
+
+export function isAnyDType(s: unknown): s is AnyDType {
+  return typeof s === "string" && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
+}
+
+export function isSupportedDType(s: AnyDType): s is DType {
+  return s === "F32" || s === "F16" || s === "BF16";
+}
+
+/**
+ * Every malformed-file problem is reported with this class, so callers (and the property
+ * tests) can tell "this file is bad" apart from a bug in the reader.
+ */
+export class CheckpointError extends Error {
+  override name = "CheckpointError";
+}
+
+/**
+ * Quotes a name taken from an untrusted file for an error message: control characters
+ * escaped (messages stay one line) and long names cut (messages stay readable).
+ */
+export function q(s: string): string {
+  const cut = s.length > 200 ? s.slice(0, 200) + "…" : s;
+  // eslint-disable-next-line no-control-regex
+  return "'" + cut.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) =>
+    "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0")) + "'";
+}
+
+/** Throws a one-line CheckpointError prefixed with the file label. */
+export function fail(label: string, msg: string): never {
+  throw new CheckpointError(`${q(label).slice(1, -1)}: ${msg}`);
+}
+
+/** Element count; shapes are validated before this is called. */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Checks a caller-supplied destination before conversion (shared by every format). */
+export function checkDst(label: string, info: TensorInfo, dst: Float32Array): void {
+  const n = numel(info.shape);
+  if (!(dst instanceof Float32Array)) {
+    fail(label, `tensor ${q(info.name)}: destination must be a Float32Array`);
+  }
+  if (dst.length !== n) {
+    fail(label, `tensor ${q(info.name)}: destination has ${dst.length} elements, ` +
+      `tensor has ${n} (shape [${info.shape.join(", ")}])`);
+  }
+}
