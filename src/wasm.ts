@@ -1,0 +1,159 @@
+// The one module that knows where the .wasm builds live and how each platform loads them.
+//
+// Two builds come from one AssemblyScript source (asconfig.json):
+//   simd     SIMD128, runs everywhere wasm-lm runs
+//   relaxed  SIMD128 + relaxed SIMD (f32x4.relaxed_madd = a fused multiply-add), ~1.3x on matmul;
+//            Node 22+, Chromium, Deno; Node 20 only with --experimental-wasm-relaxed-simd
+// `build: "auto"` probes the runtime with WebAssembly.validate on a tiny module and picks the best.
+// Callers may hand in the bytes or a compiled WebAssembly.Module instead (Cloudflare Workers forbid
+// compiling fetched bytes; bundlers may want to inline the file).
+import { instantiate } from "@assemblyscript/loader";
+
+export type Build = "simd" | "relaxed";
+export type BuildChoice = Build | "auto";
+
+/** The raw kernel exports (see assembly/index.ts). Pointers are byte offsets, sizes are i32. */
+export interface KernelExports {
+  heapBase(): number;
+  linear(y: number, x: number, w: number, b: number, T: number, K: number, N: number, n0: number, n1: number): void;
+  linearScalar(y: number, x: number, w: number, b: number, T: number, K: number, N: number, n0: number, n1: number): void;
+  layerNorm(y: number, x: number, w: number, b: number, T: number, C: number, eps: number): void;
+  layerNormScalar(y: number, x: number, w: number, b: number, T: number, C: number, eps: number): void;
+  rmsNorm(y: number, x: number, w: number, T: number, C: number, eps: number): void;
+  rmsNormScalar(y: number, x: number, w: number, T: number, C: number, eps: number): void;
+  softmax(y: number, x: number, mask: number, rows: number, cols: number): void;
+  softmaxScalar(y: number, x: number, mask: number, rows: number, cols: number): void;
+  kvStore(cache: number, src: number, T: number, past: number, H: number, D: number, maxCtx: number): void;
+  attention(out: number, q: number, k: number, v: number, keyMask: number, probs: number, scratch: number,
+    T: number, past: number, H: number, D: number, maxCtx: number, h0: number, h1: number): void;
+  attentionScalar(out: number, q: number, k: number, v: number, keyMask: number, probs: number, scratch: number,
+    T: number, past: number, H: number, D: number, maxCtx: number, h0: number, h1: number): void;
+  relu(y: number, x: number, n: number): void;
+  gelu(y: number, x: number, n: number): void;
+  geluTanh(y: number, x: number, n: number): void;
+  silu(y: number, x: number, n: number): void;
+  add(y: number, a: number, b: number, n: number): void;
+  addBias(y: number, b: number, T: number, C: number): void;
+  embedGather(y: number, table: number, ids: number, T: number, C: number): void;
+  scale(y: number, x: number, s: number, n: number): void;
+  [name: string]: unknown;
+}
+
+export interface Wasm {
+  /** Kernel functions straight from the instance (no wrapper on the hot path). */
+  k: KernelExports;
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module;
+  build: Build;
+}
+
+export interface LoadWasmOptions {
+  /** Which build to run; "auto" (default) picks relaxed when the runtime validates it. */
+  build?: BuildChoice;
+  /** The .wasm bytes of the chosen build (skips locating the file). */
+  bytes?: BufferSource;
+  /** A compiled module of the chosen build (for runtimes that forbid compiling at run time). */
+  module?: WebAssembly.Module;
+  /** Use this memory instead of a new one (e.g. a shared memory for worker threads). */
+  memory?: WebAssembly.Memory;
+  /** Initial memory in bytes (grown later by the arena as planned). Default 16 MiB. */
+  initialBytes?: number;
+}
+
+export const PAGE = 65536;
+/** wasm32 limit: 65536 pages of 64 KiB. */
+export const MAX_PAGES = 65536;
+
+// (module (func v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd drop))
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x3e, 0x01, 0x3c, 0x00, // code section, one body of 60 bytes, no locals
+  0xfd, 0x0c, ...new Array(16).fill(0),
+  0xfd, 0x0c, ...new Array(16).fill(0),
+  0xfd, 0x0c, ...new Array(16).fill(0),
+  0xfd, 0x85, 0x02, // f32x4.relaxed_madd
+  0x1a, 0x0b, // drop, end
+]);
+// (module (func v128.const 0 drop))
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+  0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x17, 0x01, 0x15, 0x00,
+  0xfd, 0x0c, ...new Array(16).fill(0),
+  0x1a, 0x0b,
+]);
+
+export interface WasmFeatures { simd: boolean; relaxedSimd: boolean; threads: boolean }
+
+export function detectFeatures(): WasmFeatures {
+  let threads = false;
+  try {
+    threads = typeof SharedArrayBuffer !== "undefined" &&
+      new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch { threads = false; }
+  return {
+    simd: WebAssembly.validate(SIMD_PROBE),
+    relaxedSimd: WebAssembly.validate(RELAXED_PROBE),
+    threads,
+  };
+}
+
+export function chooseBuild(choice: BuildChoice = "auto"): Build {
+  const f = detectFeatures();
+  if (!f.simd) {
+    throw new Error("wasm-lm: this runtime's WebAssembly has no SIMD128 support (needed by every build)");
+  }
+  if (choice === "auto") return f.relaxedSimd ? "relaxed" : "simd";
+  if (choice === "relaxed" && !f.relaxedSimd) {
+    throw new Error("wasm-lm: build 'relaxed' requested but this runtime does not validate relaxed SIMD " +
+      "(Node 20 needs --experimental-wasm-relaxed-simd; Node 22+, Chromium and Deno have it); use build 'simd'");
+  }
+  if (choice !== "simd" && choice !== "relaxed") {
+    throw new Error(`wasm-lm: unknown build '${String(choice)}' (expected "auto", "simd" or "relaxed")`);
+  }
+  return choice;
+}
+
+/** Where a build's file is, relative to this module (src/ and dist/ both sit next to build/). */
+export function wasmUrl(build: Build): URL {
+  return new URL(`../build/wasm-lm.${build}.wasm`, import.meta.url);
+}
+
+const isNode = typeof process !== "undefined" && !!process.versions?.node;
+
+async function readBuild(build: Build): Promise<BufferSource> {
+  const url = wasmUrl(build);
+  try {
+    if (url.protocol === "file:" && isNode) {
+      const { readFile } = await import("node:fs/promises");
+      return await readFile(url);
+    }
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return await res.arrayBuffer();
+  } catch (e) {
+    throw new Error(`wasm-lm: cannot read ${url.href} (${(e as Error).message}); run 'npm run asbuild' ` +
+      `or pass { bytes } / { module } to loadWasm`);
+  }
+}
+
+export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
+  // Code handed in by the caller is labelled by opts.build (it only names the build in reports).
+  const fromCaller = opts.module !== undefined || opts.bytes !== undefined;
+  const chosen: Build = fromCaller ? (opts.build === "relaxed" ? "relaxed" : "simd") : chooseBuild(opts.build);
+  const module = opts.module ?? await WebAssembly.compile(opts.bytes ?? await readBuild(chosen));
+  const initialPages = Math.max(1, Math.ceil((opts.initialBytes ?? 16 << 20) / PAGE));
+  const memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES });
+  const { instance } = await instantiate(module, {
+    env: {
+      memory,
+      abort(_msg: number, _file: number, line: number, col: number) {
+        throw new Error(`wasm-lm: kernel abort at line ${line}:${col}`);
+      },
+    },
+  });
+  return { k: instance.exports as unknown as KernelExports, memory, module, build: chosen };
+}
