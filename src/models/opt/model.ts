@@ -1,0 +1,403 @@
+// OPT (transformers' modeling_opt.py), layer by layer, on the wasm kernels.
+//
+//   step = model.begin(ids, { cache, attentionMask })   plan + reserve scratch for this call
+//   model.embed(step)                                   x = embed_tokens(ids)·project_in + embed_positions(pos + 2)
+//   model.layer(i, step)                                x = decoder layer i (x)        (any weights: resident or not)
+//   model.logits(step, rows)                            lm_head(project_out(final_norm(x[rows])))
+//   step.end()                                          scratch released
+//
+// `forward` chains them. Memory: weights are loaded once into the arena; a KV cache is a region
+// of the arena sized from the requested context; each call's scratch is planned from its shape,
+// reserved before any kernel runs (memory never grows during a pass) and released afterwards.
+import { Arena, align } from "../../arena.js";
+import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
+import type { TensorSource } from "../../formats/types.js";
+import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
+import { CheckpointNames, loadOptWeights, weightBytes, type OptLayerWeights, type OptWeights } from "./weights.js";
+
+export interface LoadOptions extends LoadWasmOptions {
+  /** Called while weights are copied into WebAssembly memory. */
+  onProgress?: (done: number, total: number) => void;
+  /** Label for errors (e.g. the checkpoint's path). */
+  label?: string;
+}
+
+/** The keys and values of every layer for a batch of B sequences, plus which positions are real. */
+export class KVCache {
+  /** Positions filled so far (the same for every sequence of the batch: padding keeps them aligned). */
+  length = 0;
+  /** Real (unpadded) tokens seen so far per sequence: the next position id is this. */
+  readonly seen: number[];
+  constructor(
+    readonly B: number,
+    readonly maxCtx: number,
+    /** k[layer][b], v[layer][b]: (H, maxCtx, D) f32 each. */
+    readonly k: number[][],
+    readonly v: number[][],
+    /** mask[b]: u8[maxCtx], 1 where the key is a real token. */
+    readonly mask: number[],
+    private readonly arena: Arena,
+    private readonly start: number,
+    private readonly end: number,
+  ) {
+    this.seen = new Array(B).fill(0);
+  }
+  /** Forget the contents (keep the memory). */
+  clear(): void {
+    this.length = 0;
+    this.seen.fill(0);
+  }
+  /** Give the memory back to the arena. Caches are released in the reverse order of creation. */
+  release(): void {
+    if (this.arena.mark() !== this.end) {
+      throw new Error("wasm-lm: KV caches must be released in the reverse order they were created");
+    }
+    this.arena.reset(this.start);
+  }
+}
+
+/** One call's view of the model: the batch, its scratch buffers, and where it is in the cache. */
+export interface Step {
+  B: number;
+  T: number;
+  /** Cache length before this step. */
+  past: number;
+  cache: KVCache;
+  ids: Int32Array; // (B*T)
+  positions: Int32Array; // (B*T) position-table rows
+  /** Real tokens per sequence once this step is in the cache. */
+  seenAfter: number[];
+  collectAttentions: boolean;
+  /** Scratch pointers, all (B*T, ·) f32 unless noted. */
+  x: number; // (rows, C) the residual stream
+  xn: number; // (rows, max(C, E))
+  q: number; k: number; v: number; att: number; // (rows, C)
+  ffn: number; // (rows, F)
+  idsPtr: number; posPtr: number; // i32 (rows)
+  scores: number; // (past + T) f32
+  probs: number; // (H, T, past + T) f32, or 0
+  lnRows: number; lnE: number; logitsBuf: number; maxLogitRows: number; // logits scratch
+  /** Filled by layer() when collectAttentions: per layer, (B, H, T, past+T). */
+  attentions: Float32Array[];
+  end(): void;
+}
+
+export interface BeginOptions {
+  /** Continue this cache (it must have room for T more positions). Default: a cache for this call only. */
+  cache?: KVCache;
+  /** (B, T) 1 for real tokens, 0 for padding. Default: all ones. */
+  attentionMask?: ArrayLike<number>[];
+  /** How many rows the largest logits() call of this step will ask for. Default B*T. */
+  maxLogitRows?: number;
+  /** Record every layer's attention probabilities. */
+  collectAttentions?: boolean;
+}
+
+export interface ForwardOptions extends BeginOptions {
+  /** Which positions get logits: all (default), the last of each sequence, or none. */
+  logits?: "all" | "last" | "none";
+  /** Return the embeddings, every layer's output, and the final normed hidden state. */
+  outputHiddenStates?: boolean;
+  outputAttentions?: boolean;
+}
+
+export interface ForwardResult {
+  /** (B, R, V) row-major, R = T for "all", 1 for "last". */
+  logits: Float32Array;
+  logitsShape: [number, number, number];
+  /** embeddings, layer 0 … L-1 outputs, final: each (B, T, C) (final is (B, T, E)). */
+  hiddenStates?: { embeddings: Float32Array; layers: Float32Array[]; final: Float32Array };
+  /** Per layer (B, H, T, past+T). */
+  attentions?: Float32Array[];
+}
+
+export class OptModel {
+  readonly k: KernelExports;
+  readonly d: OptDims;
+  private openSteps = 0;
+
+  private constructor(
+    readonly config: OptConfig,
+    readonly wasm: Wasm,
+    readonly arena: Arena,
+    readonly weights: OptWeights,
+  ) {
+    this.k = wasm.k;
+    this.d = optDims(config);
+  }
+
+  /** Validate the checkpoint against the config, then copy the weights into WebAssembly memory. */
+  static async load(config: OptConfig, source: TensorSource, opts: LoadOptions = {}): Promise<OptModel> {
+    const d = optDims(config);
+    const label = opts.label ?? "checkpoint";
+    const bytes = weightBytes(d);
+    if (bytes > 3.5 * 2 ** 30) {
+      throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of f32 weights ` +
+        `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, ffn_dim ${d.F}); ` +
+        `wasm32 memory holds at most 4 GiB`);
+    }
+    const names = new CheckpointNames(source, d, label);
+    const wasm = await loadWasm(opts);
+    const arena = new Arena(wasm);
+    const weights = loadOptWeights(arena, source, names, d, opts.onProgress);
+    return new OptModel(config, wasm, arena, weights);
+  }
+
+  get build() {
+    return this.wasm.build;
+  }
+
+  /** A KV cache for B sequences of up to maxCtx positions (default: the model's maximum). */
+  createCache(B = 1, maxCtx = this.d.maxPositions): KVCache {
+    const { L, C } = this.d;
+    if (!Number.isInteger(B) || B < 1) throw new Error(`wasm-lm: batch size must be a positive integer, got ${B}`);
+    if (!Number.isInteger(maxCtx) || maxCtx < 1 || maxCtx > this.d.maxPositions) {
+      throw new Error(`wasm-lm: cache length ${maxCtx} is outside [1, max_position_embeddings=${this.d.maxPositions}]`);
+    }
+    const start = this.arena.mark();
+    const per = maxCtx * C * 4;
+    this.arena.reserve(2 * L * B * (per + 64) + B * (maxCtx + 64));
+    const k: number[][] = [];
+    const v: number[][] = [];
+    for (let l = 0; l < L; l++) {
+      k.push(Array.from({ length: B }, () => this.arena.alloc(per)));
+      v.push(Array.from({ length: B }, () => this.arena.alloc(per)));
+    }
+    const mask = Array.from({ length: B }, () => this.arena.alloc(maxCtx));
+    return new KVCache(B, maxCtx, k, v, mask, this.arena, start, this.arena.mark());
+  }
+
+  /** Plan and reserve this call's scratch; validate ids, mask and cache room. */
+  begin(ids: ArrayLike<number>[], opts: BeginOptions = {}): Step {
+    const { V, C, E, F, H } = this.d;
+    const B = ids.length;
+    if (B < 1) throw new Error("wasm-lm: empty batch");
+    const T = ids[0].length;
+    if (T < 1) throw new Error("wasm-lm: empty input: at least one token id is needed");
+    for (let b = 0; b < B; b++) {
+      if (ids[b].length !== T) throw new Error(`wasm-lm: batch row ${b} has ${ids[b].length} ids, row 0 has ${T} (pad to one length)`);
+      for (let t = 0; t < T; t++) {
+        const id = ids[b][t];
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new Error(`wasm-lm: token id ${id} at [${b}, ${t}] is outside the vocabulary [0, ${V})`);
+        }
+      }
+    }
+    const mask = opts.attentionMask;
+    if (mask) {
+      if (mask.length !== B) throw new Error(`wasm-lm: attentionMask has ${mask.length} rows, ids have ${B}`);
+      for (let b = 0; b < B; b++) {
+        if (mask[b].length !== T) throw new Error(`wasm-lm: attentionMask row ${b} has ${mask[b].length} entries, ids have ${T}`);
+      }
+    }
+    if (this.openSteps > 0) throw new Error("wasm-lm: a step is already open on this model (end() it first)");
+
+    const ownCache = !opts.cache;
+    const cache = opts.cache ?? this.createCache(B, Math.min(T, this.d.maxPositions));
+    if (cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
+    const past = cache.length;
+    if (past + T > cache.maxCtx) {
+      if (ownCache) cache.release();
+      throw new Error(`wasm-lm: ${past} cached + ${T} new positions exceed the context of ${cache.maxCtx}` +
+        (cache.maxCtx === this.d.maxPositions ? " (max_position_embeddings)" : " (the cache's size)"));
+    }
+
+    const rows = B * T;
+    const S = past + T;
+    const R = Math.max(1, Math.min(opts.maxLogitRows ?? rows, rows));
+    const W = Math.max(C, E);
+    const f = (n: number) => align(n * 4, 64);
+    const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + f(S) +
+      (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64;
+
+    const arena = this.arena;
+    const mark = arena.mark();
+    arena.reserve(plan);
+    arena.frozen = true;
+    const a = (n: number) => arena.alloc(n * 4);
+    this.openSteps++;
+    let ended = false;
+    const step: Step = {
+      B, T, past, cache,
+      ids: Int32Array.from(ids.flatMap((r) => Array.from(r))),
+      positions: new Int32Array(rows),
+      seenAfter: [...cache.seen],
+      collectAttentions: !!opts.collectAttentions,
+      x: a(rows * C), xn: a(rows * W), q: a(rows * C), k: a(rows * C), v: a(rows * C), att: a(rows * C),
+      ffn: a(rows * F), idsPtr: a(rows), posPtr: a(rows), scores: a(S),
+      probs: opts.collectAttentions ? a(H * T * S) : 0,
+      lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
+      attentions: [],
+      end: () => {
+        if (ended) return;
+        ended = true;
+        this.openSteps--;
+        arena.frozen = false;
+        arena.reset(mark);
+        if (ownCache) cache.release();
+      },
+    };
+
+    // Positions as transformers computes them: cumsum(mask)·mask − 1 over past + new, then + 2.
+    // Padding gets −1 + 2 = 1; the key mask keeps padded keys out of every query's softmax.
+    for (let b = 0; b < B; b++) {
+      const m = arena.u8(cache.mask[b], cache.maxCtx);
+      let seen = cache.seen[b];
+      for (let t = 0; t < T; t++) {
+        const real = mask ? mask[b][t] !== 0 : true;
+        m[past + t] = real ? 1 : 0;
+        if (real) seen++;
+        step.positions[b * T + t] = (real ? seen - 1 : -1) + POSITION_OFFSET;
+      }
+      step.seenAfter[b] = seen;
+    }
+    return step;
+  }
+
+  private linear(y: number, x: number, w: number, b: number, T: number, K: number, N: number): void {
+    this.k.linear(y, x, w, b, T, K, N, 0, N);
+  }
+
+  private activation(ptr: number, n: number): void {
+    switch (this.d.activation) {
+      case "relu": return this.k.relu(ptr, ptr, n);
+      case "gelu": return this.k.gelu(ptr, ptr, n);
+      case "gelu_tanh": return this.k.geluTanh(ptr, ptr, n);
+      case "silu": return this.k.silu(ptr, ptr, n);
+    }
+  }
+
+  /** x = embed_tokens(ids) (· project_in) + embed_positions(positions). */
+  embed(s: Step): void {
+    const { k, d, weights: w } = this;
+    const rows = s.B * s.T;
+    this.arena.i32(s.idsPtr, rows).set(s.ids);
+    this.arena.i32(s.posPtr, rows).set(s.positions);
+    if (d.project) {
+      k.embedGather(s.xn, w.embedTokens, s.idsPtr, rows, d.E);
+      this.linear(s.x, s.xn, w.projectIn, 0, rows, d.E, d.C);
+    } else {
+      k.embedGather(s.x, w.embedTokens, s.idsPtr, rows, d.C);
+    }
+    k.embedGather(s.xn, w.embedPositions, s.posPtr, rows, d.C);
+    k.add(s.x, s.x, s.xn, rows * d.C);
+  }
+
+  /** Decoder layer i on the step's residual stream, with any weights (default: the resident ones). */
+  layer(i: number, s: Step, w: OptLayerWeights = this.weights.layers[i]): void {
+    const { k, d } = this;
+    const { C, F, H, D } = d;
+    const rows = s.B * s.T;
+    const n = rows * C;
+    const eps = LAYER_NORM_EPS;
+    const cache = s.cache;
+
+    // Self-attention block. Pre-LN: x + attn(LN(x)). Post-LN (e.g. OPT-350M): LN(x + attn(x)).
+    const attnIn = d.preNorm ? s.xn : s.x;
+    if (d.preNorm) k.layerNorm(s.xn, s.x, w.attnNormW, w.attnNormB, rows, C, eps);
+    this.linear(s.q, attnIn, w.qW, w.qB, rows, C, C);
+    this.linear(s.k, attnIn, w.kW, w.kB, rows, C, C);
+    this.linear(s.v, attnIn, w.vW, w.vB, rows, C, C);
+    const S = s.past + s.T;
+    const probs = s.collectAttentions ? new Float32Array(s.B * H * s.T * S) : null;
+    for (let b = 0; b < s.B; b++) {
+      const off = b * s.T * C * 4;
+      k.kvStore(cache.k[i][b], s.k + off, s.T, s.past, H, D, cache.maxCtx);
+      k.kvStore(cache.v[i][b], s.v + off, s.T, s.past, H, D, cache.maxCtx);
+      k.attention(s.att + off, s.q + off, cache.k[i][b], cache.v[i][b], cache.mask[b], s.probs, s.scores,
+        s.T, s.past, H, D, cache.maxCtx, 0, H);
+      if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
+    }
+    if (probs) s.attentions[i] = probs;
+    this.linear(s.q, s.att, w.oW, w.oB, rows, C, C);
+    k.add(s.x, s.x, s.q, n);
+    if (!d.preNorm) k.layerNorm(s.x, s.x, w.attnNormW, w.attnNormB, rows, C, eps);
+
+    // Feed-forward block.
+    const ffnIn = d.preNorm ? s.xn : s.x;
+    if (d.preNorm) k.layerNorm(s.xn, s.x, w.ffnNormW, w.ffnNormB, rows, C, eps);
+    this.linear(s.ffn, ffnIn, w.fc1W, w.fc1B, rows, C, F);
+    this.activation(s.ffn, rows * F);
+    this.linear(s.q, s.ffn, w.fc2W, w.fc2B, rows, F, C);
+    k.add(s.x, s.x, s.q, n);
+    if (!d.preNorm) k.layerNorm(s.x, s.x, w.ffnNormW, w.ffnNormB, rows, C, eps);
+
+    if (i === this.d.L - 1) {
+      // The cache now holds this step's positions.
+      cache.length = S;
+      s.seenAfter.forEach((n, b) => (cache.seen[b] = n));
+    }
+  }
+
+  /** The final norm and project_out applied to the given rows of x, written to s.lnE as (R, E). */
+  private finalRows(s: Step, rowIdx: number[]): number {
+    const { k, d, weights: w } = this;
+    const R = rowIdx.length;
+    if (R > s.maxLogitRows) throw new Error(`wasm-lm: ${R} logit rows requested, step planned for ${s.maxLogitRows}`);
+    const src = this.arena.f32(s.x, s.B * s.T * d.C);
+    const dst = this.arena.f32(s.lnRows, R * d.C);
+    rowIdx.forEach((r, j) => dst.set(src.subarray(r * d.C, (r + 1) * d.C), j * d.C));
+    if (d.finalNorm) k.layerNorm(s.lnRows, s.lnRows, w.finalNormW, w.finalNormB, R, d.C, LAYER_NORM_EPS);
+    if (d.project) this.linear(s.lnE, s.lnRows, w.projectOut, 0, R, d.C, d.E);
+    return d.project ? s.lnE : s.lnRows;
+  }
+
+  /**
+   * Vocabulary logits for the given rows (indices into the B*T rows of the step), read off the
+   * current residual stream through the final norm and lm_head. After the last layer these are the
+   * model's logits; after an earlier layer they are the "logit lens" view of that layer.
+   */
+  logits(s: Step, rowIdx: number[]): Float32Array {
+    const { d, weights: w } = this;
+    const h = this.finalRows(s, rowIdx);
+    this.linear(s.logitsBuf, h, w.lmHead, 0, rowIdx.length, d.E, d.V);
+    return this.arena.f32(s.logitsBuf, rowIdx.length * d.V).slice();
+  }
+
+  /** The lm_head input (final norm, project_out) for every row: (B*T, E). */
+  finalHidden(s: Step): Float32Array {
+    const rows = s.B * s.T;
+    const out = new Float32Array(rows * this.d.E);
+    for (let r0 = 0; r0 < rows; r0 += s.maxLogitRows) {
+      const idx = Array.from({ length: Math.min(s.maxLogitRows, rows - r0) }, (_, j) => r0 + j);
+      const h = this.finalRows(s, idx);
+      out.set(this.arena.f32(h, idx.length * this.d.E), r0 * this.d.E);
+    }
+    return out;
+  }
+
+  /** A copy of the residual stream: (B*T, C). */
+  hidden(s: Step): Float32Array {
+    return this.arena.f32(s.x, s.B * s.T * this.d.C).slice();
+  }
+
+  /** Run the whole model on a batch: embeddings, every layer, logits for the chosen rows. */
+  forward(ids: ArrayLike<number>[], opts: ForwardOptions = {}): ForwardResult {
+    const which = opts.logits ?? "all";
+    const B = ids.length;
+    const T = ids[0]?.length ?? 0;
+    const rowIdx = which === "all" ? Array.from({ length: B * T }, (_, r) => r)
+      : which === "last" ? Array.from({ length: B }, (_, b) => b * T + T - 1) : [];
+    const s = this.begin(ids, {
+      ...opts,
+      collectAttentions: opts.outputAttentions,
+      maxLogitRows: opts.maxLogitRows ?? Math.max(1, rowIdx.length),
+    });
+    try {
+      this.embed(s);
+      const layers: Float32Array[] = [];
+      const embeddings = opts.outputHiddenStates ? this.hidden(s) : undefined;
+      for (let i = 0; i < this.d.L; i++) {
+        this.layer(i, s);
+        if (opts.outputHiddenStates) layers.push(this.hidden(s));
+      }
+      const logits = rowIdx.length ? this.logits(s, rowIdx) : new Float32Array(0);
+      const result: ForwardResult = { logits, logitsShape: [B, which === "all" ? T : which === "last" ? 1 : 0, this.d.V] };
+      if (opts.outputHiddenStates) result.hiddenStates = { embeddings: embeddings!, layers, final: this.finalHidden(s) };
+      if (opts.outputAttentions) result.attentions = s.attentions;
+      return result;
+    } finally {
+      s.end();
+    }
+  }
+}

@@ -1,0 +1,74 @@
+// A full-size OPT with seeded random weights, made on demand tensor by tensor (no file, no copy).
+// Real weights cannot be downloaded on every machine, so this is the built-in default model and
+// what speed is measured on. Values: linear weights and embeddings uniform with std 0.02 (OPT's
+// init_std), biases std 0.01, LayerNorm weights 1 ± 0.1 — so activations have realistic scales.
+import type { TensorInfo, TensorSource } from "../../formats/types.js";
+import { OPT_125M, optDims, type OptConfig } from "./config.js";
+import { globalSpecs, layerSpecs, numelOf } from "./weights.js";
+
+export const SYNTHETIC_PRESETS: Record<string, OptConfig> = {
+  "opt-125m": OPT_125M,
+};
+
+export function syntheticConfig(preset: string): OptConfig {
+  const c = SYNTHETIC_PRESETS[preset];
+  if (!c) throw new Error(`wasm-lm: unknown synthetic preset '${preset}' (known: ${Object.keys(SYNTHETIC_PRESETS).join(", ")})`);
+  return { ...c };
+}
+
+// FNV-1a: a per-tensor seed, so a tensor's values do not depend on the order tensors are read.
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+function fill(dst: Float32Array, seed: number, center: number, std: number): void {
+  // xorshift32: fast enough to make 125M values in well under a second.
+  let x = seed || 0x9e3779b9;
+  const a = std * Math.sqrt(3) * 2 / 4294967296; // uniform on [-std·√3, std·√3]
+  const c = center - std * Math.sqrt(3);
+  for (let i = 0; i < dst.length; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    dst[i] = c + (x >>> 0) * a;
+  }
+}
+
+export class SyntheticSource implements TensorSource {
+  private infos: TensorInfo[];
+  private byName: Map<string, TensorInfo>;
+
+  constructor(readonly config: OptConfig, readonly seed = 0) {
+    const d = optDims(config);
+    const specs = [...globalSpecs(d)];
+    for (let i = 0; i < d.L; i++) specs.push(...layerSpecs(d, i));
+    if (!d.tied) specs.push({ name: "lm_head.weight", shape: [d.V, d.E] });
+    this.infos = specs.map((s) => ({ name: s.name === "lm_head.weight" ? s.name : `model.decoder.${s.name}`, dtype: "F32", shape: s.shape }));
+    this.byName = new Map(this.infos.map((t) => [t.name, t]));
+  }
+
+  tensors(): TensorInfo[] {
+    return this.infos;
+  }
+  get(name: string): TensorInfo | undefined {
+    return this.byName.get(name);
+  }
+  readF32(name: string, dst: Float32Array): void {
+    const info = this.byName.get(name);
+    if (!info) throw new Error(`synthetic: no tensor '${name}'`);
+    if (dst.length !== numelOf(info.shape)) throw new Error(`synthetic: '${name}' has ${numelOf(info.shape)} elements, destination ${dst.length}`);
+    const seed = (hash(name) ^ Math.imul(this.seed + 1, 0x9e3779b1)) >>> 0;
+    const isNorm = name.includes("layer_norm");
+    const isBias = name.endsWith(".bias");
+    if (isNorm && !isBias) fill(dst, seed, 1, 0.1);
+    else if (isBias) fill(dst, seed, 0, 0.01);
+    else fill(dst, seed, 0, 0.02);
+  }
+  readRaw(name: string): Uint8Array {
+    const info = this.byName.get(name);
+    if (!info) throw new Error(`synthetic: no tensor '${name}'`);
+    const out = new Float32Array(numelOf(info.shape));
+    this.readF32(name, out);
+    return new Uint8Array(out.buffer);
+  }
+}
