@@ -1,0 +1,264 @@
+// Text generation on an OptModel: prefill the prompt into a KV cache, then one token at a time.
+// Logits are computed only for the positions that need them (the last of each sequence).
+import type { OptModel } from "../models/opt/model.js";
+import { argmax, isSampling, Sampler, validateSampling, type SamplingOptions } from "./sampling.js";
+
+export { Sampler, argmax, type SamplingOptions } from "./sampling.js";
+
+/** What generation needs from a tokenizer. */
+export interface TextCodec {
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+  /** Ids the tokenizer can decode (OPT's 50265; the model's lm_head has 50272 rows). */
+  readonly vocabSize?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** New tokens at most (default 32). */
+  maxNewTokens?: number;
+  /** Stop when one of these ids is produced (default: the config's eos_token_id). */
+  stopTokenIds?: number[];
+  /** Generate past EOS (the stop ids are then only stopTokenIds given explicitly). */
+  ignoreEos?: boolean;
+  /** Stop when the generated text contains one of these strings (the text is cut before it). */
+  stopStrings?: string[];
+  signal?: AbortSignal;
+  /** When the prompt is longer than the model's context: error (default) or keep its last tokens. */
+  truncate?: boolean;
+}
+
+export interface Timings {
+  prefill_ms: number;
+  decode_ms_per_token: number;
+  total_ms: number;
+  tokens_per_second: number;
+}
+
+export type FinishReason = "length" | "eos" | "stop_string" | "context";
+
+export interface GenerateResult {
+  input_ids: number[];
+  new_tokens: number[];
+  text: string;
+  finish_reason: FinishReason;
+  timings: Timings;
+}
+
+export interface TokenEvent {
+  id: number;
+  /** Text that became final with this token ("" while a UTF-8 character is incomplete). */
+  text: string;
+}
+
+const now = () => performance.now();
+// Let timers and abort signals run between tokens without the 1 ms floor of setTimeout in Node.
+const yieldToEventLoop = () =>
+  new Promise<void>((r) => (typeof setImmediate === "function" ? setImmediate(r) : setTimeout(r, 0)));
+
+// One generation at a time per model: calls queue instead of interleaving in one KV cache.
+const queues = new WeakMap<OptModel, Promise<unknown>>();
+async function exclusive<T>(model: OptModel, fn: () => Promise<T>): Promise<T> {
+  const prev = queues.get(model) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  queues.set(model, run.catch(() => undefined));
+  return run;
+}
+
+function checkOptions(o: GenerateOptions): void {
+  validateSampling(o);
+  if (o.maxNewTokens !== undefined && !(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 0)) {
+    throw new Error(`wasm-lm: maxNewTokens = ${o.maxNewTokens} must be an integer ≥ 0`);
+  }
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw signal.reason ?? new DOMException("generation aborted", "AbortError");
+}
+
+/** Token-level generation for one prompt: yields each new token as it is chosen. */
+async function* tokenLoop(model: OptModel, prompt: number[], o: GenerateOptions,
+  timings: { prefill: number; decode: number[] }, decodable: number): AsyncGenerator<number, FinishReason> {
+  const maxNew = o.maxNewTokens ?? 32;
+  const ctx = model.d.maxPositions;
+  if (prompt.length === 0) throw new Error("wasm-lm: empty prompt: at least one token id is needed");
+  if (prompt.length > ctx) {
+    if (!o.truncate) throw new Error(`wasm-lm: prompt of ${prompt.length} tokens exceeds max_position_embeddings=${ctx} (pass truncate to keep the last ${ctx})`);
+    prompt = prompt.slice(prompt.length - ctx);
+  }
+  const stops = new Set(o.stopTokenIds ?? []);
+  if (!o.ignoreEos && o.stopTokenIds === undefined) stops.add(model.config.eos_token_id);
+  const sampler = new Sampler(o);
+  const sample = isSampling(o) || o.repetitionPenalty !== undefined;
+  const room = Math.min(ctx, prompt.length + maxNew);
+  const cache = model.createCache(1, room);
+  const history = [...prompt];
+  try {
+    if (maxNew === 0) return "length";
+    throwIfAborted(o.signal);
+    let t0 = now();
+    let logits = model.forward([prompt], { cache, logits: "last" }).logits;
+    timings.prefill = now() - t0;
+    for (let n = 0; ; n++) {
+      // Rows of the lm_head past the tokenizer's vocabulary (padding rows) can never be printed.
+      if (decodable < logits.length) logits.fill(-Infinity, decodable);
+      const id = sample ? sampler.next(logits, history) : argmax(logits);
+      history.push(id);
+      yield id;
+      if (stops.has(id)) return "eos";
+      if (n + 1 >= maxNew) return "length";
+      if (cache.length >= room) return "context";
+      await yieldToEventLoop();
+      throwIfAborted(o.signal);
+      t0 = now();
+      logits = model.forward([[id]], { cache, logits: "last" }).logits;
+      timings.decode.push(now() - t0);
+    }
+  } finally {
+    cache.release();
+  }
+}
+
+/**
+ * Decode streaming: emit only text that can no longer change — not a half UTF-8 character at the
+ * end (it decodes to U+FFFD until its last byte arrives), and not a tail that may begin a stop string.
+ */
+class TextStream {
+  private ids: number[] = [];
+  private emitted = 0;
+  /** Everything decoded so far, up to (excluding) the first stop string. */
+  text = "";
+  stopped = false;
+  constructor(private codec: TextCodec, private stops: string[] = []) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const full = this.codec.decode(this.ids);
+    let end = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
+    const hits = this.stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
+    if (hits.length) {
+      this.stopped = true;
+      end = Math.min(...hits);
+      this.text = full.slice(0, end);
+    } else {
+      this.text = full;
+      let hold = 0;
+      for (const s of this.stops) {
+        for (let k = Math.min(s.length - 1, end); k > hold; k--) {
+          if (full.slice(end - k, end) === s.slice(0, k)) { hold = k; break; }
+        }
+      }
+      end -= hold;
+    }
+    if (end <= this.emitted) return "";
+    const piece = full.slice(this.emitted, end);
+    this.emitted = end;
+    return piece;
+  }
+
+  flush(): string {
+    const piece = this.text.slice(this.emitted);
+    this.emitted = this.text.length;
+    return piece;
+  }
+}
+
+function promptIds(codec: TextCodec | undefined, prompt: string | number[]): number[] {
+  if (typeof prompt === "string") {
+    if (!codec) throw new Error("wasm-lm: a text prompt needs a tokenizer");
+    return codec.encode(prompt);
+  }
+  return [...prompt];
+}
+
+function finishTimings(t: { prefill: number; decode: number[] }, total: number, nNew: number): Timings {
+  const decodeMs = t.decode.reduce((a, b) => a + b, 0);
+  return {
+    prefill_ms: t.prefill,
+    decode_ms_per_token: t.decode.length ? decodeMs / t.decode.length : 0,
+    total_ms: total,
+    tokens_per_second: nNew > 0 && total > 0 ? (nNew / total) * 1000 : 0,
+  };
+}
+
+/**
+ * Stream new tokens as they are generated. The async iterator's return value is the full result.
+ * Calls on one model are queued, never interleaved.
+ */
+export async function* streamGenerate(model: OptModel, codec: TextCodec | undefined, prompt: string | number[],
+  o: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
+  checkOptions(o);
+  const input = promptIds(codec, prompt);
+  // Take our turn in the model's queue, and hold it until this generator finishes.
+  let release!: () => void;
+  const turn = new Promise<void>((r) => (release = r));
+  let started!: () => void;
+  const ready = new Promise<void>((r) => (started = r));
+  void exclusive(model, () => { started(); return turn; });
+  await ready;
+  const t0 = now();
+  const timings = { prefill: 0, decode: [] as number[] };
+  const loop = tokenLoop(model, input, o, timings, Math.min(model.d.V, codec?.vocabSize ?? model.d.V));
+  try {
+    const stream = codec ? new TextStream(codec, o.stopStrings ?? []) : undefined;
+    if (o.stopStrings?.length && !codec) throw new Error("wasm-lm: stopStrings need a tokenizer");
+    const newTokens: number[] = [];
+    let finish: FinishReason = "length";
+    for (;;) {
+      const r = await loop.next();
+      if (r.done) { finish = r.value; break; }
+      newTokens.push(r.value);
+      const text = stream ? stream.push(r.value) : "";
+      yield { id: r.value, text };
+      if (stream?.stopped) {
+        finish = "stop_string";
+        break;
+      }
+    }
+    const rest = stream?.flush();
+    if (rest) yield { id: -1, text: rest };
+    return {
+      input_ids: input,
+      new_tokens: newTokens,
+      text: stream ? stream.text : "",
+      finish_reason: finish,
+      timings: finishTimings(timings, now() - t0, newTokens.length),
+    };
+  } finally {
+    await loop.return("length"); // releases the KV cache however we leave
+    release();
+  }
+}
+
+/** Generate and return the whole result (ids, text, timings). */
+export async function generate(model: OptModel, codec: TextCodec | undefined, prompt: string | number[],
+  o: GenerateOptions = {}): Promise<GenerateResult> {
+  const it = streamGenerate(model, codec, prompt, o);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * Greedy generation for a batch of left-padded prompts (B, T) with an attention mask, as
+ * transformers' generate() does it: the new tokens of every row are real (mask 1).
+ */
+export function greedyBatch(model: OptModel, ids: number[][], attentionMask: number[][], maxNewTokens: number): number[][] {
+  const B = ids.length;
+  const T = ids[0].length;
+  const cache = model.createCache(B, Math.min(model.d.maxPositions, T + maxNewTokens));
+  try {
+    const out: number[][] = ids.map(() => []);
+    let logits = model.forward(ids, { cache, attentionMask, logits: "last" }).logits;
+    const V = model.d.V;
+    for (let n = 0; n < maxNewTokens; n++) {
+      const next = Array.from({ length: B }, (_, b) => argmax(logits, b * V, (b + 1) * V));
+      next.forEach((id, b) => out[b].push(id));
+      if (n + 1 === maxNewTokens) break;
+      logits = model.forward(next.map((id) => [id]), { cache, logits: "last" }).logits;
+    }
+    return out;
+  } finally {
+    cache.release();
+  }
+}
