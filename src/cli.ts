@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+// The wasm-lm command line: generate, logits, tokenize, inspect, synth.
+// Errors are one line on stderr and exit code 1 (2 for usage errors), never a stack trace
+// (set WASM_LM_DEBUG=1 to see one).
+import { Command, InvalidArgumentError, Option } from "commander";
+import cliProgress from "cli-progress";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { DEFAULT_MODEL, loadModel, OPT_TOKENIZER_DIR, type LoadModelOptions } from "./node.js";
+import { generate, streamGenerate, type GenerateOptions } from "./generate/index.js";
+import { loadTokenizer } from "./tokenizer/node.js";
+import { SyntheticSource, syntheticConfig } from "./models/opt/synthetic.js";
+import { writeSafetensors } from "./formats/safetensors.js";
+import { f32ArrayToF16Bytes } from "./formats/dtype.js";
+import { inspectPrompt, formatInspection } from "./inspect.js";
+import type { BuildChoice } from "./wasm.js";
+
+const int = (name: string) => (v: string) => {
+  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be an integer`);
+  return Number(v);
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+const idList = (v: string) => {
+  const parts = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (!parts.every((p) => /^\d+$/.test(p))) throw new InvalidArgumentError("ids must be comma-separated non-negative integers, e.g. 2,250,1345");
+  return parts.map(Number);
+};
+
+interface CommonOpts { model: string; build?: BuildChoice; revision?: string; offline?: boolean; seed?: number; json?: boolean }
+
+/** Load with a progress bar on stderr (only when it is a terminal and not in --json mode). */
+async function load(o: CommonOpts) {
+  const t0 = performance.now();
+  const bar = process.stderr.isTTY && !o.json
+    ? new cliProgress.SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB | {file}", stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic)
+    : undefined;
+  let started = false;
+  const step = (file: string, done: number, total: number) => {
+    if (!bar) return;
+    const mib = (n: number) => Math.round(n / 2 ** 20);
+    if (!started) { bar.start(mib(total), 0, { file }); started = true; }
+    bar.setTotal(mib(total));
+    bar.update(mib(done), { file });
+  };
+  const opts: LoadModelOptions = {
+    build: o.build ?? "auto",
+    revision: o.revision,
+    offline: o.offline,
+    seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
+    onDownload: (p) => step(p.file, p.loaded, p.total ?? p.loaded),
+    onProgress: (done, total) => step("weights → wasm", done, total),
+  };
+  try {
+    const loaded = await loadModel(o.model, opts);
+    return { ...loaded, loadMs: performance.now() - t0 };
+  } finally {
+    bar?.stop();
+  }
+}
+
+function modelOptions(cmd: Command, withSeed = true): Command {
+  cmd.option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
+    .addOption(new Option("--build <build>", "wasm build").choices(["auto", "simd", "relaxed"]).default("auto"))
+    .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
+    .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)");
+  if (withSeed) cmd.option("--seed <n>", "seed of the synthetic model's weights and of sampling", int("--seed"));
+  return cmd;
+}
+
+// Set before the subcommands are made: they inherit both.
+const program = new Command("wasm-lm")
+  .description("OPT language models in WebAssembly")
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(`wasm-lm: ${str.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")} (see --help)\n`) });
+
+modelOptions(program.command("generate").description("generate text from a prompt (greedy unless a sampling option is given)"))
+  .option("-p, --prompt <text>", "prompt text")
+  .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
+  .option("-n, --max-new-tokens <n>", "new tokens at most", int("--max-new-tokens"), 32)
+  .option("--temperature <t>", "sampling temperature (> 0)", num("--temperature"))
+  .option("--top-k <k>", "sample from the k most likely tokens", int("--top-k"))
+  .option("--top-p <p>", "nucleus sampling: smallest set with probability ≥ p", num("--top-p"))
+  .option("--repetition-penalty <r>", "penalise tokens already present (> 0, 1 = off)", num("--repetition-penalty"))
+  .option("--stop <text...>", "stop when the text contains one of these strings")
+  .option("--ignore-eos", "keep generating after the end-of-sequence token")
+  .option("--truncate", "keep the last tokens of a prompt longer than the model's context")
+  .option("--json", "print one JSON object (input_ids, new_tokens, text, timings)")
+  .action(async (o) => {
+    if ((o.prompt === undefined) === (o.ids === undefined)) throw new UsageError("give exactly one of --prompt or --ids");
+    const { model, tokenizer, loadMs } = await load(o);
+    const gen: GenerateOptions = {
+      maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
+      repetitionPenalty: o.repetitionPenalty, seed: o.seed, stopStrings: o.stop, ignoreEos: o.ignoreEos, truncate: o.truncate,
+    };
+    const prompt = o.ids ?? o.prompt;
+    if (o.json) {
+      const r = await generate(model, tokenizer, prompt, gen);
+      process.stdout.write(JSON.stringify({ model: o.model, build: model.build, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n");
+      return;
+    }
+    const input = typeof prompt === "string" ? prompt : tokenizer.decode(prompt);
+    process.stdout.write(input);
+    const it = streamGenerate(model, tokenizer, prompt, gen);
+    let r = await it.next();
+    while (!r.done) {
+      process.stdout.write(r.value.text);
+      r = await it.next();
+    }
+    const t = r.value.timings;
+    process.stdout.write("\n");
+    process.stderr.write(`${r.value.new_tokens.length} tokens, ${t.tokens_per_second.toFixed(1)} tokens/s ` +
+      `(load ${loadMs.toFixed(0)} ms, prefill ${t.prefill_ms.toFixed(0)} ms, decode ${t.decode_ms_per_token.toFixed(1)} ms/token, ` +
+      `build ${model.build}, stop: ${r.value.finish_reason})\n`);
+  });
+
+modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))
+  .requiredOption("--ids <ids>", "token ids, comma-separated", idList)
+  .option("--last", "only the last position")
+  .option("--json", "print {\"logits\": [[…], …]} (the default and only format)")
+  .action(async (o) => {
+    const { model } = await load({ ...o, json: true });
+    const r = model.forward([o.ids], { logits: o.last ? "last" : "all" });
+    const V = r.logitsShape[2];
+    const rows = Array.from({ length: r.logitsShape[1] }, (_, i) => Array.from(r.logits.subarray(i * V, (i + 1) * V)));
+    process.stdout.write(JSON.stringify({ logits: rows }) + "\n");
+  });
+
+program.command("tokenize").description("token ids of a text (with OPT's leading </s>)")
+  .option("-m, --model <dir>", "model directory or a directory holding only tokenizer files (default: the OPT tokenizer shipped)")
+  .option("--text <text>", "the text")
+  .option("--text-file <path>", "read the text from a file ('-' = stdin)")
+  .option("--no-special", "do not add the leading </s>")
+  .option("--json", "print {\"ids\": […]} (the default and only format)")
+  .action((o) => {
+    if ((o.text === undefined) === (o.textFile === undefined)) throw new UsageError("give exactly one of --text or --text-file");
+    const text = o.text ?? readFileSync(o.textFile === "-" ? 0 : o.textFile, "utf8");
+    const tok = loadTokenizer(o.model ?? OPT_TOKENIZER_DIR);
+    process.stdout.write(JSON.stringify({ ids: tok.encode(text, { addSpecialTokens: o.special }) }) + "\n");
+  });
+
+modelOptions(program.command("inspect").description("what each layer does: hidden-state norms, logit lens, attention"))
+  .option("-p, --prompt <text>", "prompt text")
+  .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
+  .option("--top <k>", "candidates per layer", int("--top"), 5)
+  .option("--json", "print the inspection as JSON")
+  .action(async (o) => {
+    if ((o.prompt === undefined) === (o.ids === undefined)) throw new UsageError("give exactly one of --prompt or --ids");
+    const { model, tokenizer } = await load(o);
+    const r = inspectPrompt(model, tokenizer, o.ids ?? o.prompt, { top: o.top });
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatInspection(r));
+  });
+
+program.command("synth").description("write a seeded random model in the Hugging Face layout (config.json + model.safetensors + tokenizer)")
+  .option("--preset <name>", "model shape", "opt-125m")
+  .option("--seed <n>", "weights seed", int("--seed"), 0)
+  .addOption(new Option("--dtype <dtype>", "stored dtype").choices(["f32", "f16"]).default("f32"))
+  .requiredOption("--out <dir>", "output directory")
+  .action((o) => {
+    const config = syntheticConfig(o.preset);
+    const src = new SyntheticSource(config, o.seed);
+    mkdirSync(o.out, { recursive: true });
+    const tensors = src.tensors().map((t) => {
+      const f = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+      src.readF32(t.name, f);
+      return o.dtype === "f16"
+        ? { name: t.name, dtype: "F16" as const, shape: t.shape, data: f32ArrayToF16Bytes(f) }
+        : { name: t.name, dtype: "F32" as const, shape: t.shape, data: new Uint8Array(f.buffer) };
+    });
+    writeFileSync(join(o.out, "model.safetensors"), writeSafetensors(tensors, { format: "pt", "wasm-lm-synthetic": `${o.preset} seed ${o.seed}` }));
+    writeFileSync(join(o.out, "config.json"), JSON.stringify({ architectures: ["OPTForCausalLM"], model_type: "opt", torch_dtype: o.dtype === "f16" ? "float16" : "float32", ...config }, null, 2) + "\n");
+    for (const f of ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]) {
+      if (existsSync(join(OPT_TOKENIZER_DIR, f))) copyFileSync(join(OPT_TOKENIZER_DIR, f), join(o.out, f));
+    }
+    process.stderr.write(`wrote ${o.out} (${o.preset}, seed ${o.seed}, ${o.dtype})\n`);
+  });
+
+class UsageError extends Error {}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  const err = e as Error & { code?: string; exitCode?: number };
+  if (err.code?.startsWith("commander.")) {
+    // commander already printed its message (or help/version).
+    process.exit(err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help" ? 0 : 2);
+  }
+  if (process.env.WASM_LM_DEBUG) console.error(err);
+  process.stderr.write(`wasm-lm: ${err.message.replace(/^wasm-lm: /, "").split("\n")[0]}\n`);
+  process.exit(e instanceof UsageError ? 2 : 1);
+}

@@ -1,0 +1,63 @@
+// Loading a model by name in Node (and Bun/Deno's Node compatibility): a local Hugging Face model
+// directory, a hub id (downloaded into a cache), or "synthetic:<preset>" (seeded random weights).
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { openCheckpointDir } from "./formats/node.js";
+import { resolveModel, type ResolveOptions } from "./formats/hub.js";
+import type { TensorSource } from "./formats/types.js";
+import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
+import { OptModel, type LoadOptions } from "./models/opt/model.js";
+import { SyntheticSource, syntheticConfig } from "./models/opt/synthetic.js";
+import { loadTokenizer } from "./tokenizer/node.js";
+import type { Tokenizer } from "./tokenizer/index.js";
+
+export const DEFAULT_MODEL = "synthetic:opt-125m";
+
+/** The OPT tokenizer files shipped with the package (every OPT size uses the same tokenizer). */
+export const OPT_TOKENIZER_DIR = fileURLToPath(new URL("../tokenizers/opt/", import.meta.url));
+
+export interface LoadModelOptions extends LoadOptions, ResolveOptions {
+  /** Seed of a synthetic model's weights (default 0). */
+  seed?: number;
+}
+
+export interface LoadedModel {
+  model: OptModel;
+  tokenizer: Tokenizer;
+  config: OptConfig;
+  /** Where the weights came from: a directory, or the synthetic preset. */
+  location: string;
+}
+
+const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
+
+/** Config, checkpoint and tokenizer of a model spec, without loading weights into WebAssembly. */
+export async function openModel(spec: string, opts: LoadModelOptions = {}):
+  Promise<{ config: OptConfig; source: TensorSource; tokenizer: Tokenizer; location: string }> {
+  if (spec.startsWith("synthetic:")) {
+    const config = syntheticConfig(spec.slice("synthetic:".length));
+    return { config, source: new SyntheticSource(config, opts.seed ?? 0), tokenizer: loadTokenizer(OPT_TOKENIZER_DIR), location: spec };
+  }
+  let dir = spec;
+  if (!(existsSync(spec) && statSync(spec).isDirectory())) {
+    if (spec.startsWith(".") || spec.startsWith("/") || spec.split("/").length !== 2) {
+      throw new Error(`wasm-lm: model '${spec}' is not a directory, a hub id (owner/name) or synthetic:<preset>`);
+    }
+    dir = await resolveModel(spec, opts);
+  }
+  const configPath = join(dir, "config.json");
+  if (!existsSync(configPath)) throw new Error(`wasm-lm: ${configPath} not found (a model directory needs config.json)`);
+  const config = parseOptConfig(readFileSync(configPath, "utf8"), configPath);
+  const source = openCheckpointDir(dir);
+  const hasTokenizer = TOKENIZER_FILES.some((f) => existsSync(join(dir, f)));
+  const tokenizer = loadTokenizer(hasTokenizer ? dir : OPT_TOKENIZER_DIR);
+  return { config, source, tokenizer, location: dir };
+}
+
+/** Open a model spec and load its weights into WebAssembly memory. */
+export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const { config, source, tokenizer, location } = await openModel(spec, opts);
+  const model = await OptModel.load(config, source, { ...opts, label: opts.label ?? location });
+  return { model, tokenizer, config, location };
+}
