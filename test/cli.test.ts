@@ -1,0 +1,115 @@
+// The command line as a user runs it: the built dist/cli.js (npm test builds first).
+import { describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
+
+const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+const ref = reference();
+
+function run(args: string[], input?: string) {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' first`);
+  const r = spawnSync(process.execPath, [CLI, ...args], { input, encoding: "utf8", maxBuffer: 256 << 20 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** A failure is one line on stderr, no stack trace. */
+function expectOneLineError(r: ReturnType<typeof run>, code: number, pattern: RegExp) {
+  expect(r.code).toBe(code);
+  const lines = r.err.trim().split("\n");
+  expect(lines.length, r.err).toBe(1);
+  expect(r.err).toMatch(pattern);
+  expect(r.err).not.toMatch(/\n\s+at /);
+}
+
+describe("wasm-lm CLI", () => {
+  it("generate --json on the fixture gives transformers' greedy tokens", () => {
+    const r = run(["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "32", "--ignore-eos", "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.input_ids).toEqual(ref.input_ids);
+    expect(j.new_tokens).toEqual(ref.generation.new_tokens);
+    expect(typeof j.text).toBe("string");
+    for (const k of ["load_ms", "prefill_ms", "decode_ms_per_token"]) expect(typeof j.timings[k]).toBe("number");
+  });
+
+  it("logits --json matches the reference, --last gives one row", () => {
+    const r = run(["logits", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const rows: number[][] = JSON.parse(r.out).logits;
+    expect(rows.length).toBe(ref.input_ids.length);
+    const d = maxAbsDiff(rows.flat(), ref.logits.flat());
+    console.log(`CLI logits max|Δ| ${d.max.toExponential(2)}`);
+    expect(d.max).toBeLessThanOrEqual(1e-4);
+    const last = JSON.parse(run(["logits", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "--last", "--json"]).out).logits;
+    expect(last.length).toBe(1);
+    expect(maxAbsDiff(last[0], ref.logits[ref.logits.length - 1]).max).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("tokenize from --text and from stdin (a NUL travels only there)", () => {
+    expect(JSON.parse(run(["tokenize", "--text", "Hello world!", "--json"]).out).ids).toEqual([2, 31414, 232, 328]);
+    const r = run(["tokenize", "--text-file", "-", "--json"], "a\u0000b");
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).ids[0]).toBe(2);
+  });
+
+  it("inspect prints every layer with the logit lens and attention", () => {
+    const r = run(["inspect", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.layers.length).toBe(3); // embeddings + 2 layers
+    expect(j.layers[2].top[0].id).toBe(ref.argmax[ref.argmax.length - 1]);
+    expect(j.layers[1].heads.length).toBe(4);
+    const text = run(["inspect", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(",")]);
+    expect(text.out).toMatch(/layer 1 .*\n.*logit lens/);
+  });
+
+  it("errors are one clear line with a non-zero exit", () => {
+    expectOneLineError(run(["generate", "--model", "/nonexistent/dir", "--prompt", "x"]), 1, /not a directory, a hub id/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2,x"]), 2, /comma-separated/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR]), 2, /exactly one of --prompt or --ids/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2,600"]), 1, /token id 600 .* outside the vocabulary/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--temperature", "-1"]), 1, /temperature/);
+    const dir = mkdtempSync(join(tmpdir(), "wasm-lm-cli-"));
+    try {
+      writeFileSync(join(dir, "config.json"), "{ not json");
+      expectOneLineError(run(["generate", "--model", dir, "--ids", "2"]), 1, /config\.json: not valid JSON/);
+      writeFileSync(join(dir, "config.json"), JSON.stringify({ ...ref.config, num_attention_heads: 5 }));
+      expectOneLineError(run(["generate", "--model", dir, "--ids", "2"]), 1, /hidden_size 64 is not divisible by num_attention_heads 5/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("--help works for every command", () => {
+    for (const c of ["generate", "logits", "tokenize", "inspect", "synth"]) {
+      const r = run([c, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/Usage: wasm-lm/);
+    }
+  });
+
+  it("synth writes a hub-style directory that generate loads", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasm-lm-synth-"));
+    try {
+      const out = join(dir, "opt-125m-synth");
+      mkdirSync(out);
+      const s = run(["synth", "--preset", "opt-125m", "--seed", "3", "--dtype", "f32", "--out", out]);
+      expect(s.code, s.err).toBe(0);
+      for (const f of ["config.json", "model.safetensors", "vocab.json", "merges.txt"]) expect(existsSync(join(out, f))).toBe(true);
+      const g = run(["generate", "--model", out, "--prompt", "Hello", "-n", "4", "--json"]);
+      expect(g.code, g.err).toBe(0);
+      const j = JSON.parse(g.out);
+      expect(j.input_ids).toEqual([2, 31414]);
+      expect(j.new_tokens.length).toBeGreaterThan(0);
+      // The same weights made in memory give the same tokens.
+      const mem = JSON.parse(run(["generate", "--model", "synthetic:opt-125m", "--seed", "3", "--prompt", "Hello", "-n", "4", "--json"]).out);
+      expect(mem.new_tokens).toEqual(j.new_tokens);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
