@@ -13,13 +13,19 @@ import { Arena, align } from "../../arena.js";
 import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
 import type { TensorSource } from "../../formats/types.js";
 import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
-import { CheckpointNames, loadOptWeights, weightBytes, type OptLayerWeights, type OptWeights } from "./weights.js";
+import { allocLayerSlot, CheckpointNames, fillLayer, loadOptWeights, weightBytes, type OptLayerWeights, type OptWeights } from "./weights.js";
 
 export interface LoadOptions extends LoadWasmOptions {
   /** Called while weights are copied into WebAssembly memory. */
   onProgress?: (done: number, total: number) => void;
   /** Label for errors (e.g. the checkpoint's path). */
   label?: string;
+  /**
+   * Keep every layer's weights in WebAssembly memory (default). With false, layers are read from
+   * the checkpoint one at a time into a single slot as the forward pass reaches them: memory
+   * holds one layer instead of all (slower: every pass re-reads and converts the layer weights).
+   */
+  residentLayers?: boolean;
 }
 
 /** The keys and values of every layer for a batch of B sequences, plus which positions are real. */
@@ -116,14 +122,21 @@ export class OptModel {
   readonly d: OptDims;
   private openSteps = 0;
 
+  /** Where streamed layers are read into, when layers are not resident. */
+  private slot: OptLayerWeights | null = null;
+  private slotLayer = -1;
+
   private constructor(
     readonly config: OptConfig,
     readonly wasm: Wasm,
     readonly arena: Arena,
     readonly weights: OptWeights,
+    private readonly source: TensorSource,
+    private readonly names: CheckpointNames,
   ) {
     this.k = wasm.k;
     this.d = optDims(config);
+    if (weights.layers.length === 0) this.slot = allocLayerSlot(arena, this.d);
   }
 
   /** Validate the checkpoint against the config, then copy the weights into WebAssembly memory. */
@@ -139,8 +152,9 @@ export class OptModel {
     const names = new CheckpointNames(source, d, label);
     const wasm = await loadWasm(opts);
     const arena = new Arena(wasm);
-    const weights = loadOptWeights(arena, source, names, d, opts.onProgress);
-    return new OptModel(config, wasm, arena, weights);
+    const resident = opts.residentLayers ?? true;
+    const weights = loadOptWeights(arena, source, names, d, opts.onProgress, resident);
+    return new OptModel(config, wasm, arena, weights, source, names);
   }
 
   get build() {
@@ -267,6 +281,18 @@ export class OptModel {
     }
   }
 
+  /** Layer i's weights: resident, or read into the slot now. */
+  layerWeights(i: number): OptLayerWeights {
+    if (!Number.isInteger(i) || i < 0 || i >= this.d.L) throw new Error(`wasm-lm: layer ${i} does not exist (0 … ${this.d.L - 1})`);
+    if (!this.slot) return this.weights.layers[i];
+    if (this.slotLayer !== i) {
+      this.slotLayer = -1; // a failed read must not leave a half-filled slot labelled as layer i
+      fillLayer(this.arena, this.source, this.names, this.d, i, this.slot);
+      this.slotLayer = i;
+    }
+    return this.slot;
+  }
+
   /** x = embed_tokens(ids) (· project_in) + embed_positions(positions). */
   embed(s: Step): void {
     const { k, d, weights: w } = this;
@@ -284,7 +310,7 @@ export class OptModel {
   }
 
   /** Decoder layer i on the step's residual stream, with any weights (default: the resident ones). */
-  layer(i: number, s: Step, w: OptLayerWeights = this.weights.layers[i]): void {
+  layer(i: number, s: Step, w: OptLayerWeights = this.layerWeights(i)): void {
     const { k, d } = this;
     const { C, F, H, D } = d;
     const rows = s.B * s.T;

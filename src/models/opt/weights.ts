@@ -83,10 +83,10 @@ export function globalSpecs(d: OptDims): WeightSpec[] {
 export const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Bytes of f32 weights the model needs (the tied lm_head costs nothing). */
-export function weightBytes(d: OptDims): number {
+export function weightBytes(d: OptDims, residentLayers = d.L): number {
   let n = 0;
   for (const s of globalSpecs(d)) n += numelOf(s.shape);
-  for (const s of layerSpecs(d, 0)) n += numelOf(s.shape) * d.L;
+  for (const s of layerSpecs(d, 0)) n += numelOf(s.shape) * residentLayers;
   if (!d.tied) n += d.V * d.E;
   return n * 4;
 }
@@ -141,17 +141,36 @@ export function loadTensor(arena: Arena, src: TensorSource, name: string, n: num
   return ptr;
 }
 
-/** Load decoder layer i's weights into the arena (where they live is the caller's choice). */
-export function loadLayerWeights(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims, i: number): OptLayerWeights {
+/** Room for one decoder layer's weights (a slot that layers can be streamed through). */
+export function allocLayerSlot(arena: Arena, d: OptDims): OptLayerWeights {
   const w = Object.fromEntries(LAYER_FIELDS.map(([f]) => [f, 0])) as unknown as OptLayerWeights;
-  for (const s of layerSpecs(d, i)) w[s.field] = loadTensor(arena, src, names.full(s.name), numelOf(s.shape));
+  for (const s of layerSpecs(d, 0)) w[s.field] = arena.alloc(numelOf(s.shape) * 4);
   return w;
 }
 
-/** Load all weights (progress: called after each tensor with bytes done / total). */
+/** Read decoder layer i's tensors from the checkpoint into a slot. */
+export function fillLayer(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims, i: number, slot: OptLayerWeights): void {
+  for (const s of layerSpecs(d, i)) src.readF32(names.full(s.name), arena.f32(slot[s.field], numelOf(s.shape)));
+}
+
+/** Load decoder layer i's weights into a fresh arena region (where they live is the caller's choice). */
+export function loadLayerWeights(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims, i: number): OptLayerWeights {
+  const w = allocLayerSlot(arena, d);
+  fillLayer(arena, src, names, d, i, w);
+  return w;
+}
+
+/** Bytes of one decoder layer's f32 weights. */
+export const layerBytes = (d: OptDims) => layerSpecs(d, 0).reduce((a, s) => a + numelOf(s.shape) * 4, 0);
+
+/**
+ * Load the weights (progress: called after each tensor with bytes done / total). With
+ * residentLayers false only the embeddings, norms and heads are loaded and `layers` is empty:
+ * the caller streams layers through a slot (OptModel does this for you).
+ */
 export function loadOptWeights(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims,
-  onProgress?: (done: number, total: number) => void): OptWeights {
-  const total = weightBytes(d);
+  onProgress?: (done: number, total: number) => void, residentLayers = true): OptWeights {
+  const total = weightBytes(d, residentLayers ? d.L : 0);
   arena.reserve(total + 64 * 64); // grow memory once, with room for alignment padding
   let done = 0;
   const g = (name: string, shape: number[]) => {
@@ -168,9 +187,9 @@ export function loadOptWeights(arena: Arena, src: TensorSource, names: Checkpoin
   const finalNormW = d.finalNorm && d.affine ? g("final_layer_norm.weight", [d.C]) : 0;
   const finalNormB = d.finalNorm && d.affine ? g("final_layer_norm.bias", [d.C]) : 0;
   const layers: OptLayerWeights[] = [];
-  for (let i = 0; i < d.L; i++) {
+  for (let i = 0; residentLayers && i < d.L; i++) {
     layers.push(loadLayerWeights(arena, src, names, d, i));
-    done += layerSpecs(d, i).reduce((a, s) => a + numelOf(s.shape) * 4, 0);
+    done += layerBytes(d);
     onProgress?.(done, total);
   }
   // transformers ties lm_head to embed_tokens when tie_word_embeddings is true, even if the file has one.

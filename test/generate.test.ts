@@ -1,0 +1,145 @@
+// Generation on the tiny fixture: sampling options, stop conditions, streaming, abort, queueing;
+// and the layer-streaming mode (one layer resident at a time).
+import { beforeAll, describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { openSafetensors } from "../src/formats/safetensors.js";
+import { parseOptConfig } from "../src/models/opt/config.js";
+import { OptModel } from "../src/models/opt/model.js";
+import { generate, streamGenerate, type TextCodec } from "../src/generate/index.js";
+import { applyRepetitionPenalty, Sampler } from "../src/generate/sampling.js";
+import { loadTokenizer } from "../src/tokenizer/node.js";
+import { FIXTURE_DIR, maxAbsDiff, reference, TOKENIZER_FIXTURE_DIR } from "./helpers.js";
+
+const ref = reference();
+const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "utf8"));
+const source = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors"))));
+const tokenizer = loadTokenizer(TOKENIZER_FIXTURE_DIR);
+// The fixture's vocabulary is the first 512 OPT ids, so the OPT tokenizer decodes its output.
+const codec: TextCodec = { encode: (t) => tokenizer.encode(t), decode: (ids) => tokenizer.decode(ids), vocabSize: config.vocab_size };
+const prompt: number[] = ref.input_ids;
+let model: OptModel;
+
+beforeAll(async () => {
+  model = await OptModel.load(config, source(), { build: "simd" });
+});
+
+describe("generate", () => {
+  it("greedy text equals the decoded reference tokens; streamed pieces add up to it", async () => {
+    const r = await generate(model, codec, prompt, { maxNewTokens: 32, ignoreEos: true });
+    expect(r.new_tokens).toEqual(ref.generation.new_tokens);
+    expect(r.text).toBe(tokenizer.decode(ref.generation.new_tokens));
+    expect(r.finish_reason).toBe("length");
+    let streamed = "";
+    const ids: number[] = [];
+    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 32, ignoreEos: true })) {
+      streamed += t.text;
+      if (t.id >= 0) ids.push(t.id);
+    }
+    expect(ids).toEqual(ref.generation.new_tokens);
+    expect(streamed).toBe(r.text);
+    expect(r.timings.prefill_ms).toBeGreaterThan(0);
+    expect(r.timings.decode_ms_per_token).toBeGreaterThan(0);
+  });
+
+  it("sampling is reproducible with a seed and differs across seeds; top-k 1 is greedy", async () => {
+    const a = await generate(model, undefined, prompt, { maxNewTokens: 24, temperature: 1.5, seed: 1, ignoreEos: true });
+    const b = await generate(model, undefined, prompt, { maxNewTokens: 24, temperature: 1.5, seed: 1, ignoreEos: true });
+    const c = await generate(model, undefined, prompt, { maxNewTokens: 24, temperature: 1.5, seed: 2, ignoreEos: true });
+    expect(a.new_tokens).toEqual(b.new_tokens);
+    expect(a.new_tokens).not.toEqual(c.new_tokens);
+    const k1 = await generate(model, undefined, prompt, { maxNewTokens: 16, topK: 1, temperature: 2, seed: 5, ignoreEos: true });
+    expect(k1.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 16));
+    const p = await generate(model, undefined, prompt, { maxNewTokens: 16, topP: 1e-6, seed: 5, ignoreEos: true });
+    expect(p.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 16));
+  });
+
+  it("top-k and top-p keep only allowed tokens", () => {
+    const logits = Float32Array.from([0, 5, 4, 3, -1, 2]);
+    const seen = new Set<number>();
+    const s = new Sampler({ topK: 2, seed: 3 });
+    for (let i = 0; i < 200; i++) seen.add(s.next(logits.slice(), []));
+    expect([...seen].sort()).toEqual([1, 2]);
+    const seenP = new Set<number>();
+    const sp = new Sampler({ topP: 0.5, temperature: 1, seed: 3 }); // p(1) = 0.64 ≥ 0.5 alone
+    for (let i = 0; i < 200; i++) seenP.add(sp.next(logits.slice(), []));
+    expect([...seenP]).toEqual([1]);
+  });
+
+  it("repetition penalty follows transformers (divide positive, multiply negative)", () => {
+    const l = Float32Array.from([2, -2, 1]);
+    applyRepetitionPenalty(l, [0, 1, 1], 2);
+    expect(Array.from(l)).toEqual([1, -4, 1]);
+  });
+
+  it("stops on a token id, on EOS, on a stop string", async () => {
+    const first = ref.generation.new_tokens;
+    const r = await generate(model, undefined, prompt, { maxNewTokens: 32, stopTokenIds: [first[3]] });
+    expect(r.new_tokens).toEqual(first.slice(0, first.indexOf(first[3]) + 1));
+    expect(r.finish_reason).toBe("eos");
+    const full = tokenizer.decode(first);
+    const stop = full.slice(10, 14);
+    const s = await generate(model, codec, prompt, { maxNewTokens: 32, ignoreEos: true, stopStrings: [stop] });
+    expect(s.finish_reason).toBe("stop_string");
+    expect(s.text).toBe(full.slice(0, full.indexOf(stop)));
+    let streamed = "";
+    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 32, ignoreEos: true, stopStrings: [stop] })) streamed += t.text;
+    expect(streamed).toBe(s.text);
+  });
+
+  it("bad options and prompts are clear errors", async () => {
+    await expect(generate(model, undefined, prompt, { temperature: -1 })).rejects.toThrow(/temperature = -1/);
+    await expect(generate(model, undefined, prompt, { topP: 1.5 })).rejects.toThrow(/topP = 1.5/);
+    await expect(generate(model, undefined, prompt, { topK: 2.5 })).rejects.toThrow(/topK/);
+    await expect(generate(model, undefined, [], {})).rejects.toThrow(/empty prompt/);
+    await expect(generate(model, undefined, [2, 9999])).rejects.toThrow(/token id 9999/);
+    await expect(generate(model, undefined, [2, -1])).rejects.toThrow(/token id -1/);
+    await expect(generate(model, undefined, [2, 1.5])).rejects.toThrow(/token id 1.5/);
+    const long = new Array(config.max_position_embeddings + 5).fill(5);
+    await expect(generate(model, undefined, long)).rejects.toThrow(/exceeds max_position_embeddings=64/);
+    const t = await generate(model, undefined, long, { truncate: true, maxNewTokens: 1 });
+    expect(t.input_ids.length).toBe(long.length);
+    expect(t.new_tokens.length).toBe(1);
+    // The model is still fine afterwards.
+    expect((await generate(model, undefined, prompt, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 4));
+  });
+
+  it("an AbortSignal stops generation, and the model is usable afterwards", async () => {
+    const used = model.arena.used;
+    const ac = new AbortController();
+    const seen: number[] = [];
+    const run = (async () => {
+      for await (const t of streamGenerate(model, undefined, prompt, { maxNewTokens: 50, ignoreEos: true, signal: ac.signal })) {
+        seen.push(t.id);
+        if (seen.length === 3) ac.abort();
+      }
+    })();
+    await expect(run).rejects.toThrow(/abort/i);
+    expect(seen.length).toBe(3);
+    expect(model.arena.used).toBe(used);
+    expect((await generate(model, undefined, prompt, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+  });
+
+  it("concurrent calls on one model are queued, each gets its own answer", async () => {
+    const runs = await Promise.all([
+      generate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true }),
+      generate(model, undefined, ref.padded_batch.input_ids[1].slice(5), { maxNewTokens: 20, ignoreEos: true }),
+      generate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true }),
+    ]);
+    expect(runs[0].new_tokens).toEqual(ref.generation.new_tokens.slice(0, 20));
+    expect(runs[2].new_tokens).toEqual(ref.generation.new_tokens.slice(0, 20));
+    expect(runs[1].new_tokens).toEqual(ref.padded_batch.generation.new_tokens[1].slice(0, 20));
+  });
+});
+
+describe("layers streamed one at a time", () => {
+  it("gives the same logits as resident layers with one layer's memory", async () => {
+    const streamed = await OptModel.load(config, source(), { build: "simd", residentLayers: false });
+    const a = streamed.forward([prompt]).logits;
+    expect(maxAbsDiff(a, model.forward([prompt]).logits).max).toBe(0);
+    expect(streamed.weights.layers.length).toBe(0);
+    expect(streamed.arena.used).toBeLessThan(model.arena.used);
+    const g = await generate(streamed, undefined, prompt, { maxNewTokens: 32, ignoreEos: true });
+    expect(g.new_tokens).toEqual(ref.generation.new_tokens);
+  });
+});
