@@ -30,7 +30,7 @@ const idList = (v: string) => {
   return parts.map(Number);
 };
 
-interface CommonOpts { model: string; build?: BuildChoice; revision?: string; offline?: boolean; seed?: number; json?: boolean }
+interface CommonOpts { model: string; build?: BuildChoice; threads?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
 
 /** Load with a progress bar on stderr (only when it is a terminal and not in --json mode). */
 async function load(o: CommonOpts) {
@@ -48,6 +48,7 @@ async function load(o: CommonOpts) {
   };
   const opts: LoadModelOptions = {
     build: o.build ?? "auto",
+    threads: o.threads,
     revision: o.revision,
     offline: o.offline,
     seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
@@ -65,6 +66,7 @@ async function load(o: CommonOpts) {
 function modelOptions(cmd: Command, withSeed = true): Command {
   cmd.option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
     .addOption(new Option("--build <build>", "wasm build").choices(["auto", "simd", "relaxed"]).default("auto"))
+    .option("--threads <n>", "threads for the big kernels (default: the available cores)", int("--threads"))
     .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
     .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)");
   if (withSeed) cmd.option("--seed <n>", "seed of the synthetic model's weights and of sampling", int("--seed"));
@@ -114,7 +116,7 @@ modelOptions(program.command("generate").description("generate text from a promp
     process.stdout.write("\n");
     process.stderr.write(`${r.value.new_tokens.length} tokens, ${t.tokens_per_second.toFixed(1)} tokens/s ` +
       `(load ${loadMs.toFixed(0)} ms, prefill ${t.prefill_ms.toFixed(0)} ms, decode ${t.decode_ms_per_token.toFixed(1)} ms/token, ` +
-      `build ${model.build}, stop: ${r.value.finish_reason})\n`);
+      `build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`);
   });
 
 modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))

@@ -45,6 +45,8 @@ export interface Wasm {
   memory: WebAssembly.Memory;
   module: WebAssembly.Module;
   build: Build;
+  /** The memory is a shared one (the -mt build): worker threads can run kernels on it. */
+  shared: boolean;
 }
 
 export interface LoadWasmOptions {
@@ -56,6 +58,8 @@ export interface LoadWasmOptions {
   module?: WebAssembly.Module;
   /** Use this memory instead of a new one (e.g. a shared memory for worker threads). */
   memory?: WebAssembly.Memory;
+  /** Load the shared-memory (-mt) build on a shared memory, so worker threads can join. */
+  shared?: boolean;
   /** Initial memory in bytes (grown later by the arena as planned). Default 16 MiB. */
   initialBytes?: number;
 }
@@ -118,14 +122,14 @@ export function chooseBuild(choice: BuildChoice = "auto"): Build {
 }
 
 /** Where a build's file is, relative to this module (src/ and dist/ both sit next to build/). */
-export function wasmUrl(build: Build): URL {
-  return new URL(`../build/wasm-lm.${build}.wasm`, import.meta.url);
+export function wasmUrl(build: Build, shared = false): URL {
+  return new URL(`../build/wasm-lm.${build}${shared ? "-mt" : ""}.wasm`, import.meta.url);
 }
 
 const isNode = typeof process !== "undefined" && !!process.versions?.node;
 
-async function readBuild(build: Build): Promise<BufferSource> {
-  const url = wasmUrl(build);
+async function readBuild(build: Build, shared: boolean): Promise<BufferSource> {
+  const url = wasmUrl(build, shared);
   try {
     if (url.protocol === "file:" && isNode) {
       const { readFile } = await import("node:fs/promises");
@@ -144,9 +148,14 @@ export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
   // Code handed in by the caller is labelled by opts.build (it only names the build in reports).
   const fromCaller = opts.module !== undefined || opts.bytes !== undefined;
   const chosen: Build = fromCaller ? (opts.build === "relaxed" ? "relaxed" : "simd") : chooseBuild(opts.build);
-  const module = opts.module ?? await WebAssembly.compile(opts.bytes ?? await readBuild(chosen));
+  const shared = opts.shared ?? false;
+  if (shared && !detectFeatures().threads) {
+    throw new Error("wasm-lm: shared WebAssembly memory is not available here (browsers need a cross-origin " +
+      "isolated page: COOP same-origin + COEP require-corp); run with one thread");
+  }
+  const module = opts.module ?? await WebAssembly.compile(opts.bytes ?? await readBuild(chosen, shared));
   const initialPages = Math.max(1, Math.ceil((opts.initialBytes ?? 16 << 20) / PAGE));
-  const memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES });
+  const memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
   const { instance } = await instantiate(module, {
     env: {
       memory,
@@ -155,5 +164,5 @@ export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
       },
     },
   });
-  return { k: instance.exports as unknown as KernelExports, memory, module, build: chosen };
+  return { k: instance.exports as unknown as KernelExports, memory, module, build: chosen, shared };
 }

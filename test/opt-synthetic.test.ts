@@ -11,7 +11,7 @@ const TOL = 1e-4;
 let model: OptModel;
 
 beforeAll(async () => {
-  model = await OptModel.load(config, new SyntheticSource(config, 7), { build: "simd" });
+  model = await OptModel.load(config, new SyntheticSource(config, 7), { build: "simd", threads: 1 });
 });
 
 const A = [2, 31414, 232, 328, 20, 5, 2441, 9, 5, 232, 4, 50118, 133];
@@ -68,5 +68,29 @@ describe("synthetic OPT-125M", () => {
     const before = model.arena.used;
     model.forward([A], { logits: "all", outputHiddenStates: true, outputAttentions: true });
     expect(model.arena.used).toBe(before);
+  });
+
+  it("two threads (linear split by rows, attention by heads) give the one-thread results exactly", async () => {
+    const two = await OptModel.load(config, new SyntheticSource(config, 7), { build: "simd", threads: 2 });
+    try {
+      expect(two.threads).toBe(2);
+      const c1 = model.createCache(1, 20);
+      const c2 = two.createCache(1, 20);
+      try {
+        const a = [model.forward([A], { cache: c1, logits: "all", outputAttentions: true })];
+        const b = [two.forward([A], { cache: c2, logits: "all", outputAttentions: true })];
+        a.push(model.forward([[77]], { cache: c1, logits: "last", outputAttentions: true }));
+        b.push(two.forward([[77]], { cache: c2, logits: "last", outputAttentions: true }));
+        a.forEach((r, j) => {
+          expect(maxAbsDiff(r.logits, b[j].logits).max).toBe(0);
+          r.attentions!.forEach((p, l) => expect(maxAbsDiff(p, b[j].attentions![l]).max).toBe(0));
+        });
+      } finally {
+        c2.release();
+        c1.release();
+      }
+    } finally {
+      two.dispose();
+    }
   });
 });

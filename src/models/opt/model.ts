@@ -11,6 +11,7 @@
 // reserved before any kernel runs (memory never grows during a pass) and released afterwards.
 import { Arena, align } from "../../arena.js";
 import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
+import { defaultThreads, ThreadPool } from "../../threads.js";
 import type { TensorSource } from "../../formats/types.js";
 import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
 import { allocLayerSlot, CheckpointNames, fillLayer, loadOptWeights, weightBytes, type OptLayerWeights, type OptWeights } from "./weights.js";
@@ -26,7 +27,16 @@ export interface LoadOptions extends LoadWasmOptions {
    * holds one layer instead of all (slower: every pass re-reads and converts the layer weights).
    */
   residentLayers?: boolean;
+  /**
+   * Threads for the big kernels (linear layers split by output rows, attention by heads).
+   * Default: the available cores. More than one needs shared memory (Node; a cross-origin
+   * isolated page); where there is none the model runs on one thread.
+   */
+  threads?: number;
 }
+
+/** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
+const PARALLEL_MIN_MACS = 1 << 16;
 
 /** The keys and values of every layer for a batch of B sequences, plus which positions are real. */
 export class KVCache {
@@ -80,7 +90,8 @@ export interface Step {
   q: number; k: number; v: number; att: number; // (rows, C)
   ffn: number; // (rows, F)
   idsPtr: number; posPtr: number; // i32 (rows)
-  scores: number; // (past + T) f32
+  scores: number; // (past + T) f32 per thread, scoresStride bytes apart
+  scoresStride: number;
   probs: number; // (H, T, past + T) f32, or 0
   lnRows: number; lnE: number; logitsBuf: number; maxLogitRows: number; // logits scratch
   /** Filled by layer() when collectAttentions: per layer, (B, H, T, past+T). */
@@ -117,6 +128,14 @@ export interface ForwardResult {
   attentions?: Float32Array[];
 }
 
+async function resolveThreads(requested: number | undefined): Promise<number> {
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 1 || requested > 256) throw new Error(`wasm-lm: threads = ${requested} must be an integer in [1, 256]`);
+    return requested;
+  }
+  return defaultThreads();
+}
+
 export class OptModel {
   readonly k: KernelExports;
   readonly d: OptDims;
@@ -133,6 +152,8 @@ export class OptModel {
     readonly weights: OptWeights,
     private readonly source: TensorSource,
     private readonly names: CheckpointNames,
+    /** Worker threads sharing the memory, or null for one thread. */
+    readonly pool: ThreadPool | null,
   ) {
     this.k = wasm.k;
     this.d = optDims(config);
@@ -150,15 +171,27 @@ export class OptModel {
         `wasm32 memory holds at most 4 GiB`);
     }
     const names = new CheckpointNames(source, d, label);
-    const wasm = await loadWasm(opts);
+    const threads = await resolveThreads(opts.threads);
+    const wasm = await loadWasm({ ...opts, shared: threads > 1 });
     const arena = new Arena(wasm);
     const resident = opts.residentLayers ?? true;
     const weights = loadOptWeights(arena, source, names, d, opts.onProgress, resident);
-    return new OptModel(config, wasm, arena, weights, source, names);
+    const pool = threads > 1 ? await ThreadPool.create(wasm, threads) : null;
+    return new OptModel(config, wasm, arena, weights, source, names, pool);
   }
 
   get build() {
     return this.wasm.build;
+  }
+
+  /** Threads taking part in the big kernels. */
+  get threads(): number {
+    return this.pool && !this.pool.isClosed ? this.pool.size : 1;
+  }
+
+  /** Stop the worker threads (the model keeps working on one thread). */
+  dispose(): void {
+    this.pool?.close();
   }
 
   /** A KV cache for B sequences of up to maxCtx positions (default: the model's maximum). */
@@ -221,7 +254,8 @@ export class OptModel {
     const R = Math.max(1, Math.min(opts.maxLogitRows ?? rows, rows));
     const W = Math.max(C, E);
     const f = (n: number) => align(n * 4, 64);
-    const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + f(S) +
+    const parts = this.threads;
+    const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + parts * f(S) +
       (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64;
 
     const arena = this.arena;
@@ -238,7 +272,7 @@ export class OptModel {
       seenAfter: [...cache.seen],
       collectAttentions: !!opts.collectAttentions,
       x: a(rows * C), xn: a(rows * W), q: a(rows * C), k: a(rows * C), v: a(rows * C), att: a(rows * C),
-      ffn: a(rows * F), idsPtr: a(rows), posPtr: a(rows), scores: a(S),
+      ffn: a(rows * F), idsPtr: a(rows), posPtr: a(rows), scores: arena.alloc(parts * f(S)), scoresStride: f(S),
       probs: opts.collectAttentions ? a(H * T * S) : 0,
       lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
       attentions: [],
@@ -269,7 +303,19 @@ export class OptModel {
   }
 
   private linear(y: number, x: number, w: number, b: number, T: number, K: number, N: number): void {
-    this.k.linear(y, x, w, b, T, K, N, 0, N);
+    if (this.pool && !this.pool.isClosed && T * K * N >= PARALLEL_MIN_MACS) {
+      // Output rows in multiples of 16 per thread: whole register tiles.
+      this.pool.run("linear", [y, x, w, b, T, K, N, 0, N], 7, N, 16);
+    } else {
+      this.k.linear(y, x, w, b, T, K, N, 0, N);
+    }
+  }
+
+  private attention(out: number, q: number, k: number, v: number, mask: number, probs: number, s: Step, cacheLen: number): void {
+    const { H, D } = this.d;
+    const args = [out, q, k, v, mask, probs, s.scores, s.T, s.past, H, D, cacheLen, 0, H];
+    if (this.pool && !this.pool.isClosed && H > 1) this.pool.run("attention", args, 12, H, 1, 6, s.scoresStride);
+    else this.k.attention(...(args as Parameters<KernelExports["attention"]>));
   }
 
   private activation(ptr: number, n: number): void {
@@ -330,8 +376,7 @@ export class OptModel {
       const off = b * s.T * C * 4;
       k.kvStore(cache.k[i][b], s.k + off, s.T, s.past, H, D, cache.maxCtx);
       k.kvStore(cache.v[i][b], s.v + off, s.T, s.past, H, D, cache.maxCtx);
-      k.attention(s.att + off, s.q + off, cache.k[i][b], cache.v[i][b], cache.mask[b], s.probs, s.scores,
-        s.T, s.past, H, D, cache.maxCtx, 0, H);
+      this.attention(s.att + off, s.q + off, cache.k[i][b], cache.v[i][b], cache.mask[b], s.probs, s, cache.maxCtx);
       if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
     }
     if (probs) s.attentions[i] = probs;

@@ -1,0 +1,235 @@
+// Worker threads over one shared WebAssembly.Memory.
+//
+// Every thread instantiates the same -mt module on the same shared memory; workers never allocate
+// (kernels take raw pointers), so the main thread's arena stays the one owner of memory. A kernel
+// call is split by a range argument (a linear's output rows, attention's heads): the main thread
+// writes the call into a small shared control block, wakes the workers, runs its own part, and
+// waits for theirs. Waiting spins briefly before sleeping, since one decode step makes ~100 such
+// calls and a sleep/wake round trip costs tens of microseconds.
+//
+// Atomics.wait is not allowed on a browser page's main thread: there the pool can only be used
+// from inside a worker (the model then runs in a worker), or not at all.
+import { detectFeatures, type Wasm } from "./wasm.js";
+
+/** Kernels the pool can split, and which argument holds the range start (end = start + 1). */
+export const SPLITTABLE = ["linear", "attention"] as const;
+export type SplitKernel = (typeof SPLITTABLE)[number];
+
+// Control block (Int32Array) slots.
+const SEQ = 0; // job number; workers wait for it to change
+const DONE = 1; // workers finished with the current job
+const KERNEL = 2;
+const NARGS = 3;
+const TOTAL = 4; // size of the range to split
+const RANGE_ARG = 5; // index of the range start in args
+const SCRATCH_ARG = 6; // index of a per-thread scratch pointer in args, or -1
+const SCRATCH_STRIDE = 7; // bytes between threads' scratch regions
+const PARTS = 8; // participants (workers + main)
+const STOP = 9;
+const FAILED = 10; // a worker's kernel threw
+const UNIT = 11; // ranges are cut at multiples of this (SIMD tiles)
+const CTRL_INTS = 16;
+const MAX_ARGS = 32;
+
+// How long a waiting thread spins before it sleeps, and how long the main thread waits for a
+// worker before it calls the worker dead (no kernel call here takes more than a few seconds).
+const SPIN = 20000;
+const WORKER_TIMEOUT_MS = 60_000;
+
+/** The worker's code, as a string: it runs unchanged from src/ or dist/, in Node and browsers. */
+const WORKER_SOURCE = `
+const isNode = typeof process !== "undefined" && !!(process.versions && process.versions.node) && typeof require === "function";
+const port = isNode ? require("node:worker_threads").parentPort : self;
+function onFirstMessage(f) { if (isNode) port.once("message", f); else self.onmessage = (e) => f(e.data); }
+onFirstMessage((d) => {
+  let k, ctrl, args;
+  try {
+    const inst = new WebAssembly.Instance(d.module, { env: { memory: d.memory, abort() { throw new Error("kernel abort"); } } });
+    k = d.kernels.map((n) => inst.exports[n]);
+    ctrl = new Int32Array(d.ctrl);
+    args = new Float64Array(d.args);
+  } catch (e) {
+    port.postMessage({ error: String(e && e.message || e) });
+    return;
+  }
+  port.postMessage({ ready: true });
+  const me = d.index;
+  const a = new Array(${MAX_ARGS});
+  let seq = 0;
+  for (;;) {
+    let spins = 0;
+    while (Atomics.load(ctrl, ${SEQ}) === seq) {
+      if (++spins > ${SPIN}) Atomics.wait(ctrl, ${SEQ}, seq);
+    }
+    seq = Atomics.load(ctrl, ${SEQ});
+    if (Atomics.load(ctrl, ${STOP})) break;
+    try {
+      const n = ctrl[${NARGS}], total = ctrl[${TOTAL}], parts = ctrl[${PARTS}], unit = ctrl[${UNIT}];
+      for (let i = 0; i < n; i++) a[i] = args[i];
+      const units = Math.ceil(total / unit);
+      const lo = Math.min(total, Math.floor(units * me / parts) * unit);
+      const hi = Math.min(total, Math.floor(units * (me + 1) / parts) * unit);
+      const r = ctrl[${RANGE_ARG}];
+      const base = a[r];
+      a[r] = base + lo; a[r + 1] = base + hi;
+      const s = ctrl[${SCRATCH_ARG}];
+      if (s >= 0) a[s] += me * ctrl[${SCRATCH_STRIDE}];
+      if (hi > lo) k[ctrl[${KERNEL}]].apply(null, a.slice(0, n));
+    } catch (e) {
+      Atomics.store(ctrl, ${FAILED}, 1);
+    }
+    Atomics.add(ctrl, ${DONE}, 1);
+    Atomics.notify(ctrl, ${DONE});
+  }
+});
+`;
+
+interface WorkerHandle { terminate(): unknown }
+
+/**
+ * The default thread count: the available cores where shared memory and workers exist, else 1
+ * (a page that is not cross-origin isolated, or a runtime without workers).
+ */
+export async function defaultThreads(): Promise<number> {
+  if (!detectFeatures().threads) return 1;
+  if (typeof process !== "undefined" && process.versions?.node) {
+    const os = await import("node:os");
+    return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  }
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  // A page's main thread cannot Atomics.wait: the pool only runs inside a worker there.
+  const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined";
+  return inWorker && typeof Worker !== "undefined" ? Math.max(1, nav?.hardwareConcurrency ?? 1) : 1;
+}
+
+export class ThreadPool {
+  private ctrl: Int32Array;
+  private args: Float64Array;
+  private seq = 0;
+  private closed = false;
+  private kernels: ((...a: number[]) => void)[];
+
+  private constructor(private wasm: Wasm, private workers: WorkerHandle[], ctrl: SharedArrayBuffer, args: SharedArrayBuffer) {
+    this.ctrl = new Int32Array(ctrl);
+    this.args = new Float64Array(args);
+    this.kernels = SPLITTABLE.map((n) => wasm.k[n] as (...a: number[]) => void);
+  }
+
+  /** Threads taking part in each call (the workers and the calling thread). */
+  get size(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Start `threads - 1` workers on the wasm's shared memory. */
+  static async create(wasm: Wasm, threads: number): Promise<ThreadPool> {
+    if (!wasm.shared) throw new Error("wasm-lm: worker threads need the shared-memory build (loadWasm({ shared: true }))");
+    if (!Number.isInteger(threads) || threads < 2) throw new Error(`wasm-lm: a thread pool needs ≥ 2 threads, got ${threads}`);
+    const ctrl = new SharedArrayBuffer(CTRL_INTS * 4);
+    const args = new SharedArrayBuffer(MAX_ARGS * 8);
+    const spawn = await workerFactory();
+    const workers: WorkerHandle[] = [];
+    try {
+      await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
+        const w = spawn((msg: { ready?: boolean; error?: string }) => {
+          if (msg.ready) resolve();
+          else reject(new Error(`wasm-lm: worker thread ${i + 1} failed to start: ${msg.error}`));
+        }, (e: unknown) => reject(new Error(`wasm-lm: worker thread ${i + 1} failed: ${(e as Error)?.message ?? e}`)));
+        workers.push(w.handle);
+        w.post({ module: wasm.module, memory: wasm.memory, ctrl, args, index: i + 1, kernels: [...SPLITTABLE] });
+      })));
+    } catch (e) {
+      for (const w of workers) void w.terminate();
+      throw e;
+    }
+    return new ThreadPool(wasm, workers, ctrl, args);
+  }
+
+  /**
+   * Run `kernel(...args)` split over the pool: args[rangeArg] / args[rangeArg + 1] are replaced by
+   * each thread's share of [start, start + total) cut at multiples of `unit`; when scratchArg ≥ 0,
+   * thread p's args[scratchArg] is moved by p · scratchStride bytes.
+   */
+  run(kernel: SplitKernel, args: number[], rangeArg: number, total: number, unit = 1, scratchArg = -1, scratchStride = 0): void {
+    if (this.closed) throw new Error("wasm-lm: the thread pool was closed");
+    const c = this.ctrl;
+    const parts = this.size;
+    const ki = SPLITTABLE.indexOf(kernel);
+    for (let i = 0; i < args.length; i++) this.args[i] = args[i];
+    c[KERNEL] = ki; c[NARGS] = args.length; c[TOTAL] = total; c[RANGE_ARG] = rangeArg;
+    c[SCRATCH_ARG] = scratchArg; c[SCRATCH_STRIDE] = scratchStride; c[PARTS] = parts; c[UNIT] = unit;
+    Atomics.store(c, DONE, 0);
+    Atomics.store(c, FAILED, 0);
+    Atomics.store(c, SEQ, ++this.seq);
+    Atomics.notify(c, SEQ);
+
+    // The calling thread's own share: part 0.
+    const units = Math.ceil(total / unit);
+    const hi = Math.min(total, Math.floor(units / parts) * unit);
+    if (hi > 0) {
+      const a = args.slice();
+      const base = a[rangeArg];
+      a[rangeArg] = base;
+      a[rangeArg + 1] = base + hi;
+      this.kernels[ki](...a);
+    }
+    this.waitForWorkers(parts - 1);
+    if (Atomics.load(c, FAILED)) throw new Error(`wasm-lm: a worker thread failed in kernel '${kernel}'`);
+  }
+
+  private waitForWorkers(n: number): void {
+    const c = this.ctrl;
+    let spins = 0;
+    const deadline = Date.now() + WORKER_TIMEOUT_MS;
+    for (;;) {
+      const done = Atomics.load(c, DONE);
+      if (done >= n) return;
+      if (++spins > SPIN) {
+        Atomics.wait(c, DONE, done, 100);
+        if (Date.now() > deadline) {
+          this.close();
+          throw new Error(`wasm-lm: a worker thread stopped responding (no answer in ${WORKER_TIMEOUT_MS / 1000} s); the pool is closed`);
+        }
+      }
+    }
+  }
+
+  /** Stop the workers. The model falls back to one thread. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctrl, STOP, 1);
+    Atomics.store(this.ctrl, SEQ, ++this.seq);
+    Atomics.notify(this.ctrl, SEQ);
+    for (const w of this.workers) void w.terminate();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+type Spawn = (onMessage: (m: { ready?: boolean; error?: string }) => void, onError: (e: unknown) => void) =>
+  { handle: WorkerHandle; post(msg: unknown): void };
+
+/** Node's worker_threads, or Web Workers from a Blob URL. */
+async function workerFactory(): Promise<Spawn> {
+  const isNode = typeof process !== "undefined" && !!process.versions?.node;
+  if (isNode) {
+    const { Worker } = await import("node:worker_threads");
+    return (onMessage, onError) => {
+      const w = new Worker(WORKER_SOURCE, { eval: true });
+      w.unref(); // idle workers must not keep the process alive
+      w.on("message", onMessage);
+      w.on("error", onError);
+      return { handle: w, post: (m) => w.postMessage(m) };
+    };
+  }
+  if (typeof Worker === "undefined") throw new Error("wasm-lm: this runtime has no Worker: run with one thread");
+  const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+  return (onMessage, onError) => {
+    const w = new Worker(url);
+    w.onmessage = (e) => onMessage(e.data);
+    w.onerror = (e) => onError(e);
+    return { handle: w, post: (m) => w.postMessage(m) };
+  };
+}

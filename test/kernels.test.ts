@@ -1,0 +1,234 @@
+// Kernel accuracy against float64 references (test/ref.ts), through the real loader and arena, for
+// every build this runtime runs (vitest passes --experimental-wasm-relaxed-simd, so both on Node 20).
+// The as-pect specs (assembly/__tests__) compare each SIMD kernel with its scalar twin; these tests
+// check the absolute answer, including the transcendental functions against exact erf / exp.
+//
+// Tolerances (ε = 2^-23), each from the f32 error the kernel is expected to make:
+//   linear      atol ε·√K·rms(y): f32 accumulation of K products (see linear.spec.ts); the SIMD
+//               kernel's lane-wise partial sums drift less than the scalar twin's sequential sum
+//   norms       atol 2·ε·√C, rtol 2ε
+//   softmax     rtol 2·ε·(4 + √cols), atol 1e-30
+//   attention   atol = rtol = ε·(8 + √L + √D)/4
+//   activations rtol ε·(6 + c(x)), atol 1e-30: a few ulps, plus the conditioning c of erfc / exp at
+//               the argument (the f32 rounding of x/√2 alone moves erfc(-x/√2) by ~x²·ε/2 relative)
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Arena } from "../src/arena.js";
+import { detectFeatures, loadWasm, type Build, type Wasm } from "../src/wasm.js";
+import * as ref from "./ref.js";
+
+const EPS = 2 ** -23;
+const BUILDS: Build[] = detectFeatures().relaxedSimd ? ["simd", "relaxed"] : ["simd"];
+
+/** Max of |got - want| / (atol + rtol·|want|) with where it happened; NaN in want = not checked. */
+function expectClose(name: string, got: Float32Array, want: Float64Array, atol: number,
+  rtol: number | ((i: number) => number)): void {
+  expect(got.length, `${name}: length`).toBe(want.length);
+  let worst = 0, at = -1, checked = 0;
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i];
+    if (Number.isNaN(w)) continue;
+    checked++;
+    const g = got[i];
+    const tol = atol + (typeof rtol === "number" ? rtol : rtol(i)) * Math.abs(w);
+    const r = g === w ? 0 : Number.isNaN(g) ? Infinity : Math.abs(g - w) / tol;
+    if (r > worst) { worst = r; at = i; }
+  }
+  expect(checked, `${name}: nothing checked`).toBeGreaterThan(0);
+  const where = at < 0 ? "" : ` worst at [${at}]: got ${got[at]}, want ${want[at]}, |err| ${Math.abs(got[at] - want[at])}`;
+  expect(worst, `${name}:${where} = ${worst.toFixed(3)} x tol`).toBeLessThanOrEqual(1);
+}
+
+describe.each(BUILDS)("kernels, %s build", (build) => {
+  let wasm: Wasm;
+  let arena: Arena;
+  let mark0 = 0;
+
+  beforeAll(async () => {
+    wasm = await loadWasm({ build });
+    arena = new Arena(wasm, 64 << 20);
+    mark0 = arena.mark();
+  });
+  afterEach(() => arena.reset(mark0));
+
+  /** Copy into the arena; misalign (floats) shifts the start off 16-byte alignment. */
+  const put = (a: Float32Array, misalign = 0): number => {
+    const p = arena.alloc(a.byteLength + 16) + 4 * misalign;
+    arena.f32(p, a.length).set(a);
+    return p;
+  };
+  const putU8 = (a: Uint8Array): number => {
+    const p = arena.alloc(a.byteLength + 16);
+    arena.u8(p, a.length).set(a);
+    return p;
+  };
+  const zeros = (n: number, misalign = 0) => put(new Float32Array(n), misalign);
+  const read = (p: number, n: number) => arena.f32(p, n).slice();
+
+  it("uses the build it asked for", () => {
+    expect(wasm.build).toBe(build);
+  });
+
+  describe("linear", () => {
+    const run = (T: number, K: number, N: number, bias: boolean, n0: number, n1: number, misalign: number, seed: number) => {
+      const rng = new ref.Rng(seed);
+      const x = rng.f32(T * K, -1, 1), w = rng.f32(N * K, -1, 1), b = bias ? rng.f32(N, -1, 1) : null;
+      const SENTINEL = 4242.5;
+      const px = put(x, misalign), pw = put(w, misalign), pb = b ? put(b, misalign) : 0;
+      const py = put(new Float32Array(T * N).fill(SENTINEL), misalign);
+      wasm.k.linear(py, px, pw, pb, T, K, N, n0, n1);
+      const got = read(py, T * N);
+      const want = ref.linear(x, w, b, T, K, N, n0, n1);
+      const rmsY = Math.sqrt(K) / 3;
+      expectClose(`linear T=${T} K=${K} N=${N} [${n0},${n1})${bias ? " bias" : ""}`, got, want,
+        EPS * Math.sqrt(K) * rmsY + EPS, 1e-6);
+      for (let t = 0; t < T; t++) {
+        for (let o = 0; o < N; o++) {
+          if (o < n0 || o >= n1) expect(got[t * N + o], `column ${o} outside [${n0},${n1}) written`).toBe(SENTINEL);
+        }
+      }
+    };
+    it("GEMM (T > 1): awkward sizes, bias and none, unaligned", () => {
+      run(5, 17, 33, true, 0, 33, 1, 1);
+      run(7, 3, 5, false, 0, 5, 3, 2);
+      run(2, 33, 7, true, 0, 7, 0, 3);
+    });
+    it("GEMM: OPT-125M fc1 shape, T = 128, 768 -> 3072", () => {
+      run(128, 768, 3072, true, 0, 3072, 0, 4);
+    });
+    it("matvec (T = 1): 768 -> 3072 and 3072 -> 768", () => {
+      run(1, 768, 3072, false, 0, 3072, 0, 5);
+      run(1, 3072, 768, true, 0, 768, 0, 6);
+    });
+    it("[n0, n1) sub-ranges write only their columns", () => {
+      run(1, 768, 3072, true, 100, 1001, 0, 7);
+      run(9, 17, 33, true, 5, 22, 1, 8);
+      run(1, 5, 9, false, 8, 9, 2, 9);
+    });
+  });
+
+  describe("norms", () => {
+    it("layerNorm: affine, not affine, in place, C = 17 and 768", () => {
+      for (const [T, C, affine, mis, seed] of [[4, 768, true, 0, 10], [3, 17, false, 1, 11], [2, 33, true, 3, 12]] as const) {
+        const rng = new ref.Rng(seed);
+        const x = rng.f32(T * C, -2, 3), w = affine ? rng.f32(C, -2, 2) : null, b = affine ? rng.f32(C, -1, 1) : null;
+        const px = put(x, mis);
+        wasm.k.layerNorm(px, px, w ? put(w) : 0, b ? put(b) : 0, T, C, 1e-5);
+        expectClose(`layerNorm T=${T} C=${C}${affine ? " affine" : ""}`, read(px, T * C), ref.layerNorm(x, w, b, T, C, 1e-5),
+          2 * EPS * Math.sqrt(C), 2 * EPS);
+      }
+    });
+    it("rmsNorm: with and without w", () => {
+      for (const [T, C, withW, seed] of [[4, 768, true, 13], [3, 17, false, 14]] as const) {
+        const rng = new ref.Rng(seed);
+        const x = rng.f32(T * C, -3, 3), w = withW ? rng.f32(C, -2, 2) : null;
+        const py = zeros(T * C, 1);
+        wasm.k.rmsNorm(py, put(x, 2), w ? put(w) : 0, T, C, 1e-6);
+        expectClose(`rmsNorm T=${T} C=${C}`, read(py, T * C), ref.rmsNorm(x, w, T, C, 1e-6), 2 * EPS * Math.sqrt(C), 2 * EPS);
+      }
+    });
+  });
+
+  describe("softmax", () => {
+    const tol = (cols: number) => 2 * EPS * (4 + Math.sqrt(cols));
+    it("no mask, and a padding mask with exact zeros where excluded", () => {
+      for (const [rows, cols, masked, seed] of [[12, 128, false, 20], [3, 17, true, 21], [2, 50272, true, 22]] as const) {
+        const rng = new ref.Rng(seed);
+        const x = rng.f32(rows * cols, -12, 12);
+        const mask = masked ? Uint8Array.from({ length: cols }, () => (rng.next() % 4 === 0 ? 0 : 1)) : null;
+        const py = zeros(rows * cols);
+        wasm.k.softmax(py, put(x, 1), mask ? putU8(mask) : 0, rows, cols);
+        const got = read(py, rows * cols);
+        expectClose(`softmax ${rows}x${cols}${masked ? " masked" : ""}`, got, ref.softmax(x, mask, rows, cols), 1e-30, tol(cols));
+        if (mask) for (let i = 0; i < got.length; i++) if (!mask[i % cols]) expect(got[i]).toBe(0);
+      }
+    });
+    it("a row with everything excluded is all zeros, not NaN", () => {
+      const rows = 2, cols = 7;
+      const x = new ref.Rng(23).f32(rows * cols, -1, 1);
+      const px = put(x);
+      wasm.k.softmax(px, px, putU8(new Uint8Array(cols)), rows, cols); // in place
+      expect(Array.from(read(px, rows * cols))).toEqual(new Array(rows * cols).fill(0));
+    });
+  });
+
+  describe("attention", () => {
+    const run = (T: number, past: number, H: number, D: number, h0: number, h1: number, masked: boolean, seed: number) => {
+      const rng = new ref.Rng(seed);
+      const L = past + T, HD = H * D, maxCtx = L + 5;
+      const q = rng.f32(T * HD, -3, 3), k = rng.f32(L * HD, -1, 1), v = rng.f32(L * HD, -1, 1);
+      // Padding mask: a few hidden keys, and key 0 hidden so that query 0 (with past = 0) sees nothing.
+      const mask = masked ? Uint8Array.from({ length: L }, (_, j) => (j === 0 || rng.next() % 5 === 0 ? 0 : 1)) : null;
+      const kc = zeros(H * maxCtx * D), vc = zeros(H * maxCtx * D);
+      const pk = put(k), pv = put(v);
+      if (past > 0) {
+        wasm.k.kvStore(kc, pk, past, 0, H, D, maxCtx);
+        wasm.k.kvStore(vc, pv, past, 0, H, D, maxCtx);
+      }
+      wasm.k.kvStore(kc, pk + 4 * past * HD, T, past, H, D, maxCtx);
+      wasm.k.kvStore(vc, pv + 4 * past * HD, T, past, H, D, maxCtx);
+      const out = put(new Float32Array(T * HD).fill(NaN)), probs = put(new Float32Array(H * T * L).fill(NaN));
+      wasm.k.attention(out, put(q), kc, vc, mask ? putU8(mask) : 0, probs, zeros(L), T, past, H, D, maxCtx, h0, h1);
+      const want = ref.attention(q, k, v, mask, T, past, H, D, h0, h1);
+      const tol = 0.25 * EPS * (8 + Math.sqrt(L) + Math.sqrt(D));
+      const name = `attention T=${T} past=${past} H=${H} D=${D} heads [${h0},${h1})${masked ? " masked" : ""}`;
+      const gotOut = read(out, T * HD), gotProbs = read(probs, H * T * L);
+      expectClose(`${name} out`, gotOut, want.out, tol, tol);
+      expectClose(`${name} probs`, gotProbs, want.probs, tol, tol);
+      // heads outside [h0, h1) untouched
+      for (let i = 0; i < T * HD; i++) {
+        const h = Math.floor((i % HD) / D);
+        if (h < h0 || h >= h1) expect(Number.isNaN(gotOut[i]), `${name}: out[${i}] of head ${h} written`).toBe(true);
+      }
+    };
+    it("awkward: H = 3, D = 5 and 17, past 0 and > 0, padding mask", () => {
+      run(4, 0, 3, 5, 0, 3, true, 30);
+      run(5, 7, 3, 17, 0, 3, true, 31);
+      run(1, 9, 3, 17, 1, 3, false, 32);
+    });
+    it("OPT-125M: H = 12, D = 64, prompt and decode", () => {
+      run(16, 0, 12, 64, 0, 12, true, 33);
+      run(1, 40, 12, 64, 0, 12, true, 34);
+      run(8, 20, 12, 64, 4, 9, false, 35);
+    });
+  });
+
+  describe("activations", () => {
+    // x/√2 at erfc's region edges, zero, tiny, large and non-finite, then random values
+    const special = [0, -0, 1e-30, -1e-30, 1e-8, -1e-8, 30, -30, 200, -200, 1e30, -1e30, Infinity, -Infinity, NaN];
+    for (const e of [0.25, 0.84375, 1.25, 2.857142857, 6, 28]) for (const s of [-1, 1]) special.push(s * e * Math.SQRT2);
+    const x = new Float32Array(4099);
+    x.set(special);
+    const rng = new ref.Rng(40);
+    for (let i = special.length; i < x.length; i++) x[i] = rng.uniform(-12, 12);
+    // A few ulps, plus the conditioning of the transcendental at this x: the argument carries a few
+    // ulps of rounding, which e^a / erfc(a) turn into a relative error of |a|·ε / a²·ε.
+    const u = (v: number) => Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v);
+    const rtols: Record<string, (v: number) => number> = {
+      gelu: (v) => EPS * (6 + v * v), // erfc(-v/√2): a² = v²/2, times 2
+      geluTanh: (v) => EPS * (6 + 4 * Math.abs(u(v))), // e^(-2u)
+      silu: (v) => EPS * (6 + 2 * Math.abs(v)), // e^(-v)
+      relu: () => 0,
+    };
+
+    it.each([
+      ["gelu", ref.gelu],
+      ["geluTanh", ref.geluTanh],
+      ["silu", ref.silu],
+      ["relu", ref.relu],
+    ] as const)("%s", (name, f) => {
+      const px = put(x, 1), py = zeros(x.length, 3);
+      (wasm.k[name] as (y: number, x: number, n: number) => void)(py, px, x.length);
+      const got = read(py, x.length);
+      const want = ref.map(x, f);
+      // Non-finite inputs: NaN/±inf in → the reference decides (NaN where the formula is inf·0).
+      for (let i = 0; i < x.length; i++) {
+        if (!Number.isFinite(x[i])) {
+          expect(Object.is(got[i], Math.fround(want[i])) || (Number.isNaN(got[i]) && Number.isNaN(want[i])),
+            `${name}(${x[i]}) = ${got[i]}, want ${want[i]}`).toBe(true);
+          want[i] = NaN; // checked here, skipped below
+        }
+      }
+      expectClose(name, got, want, 1e-30, (i) => rtols[name](x[i]));
+    });
+  });
+});
