@@ -59,7 +59,8 @@ onFirstMessage((d) => {
   for (;;) {
     let spins = 0;
     while (Atomics.load(ctrl, ${SEQ}) === seq) {
-      if (++spins > ${SPIN}) Atomics.wait(ctrl, ${SEQ}, seq);
+      // Timed, so that a terminating process can stop an idle worker between waits.
+      if (++spins > ${SPIN}) Atomics.wait(ctrl, ${SEQ}, seq, 50);
     }
     seq = Atomics.load(ctrl, ${SEQ});
     if (Atomics.load(ctrl, ${STOP})) break;
@@ -218,8 +219,12 @@ async function workerFactory(): Promise<Spawn> {
     const { Worker } = await import("node:worker_threads");
     return (onMessage, onError) => {
       const w = new Worker(WORKER_SOURCE, { eval: true });
-      w.unref(); // idle workers must not keep the process alive
-      w.on("message", onMessage);
+      w.on("message", (m) => {
+        // Once started, idle workers must not keep the process alive. (unref after the listener:
+        // adding a 'message' listener re-refs the port.)
+        if (m?.ready) w.unref();
+        onMessage(m);
+      });
       w.on("error", onError);
       return { handle: w, post: (m) => w.postMessage(m) };
     };
