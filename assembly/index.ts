@@ -1,2 +1,20 @@
-// The only export surface of the wasm module.
-export { relu } from "./kernels/elementwise";
+// The only export surface of the wasm module. Every kernel: raw byte pointers into linear memory,
+// f32 row-major tensors, i32 sizes, output first, no allocation. Each SIMD kernel has a `<name>Scalar`
+// twin with the same signature (the reference its tests compare against).
+export { linear, linearScalar } from "./kernels/linear";
+export { layerNorm, layerNormScalar, rmsNorm, rmsNormScalar } from "./kernels/norm";
+export { softmax, softmaxScalar } from "./kernels/softmax";
+export { attention, attentionScalar, kvStore, kvStoreScalar } from "./kernels/attention";
+export {
+  relu, reluScalar, gelu, geluScalar, geluTanh, geluTanhScalar, silu, siluScalar,
+  add, addScalar, addBias, addBiasScalar, embedGather, embedGatherScalar, scale, scaleScalar,
+} from "./kernels/elementwise";
+
+/** First byte above the module's static data: the TypeScript arena allocates from here up. */
+export function heapBase(): usize {
+  return __heap_base;
+}
+export {
+  linearF16, linearF16Scalar, linearI8, linearI8Scalar, quantizeI8, f32ToF16Rows, quantRows,
+  embedGatherF16, embedGatherI8,
+} from "./kernels/linear_quant";

@@ -1,5 +1,6 @@
 // Kernel accuracy against float64 references (test/ref.ts), through the real loader and arena, for
-// every build this runtime runs (vitest passes --experimental-wasm-relaxed-simd, so both on Node 20).
+// every build this runtime runs (vitest passes --experimental-wasm-relaxed-simd, so both on Node 20),
+// each as the plain and the shared-memory (-mt) binary.
 // The as-pect specs (assembly/__tests__) compare each SIMD kernel with its scalar twin; these tests
 // check the absolute answer, including the transcendental functions against exact erf / exp.
 //
@@ -17,7 +18,13 @@ import { detectFeatures, loadWasm, type Build, type Wasm } from "../src/wasm.js"
 import * as ref from "./ref.js";
 
 const EPS = 2 ** -23;
-const BUILDS: Build[] = detectFeatures().relaxedSimd ? ["simd", "relaxed"] : ["simd"];
+const features = detectFeatures();
+const BUILDS: Build[] = features.relaxedSimd ? ["simd", "relaxed"] : ["simd"];
+// Each build also comes as a shared-memory (-mt) module for worker threads: same source, own binary.
+const VARIANTS = BUILDS.flatMap((build) => [
+  { name: build, build, shared: false },
+  ...(features.threads ? [{ name: `${build}-mt`, build, shared: true }] : []),
+]);
 
 /** Max of |got - want| / (atol + rtol·|want|) with where it happened; NaN in want = not checked. */
 function expectClose(name: string, got: Float32Array, want: Float64Array, atol: number,
@@ -38,13 +45,13 @@ function expectClose(name: string, got: Float32Array, want: Float64Array, atol: 
   expect(worst, `${name}:${where} = ${worst.toFixed(3)} x tol`).toBeLessThanOrEqual(1);
 }
 
-describe.each(BUILDS)("kernels, %s build", (build) => {
+describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
   let wasm: Wasm;
   let arena: Arena;
   let mark0 = 0;
 
   beforeAll(async () => {
-    wasm = await loadWasm({ build });
+    wasm = await loadWasm({ build, shared });
     arena = new Arena(wasm, 64 << 20);
     mark0 = arena.mark();
   });
@@ -66,6 +73,7 @@ describe.each(BUILDS)("kernels, %s build", (build) => {
 
   it("uses the build it asked for", () => {
     expect(wasm.build).toBe(build);
+    expect(wasm.shared).toBe(shared);
   });
 
   describe("linear", () => {

@@ -1,0 +1,119 @@
+// linear vs linearScalar: awkward sizes, unaligned rows, bias / no bias, [n0, n1) sub-ranges and the
+// OPT-125M shapes (C = 768, FFN = 3072, vocab = 50272).
+//
+// Tolerance: both sides sum K products in f32, in different orders. With products of rms σ, a
+// sequential f32 sum drifts by ~0.2·ε·K·σ (random-walk rounding of partial sums that grow like
+// σ·√k); the max over ~10^5 outputs is several times that. So atol = LIN_C·ε·√K·rms(y), with
+// rms(y) = σ·√K, and LIN_C = 4: the worst measured difference is 0.43 of it (K = 768, T = 128).
+// A single dropped product (|x·w| ~ σ) is ~10^3x larger than atol at K = 768.
+import { linear, linearScalar } from "../kernels/linear";
+import { allocF32, expectAll, expectClose, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
+
+const LIN_C: f32 = 4;
+const SENTINEL: f32 = 12345.5;
+
+/** Runs both kernels on the same random problem and compares y (and the untouched columns). */
+function check(T: i32, K: i32, N: i32, n0: i32, n1: i32, bias: bool, misalign: i32, seed: u32): void {
+  const rng = new Rng(seed);
+  const x = allocF32(T * K, misalign);
+  const w = allocF32(N * K, misalign);
+  const b = bias ? allocF32(N, misalign) : 0;
+  const y = allocF32(T * N, misalign);
+  const yRef = allocF32(T * N, misalign);
+  fillUniform(x, T * K, rng, -1, 1);
+  fillUniform(w, N * K, rng, -1, 1);
+  if (bias) fillUniform(b, N, rng, -1, 1);
+  fillConst(y, T * N, SENTINEL);
+  fillConst(yRef, T * N, SENTINEL);
+  linear(y, x, w, b, T, K, N, n0, n1);
+  linearScalar(yRef, x, w, b, T, K, N, n0, n1);
+  const sigma: f32 = 1.0 / 3.0; // rms of a product of two U(-1, 1)
+  const rmsY = sigma * Mathf.sqrt(<f32>K);
+  const atol = LIN_C * EPS * Mathf.sqrt(<f32>K) * rmsY + EPS;
+  const name = "linear T=" + T.toString() + " K=" + K.toString() + " N=" + N.toString() + " [" + n0.toString() +
+    "," + n1.toString() + ")" + (bias ? " bias" : "") + (misalign ? " unaligned" : "");
+  expectClose(name, y, yRef, T * N, atol, 1e-6);
+  // Columns outside [n0, n1) must be untouched.
+  for (let t = 0; t < T; t++) {
+    const row = y + (<usize>t * <usize>N << 2);
+    expectAll(name + " cols < n0", row, n0, SENTINEL);
+    expectAll(name + " cols >= n1", row + (<usize>n1 << 2), N - n1, SENTINEL);
+  }
+  freeAll();
+}
+
+describe("linear, awkward sizes", () => {
+  it("matvec (T = 1) on every small K, N", () => {
+    const Ks: i32[] = [1, 3, 4, 5, 7, 8, 17, 33];
+    const Ns: i32[] = [1, 2, 3, 4, 5, 7, 9, 17];
+    let seed: u32 = 1;
+    for (let i = 0; i < Ks.length; i++) {
+      for (let j = 0; j < Ns.length; j++) {
+        check(1, Ks[i], Ns[j], 0, Ns[j], (i + j) % 2 == 0, (i + j) % 4, seed++);
+      }
+    }
+  });
+  it("GEMM (T > 1) on every small T, K, N", () => {
+    const Ts: i32[] = [2, 3, 5, 7];
+    const Ks: i32[] = [1, 3, 5, 7, 17, 33];
+    const Ns: i32[] = [1, 3, 5, 7, 17];
+    let seed: u32 = 100;
+    for (let a = 0; a < Ts.length; a++) {
+      for (let i = 0; i < Ks.length; i++) {
+        for (let j = 0; j < Ns.length; j++) {
+          check(Ts[a], Ks[i], Ns[j], 0, Ns[j], (a + i + j) % 2 == 1, (a + i + j) % 4, seed++);
+        }
+      }
+    }
+  });
+  it("output-column sub-ranges [n0, n1)", () => {
+    check(1, 17, 33, 5, 22, true, 1, 7);
+    check(1, 64, 50, 0, 13, false, 0, 8);
+    check(1, 33, 40, 39, 40, true, 3, 9);
+    check(6, 17, 33, 5, 22, true, 1, 10);
+    check(9, 40, 41, 1, 40, false, 2, 11);
+    check(3, 5, 9, 8, 9, true, 0, 12);
+    check(3, 5, 9, 4, 4, true, 0, 13); // empty range writes nothing
+  });
+  it("T spanning several token blocks", () => {
+    check(300, 9, 6, 0, 6, true, 1, 14);
+  });
+});
+
+describe("linear, OPT-125M shapes", () => {
+  it("T = 128: 768 -> 3072 (fc1), 3072 -> 768 (fc2), 768 -> 768 (q/k/v/out)", () => {
+    check(128, 768, 3072, 0, 3072, true, 0, 21);
+    check(128, 3072, 768, 0, 768, true, 0, 22);
+    check(128, 768, 768, 0, 768, true, 1, 23);
+  });
+  it("T = 1: 768 -> 3072, 3072 -> 768, 768 -> 768", () => {
+    check(1, 768, 3072, 0, 3072, true, 0, 31);
+    check(1, 3072, 768, 0, 768, true, 0, 32);
+    check(1, 768, 768, 0, 768, false, 1, 33);
+  });
+  it("LM head 768 -> 50272: T = 1 in full, T = 128 on column slices", () => {
+    check(1, 768, 50272, 0, 50272, false, 0, 41);
+    check(128, 768, 50272, 50272 - 37, 50272, false, 0, 42);
+    check(128, 768, 50272, 25131, 25200, false, 0, 43);
+  });
+  it("thread split: two [n0, n1) halves equal one call", () => {
+    const T = 7, K = 768, N = 3072 + 5;
+    const rng = new Rng(51);
+    const x = allocF32(T * K), w = allocF32(N * K), b = allocF32(N);
+    const y1 = allocF32(T * N), y2 = allocF32(T * N);
+    fillUniform(x, T * K, rng, -1, 1);
+    fillUniform(w, N * K, rng, -1, 1);
+    fillUniform(b, N, rng, -1, 1);
+    linear(y1, x, w, b, T, K, N, 0, N);
+    linear(y2, x, w, b, T, K, N, 0, 1541);
+    linear(y2, x, w, b, T, K, N, 1541, N);
+    // Same tiles, same order within a tile: identical except where a tile boundary moved.
+    const atol = LIN_C * EPS * <f32>K / 3.0;
+    expectClose("split GEMM", y2, y1, T * N, atol, 1e-6);
+    linear(y1, x, w, b, 1, K, N, 0, N);
+    linear(y2, x, w, b, 1, K, N, 0, 1541);
+    linear(y2, x, w, b, 1, K, N, 1541, N);
+    expectClose("split matvec", y2, y1, N, atol, 1e-6);
+    freeAll();
+  });
+});

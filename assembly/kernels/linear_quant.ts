@@ -1,0 +1,355 @@
+// Linear layers on compressed weights, PyTorch nn.Linear layout (N, K):
+//   linearF16(y, x, w, b, T, K, N, n0, n1, scratch)
+//       y[t, o] = Σ_k x[t, k]·f32(w[o, k]) + b[o]           w: (N, K) IEEE half floats
+//   linearI8(y, x, q, s, b, T, K, N, n0, n1, G, scratch)
+//       y[t, o] = Σ_g s[o, g] · Σ_{k in group g} x[t, k]·q[o, k] + b[o]
+//                                                          q: (N, K) int8, s: (N, K/G) f32 scales,
+//                                                          groups of G consecutive k (G = K: one scale per row)
+//   x: (T, K) f32, b: (N) or 0, y: (T, N); only columns [n0, n1) written (threads split by rows).
+// Variants:
+//   T = 1   matvec straight from the compressed rows, 4 long streams as in linear's matvec: decoding
+//           is memory-bound, so half (f16) or a quarter (int8) of the bytes is the point.
+//   T > 1   rows are expanded ROWS at a time into `scratch` (ROWS·K f32 per thread, caller-provided)
+//           and multiplied by linear's f32 GEMM: the expansion is paid once per row, not per token.
+//   linearF16Scalar / linearI8Scalar: plain loops, the references.
+// Half-float expansion: bits (h & 0x7fff) << 13 read as f32 and multiplied by 2^112 give the value
+// for normal and subnormal halves alike; the sign bit is moved separately. Weights are finite.
+
+import { hsum, madd } from "./vecmath";
+import { linear } from "./linear";
+
+/** Rows expanded per GEMM chunk: 16 rows · 3072 · 4 bytes = 192 KB, stays in L2. */
+export const QUANT_ROWS: i32 = 16;
+
+const TWO_112: f32 = 5.192296858534828e33; // 2^112
+
+@inline function halfToF32(h: v128): v128 {
+  // h: 4 halves widened to u32 lanes.
+  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(TWO_112));
+  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+@inline function halfScalar(h: u32): f32 {
+  const mag = reinterpret<f32>((h & 0x7fff) << 13) * TWO_112;
+  return (h & 0x8000) ? -mag : mag;
+}
+
+// ---- f16 -------------------------------------------------------------------------------------
+
+export function linearF16(y: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, scratch: usize): void {
+  if (T <= 0 || n0 >= n1) return;
+  if (T == 1) {
+    matvecF16(y, x, w, b, K, n0, n1);
+    return;
+  }
+  const K2 = <usize>K << 1;
+  const K4 = <usize>K << 2;
+  for (let o = n0; o < n1; o += QUANT_ROWS) {
+    const rows = min(QUANT_ROWS, n1 - o);
+    expandF16(scratch, w + <usize>o * K2, rows * K);
+    // linear reads row r at w' + r·K·4: shift the base so rows [o, o+rows) land on scratch.
+    linear(y, x, scratch - <usize>o * K4, b, T, K, N, o, o + rows);
+  }
+}
+
+function expandF16(dst: usize, src: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(src + (<usize>i << 1));
+    v128.store(dst + (<usize>i << 2), halfToF32(i32x4.extend_low_i16x8_u(h)));
+    v128.store(dst + (<usize>i << 2), halfToF32(i32x4.extend_high_i16x8_u(h)), 16);
+  }
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), halfScalar(load<u16>(src + (<usize>i << 1))));
+}
+
+/** Dot product of f32 x with one half-float row, 8 at a time. */
+@inline function dotF16Tail(x: usize, pw: usize, k0: i32, K: i32): f32 {
+  let s: f32 = 0;
+  for (let k = k0; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * halfScalar(load<u16>(pw + (<usize>k << 1)));
+  return s;
+}
+
+function matvecF16(y: usize, x: usize, w: usize, b: usize, K: i32, n0: i32, n1: i32): void {
+  const K2 = <usize>K << 1;
+  const k8 = K & ~7;
+  const q = (n1 - n0) >> 2;
+  const qBytes = <usize>q * K2;
+  for (let i = 0; i < q; i++) {
+    const o = n0 + i;
+    const pw0 = w + <usize>o * K2;
+    const pw1 = pw0 + qBytes, pw2 = pw1 + qBytes, pw3 = pw2 + qBytes;
+    let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+    for (let k = 0; k < k8; k += 8) {
+      const xa = v128.load(x + (<usize>k << 2));
+      const xb = v128.load(x + (<usize>k << 2), 16);
+      const kk = <usize>k << 1;
+      let h = v128.load(pw0 + kk);
+      c0 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c0);
+      c0 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c0);
+      h = v128.load(pw1 + kk);
+      c1 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c1);
+      c1 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c1);
+      h = v128.load(pw2 + kk);
+      c2 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c2);
+      c2 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c2);
+      h = v128.load(pw3 + kk);
+      c3 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c3);
+      c3 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c3);
+    }
+    let s0 = hsum(c0) + dotF16Tail(x, pw0, k8, K), s1 = hsum(c1) + dotF16Tail(x, pw1, k8, K);
+    let s2 = hsum(c2) + dotF16Tail(x, pw2, k8, K), s3 = hsum(c3) + dotF16Tail(x, pw3, k8, K);
+    if (b) {
+      s0 += load<f32>(b + (<usize>o << 2));
+      s1 += load<f32>(b + (<usize>(o + q) << 2));
+      s2 += load<f32>(b + (<usize>(o + 2 * q) << 2));
+      s3 += load<f32>(b + (<usize>(o + 3 * q) << 2));
+    }
+    store<f32>(y + (<usize>o << 2), s0);
+    store<f32>(y + (<usize>(o + q) << 2), s1);
+    store<f32>(y + (<usize>(o + 2 * q) << 2), s2);
+    store<f32>(y + (<usize>(o + 3 * q) << 2), s3);
+  }
+  for (let o = n0 + 4 * q; o < n1; o++) {
+    const pw = w + <usize>o * K2;
+    let c = f32x4.splat(0);
+    for (let k = 0; k < k8; k += 8) {
+      const h = v128.load(pw + (<usize>k << 1));
+      c = madd(v128.load(x + (<usize>k << 2)), halfToF32(i32x4.extend_low_i16x8_u(h)), c);
+      c = madd(v128.load(x + (<usize>k << 2), 16), halfToF32(i32x4.extend_high_i16x8_u(h)), c);
+    }
+    let s = hsum(c) + dotF16Tail(x, pw, k8, K);
+    if (b) s += load<f32>(b + (<usize>o << 2));
+    store<f32>(y + (<usize>o << 2), s);
+  }
+}
+
+export function linearF16Scalar(y: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, scratch: usize): void {
+  for (let t = 0; t < T; t++) {
+    for (let o = n0; o < n1; o++) {
+      let s: f32 = 0;
+      for (let k = 0; k < K; k++) {
+        s += load<f32>(x + ((<usize>t * <usize>K + <usize>k) << 2)) * halfScalar(load<u16>(w + ((<usize>o * <usize>K + <usize>k) << 1)));
+      }
+      if (b) s += load<f32>(b + (<usize>o << 2));
+      store<f32>(y + ((<usize>t * <usize>N + <usize>o) << 2), s);
+    }
+  }
+}
+
+/** f32 → f16 bits of n values (round to nearest even), for packing weights at load. */
+export function f32ToF16Rows(dst: usize, src: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const f = load<f32>(src + (<usize>i << 2));
+    store<u16>(dst + (<usize>i << 1), f32ToHalfBits(f));
+  }
+}
+
+function f32ToHalfBits(f: f32): u16 {
+  const x = reinterpret<u32>(f);
+  const sign = (x >> 16) & 0x8000;
+  const a = x & 0x7fffffff;
+  if (a >= 0x7f800000) return <u16>(sign | (a > 0x7f800000 ? 0x7e00 : 0x7c00));
+  if (a >= 0x477ff000) return <u16>(sign | 0x7c00); // rounds past 65504: inf
+  if (a < 0x38800000) {
+    // subnormal half (or zero): value / 2^-24, rounded to nearest even
+    const v = reinterpret<f32>(a) * 16777216.0; // 2^24
+    return <u16>(sign | <u32>nearest(v));
+  }
+  // normal: rebias exponent, round mantissa to 10 bits (nearest even)
+  const r = a + 0x0fff + ((a >> 13) & 1) - 0x38000000;
+  return <u16>(sign | (r >> 13));
+}
+
+// ---- int8 ------------------------------------------------------------------------------------
+
+/**
+ * Quantize n rows of K f32 weights: per row and group of G, scale = max|w| / 127 and
+ * q = round(w / scale). Done at load time, in wasm, so no second copy of the weights exists in JS.
+ */
+export function quantizeI8(q: usize, s: usize, w: usize, n: i32, K: i32, G: i32): void {
+  const groups = K / G;
+  for (let o = 0; o < n; o++) {
+    for (let g = 0; g < groups; g++) {
+      const base = <usize>o * <usize>K + <usize>(g * G);
+      let m: f32 = 0;
+      for (let k = 0; k < G; k++) m = max(m, abs(load<f32>(w + ((base + <usize>k) << 2))));
+      const scale: f32 = m > 0 ? m / 127 : 1;
+      const inv: f32 = 1 / scale;
+      store<f32>(s + ((<usize>o * <usize>groups + <usize>g) << 2), m > 0 ? scale : 0);
+      for (let k = 0; k < G; k++) {
+        const v = nearest(load<f32>(w + ((base + <usize>k) << 2)) * inv);
+        store<i8>(q + base + <usize>k, <i8>max<f32>(-127, min<f32>(127, v)));
+      }
+    }
+  }
+}
+
+export function linearI8(y: usize, x: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, scratch: usize): void {
+  if (T <= 0 || n0 >= n1) return;
+  if (T == 1) {
+    matvecI8(y, x, q, s, b, K, n0, n1, G);
+    return;
+  }
+  const K4 = <usize>K << 2;
+  const groups = K / G;
+  for (let o = n0; o < n1; o += QUANT_ROWS) {
+    const rows = min(QUANT_ROWS, n1 - o);
+    for (let r = 0; r < rows; r++) {
+      expandI8Row(scratch + <usize>r * K4, q + <usize>(o + r) * <usize>K, s + (<usize>(o + r) * <usize>groups << 2), K, G);
+    }
+    linear(y, x, scratch - <usize>o * K4, b, T, K, N, o, o + rows);
+  }
+}
+
+/** 16 int8 at p as four f32x4 vectors. */
+@inline function i8x16ToF32(v: v128, part: i32): v128 {
+  const h = part < 2 ? i16x8.extend_low_i8x16_s(v) : i16x8.extend_high_i8x16_s(v);
+  const w = (part & 1) == 0 ? i32x4.extend_low_i16x8_s(h) : i32x4.extend_high_i16x8_s(h);
+  return f32x4.convert_i32x4_s(w);
+}
+
+function expandI8Row(dst: usize, q: usize, s: usize, K: i32, G: i32): void {
+  for (let g0 = 0; g0 < K; g0 += G) {
+    const scale = load<f32>(s + (<usize>(g0 / G) << 2));
+    const sv = f32x4.splat(scale);
+    let k = g0;
+    const end = g0 + G;
+    for (; k + 16 <= end; k += 16) {
+      const v = v128.load(q + <usize>k);
+      const p = dst + (<usize>k << 2);
+      v128.store(p, f32x4.mul(i8x16ToF32(v, 0), sv));
+      v128.store(p, f32x4.mul(i8x16ToF32(v, 1), sv), 16);
+      v128.store(p, f32x4.mul(i8x16ToF32(v, 2), sv), 32);
+      v128.store(p, f32x4.mul(i8x16ToF32(v, 3), sv), 48);
+    }
+    for (; k < end; k++) store<f32>(dst + (<usize>k << 2), <f32>load<i8>(q + <usize>k) * scale);
+  }
+}
+
+/** Σ over one group of one row: 16 int8 weights per step, plus a scalar tail. */
+@inline function dotI8Group(x: usize, pq: usize, k0: i32, k1: i32): f32 {
+  let c0 = f32x4.splat(0), c1 = c0;
+  let k = k0;
+  for (; k + 16 <= k1; k += 16) {
+    const v = v128.load(pq + <usize>k);
+    const px = x + (<usize>k << 2);
+    c0 = madd(v128.load(px), i8x16ToF32(v, 0), c0);
+    c1 = madd(v128.load(px, 16), i8x16ToF32(v, 1), c1);
+    c0 = madd(v128.load(px, 32), i8x16ToF32(v, 2), c0);
+    c1 = madd(v128.load(px, 48), i8x16ToF32(v, 3), c1);
+  }
+  let r = hsum(f32x4.add(c0, c1));
+  for (; k < k1; k++) r += load<f32>(x + (<usize>k << 2)) * <f32>load<i8>(pq + <usize>k);
+  return r;
+}
+
+function matvecI8(y: usize, x: usize, q: usize, s: usize, b: usize, K: i32, n0: i32, n1: i32, G: i32): void {
+  const groups = K / G;
+  const nq = (n1 - n0) >> 2; // rows per stream: 4 long streams at once, as in linear's matvec
+  const qBytes = <usize>nq * <usize>K;
+  const sBytes = <usize>nq * <usize>groups << 2;
+  const g16 = G & ~15;
+  for (let i = 0; i < nq; i++) {
+    const o = n0 + i;
+    const pq0 = q + <usize>o * <usize>K, pq1 = pq0 + qBytes, pq2 = pq1 + qBytes, pq3 = pq2 + qBytes;
+    const ps0 = s + (<usize>o * <usize>groups << 2), ps1 = ps0 + sBytes, ps2 = ps1 + sBytes, ps3 = ps2 + sBytes;
+    let t0 = f32x4.splat(0), t1 = t0, t2 = t0, t3 = t0;
+    for (let g = 0; g < groups; g++) {
+      const k0 = g * G;
+      let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+      for (let k = k0; k < k0 + g16; k += 16) {
+        const px = x + (<usize>k << 2);
+        const xa = v128.load(px), xb = v128.load(px, 16), xc = v128.load(px, 32), xd = v128.load(px, 48);
+        let v = v128.load(pq0 + <usize>k);
+        c0 = madd(xa, i8x16ToF32(v, 0), c0); c0 = madd(xb, i8x16ToF32(v, 1), c0);
+        c0 = madd(xc, i8x16ToF32(v, 2), c0); c0 = madd(xd, i8x16ToF32(v, 3), c0);
+        v = v128.load(pq1 + <usize>k);
+        c1 = madd(xa, i8x16ToF32(v, 0), c1); c1 = madd(xb, i8x16ToF32(v, 1), c1);
+        c1 = madd(xc, i8x16ToF32(v, 2), c1); c1 = madd(xd, i8x16ToF32(v, 3), c1);
+        v = v128.load(pq2 + <usize>k);
+        c2 = madd(xa, i8x16ToF32(v, 0), c2); c2 = madd(xb, i8x16ToF32(v, 1), c2);
+        c2 = madd(xc, i8x16ToF32(v, 2), c2); c2 = madd(xd, i8x16ToF32(v, 3), c2);
+        v = v128.load(pq3 + <usize>k);
+        c3 = madd(xa, i8x16ToF32(v, 0), c3); c3 = madd(xb, i8x16ToF32(v, 1), c3);
+        c3 = madd(xc, i8x16ToF32(v, 2), c3); c3 = madd(xd, i8x16ToF32(v, 3), c3);
+      }
+      const gs = <usize>g << 2;
+      t0 = madd(c0, f32x4.splat(load<f32>(ps0 + gs)), t0);
+      t1 = madd(c1, f32x4.splat(load<f32>(ps1 + gs)), t1);
+      t2 = madd(c2, f32x4.splat(load<f32>(ps2 + gs)), t2);
+      t3 = madd(c3, f32x4.splat(load<f32>(ps3 + gs)), t3);
+    }
+    let r0 = hsum(t0), r1 = hsum(t1), r2 = hsum(t2), r3 = hsum(t3);
+    if (g16 < G) {
+      // Group sizes that are not a multiple of 16: the ragged ends, scalar.
+      for (let g = 0; g < groups; g++) {
+        const k0 = g * G;
+        const gs = <usize>g << 2;
+        r0 += load<f32>(ps0 + gs) * dotI8Group(x, pq0, k0 + g16, k0 + G);
+        r1 += load<f32>(ps1 + gs) * dotI8Group(x, pq1, k0 + g16, k0 + G);
+        r2 += load<f32>(ps2 + gs) * dotI8Group(x, pq2, k0 + g16, k0 + G);
+        r3 += load<f32>(ps3 + gs) * dotI8Group(x, pq3, k0 + g16, k0 + G);
+      }
+    }
+    if (b) {
+      r0 += load<f32>(b + (<usize>o << 2));
+      r1 += load<f32>(b + (<usize>(o + nq) << 2));
+      r2 += load<f32>(b + (<usize>(o + 2 * nq) << 2));
+      r3 += load<f32>(b + (<usize>(o + 3 * nq) << 2));
+    }
+    store<f32>(y + (<usize>o << 2), r0);
+    store<f32>(y + (<usize>(o + nq) << 2), r1);
+    store<f32>(y + (<usize>(o + 2 * nq) << 2), r2);
+    store<f32>(y + (<usize>(o + 3 * nq) << 2), r3);
+  }
+  for (let o = n0 + 4 * nq; o < n1; o++) {
+    const pq = q + <usize>o * <usize>K;
+    const ps = s + (<usize>o * <usize>groups << 2);
+    let acc: f32 = 0;
+    for (let g = 0; g < groups; g++) acc += load<f32>(ps + (<usize>g << 2)) * dotI8Group(x, pq, g * G, g * G + G);
+    if (b) acc += load<f32>(b + (<usize>o << 2));
+    store<f32>(y + (<usize>o << 2), acc);
+  }
+}
+
+export function linearI8Scalar(y: usize, x: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, scratch: usize): void {
+  const groups = K / G;
+  for (let t = 0; t < T; t++) {
+    for (let o = n0; o < n1; o++) {
+      let acc: f32 = 0;
+      for (let g = 0; g < groups; g++) {
+        let d: f32 = 0;
+        for (let k = g * G; k < g * G + G; k++) {
+          d += load<f32>(x + ((<usize>t * <usize>K + <usize>k) << 2)) * <f32>load<i8>(q + <usize>o * <usize>K + <usize>k);
+        }
+        acc += load<f32>(s + ((<usize>o * <usize>groups + <usize>g) << 2)) * d;
+      }
+      if (b) acc += load<f32>(b + (<usize>o << 2));
+      store<f32>(y + ((<usize>t * <usize>N + <usize>o) << 2), acc);
+    }
+  }
+}
+
+/** Rows the T > 1 paths expand at once: callers size `scratch` as quantRows() · K f32 per thread. */
+export function quantRows(): i32 {
+  return QUANT_ROWS;
+}
+
+// ---- embedding rows from compressed tables ------------------------------------------------------
+
+/** y[t] = f32(table[ids[t]]), table (V, C) half floats. */
+export function embedGatherF16(y: usize, table: usize, ids: usize, T: i32, C: i32): void {
+  for (let t = 0; t < T; t++) {
+    const row = <usize>load<i32>(ids + (<usize>t << 2));
+    expandF16(y + (<usize>t * <usize>C << 2), table + row * <usize>C * 2, C);
+  }
+}
+
+/** y[t] = dequantized row ids[t] of an int8 table (V, C) with (V, C/G) scales. */
+export function embedGatherI8(y: usize, q: usize, s: usize, ids: usize, T: i32, C: i32, G: i32): void {
+  const groups = C / G;
+  for (let t = 0; t < T; t++) {
+    const row = <usize>load<i32>(ids + (<usize>t << 2));
+    expandI8Row(y + (<usize>t * <usize>C << 2), q + row * <usize>C, s + (row * <usize>groups << 2), C, G);
+  }
+}
