@@ -14,6 +14,7 @@ import { writeSafetensors } from "./formats/safetensors.js";
 import { f32ArrayToF16Bytes } from "./formats/dtype.js";
 import { inspectPrompt, formatInspection } from "./inspect.js";
 import type { BuildChoice } from "./wasm.js";
+import type { WeightDType } from "./models/opt/weights.js";
 
 const int = (name: string) => (v: string) => {
   if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be an integer`);
@@ -30,7 +31,7 @@ const idList = (v: string) => {
   return parts.map(Number);
 };
 
-interface CommonOpts { model: string; build?: BuildChoice; threads?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
+interface CommonOpts { model: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
 
 /** Load with a progress bar on stderr (only when it is a terminal and not in --json mode). */
 async function load(o: CommonOpts) {
@@ -49,6 +50,8 @@ async function load(o: CommonOpts) {
   const opts: LoadModelOptions = {
     build: o.build ?? "auto",
     threads: o.threads,
+    dtype: o.dtype,
+    int8Group: o.int8Group,
     revision: o.revision,
     offline: o.offline,
     seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
@@ -67,6 +70,8 @@ function modelOptions(cmd: Command, withSeed = true): Command {
   cmd.option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
     .addOption(new Option("--build <build>", "wasm build").choices(["auto", "simd", "relaxed"]).default("auto"))
     .option("--threads <n>", "threads for the big kernels (default: the available cores)", int("--threads"))
+    .addOption(new Option("--dtype <dtype>", "weights in memory: f32, f16 (half), int8 (a quarter, quantized at load)").choices(["f32", "f16", "int8"]).default("f32"))
+    .option("--int8-group <n>", "int8: inputs per scale (default 64)", int("--int8-group"))
     .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
     .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)");
   if (withSeed) cmd.option("--seed <n>", "seed of the synthetic model's weights and of sampling", int("--seed"));
@@ -101,7 +106,7 @@ modelOptions(program.command("generate").description("generate text from a promp
     const prompt = o.ids ?? o.prompt;
     if (o.json) {
       const r = await generate(model, tokenizer, prompt, gen);
-      process.stdout.write(JSON.stringify({ model: o.model, build: model.build, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n");
+      process.stdout.write(JSON.stringify({ model: o.model, build: model.build, dtype: model.dtype, threads: model.threads, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n");
       return;
     }
     const input = typeof prompt === "string" ? prompt : tokenizer.decode(prompt);
@@ -116,7 +121,7 @@ modelOptions(program.command("generate").description("generate text from a promp
     process.stdout.write("\n");
     process.stderr.write(`${r.value.new_tokens.length} tokens, ${t.tokens_per_second.toFixed(1)} tokens/s ` +
       `(load ${loadMs.toFixed(0)} ms, prefill ${t.prefill_ms.toFixed(0)} ms, decode ${t.decode_ms_per_token.toFixed(1)} ms/token, ` +
-      `build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`);
+      `${model.dtype}, build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`);
   });
 
 modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))

@@ -10,7 +10,7 @@ export { Arena, OutOfMemoryError, numel, type Tensor, type DType as TensorDType 
 export * from "./formats/index.js";
 export { parseOptConfig, optDims, OPT_125M, type OptConfig, type OptDims } from "./models/opt/config.js";
 export { OptModel, KVCache, type Step, type ForwardOptions, type ForwardResult, type BeginOptions, type LoadOptions } from "./models/opt/model.js";
-export { loadLayerWeights, CheckpointNames, type OptWeights, type OptLayerWeights } from "./models/opt/weights.js";
+export { WeightLoader, CheckpointNames, type OptWeights, type OptLayerWeights, type Mat, type WeightDType, type WeightFormat } from "./models/opt/weights.js";
 export { SyntheticSource, syntheticConfig, SYNTHETIC_PRESETS } from "./models/opt/synthetic.js";
 export * from "./tokenizer/index.js";
 export { generate, streamGenerate, greedyBatch, Sampler, argmax, type GenerateOptions, type GenerateResult, type TokenEvent, type TextCodec, type SamplingOptions } from "./generate/index.js";

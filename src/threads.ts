@@ -12,7 +12,7 @@
 import { detectFeatures, type Wasm } from "./wasm.js";
 
 /** Kernels the pool can split, and which argument holds the range start (end = start + 1). */
-export const SPLITTABLE = ["linear", "attention"] as const;
+export const SPLITTABLE = ["linear", "linearF16", "linearI8", "attention"] as const;
 export type SplitKernel = (typeof SPLITTABLE)[number];
 
 // Control block (Int32Array) slots.

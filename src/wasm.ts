@@ -36,6 +36,13 @@ export interface KernelExports {
   addBias(y: number, b: number, T: number, C: number): void;
   embedGather(y: number, table: number, ids: number, T: number, C: number): void;
   scale(y: number, x: number, s: number, n: number): void;
+  linearF16(y: number, x: number, w: number, b: number, T: number, K: number, N: number, n0: number, n1: number, scratch: number): void;
+  linearI8(y: number, x: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number, G: number, scratch: number): void;
+  quantizeI8(q: number, s: number, w: number, n: number, K: number, G: number): void;
+  f32ToF16Rows(dst: number, src: number, n: number): void;
+  embedGatherF16(y: number, table: number, ids: number, T: number, C: number): void;
+  embedGatherI8(y: number, q: number, s: number, ids: number, T: number, C: number, G: number): void;
+  quantRows(): number;
   [name: string]: unknown;
 }
 

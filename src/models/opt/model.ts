@@ -14,7 +14,7 @@ import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from ".
 import { defaultThreads, ThreadPool } from "../../threads.js";
 import type { TensorSource } from "../../formats/types.js";
 import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
-import { allocLayerSlot, CheckpointNames, fillLayer, loadOptWeights, weightBytes, type OptLayerWeights, type OptWeights } from "./weights.js";
+import { CheckpointNames, DEFAULT_INT8_GROUP, WEIGHT_DTYPES, WeightLoader, weightBytes, type Mat, type OptLayerWeights, type OptWeights, type WeightDType, type WeightFormat } from "./weights.js";
 
 export interface LoadOptions extends LoadWasmOptions {
   /** Called while weights are copied into WebAssembly memory. */
@@ -33,6 +33,13 @@ export interface LoadOptions extends LoadWasmOptions {
    * isolated page); where there is none the model runs on one thread.
    */
   threads?: number;
+  /**
+   * How weight matrices are held: "f32" (default), "f16" (half the memory, converted inside the
+   * kernels) or "int8" (a quarter; symmetric per-row, per-group scales, quantized at load).
+   */
+  dtype?: WeightDType;
+  /** int8 group size along the input dimension (default 64). */
+  int8Group?: number;
 }
 
 /** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
@@ -92,6 +99,7 @@ export interface Step {
   idsPtr: number; posPtr: number; // i32 (rows)
   scores: number; // (past + T) f32 per thread, scoresStride bytes apart
   scoresStride: number;
+  quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
   probs: number; // (H, T, past + T) f32, or 0
   lnRows: number; lnE: number; logitsBuf: number; maxLogitRows: number; // logits scratch
   /** Filled by layer() when collectAttentions: per layer, (B, H, T, past+T). */
@@ -128,6 +136,14 @@ export interface ForwardResult {
   attentions?: Float32Array[];
 }
 
+function weightFormat(o: LoadOptions): WeightFormat {
+  const dtype = o.dtype ?? "f32";
+  if (!WEIGHT_DTYPES.includes(dtype)) throw new Error(`wasm-lm: dtype '${String(dtype)}' is not supported (${WEIGHT_DTYPES.join(", ")})`);
+  const group = o.int8Group ?? DEFAULT_INT8_GROUP;
+  if (!Number.isInteger(group) || group < 1) throw new Error(`wasm-lm: int8Group = ${group} must be a positive integer`);
+  return { dtype, group };
+}
+
 async function resolveThreads(requested: number | undefined): Promise<number> {
   if (requested !== undefined) {
     if (!Number.isInteger(requested) || requested < 1 || requested > 256) throw new Error(`wasm-lm: threads = ${requested} must be an integer in [1, 256]`);
@@ -140,9 +156,12 @@ export class OptModel {
   readonly k: KernelExports;
   readonly d: OptDims;
   private openSteps = 0;
+  /** The open step (its scratch is what kernels needing scratch use). */
+  private step: Step | null = null;
 
   /** Where streamed layers are read into, when layers are not resident. */
   private slot: OptLayerWeights | null = null;
+  private readonly loader: WeightLoader;
   private slotLayer = -1;
 
   private constructor(
@@ -150,34 +169,46 @@ export class OptModel {
     readonly wasm: Wasm,
     readonly arena: Arena,
     readonly weights: OptWeights,
-    private readonly source: TensorSource,
-    private readonly names: CheckpointNames,
+    loader: WeightLoader,
     /** Worker threads sharing the memory, or null for one thread. */
     readonly pool: ThreadPool | null,
   ) {
     this.k = wasm.k;
     this.d = optDims(config);
-    if (weights.layers.length === 0) this.slot = allocLayerSlot(arena, this.d);
+    this.loader = loader;
+    if (weights.layers.length === 0) this.slot = loader.allocLayer();
+    const maxK = Math.max(this.d.C, this.d.F, this.d.E);
+    this.quantScratchBytes = align(this.k.quantRows() * maxK * 4, 64);
+  }
+
+  /** Bytes of scratch a compressed-weight GEMM needs per thread. */
+  private readonly quantScratchBytes: number;
+
+  /** The dtype weight matrices are held in. */
+  get dtype(): WeightDType {
+    return this.weights.format.dtype;
   }
 
   /** Validate the checkpoint against the config, then copy the weights into WebAssembly memory. */
   static async load(config: OptConfig, source: TensorSource, opts: LoadOptions = {}): Promise<OptModel> {
     const d = optDims(config);
     const label = opts.label ?? "checkpoint";
-    const bytes = weightBytes(d);
+    const bytes = weightBytes(d, weightFormat(opts));
     if (bytes > 3.5 * 2 ** 30) {
-      throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of f32 weights ` +
+      throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of ${opts.dtype ?? "f32"} weights ` +
         `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, ffn_dim ${d.F}); ` +
         `wasm32 memory holds at most 4 GiB`);
     }
+    const fmt = weightFormat(opts);
     const names = new CheckpointNames(source, d, label);
     const threads = await resolveThreads(opts.threads);
     const wasm = await loadWasm({ ...opts, shared: threads > 1 });
     const arena = new Arena(wasm);
     const resident = opts.residentLayers ?? true;
-    const weights = loadOptWeights(arena, source, names, d, opts.onProgress, resident);
+    const loader = new WeightLoader(arena, wasm.k, source, names, d, fmt);
+    const weights = loader.all(opts.onProgress, resident);
     const pool = threads > 1 ? await ThreadPool.create(wasm, threads) : null;
-    return new OptModel(config, wasm, arena, weights, source, names, pool);
+    return new OptModel(config, wasm, arena, weights, loader, pool);
   }
 
   get build() {
@@ -256,7 +287,8 @@ export class OptModel {
     const f = (n: number) => align(n * 4, 64);
     const parts = this.threads;
     const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + parts * f(S) +
-      (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64;
+      (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64 +
+      (this.dtype === "f32" ? 0 : parts * this.quantScratchBytes);
 
     const arena = this.arena;
     const mark = arena.mark();
@@ -273,6 +305,7 @@ export class OptModel {
       collectAttentions: !!opts.collectAttentions,
       x: a(rows * C), xn: a(rows * W), q: a(rows * C), k: a(rows * C), v: a(rows * C), att: a(rows * C),
       ffn: a(rows * F), idsPtr: a(rows), posPtr: a(rows), scores: arena.alloc(parts * f(S)), scoresStride: f(S),
+      quantScratch: this.dtype === "f32" ? 0 : arena.alloc(parts * this.quantScratchBytes),
       probs: opts.collectAttentions ? a(H * T * S) : 0,
       lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
       attentions: [],
@@ -280,12 +313,14 @@ export class OptModel {
         if (ended) return;
         ended = true;
         this.openSteps--;
+        this.step = null;
         arena.frozen = false;
         arena.reset(mark);
         if (ownCache) cache.release();
       },
     };
 
+    this.step = step;
     // Positions as transformers computes them: cumsum(mask)·mask − 1 over past + new, then + 2.
     // Padding gets −1 + 2 = 1; the key mask keeps padded keys out of every query's softmax.
     for (let b = 0; b < B; b++) {
@@ -302,12 +337,34 @@ export class OptModel {
     return step;
   }
 
-  private linear(y: number, x: number, w: number, b: number, T: number, K: number, N: number): void {
-    if (this.pool && !this.pool.isClosed && T * K * N >= PARALLEL_MIN_MACS) {
-      // Output rows in multiples of 16 per thread: whole register tiles.
-      this.pool.run("linear", [y, x, w, b, T, K, N, 0, N], 7, N, 16);
-    } else {
-      this.k.linear(y, x, w, b, T, K, N, 0, N);
+  /** y = x·Wᵀ + b on the weights' dtype; split by output rows over the threads when it pays. */
+  private linear(y: number, x: number, m: Mat, b: number, T: number, K: number, N: number): void {
+    const pool = this.pool && !this.pool.isClosed && T * K * N >= PARALLEL_MIN_MACS ? this.pool : null;
+    const scratch = this.step?.quantScratch ?? 0;
+    // Output rows in multiples of 16 per thread: whole register tiles.
+    switch (m.dtype) {
+      case "f32":
+        if (pool) pool.run("linear", [y, x, m.w, b, T, K, N, 0, N], 7, N, 16);
+        else this.k.linear(y, x, m.w, b, T, K, N, 0, N);
+        return;
+      case "f16":
+        if (pool) pool.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], 7, N, 16, 9, this.quantScratchBytes);
+        else this.k.linearF16(y, x, m.w, b, T, K, N, 0, N, scratch);
+        return;
+      case "int8":
+        if (pool) pool.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], 8, N, 16, 11, this.quantScratchBytes);
+        else this.k.linearI8(y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch);
+        return;
+    }
+  }
+
+  private embedTokens(y: number, ids: number, rows: number): void {
+    const m = this.weights.embedTokens;
+    const E = this.d.E;
+    switch (m.dtype) {
+      case "f32": return this.k.embedGather(y, m.w, ids, rows, E);
+      case "f16": return this.k.embedGatherF16(y, m.w, ids, rows, E);
+      case "int8": return this.k.embedGatherI8(y, m.w, m.s, ids, rows, E, m.g);
     }
   }
 
@@ -333,7 +390,7 @@ export class OptModel {
     if (!this.slot) return this.weights.layers[i];
     if (this.slotLayer !== i) {
       this.slotLayer = -1; // a failed read must not leave a half-filled slot labelled as layer i
-      fillLayer(this.arena, this.source, this.names, this.d, i, this.slot);
+      this.loader.fillLayer(i, this.slot);
       this.slotLayer = i;
     }
     return this.slot;
@@ -346,10 +403,10 @@ export class OptModel {
     this.arena.i32(s.idsPtr, rows).set(s.ids);
     this.arena.i32(s.posPtr, rows).set(s.positions);
     if (d.project) {
-      k.embedGather(s.xn, w.embedTokens, s.idsPtr, rows, d.E);
-      this.linear(s.x, s.xn, w.projectIn, 0, rows, d.E, d.C);
+      this.embedTokens(s.xn, s.idsPtr, rows);
+      this.linear(s.x, s.xn, { dtype: "f32", w: w.projectIn, s: 0, g: 0 }, 0, rows, d.E, d.C);
     } else {
-      k.embedGather(s.x, w.embedTokens, s.idsPtr, rows, d.C);
+      this.embedTokens(s.x, s.idsPtr, rows);
     }
     k.embedGather(s.xn, w.embedPositions, s.posPtr, rows, d.C);
     k.add(s.x, s.x, s.xn, rows * d.C);
@@ -367,9 +424,9 @@ export class OptModel {
     // Self-attention block. Pre-LN: x + attn(LN(x)). Post-LN (e.g. OPT-350M): LN(x + attn(x)).
     const attnIn = d.preNorm ? s.xn : s.x;
     if (d.preNorm) k.layerNorm(s.xn, s.x, w.attnNormW, w.attnNormB, rows, C, eps);
-    this.linear(s.q, attnIn, w.qW, w.qB, rows, C, C);
-    this.linear(s.k, attnIn, w.kW, w.kB, rows, C, C);
-    this.linear(s.v, attnIn, w.vW, w.vB, rows, C, C);
+    this.linear(s.q, attnIn, w.q, w.qB, rows, C, C);
+    this.linear(s.k, attnIn, w.k, w.kB, rows, C, C);
+    this.linear(s.v, attnIn, w.v, w.vB, rows, C, C);
     const S = s.past + s.T;
     const probs = s.collectAttentions ? new Float32Array(s.B * H * s.T * S) : null;
     for (let b = 0; b < s.B; b++) {
@@ -380,16 +437,16 @@ export class OptModel {
       if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
     }
     if (probs) s.attentions[i] = probs;
-    this.linear(s.q, s.att, w.oW, w.oB, rows, C, C);
+    this.linear(s.q, s.att, w.o, w.oB, rows, C, C);
     k.add(s.x, s.x, s.q, n);
     if (!d.preNorm) k.layerNorm(s.x, s.x, w.attnNormW, w.attnNormB, rows, C, eps);
 
     // Feed-forward block.
     const ffnIn = d.preNorm ? s.xn : s.x;
     if (d.preNorm) k.layerNorm(s.xn, s.x, w.ffnNormW, w.ffnNormB, rows, C, eps);
-    this.linear(s.ffn, ffnIn, w.fc1W, w.fc1B, rows, C, F);
+    this.linear(s.ffn, ffnIn, w.fc1, w.fc1B, rows, C, F);
     this.activation(s.ffn, rows * F);
-    this.linear(s.q, s.ffn, w.fc2W, w.fc2B, rows, F, C);
+    this.linear(s.q, s.ffn, w.fc2, w.fc2B, rows, F, C);
     k.add(s.x, s.x, s.q, n);
     if (!d.preNorm) k.layerNorm(s.x, s.x, w.ffnNormW, w.ffnNormB, rows, C, eps);
 
@@ -409,7 +466,7 @@ export class OptModel {
     const dst = this.arena.f32(s.lnRows, R * d.C);
     rowIdx.forEach((r, j) => dst.set(src.subarray(r * d.C, (r + 1) * d.C), j * d.C));
     if (d.finalNorm) k.layerNorm(s.lnRows, s.lnRows, w.finalNormW, w.finalNormB, R, d.C, LAYER_NORM_EPS);
-    if (d.project) this.linear(s.lnE, s.lnRows, w.projectOut, 0, R, d.C, d.E);
+    if (d.project) this.linear(s.lnE, s.lnRows, { dtype: "f32", w: w.projectOut, s: 0, g: 0 }, 0, R, d.C, d.E);
     return d.project ? s.lnE : s.lnRows;
   }
 

@@ -4,9 +4,39 @@
 // Names are those of transformers' OPTForCausalLM after stripping the decoder prefix:
 //   model.decoder.*  (files saved by transformers)   or   decoder.*  (Meta's facebook/opt-* files)
 // plus the optional top-level lm_head.weight.
+//
+// Weight matrices are stored in the dtype chosen at load:
+//   f32   as in the checkpoint
+//   f16   IEEE half floats (half the bytes; expanded inside the kernels)
+//   int8  symmetric int8 with one f32 scale per output row and group of G inputs (a quarter of the
+//         bytes), quantized at load inside wasm from the checkpoint's values
+// Vectors (biases, norms) and the position table stay f32: they are small.
 import type { Arena } from "../../arena.js";
 import type { TensorSource } from "../../formats/types.js";
+import { convertToF32 } from "../../formats/dtype.js";
+import type { KernelExports } from "../../wasm.js";
 import type { OptDims } from "./config.js";
+
+export type WeightDType = "f32" | "f16" | "int8";
+export const WEIGHT_DTYPES: WeightDType[] = ["f32", "f16", "int8"];
+
+/** How matrices are stored. */
+export interface WeightFormat {
+  dtype: WeightDType;
+  /** int8 group size along the input dimension (a matrix whose K it does not divide uses K). */
+  group: number;
+}
+
+export const DEFAULT_INT8_GROUP = 64;
+
+/** A weight matrix (out, in): its dtype, its data, and for int8 its (out, in/G) scales. */
+export interface Mat {
+  dtype: WeightDType;
+  w: number;
+  s: number;
+  /** int8 group size used for this matrix (0 otherwise). */
+  g: number;
+}
 
 export interface WeightSpec {
   /** Name without the decoder prefix, e.g. "layers.0.fc1.weight", or "lm_head.weight". */
@@ -14,48 +44,50 @@ export interface WeightSpec {
   shape: number[];
 }
 
-/** Pointers to one decoder layer's weights (0 = absent). Shapes in the comments: (out, in). */
+/** One decoder layer's weights (pointer 0 = absent). Shapes: (out, in). */
 export interface OptLayerWeights {
   attnNormW: number; attnNormB: number; // (C)
-  qW: number; qB: number; // (C, C), (C)
-  kW: number; kB: number; // (C, C), (C)
-  vW: number; vB: number; // (C, C), (C)
-  oW: number; oB: number; // (C, C), (C)
+  q: Mat; qB: number; // (C, C), (C)
+  k: Mat; kB: number; // (C, C), (C)
+  v: Mat; vB: number; // (C, C), (C)
+  o: Mat; oB: number; // (C, C), (C)
   ffnNormW: number; ffnNormB: number; // (C)
-  fc1W: number; fc1B: number; // (F, C), (F)
-  fc2W: number; fc2B: number; // (C, F), (C)
+  fc1: Mat; fc1B: number; // (F, C), (F)
+  fc2: Mat; fc2B: number; // (C, F), (C)
 }
 
 export interface OptWeights {
-  embedTokens: number; // (V, E)
-  embedPositions: number; // (P, C)
-  projectIn: number; // (C, E) or 0
-  projectOut: number; // (E, C) or 0
+  format: WeightFormat;
+  embedTokens: Mat; // (V, E), also the lm_head when tied
+  embedPositions: number; // (P, C) f32
+  projectIn: number; // (C, E) f32, or 0
+  projectOut: number; // (E, C) f32, or 0
   finalNormW: number; finalNormB: number; // (C) or 0
-  lmHead: number; // (V, E): embedTokens when tied
+  lmHead: Mat; // (V, E): embedTokens when tied
   layers: OptLayerWeights[];
 }
 
-const LAYER_FIELDS: [keyof OptLayerWeights, string, (d: OptDims) => number[], "bias" | "affine" | null][] = [
+type Cond = "bias" | "affine" | null;
+const LAYER_FIELDS: [keyof OptLayerWeights, string, (d: OptDims) => number[], Cond][] = [
   ["attnNormW", "self_attn_layer_norm.weight", (d) => [d.C], "affine"],
   ["attnNormB", "self_attn_layer_norm.bias", (d) => [d.C], "affine"],
-  ["qW", "self_attn.q_proj.weight", (d) => [d.C, d.C], null],
+  ["q", "self_attn.q_proj.weight", (d) => [d.C, d.C], null],
   ["qB", "self_attn.q_proj.bias", (d) => [d.C], "bias"],
-  ["kW", "self_attn.k_proj.weight", (d) => [d.C, d.C], null],
+  ["k", "self_attn.k_proj.weight", (d) => [d.C, d.C], null],
   ["kB", "self_attn.k_proj.bias", (d) => [d.C], "bias"],
-  ["vW", "self_attn.v_proj.weight", (d) => [d.C, d.C], null],
+  ["v", "self_attn.v_proj.weight", (d) => [d.C, d.C], null],
   ["vB", "self_attn.v_proj.bias", (d) => [d.C], "bias"],
-  ["oW", "self_attn.out_proj.weight", (d) => [d.C, d.C], null],
+  ["o", "self_attn.out_proj.weight", (d) => [d.C, d.C], null],
   ["oB", "self_attn.out_proj.bias", (d) => [d.C], "bias"],
   ["ffnNormW", "final_layer_norm.weight", (d) => [d.C], "affine"],
   ["ffnNormB", "final_layer_norm.bias", (d) => [d.C], "affine"],
-  ["fc1W", "fc1.weight", (d) => [d.F, d.C], null],
+  ["fc1", "fc1.weight", (d) => [d.F, d.C], null],
   ["fc1B", "fc1.bias", (d) => [d.F], "bias"],
-  ["fc2W", "fc2.weight", (d) => [d.C, d.F], null],
+  ["fc2", "fc2.weight", (d) => [d.C, d.F], null],
   ["fc2B", "fc2.bias", (d) => [d.C], "bias"],
 ];
 
-const present = (d: OptDims, cond: "bias" | "affine" | null) => cond === null || (cond === "bias" ? d.bias : d.affine);
+const present = (d: OptDims, cond: Cond) => cond === null || (cond === "bias" ? d.bias : d.affine);
 
 /** The tensors of decoder layer i, keyed by the OptLayerWeights field they fill. */
 export function layerSpecs(d: OptDims, i: number): (WeightSpec & { field: keyof OptLayerWeights })[] {
@@ -82,13 +114,44 @@ export function globalSpecs(d: OptDims): WeightSpec[] {
 
 export const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** Bytes of f32 weights the model needs (the tied lm_head costs nothing). */
-export function weightBytes(d: OptDims, residentLayers = d.L): number {
-  let n = 0;
-  for (const s of globalSpecs(d)) n += numelOf(s.shape);
-  for (const s of layerSpecs(d, 0)) n += numelOf(s.shape) * residentLayers;
-  if (!d.tied) n += d.V * d.E;
-  return n * 4;
+const groupFor = (fmt: WeightFormat, K: number) => (K % fmt.group === 0 ? fmt.group : K);
+
+/** Bytes a (N, K) matrix takes in a format (with 64-byte alignment padding). */
+export function matBytes(fmt: WeightFormat, N: number, K: number): number {
+  const pad = (n: number) => Math.ceil(n / 64) * 64;
+  switch (fmt.dtype) {
+    case "f32": return pad(N * K * 4);
+    case "f16": return pad(N * K * 2);
+    case "int8": return pad(N * K) + pad(N * (K / groupFor(fmt, K)) * 4);
+  }
+}
+
+const isMatField = (f: keyof OptLayerWeights) => f === "q" || f === "k" || f === "v" || f === "o" || f === "fc1" || f === "fc2";
+
+/** Bytes of one decoder layer's weights. */
+export function layerBytes(d: OptDims, fmt: WeightFormat = F32): number {
+  return layerSpecs(d, 0).reduce((a, s) => a + (isMatField(s.field) ? matBytes(fmt, s.shape[0], s.shape[1]) : Math.ceil(numelOf(s.shape) * 4 / 64) * 64), 0);
+}
+
+export const F32: WeightFormat = { dtype: "f32", group: DEFAULT_INT8_GROUP };
+
+/**
+ * The token embedding (which is also the tied lm_head) stays f16 when layers are int8: the
+ * logits are read straight off it, and int8 there cost the tiny fixture most of its greedy
+ * agreement with f32 (see the closing note of the speed issue for the figures).
+ */
+export const embedDType = (fmt: WeightFormat): WeightDType => (fmt.dtype === "int8" ? "f16" : fmt.dtype);
+
+/** Bytes of the model's weights in a format, with `residentLayers` layers held at once. */
+export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers = d.L): number {
+  const embed = matBytes({ ...fmt, dtype: embedDType(fmt) }, d.V, d.E);
+  let n = embed;
+  n += d.P * d.C * 4;
+  if (d.project) n += 2 * d.C * d.E * 4;
+  n += 2 * d.C * 4;
+  n += layerBytes(d, fmt) * residentLayers;
+  if (!d.tied) n += embed;
+  return n;
 }
 
 /**
@@ -99,7 +162,7 @@ export class CheckpointNames {
   readonly prefix: string;
   readonly hasLmHead: boolean;
 
-  constructor(private src: TensorSource, private d: OptDims, label: string) {
+  constructor(src: TensorSource, d: OptDims, label: string) {
     const names = src.tensors().map((t) => t.name);
     const prefixes = ["model.decoder.", "decoder."];
     const prefix = prefixes.find((p) => names.some((n) => n === `${p}embed_tokens.weight`));
@@ -134,65 +197,121 @@ export class CheckpointNames {
   }
 }
 
-/** Copy one tensor from the checkpoint into a fresh arena region, converting to f32. */
-export function loadTensor(arena: Arena, src: TensorSource, name: string, n: number): number {
-  const ptr = arena.alloc(n * 4);
-  src.readF32(name, arena.f32(ptr, n));
-  return ptr;
-}
-
-/** Room for one decoder layer's weights (a slot that layers can be streamed through). */
-export function allocLayerSlot(arena: Arena, d: OptDims): OptLayerWeights {
-  const w = Object.fromEntries(LAYER_FIELDS.map(([f]) => [f, 0])) as unknown as OptLayerWeights;
-  for (const s of layerSpecs(d, 0)) w[s.field] = arena.alloc(numelOf(s.shape) * 4);
-  return w;
-}
-
-/** Read decoder layer i's tensors from the checkpoint into a slot. */
-export function fillLayer(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims, i: number, slot: OptLayerWeights): void {
-  for (const s of layerSpecs(d, i)) src.readF32(names.full(s.name), arena.f32(slot[s.field], numelOf(s.shape)));
-}
-
-/** Load decoder layer i's weights into a fresh arena region (where they live is the caller's choice). */
-export function loadLayerWeights(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims, i: number): OptLayerWeights {
-  const w = allocLayerSlot(arena, d);
-  fillLayer(arena, src, names, d, i, w);
-  return w;
-}
-
-/** Bytes of one decoder layer's f32 weights. */
-export const layerBytes = (d: OptDims) => layerSpecs(d, 0).reduce((a, s) => a + numelOf(s.shape) * 4, 0);
+/** Rows converted per step through the loader's f32 staging buffer. */
+const STAGE_BYTES = 4 << 20;
 
 /**
- * Load the weights (progress: called after each tensor with bytes done / total). With
- * residentLayers false only the embeddings, norms and heads are loaded and `layers` is empty:
- * the caller streams layers through a slot (OptModel does this for you).
+ * Copies checkpoint tensors into the arena in the chosen format. Conversions go through one small
+ * f32 staging region of the arena, so no second copy of a whole tensor is ever made.
  */
-export function loadOptWeights(arena: Arena, src: TensorSource, names: CheckpointNames, d: OptDims,
-  onProgress?: (done: number, total: number) => void, residentLayers = true): OptWeights {
-  const total = weightBytes(d, residentLayers ? d.L : 0);
-  arena.reserve(total + 64 * 64); // grow memory once, with room for alignment padding
-  let done = 0;
-  const g = (name: string, shape: number[]) => {
-    const n = numelOf(shape);
-    const p = loadTensor(arena, src, names.full(name), n);
-    done += n * 4;
-    onProgress?.(done, total);
-    return p;
-  };
-  const embedTokens = g("embed_tokens.weight", [d.V, d.E]);
-  const embedPositions = g("embed_positions.weight", [d.P, d.C]);
-  const projectIn = d.project ? g("project_in.weight", [d.C, d.E]) : 0;
-  const projectOut = d.project ? g("project_out.weight", [d.E, d.C]) : 0;
-  const finalNormW = d.finalNorm && d.affine ? g("final_layer_norm.weight", [d.C]) : 0;
-  const finalNormB = d.finalNorm && d.affine ? g("final_layer_norm.bias", [d.C]) : 0;
-  const layers: OptLayerWeights[] = [];
-  for (let i = 0; residentLayers && i < d.L; i++) {
-    layers.push(loadLayerWeights(arena, src, names, d, i));
-    done += layerBytes(d);
-    onProgress?.(done, total);
+export class WeightLoader {
+  private stage: number;
+  private raw = new Map<string, Uint8Array>();
+
+  constructor(readonly arena: Arena, readonly k: KernelExports, readonly src: TensorSource,
+    readonly names: CheckpointNames, readonly d: OptDims, readonly fmt: WeightFormat) {
+    this.stage = fmt.dtype === "f32" ? 0 : arena.alloc(STAGE_BYTES);
   }
-  // transformers ties lm_head to embed_tokens when tie_word_embeddings is true, even if the file has one.
-  const lmHead = d.tied ? embedTokens : g("lm_head.weight", [d.V, d.E]);
-  return { embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
+
+  allocMat(N: number, K: number, dtype = this.fmt.dtype): Mat {
+    const a = this.arena;
+    switch (dtype) {
+      case "f32": return { dtype, w: a.alloc(N * K * 4), s: 0, g: 0 };
+      case "f16": return { dtype, w: a.alloc(N * K * 2), s: 0, g: 0 };
+      case "int8": {
+        const g = groupFor(this.fmt, K);
+        return { dtype, w: a.alloc(N * K), s: a.alloc(N * (K / g) * 4), g };
+      }
+    }
+  }
+
+  vector(name: string, n: number): number {
+    const ptr = this.arena.alloc(n * 4);
+    this.src.readF32(this.names.full(name), this.arena.f32(ptr, n));
+    return ptr;
+  }
+
+  mat(name: string, N: number, K: number, dtype = this.fmt.dtype): Mat {
+    const m = this.allocMat(N, K, dtype);
+    this.fillMat(m, name, N, K);
+    return m;
+  }
+
+  /** Read a (N, K) tensor into an allocated matrix, converting rows through the staging buffer. */
+  fillMat(m: Mat, name: string, N: number, K: number): void {
+    const full = this.names.full(name);
+    const a = this.arena;
+    const info = this.src.get(full)!;
+    if (m.dtype === "f32") {
+      this.src.readF32(full, a.f32(m.w, N * K));
+      return;
+    }
+    if (m.dtype === "f16" && info.dtype === "F16") {
+      a.u8(m.w, N * K * 2).set(this.src.readRaw(full)); // already half floats: a plain copy
+      return;
+    }
+    const raw = this.src.readRaw(full);
+    const esize = raw.length / (N * K);
+    const rows = Math.max(1, Math.floor(STAGE_BYTES / (K * 4)));
+    for (let r0 = 0; r0 < N; r0 += rows) {
+      const n = Math.min(rows, N - r0);
+      convertToF32(info.dtype as "F32" | "F16" | "BF16", raw.subarray(r0 * K * esize, (r0 + n) * K * esize), a.f32(this.stage, n * K));
+      if (m.dtype === "f16") this.k.f32ToF16Rows(m.w + r0 * K * 2, this.stage, n * K);
+      else this.k.quantizeI8(m.w + r0 * K, m.s + r0 * (K / m.g) * 4, this.stage, n, K, m.g);
+    }
+  }
+
+  /** Room for one decoder layer (a slot that layers can be streamed through). */
+  allocLayer(): OptLayerWeights {
+    const w = {} as Record<keyof OptLayerWeights, number | Mat>;
+    for (const [f] of LAYER_FIELDS) w[f] = isMatField(f) ? { dtype: this.fmt.dtype, w: 0, s: 0, g: 0 } : 0;
+    for (const s of layerSpecs(this.d, 0)) {
+      w[s.field] = isMatField(s.field) ? this.allocMat(s.shape[0], s.shape[1]) : this.arena.alloc(numelOf(s.shape) * 4);
+    }
+    return w as unknown as OptLayerWeights;
+  }
+
+  /** Read decoder layer i's tensors into a slot. */
+  fillLayer(i: number, slot: OptLayerWeights): void {
+    for (const s of layerSpecs(this.d, i)) {
+      if (isMatField(s.field)) this.fillMat(slot[s.field] as Mat, s.name, s.shape[0], s.shape[1]);
+      else this.src.readF32(this.names.full(s.name), this.arena.f32(slot[s.field] as number, numelOf(s.shape)));
+    }
+  }
+
+  layer(i: number): OptLayerWeights {
+    const w = this.allocLayer();
+    this.fillLayer(i, w);
+    return w;
+  }
+
+  /**
+   * Load the weights (progress: bytes done / total). With residentLayers false only the
+   * embeddings, norms and heads are loaded and `layers` is empty: the model then streams layers
+   * through one slot.
+   */
+  all(onProgress?: (done: number, total: number) => void, residentLayers = true): OptWeights {
+    const d = this.d;
+    const total = weightBytes(d, this.fmt, residentLayers ? d.L : 0);
+    this.arena.reserve(total + 64 * 64); // grow memory once
+    let done = 0;
+    const tick = (bytes: number) => onProgress?.((done += bytes), total);
+    const embedTokens = this.mat("embed_tokens.weight", d.V, d.E, embedDType(this.fmt));
+    tick(matBytes({ ...this.fmt, dtype: embedDType(this.fmt) }, d.V, d.E));
+    const embedPositions = this.vector("embed_positions.weight", d.P * d.C);
+    const projectIn = d.project ? this.vector("project_in.weight", d.C * d.E) : 0;
+    const projectOut = d.project ? this.vector("project_out.weight", d.E * d.C) : 0;
+    const finalNormW = d.finalNorm && d.affine ? this.vector("final_layer_norm.weight", d.C) : 0;
+    const finalNormB = d.finalNorm && d.affine ? this.vector("final_layer_norm.bias", d.C) : 0;
+    tick((d.P * d.C + (d.project ? 2 * d.C * d.E : 0) + 2 * d.C) * 4);
+    const layers: OptLayerWeights[] = [];
+    for (let i = 0; residentLayers && i < d.L; i++) {
+      layers.push(this.layer(i));
+      tick(layerBytes(d, this.fmt));
+    }
+    // transformers ties lm_head to embed_tokens when tie_word_embeddings is true, even if the file has one.
+    const lmHead = d.tied ? embedTokens : this.mat("lm_head.weight", d.V, d.E, embedDType(this.fmt));
+    if (!d.tied) tick(matBytes({ ...this.fmt, dtype: embedDType(this.fmt) }, d.V, d.E));
+    return { format: this.fmt, embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
+  }
 }
