@@ -23,13 +23,19 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
-function fill(dst: Float32Array, seed: number, center: number, std: number): void {
-  // xorshift32: fast enough to make 125M values in well under a second.
-  let x = seed || 0x9e3779b9;
+/**
+ * Values [start, start + dst.length) of a tensor: a counter-based hash of (seed, index), so any
+ * range can be made without the ones before it (layers streamed and rows converted in chunks).
+ */
+function fill(dst: Float32Array, seed: number, start: number, center: number, std: number): void {
   const a = std * Math.sqrt(3) * 2 / 4294967296; // uniform on [-std·√3, std·√3]
   const c = center - std * Math.sqrt(3);
   for (let i = 0; i < dst.length; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    // murmur3's finalizer over (index, seed)
+    let x = (Math.imul(start + i, 0x9e3779b1) ^ seed) >>> 0;
+    x ^= x >>> 16; x = Math.imul(x, 0x85ebca6b);
+    x ^= x >>> 13; x = Math.imul(x, 0xc2b2ae35);
+    x ^= x >>> 16;
     dst[i] = c + (x >>> 0) * a;
   }
 }
@@ -57,12 +63,20 @@ export class SyntheticSource implements TensorSource {
     const info = this.byName.get(name);
     if (!info) throw new Error(`synthetic: no tensor '${name}'`);
     if (dst.length !== numelOf(info.shape)) throw new Error(`synthetic: '${name}' has ${numelOf(info.shape)} elements, destination ${dst.length}`);
+    this.readF32Range(name, 0, dst);
+  }
+
+  /** Elements [start, start + dst.length) of a tensor. */
+  readF32Range(name: string, start: number, dst: Float32Array): void {
+    const info = this.byName.get(name);
+    if (!info) throw new Error(`synthetic: no tensor '${name}'`);
+    if (start < 0 || start + dst.length > numelOf(info.shape)) throw new Error(`synthetic: range past the end of '${name}'`);
     const seed = (hash(name) ^ Math.imul(this.seed + 1, 0x9e3779b1)) >>> 0;
     const isNorm = name.includes("layer_norm");
     const isBias = name.endsWith(".bias");
-    if (isNorm && !isBias) fill(dst, seed, 1, 0.1);
-    else if (isBias) fill(dst, seed, 0, 0.01);
-    else fill(dst, seed, 0, 0.02);
+    if (isNorm && !isBias) fill(dst, seed, start, 1, 0.1);
+    else if (isBias) fill(dst, seed, start, 0, 0.01);
+    else fill(dst, seed, start, 0, 0.02);
   }
   readRaw(name: string): Uint8Array {
     const info = this.byName.get(name);

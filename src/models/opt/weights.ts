@@ -197,6 +197,11 @@ export class CheckpointNames {
   }
 }
 
+/** A source that can produce any element range of a tensor as f32 (e.g. synthetic weights). */
+interface RangeSource extends TensorSource {
+  readF32Range?(name: string, start: number, dst: Float32Array): void;
+}
+
 /** Rows converted per step through the loader's f32 staging buffer. */
 const STAGE_BYTES = 4 << 20;
 
@@ -250,12 +255,16 @@ export class WeightLoader {
       a.u8(m.w, N * K * 2).set(this.src.readRaw(full)); // already half floats: a plain copy
       return;
     }
-    const raw = this.src.readRaw(full);
-    const esize = raw.length / (N * K);
+    // Sources that make values on demand give row ranges; files give a view of their raw bytes.
+    const ranged = (this.src as RangeSource).readF32Range?.bind(this.src);
+    const raw = ranged ? null : this.src.readRaw(full);
+    const esize = raw ? raw.length / (N * K) : 4;
     const rows = Math.max(1, Math.floor(STAGE_BYTES / (K * 4)));
     for (let r0 = 0; r0 < N; r0 += rows) {
       const n = Math.min(rows, N - r0);
-      convertToF32(info.dtype as "F32" | "F16" | "BF16", raw.subarray(r0 * K * esize, (r0 + n) * K * esize), a.f32(this.stage, n * K));
+      const stage = a.f32(this.stage, n * K);
+      if (ranged) ranged(full, r0 * K, stage);
+      else convertToF32(info.dtype as "F32" | "F16" | "BF16", raw!.subarray(r0 * K * esize, (r0 + n) * K * esize), stage);
       if (m.dtype === "f16") this.k.f32ToF16Rows(m.w + r0 * K * 2, this.stage, n * K);
       else this.k.quantizeI8(m.w + r0 * K, m.s + r0 * (K / m.g) * 4, this.stage, n, K, m.g);
     }
