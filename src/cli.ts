@@ -13,6 +13,7 @@ import { SyntheticSource, syntheticConfig } from "./models/opt/synthetic.js";
 import { writeSafetensors } from "./formats/safetensors.js";
 import { f32ArrayToF16Bytes } from "./formats/dtype.js";
 import { inspectPrompt, formatInspection } from "./inspect.js";
+import { modelTensors } from "./models/opt/save.js";
 import type { BuildChoice } from "./wasm.js";
 import type { WeightDType } from "./models/opt/weights.js";
 
@@ -60,7 +61,8 @@ async function load(o: CommonOpts) {
   };
   try {
     const loaded = await loadModel(o.model, opts);
-    return { ...loaded, loadMs: performance.now() - t0 };
+    const tokenizerDir = loaded.location.startsWith("synthetic:") || !existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")) ? OPT_TOKENIZER_DIR : loaded.location;
+    return { ...loaded, tokenizerDir, loadMs: performance.now() - t0 };
   } finally {
     bar?.stop();
   }
@@ -70,7 +72,7 @@ function modelOptions(cmd: Command, withSeed = true): Command {
   cmd.option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
     .addOption(new Option("--build <build>", "wasm build").choices(["auto", "simd", "relaxed"]).default("auto"))
     .option("--threads <n>", "threads for the big kernels (default: the available cores)", int("--threads"))
-    .addOption(new Option("--dtype <dtype>", "weights in memory: f32, f16 (half), int8 (a quarter, quantized at load)").choices(["f32", "f16", "int8"]).default("f32"))
+    .addOption(new Option("--dtype <dtype>", "weights in memory: f32 (default), f16 (half), int8 (a quarter, quantized at load; the default for files written by quantize)").choices(["f32", "f16", "int8"]))
     .option("--int8-group <n>", "int8: inputs per scale (default 64)", int("--int8-group"))
     .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
     .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)");
@@ -183,6 +185,21 @@ program.command("synth").description("write a seeded random model in the Hugging
       if (existsSync(join(OPT_TOKENIZER_DIR, f))) copyFileSync(join(OPT_TOKENIZER_DIR, f), join(o.out, f));
     }
     process.stderr.write(`wrote ${o.out} (${o.preset}, seed ${o.seed}, ${o.dtype})\n`);
+  });
+
+modelOptions(program.command("quantize").description("save a model's weights in the dtype they are loaded in (int8 by default), as a Hugging Face directory"))
+  .requiredOption("--out <dir>", "output directory (config.json + model.safetensors + tokenizer)")
+  .action(async (o) => {
+    o.dtype ??= "int8";
+    const { model, tokenizerDir } = await load(o);
+    const { tensors, metadata } = modelTensors(model);
+    mkdirSync(o.out, { recursive: true });
+    writeFileSync(join(o.out, "model.safetensors"), writeSafetensors(tensors, metadata));
+    writeFileSync(join(o.out, "config.json"), JSON.stringify({ architectures: ["OPTForCausalLM"], model_type: "opt", ...model.config }, null, 2) + "\n");
+    for (const f of ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]) {
+      if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(o.out, f));
+    }
+    process.stderr.write(`wrote ${o.out} (${model.dtype}${model.dtype === "int8" ? `, group ${model.weights.format.group}` : ""})\n`);
   });
 
 class UsageError extends Error {}

@@ -84,8 +84,22 @@ describe("wasm-lm CLI", () => {
     }
   });
 
+  it("quantize writes an int8 directory that loads as int8", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasm-lm-q-"));
+    try {
+      const q = run(["quantize", "--model", FIXTURE_DIR, "--out", dir, "--threads", "1"]);
+      expect(q.code, q.err).toBe(0);
+      const g = JSON.parse(run(["generate", "--model", dir, "--ids", ref.input_ids.join(","), "-n", "4", "--ignore-eos", "--json"]).out);
+      expect(g.dtype).toBe("int8");
+      expect(g.new_tokens.slice(0, 4)).toEqual(ref.generation.new_tokens.slice(0, 4));
+      expectOneLineError(run(["generate", "--model", dir, "--ids", "2", "--dtype", "f16"]), 1, /int8-quantized; load it with dtype int8/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("--help works for every command", () => {
-    for (const c of ["generate", "logits", "tokenize", "inspect", "synth"]) {
+    for (const c of ["generate", "logits", "tokenize", "inspect", "synth", "quantize"]) {
       const r = run([c, "--help"]);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/Usage: wasm-lm/);

@@ -75,3 +75,23 @@ describe("compressed weights at OPT-125M's shape", () => {
     });
   }
 });
+
+describe("saving int8 weights", () => {
+  it("a saved int8 checkpoint reloads to the same model, without quantizing again", async () => {
+    const { modelTensors } = await import("../src/models/opt/save.js");
+    const { writeSafetensors } = await import("../src/formats/safetensors.js");
+    const q = await OptModel.load(config, f32File(), { dtype: "int8", threads: 1 });
+    const { tensors, metadata } = modelTensors(q);
+    expect(tensors.find((t) => t.name === "model.decoder.layers.0.fc1.weight")!.dtype).toBe("I8");
+    expect(tensors.find((t) => t.name === "model.decoder.layers.0.fc1.weight_scale")!.shape).toEqual([256, 1]);
+    expect(tensors.find((t) => t.name === "model.decoder.embed_tokens.weight")!.dtype).toBe("F16");
+    const file = writeSafetensors(tensors, metadata);
+    const back = await OptModel.load(config, openSafetensors(file, "int8.safetensors"), { threads: 1 });
+    expect(back.dtype).toBe("int8");
+    expect(maxAbsDiff(back.forward([ref.input_ids]).logits, q.forward([ref.input_ids]).logits).max).toBe(0);
+    await expect(OptModel.load(config, openSafetensors(file, "int8.safetensors"), { dtype: "f32" })).rejects.toThrow(/int8-quantized; load it with dtype int8/);
+    // A quantized matrix without its scales is refused, naming it.
+    const noScale = writeSafetensors(tensors.filter((t) => t.name !== "model.decoder.layers.1.fc2.weight_scale"), metadata);
+    await expect(OptModel.load(config, openSafetensors(noScale, "bad.safetensors"))).rejects.toThrow(/'model.decoder.layers.1.fc2.weight' has no 'model.decoder.layers.1.fc2.weight_scale'/);
+  });
+});

@@ -199,8 +199,14 @@ export class OptModel {
         `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, ffn_dim ${d.F}); ` +
         `wasm32 memory holds at most 4 GiB`);
     }
-    const fmt = weightFormat(opts);
     const names = new CheckpointNames(source, d, label);
+    let fmt = weightFormat(opts);
+    if (names.int8Group) {
+      // A file written by `wasm-lm quantize`: its int8 matrices load as they are.
+      if (opts.dtype !== undefined && opts.dtype !== "int8") throw new Error(`${label}: the checkpoint is int8-quantized; load it with dtype int8 (asked: ${opts.dtype})`);
+      if (opts.int8Group !== undefined && opts.int8Group !== names.int8Group) throw new Error(`${label}: the checkpoint's int8 group is ${names.int8Group}, asked ${opts.int8Group}`);
+      fmt = { dtype: "int8", group: names.int8Group };
+    }
     const threads = await resolveThreads(opts.threads);
     const wasm = await loadWasm({ ...opts, shared: threads > 1 });
     const arena = new Arena(wasm);

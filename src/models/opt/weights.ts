@@ -158,9 +158,14 @@ export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers 
  * Maps the table's names to the checkpoint's: finds the decoder prefix, checks that every expected
  * tensor exists with the expected shape and that nothing unexpected is there.
  */
+/** Checkpoint names of the matrices that an int8 file may hold quantized (with a `_scale`). */
+const QUANTIZABLE = /\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$/;
+
 export class CheckpointNames {
   readonly prefix: string;
   readonly hasLmHead: boolean;
+  /** Set when the file holds int8 matrices (written by wasm-lm quantize): their group size. */
+  readonly int8Group: number = 0;
 
   constructor(src: TensorSource, d: OptDims, label: string) {
     const names = src.tensors().map((t) => t.name);
@@ -185,6 +190,24 @@ export class CheckpointNames {
       if (!info) throw new Error(`${label}: missing tensor '${name}' (expected shape [${shape}])`);
       if (info.shape.length !== shape.length || info.shape.some((v, i) => v !== shape[i])) {
         throw new Error(`${label}: tensor '${name}' has shape [${info.shape}], config.json implies [${shape}]`);
+      }
+      if (info.dtype === "I8") {
+        // An int8 matrix comes with its scales: (N, K / group), one group size for the whole file.
+        if (!QUANTIZABLE.test(name)) throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices may be quantized`);
+        const scale = src.get(`${name}_scale`);
+        if (!scale) throw new Error(`${label}: int8 tensor '${name}' has no '${name}_scale'`);
+        const [N, K] = shape;
+        const g = scale.shape.length === 2 && scale.shape[0] === N && scale.shape[1] > 0 && K % scale.shape[1] === 0 ? K / scale.shape[1] : 0;
+        if (!g || scale.dtype !== "F32") throw new Error(`${label}: '${name}_scale' must be F32 of shape [${N}, ${K}/group], got ${scale.dtype} [${scale.shape}]`);
+        // One group size for the file (a matrix whose K it does not divide has one scale per row).
+        const group = this.int8Group || g;
+        if (g !== group && !(K % group !== 0 && g === K)) {
+          throw new Error(`${label}: '${name}_scale' implies int8 group ${g}, other matrices use ${group}`);
+        }
+        (this as { int8Group: number }).int8Group = group;
+        expected.set(`${name}_scale`, scale.shape);
+      } else if (info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16") {
+        throw new Error(`${label}: tensor '${name}' has dtype ${info.dtype} (expected F32, F16, BF16, or I8 for quantized layer matrices)`);
       }
     }
     for (const name of names) {
@@ -249,6 +272,13 @@ export class WeightLoader {
     const info = this.src.get(full)!;
     if (m.dtype === "f32") {
       this.src.readF32(full, a.f32(m.w, N * K));
+      return;
+    }
+    if (info.dtype === "I8") {
+      // Saved by wasm-lm quantize: copy the int8 rows and their scales as they are.
+      if (m.dtype !== "int8") throw new Error(`${full}: the checkpoint is int8-quantized; load it with dtype int8`);
+      a.u8(m.w, N * K).set(this.src.readRaw(full));
+      a.u8(m.s, N * (K / m.g) * 4).set(this.src.readRaw(`${full}_scale`));
       return;
     }
     if (m.dtype === "f16" && info.dtype === "F16") {
