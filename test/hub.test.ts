@@ -359,3 +359,24 @@ describe("resolveModel", () => {
     expect(log).toEqual([]);
   });
 });
+
+describe("the CLI on a hub id", () => {
+  it("downloads through HF_ENDPOINT into WASM_LM_CACHE and generates transformers' tokens", async () => {
+    const { execFile } = await import("node:child_process");
+    const cli = new URL("../dist/cli.js", import.meta.url).pathname;
+    const ref = JSON.parse(fx("reference.json").toString("utf8"));
+    // Async: the fake hub runs in this process and must keep answering.
+    const run = () => new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      execFile(process.execPath, [cli, "generate", "--model", "test/opt-tiny", "--ids", ref.input_ids.join(","), "-n", "8", "--ignore-eos", "--json"],
+        { env: { ...process.env, HF_ENDPOINT: HUB, WASM_LM_CACHE: cache, HF_HUB_OFFLINE: "" } },
+        (e, out, err) => resolve({ code: e ? (e as { code?: number }).code ?? 1 : 0, out, err }));
+    });
+    const r = await run();
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    expect(existsSync(join(cache, "test--opt-tiny", "main", "model.safetensors"))).toBe(true);
+    log = [];
+    expect((await run()).code).toBe(0);
+    expect(log).toEqual([]); // the second run used the cache
+  });
+});
