@@ -161,7 +161,11 @@ export class OptModel {
 
   /** Where streamed layers are read into, when layers are not resident. */
   private slot: OptLayerWeights | null = null;
-  private readonly loader: WeightLoader;
+  /**
+   * Kept only when layers are streamed: it holds the checkpoint. With resident layers the model
+   * drops it, so the file's bytes can be collected — no second copy of the weights outside wasm.
+   */
+  private readonly loader: WeightLoader | null;
   private slotLayer = -1;
 
   private constructor(
@@ -175,8 +179,9 @@ export class OptModel {
   ) {
     this.k = wasm.k;
     this.d = optDims(config);
-    this.loader = loader;
-    if (weights.layers.length === 0) this.slot = loader.allocLayer();
+    const streamed = weights.layers.length === 0;
+    this.loader = streamed ? loader : null;
+    if (streamed) this.slot = loader.allocLayer();
     const maxK = Math.max(this.d.C, this.d.F, this.d.E);
     this.quantScratchBytes = align(this.k.quantRows() * maxK * 4, 64);
   }
@@ -396,7 +401,7 @@ export class OptModel {
     if (!this.slot) return this.weights.layers[i];
     if (this.slotLayer !== i) {
       this.slotLayer = -1; // a failed read must not leave a half-filled slot labelled as layer i
-      this.loader.fillLayer(i, this.slot);
+      this.loader!.fillLayer(i, this.slot);
       this.slotLayer = i;
     }
     return this.slot;
