@@ -1,0 +1,47 @@
+// The messages between the page (main.ts) and the model's worker (worker.ts).
+import type { WeightDType } from "../src/index.js";
+
+export type ModelSpec =
+  | { kind: "synthetic"; seed: number }
+  /** A model directory in the Hugging Face hub layout: <base>/config.json, model.safetensors, … */
+  | { kind: "url"; base: string }
+  /** Files picked or dropped by the user, by file name. */
+  | { kind: "files"; files: Record<string, File> };
+
+export type ToWorker =
+  | { type: "load"; spec: ModelSpec; dtype: WeightDType; threads?: number }
+  /** With inspect, the prompt is inspected (an "inspection" message) before generation starts. */
+  | { type: "generate"; prompt: string | number[]; maxNewTokens: number; ignoreEos: boolean; inspect: boolean }
+  | { type: "stop" }
+  | { type: "inspect"; ids: number[] };
+
+export interface ModelInfo {
+  label: string;
+  layers: number; heads: number; hidden: number; vocab: number; maxPositions: number;
+  dtype: string; build: string; threads: number; memoryBytes: number; loadMs: number;
+}
+
+/** The logit lens at one position: the top candidates after each layer. */
+export interface LensCell { ids: number[]; tokens: string[]; probs: number[] }
+
+export interface Inspection {
+  ids: number[];
+  tokens: string[];
+  /** norms[l][t]: |hidden state| of token t after layer l - 1 (l = 0 are the embeddings). */
+  norms: number[][];
+  /** lens[l][t]: the logit lens at the same points as norms; null before the last positions it is read at. */
+  lens: (LensCell | null)[][];
+  /** attentions[layer]: (H, T, T) softmax probabilities, row = query, column = key. */
+  attentions: Float32Array[];
+  ms: number;
+}
+
+export type FromWorker =
+  | { type: "progress"; phase: "download" | "load"; file: string; done: number; total: number; cached?: boolean }
+  | { type: "file"; file: string; bytes: number; cached: boolean }
+  | { type: "loaded"; info: ModelInfo }
+  | { type: "prompt"; ids: number[]; tokens: string[] }
+  | { type: "token"; id: number; text: string; n: number; tokensPerSecond: number }
+  | { type: "done"; newTokens: number[]; finishReason: string; tokensPerSecond: number; prefillMs: number }
+  | { type: "inspection"; inspection: Inspection }
+  | { type: "error"; message: string };

@@ -1,0 +1,288 @@
+/// <reference lib="webworker" />
+// The model's thread. The page (main.ts) sends load / generate / inspect / stop; this worker owns
+// the OptModel and its wasm memory. Running here rather than on the page's main thread is what
+// allows threads: the pool waits for its helpers with Atomics.wait, which a page's main thread may
+// not call, and the page stays responsive while a layer runs. The helpers themselves are Web
+// Workers the library starts on the same shared memory (the page is cross-origin isolated).
+import {
+  CHECKPOINT_FILES, OptModel, SyntheticSource, Tokenizer, openCheckpoint, parseOptConfig, parseShardIndex,
+  shardFiles, streamGenerate, syntheticConfig, type OptConfig, type TensorSource, type TokenizerFiles,
+} from "../src/index.js";
+import type { FromWorker, Inspection, LensCell, ModelInfo, ToWorker } from "./messages.js";
+
+declare const self: DedicatedWorkerGlobalScope;
+
+const post = (m: FromWorker, transfer: Transferable[] = []) => self.postMessage(m, transfer);
+
+let model: OptModel | null = null;
+let tokenizer: Tokenizer | null = null;
+let generation: AbortController | null = null;
+
+// ---- Reading a model directory, from the network (with the Cache API) or from picked files ----
+
+/** Bytes of one file of the model directory, or undefined when it does not exist. */
+type Reader = (file: string) => Promise<Uint8Array | undefined>;
+
+const CACHE_NAME = "wasm-lm-demo-v1";
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Fetch with progress; a second visit reads the Cache API instead of the network. */
+async function fetchCached(url: string, file: string): Promise<Uint8Array | undefined> {
+  // The Cache API exists only in secure contexts (https, or http on localhost / 127.0.0.1).
+  const cache = typeof caches !== "undefined" ? await caches.open(CACHE_NAME) : null;
+  let res = await cache?.match(url);
+  const cached = !!res;
+  if (!res) {
+    res = await fetch(url);
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+  }
+  const total = Number(res.headers.get("content-length")) || 0;
+  const chunks: Uint8Array[] = [];
+  let done = 0;
+  let lastReport = 0;
+  const reader = res.body!.getReader();
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) break;
+    chunks.push(r.value);
+    done += r.value.length;
+    if (performance.now() - lastReport > 100) {
+      lastReport = performance.now();
+      post({ type: "progress", phase: "download", file, done, total, cached });
+    }
+  }
+  const bytes = chunks.length === 1 ? chunks[0] : new Uint8Array(done);
+  if (chunks.length !== 1) {
+    let at = 0;
+    for (const c of chunks) { bytes.set(c, at); at += c.length; }
+  }
+  post({ type: "progress", phase: "download", file, done, total: done, cached });
+  post({ type: "file", file, bytes: done, cached });
+  if (!cached && cache) {
+    await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { "content-type": res.headers.get("content-type") ?? "application/octet-stream" } }));
+  }
+  return bytes;
+}
+
+function urlReader(base: string): Reader {
+  // "owner/name" is a hub id; anything else is a URL (absolute, or relative to this page's origin).
+  const hub = /^[\w.-]+\/[\w.-]+$/.test(base) ? `https://huggingface.co/${base}/resolve/main` : base;
+  const root = new URL(hub.endsWith("/") ? hub : hub + "/", self.location.origin);
+  return (file) => fetchCached(new URL(file, root).href, file);
+}
+
+function filesReader(files: Record<string, File>): Reader {
+  return async (file) => {
+    const f = files[file];
+    if (!f) return undefined;
+    const bytes = new Uint8Array(await f.arrayBuffer());
+    post({ type: "file", file, bytes: bytes.length, cached: false });
+    return bytes;
+  };
+}
+
+/** The OPT tokenizer shipped with the package (tokenizers/opt/), served next to the bundle. */
+const defaultTokenizer = urlReader(new URL("../tokenizers/opt/", import.meta.url).href);
+
+async function readTokenizer(read: Reader): Promise<Tokenizer | null> {
+  const names = { tokenizerJson: "tokenizer.json", vocabJson: "vocab.json", mergesTxt: "merges.txt",
+    tokenizerConfigJson: "tokenizer_config.json", specialTokensMapJson: "special_tokens_map.json" } as const;
+  const files: TokenizerFiles = {};
+  for (const [key, name] of Object.entries(names) as [keyof TokenizerFiles, string][]) {
+    const b = await read(name);
+    if (b) files[key] = text(b);
+  }
+  if (files.tokenizerJson === undefined && (files.vocabJson === undefined || files.mergesTxt === undefined)) return null;
+  return Tokenizer.fromFiles(files);
+}
+
+async function readModelDirectory(read: Reader, label: string): Promise<{ config: OptConfig; source: TensorSource }> {
+  // config.json first: a model that cannot run is refused before its weights are downloaded.
+  const cfg = await read("config.json");
+  if (!cfg) throw new Error(`${label}: config.json not found`);
+  const config = parseOptConfig(text(cfg), `${label}/config.json`);
+  const files = new Map<string, Uint8Array>();
+  for (const file of CHECKPOINT_FILES) {
+    const bytes = await read(file);
+    if (!bytes) continue;
+    files.set(file, bytes);
+    if (file.endsWith(".index.json")) {
+      for (const shard of shardFiles(parseShardIndex(bytes, file))) {
+        const b = await read(shard);
+        if (b) files.set(shard, b); // a missing shard is reported by openCheckpoint
+      }
+    }
+    break;
+  }
+  return { config, source: openCheckpoint(files, label) };
+}
+
+// ---- Commands ----
+
+async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }>): Promise<void> {
+  model?.dispose();
+  model = null;
+  const t0 = performance.now();
+  let config: OptConfig;
+  let source: TensorSource;
+  let label: string;
+  let tok: Tokenizer | null = null;
+  if (spec.kind === "synthetic") {
+    label = `synthetic:opt-125m (seed ${spec.seed})`;
+    config = syntheticConfig("opt-125m");
+    source = new SyntheticSource(config, spec.seed);
+  } else {
+    const read = spec.kind === "url" ? urlReader(spec.base) : filesReader(spec.files);
+    label = spec.kind === "url" ? spec.base : "local files";
+    ({ config, source } = await readModelDirectory(read, label));
+    tok = await readTokenizer(read);
+  }
+  tokenizer = tok ?? await readTokenizer(defaultTokenizer);
+  if (!tokenizer) throw new Error("the default tokenizer files (tokenizers/opt/) could not be read");
+  let lastReport = 0;
+  model = await OptModel.load(config, source, {
+    dtype,
+    threads,
+    label,
+    onProgress(done, total) {
+      if (done === total || performance.now() - lastReport > 100) {
+        lastReport = performance.now();
+        post({ type: "progress", phase: "load", file: "weights → wasm memory", done, total });
+      }
+    },
+  });
+  const d = model.d;
+  const info: ModelInfo = {
+    label, layers: d.L, heads: d.H, hidden: d.C, vocab: d.V, maxPositions: d.maxPositions,
+    dtype: model.dtype, build: model.build, threads: model.threads,
+    memoryBytes: model.wasm.memory.buffer.byteLength, loadMs: performance.now() - t0,
+  };
+  post({ type: "loaded", info });
+}
+
+function ready(): { model: OptModel; tokenizer: Tokenizer } {
+  if (!model || !tokenizer) throw new Error("load a model first");
+  return { model, tokenizer };
+}
+
+/** A token as text, for labels. */
+const tokenText = (t: Tokenizer, id: number) => (id < t.vocabSize ? t.decode([id]) : `<${id}>`);
+
+async function generateText({ prompt, maxNewTokens, ignoreEos, inspect: look }: Extract<ToWorker, { type: "generate" }>): Promise<void> {
+  const { model, tokenizer } = ready();
+  const ids = typeof prompt === "string" ? tokenizer.encode(prompt) : prompt;
+  post({ type: "prompt", ids, tokens: ids.map((id) => tokenText(tokenizer, id)) });
+  if (look) postInspection(ids);
+  generation = new AbortController();
+  const newTokens: number[] = [];
+  const t0 = performance.now();
+  const rate = () => (newTokens.length * 1000) / (performance.now() - t0);
+  const it = streamGenerate(model, tokenizer, ids, { maxNewTokens, ignoreEos, signal: generation.signal });
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        const t = r.value.timings;
+        post({ type: "done", newTokens, finishReason: r.value.finish_reason, tokensPerSecond: t.tokens_per_second, prefillMs: t.prefill_ms });
+        return;
+      }
+      if (r.value.id >= 0) newTokens.push(r.value.id);
+      post({ type: "token", id: r.value.id, text: r.value.text, n: newTokens.length, tokensPerSecond: rate() });
+    }
+  } catch (e) {
+    if (!generation.signal.aborted) throw e;
+    post({ type: "done", newTokens, finishReason: "stopped", tokensPerSecond: rate(), prefillMs: 0 });
+  } finally {
+    generation = null;
+  }
+}
+
+/** The k most likely ids among the first `n` logits, with their softmax probabilities. */
+function topK(logits: Float32Array, n: number, k: number, t: Tokenizer): LensCell {
+  const ids: number[] = [];
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = logits[i];
+    if (v > max) max = v;
+    if (ids.length < k || v > logits[ids[ids.length - 1]]) {
+      let j = Math.min(ids.length, k - 1);
+      while (j > 0 && logits[ids[j - 1]] < v) j--;
+      ids.splice(j, 0, i);
+      if (ids.length > k) ids.pop();
+    }
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[i] - max);
+  return { ids, tokens: ids.map((id) => tokenText(t, id)), probs: ids.map((id) => Math.exp(logits[id] - max) / sum) };
+}
+
+/** The logit lens is read at the last LENS_POSITIONS tokens only: each costs a pass through lm_head per layer. */
+const LENS_POSITIONS = 32;
+
+/**
+ * The prompt through the model layer by layer, recording after the embeddings and after each
+ * layer: every token's hidden-state norm, the logit lens, and every head's attention pattern.
+ * (The library's inspectPrompt keeps only the last token's top-3 attended positions and its lens;
+ * the heatmaps need the whole (T, T) pattern, so this walks begin/embed/layer/logits itself.)
+ */
+function inspect(ids: number[]): Inspection {
+  const { model, tokenizer } = ready();
+  const { C, L, V } = model.d;
+  const T = ids.length;
+  const t0 = performance.now();
+  const rows = Array.from({ length: Math.min(T, LENS_POSITIONS) }, (_, j) => T - Math.min(T, LENS_POSITIONS) + j);
+  const decodable = Math.min(V, tokenizer.vocabSize);
+  const norms: number[][] = [];
+  const lens: (LensCell | null)[][] = [];
+  const s = model.begin([ids], { collectAttentions: true, maxLogitRows: rows.length });
+  try {
+    const record = () => {
+      const x = model.hidden(s); // (T, C)
+      norms.push(Array.from({ length: T }, (_, t) => {
+        let sq = 0;
+        for (let c = t * C; c < (t + 1) * C; c++) sq += x[c] * x[c];
+        return Math.sqrt(sq);
+      }));
+      const logits = model.logits(s, rows); // (rows, V)
+      const cells: (LensCell | null)[] = new Array(T).fill(null);
+      rows.forEach((t, j) => (cells[t] = topK(logits.subarray(j * V, (j + 1) * V), decodable, 5, tokenizer)));
+      lens.push(cells);
+    };
+    model.embed(s);
+    record();
+    for (let i = 0; i < L; i++) {
+      model.layer(i, s);
+      record();
+    }
+    return { ids, tokens: ids.map((id) => tokenText(tokenizer, id)), norms, lens, attentions: s.attentions.slice(), ms: performance.now() - t0 };
+  } finally {
+    s.end();
+  }
+}
+
+function postInspection(ids: number[]): void {
+  const inspection = inspect(ids);
+  post({ type: "inspection", inspection }, inspection.attentions.map((a) => a.buffer as ArrayBuffer));
+}
+
+// ---- Messages: one command at a time, except "stop", which must reach a running generation ----
+
+let queue: Promise<void> = Promise.resolve();
+
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  const m = e.data;
+  if (m.type === "stop") {
+    generation?.abort();
+    return;
+  }
+  queue = queue.then(async () => {
+    try {
+      if (m.type === "load") await load(m);
+      else if (m.type === "generate") await generateText(m);
+      else if (m.type === "inspect") postInspection(m.ids);
+    } catch (err) {
+      post({ type: "error", message: err instanceof Error ? err.message : String(err) });
+    }
+  });
+};
