@@ -9,7 +9,7 @@
 //
 // Atomics.wait is not allowed on a browser page's main thread: there the pool can only be used
 // from inside a worker (the model then runs in a worker), or not at all.
-import { detectFeatures, type Wasm } from "./wasm.js";
+import { detectFeatures, importNodeBuiltin, type Wasm } from "./wasm.js";
 
 /** Kernels the pool can split, and which argument holds the range start (end = start + 1). */
 export const SPLITTABLE = ["linear", "linearF16", "linearI8", "attention"] as const;
@@ -94,7 +94,7 @@ interface WorkerHandle { terminate(): unknown }
 export async function defaultThreads(): Promise<number> {
   if (!detectFeatures().threads) return 1;
   if (typeof process !== "undefined" && process.versions?.node) {
-    const os = await import("node:os");
+    const os = await importNodeBuiltin<typeof import("node:os")>("os");
     return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   }
   const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
@@ -125,9 +125,13 @@ export class ThreadPool {
   static async create(wasm: Wasm, threads: number): Promise<ThreadPool> {
     if (!wasm.shared) throw new Error("wasm-lm: worker threads need the shared-memory build (loadWasm({ shared: true }))");
     if (!Number.isInteger(threads) || threads < 2) throw new Error(`wasm-lm: a thread pool needs ≥ 2 threads, got ${threads}`);
+    const spawn = await workerFactory();
+    if (!canBlock()) {
+      throw new Error("wasm-lm: threads > 1 cannot run on a page's main thread (Atomics.wait is not allowed there): " +
+        "load the model in a Web Worker, or use threads: 1");
+    }
     const ctrl = new SharedArrayBuffer(CTRL_INTS * 4);
     const args = new SharedArrayBuffer(MAX_ARGS * 8);
-    const spawn = await workerFactory();
     const workers: WorkerHandle[] = [];
     try {
       await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
@@ -209,6 +213,16 @@ export class ThreadPool {
   }
 }
 
+/** Whether this thread may block in Atomics.wait (a browser page's main thread may not: it throws). */
+function canBlock(): boolean {
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0); // "not-equal" at once where allowed
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 type Spawn = (onMessage: (m: { ready?: boolean; error?: string }) => void, onError: (e: unknown) => void) =>
   { handle: WorkerHandle; post(msg: unknown): void };
 
@@ -216,7 +230,7 @@ type Spawn = (onMessage: (m: { ready?: boolean; error?: string }) => void, onErr
 async function workerFactory(): Promise<Spawn> {
   const isNode = typeof process !== "undefined" && !!process.versions?.node;
   if (isNode) {
-    const { Worker } = await import("node:worker_threads");
+    const { Worker } = await importNodeBuiltin<typeof import("node:worker_threads")>("worker_threads");
     return (onMessage, onError) => {
       const w = new Worker(WORKER_SOURCE, { eval: true });
       w.on("message", (m) => {

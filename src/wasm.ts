@@ -135,11 +135,20 @@ export function wasmUrl(build: Build, shared = false): URL {
 
 const isNode = typeof process !== "undefined" && !!process.versions?.node;
 
+/**
+ * A Node built-in module, imported only when called (Node, Deno, Bun). The specifier is computed so
+ * that bundlers targeting browsers or Workers leave it alone: esbuild fails on a literal
+ * import("node:…") and webpack 5 on the node: scheme; the comments keep webpack and Vite quiet.
+ */
+export function importNodeBuiltin<T>(name: string): Promise<T> {
+  return import(/* webpackIgnore: true */ /* @vite-ignore */ `node:${name}`) as Promise<T>;
+}
+
 async function readBuild(build: Build, shared: boolean): Promise<BufferSource> {
   const url = wasmUrl(build, shared);
   try {
     if (url.protocol === "file:" && isNode) {
-      const { readFile } = await import("node:fs/promises");
+      const { readFile } = await importNodeBuiltin<typeof import("node:fs/promises")>("fs/promises");
       return await readFile(url);
     }
     const res = await fetch(url);
@@ -148,6 +157,19 @@ async function readBuild(build: Build, shared: boolean): Promise<BufferSource> {
   } catch (e) {
     throw new Error(`wasm-lm: cannot read ${url.href} (${(e as Error).message}); run 'npm run asbuild' ` +
       `or pass { bytes } / { module } to loadWasm`);
+  }
+}
+
+async function compile(bytes: BufferSource): Promise<WebAssembly.Module> {
+  try {
+    return await WebAssembly.compile(bytes);
+  } catch (e) {
+    // Cloudflare Workers (workerd): "Wasm code generation disallowed by embedder".
+    if (/disallowed/i.test((e as Error)?.message ?? "")) {
+      throw new Error("wasm-lm: this runtime forbids compiling WebAssembly at run time (Cloudflare Workers); " +
+        "import the .wasm as a module and pass it as { module }");
+    }
+    throw e;
   }
 }
 
@@ -160,7 +182,7 @@ export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
     throw new Error("wasm-lm: shared WebAssembly memory is not available here (browsers need a cross-origin " +
       "isolated page: COOP same-origin + COEP require-corp); run with one thread");
   }
-  const module = opts.module ?? await WebAssembly.compile(opts.bytes ?? await readBuild(chosen, shared));
+  const module = opts.module ?? await compile(opts.bytes ?? await readBuild(chosen, shared));
   const initialPages = Math.max(1, Math.ceil((opts.initialBytes ?? 16 << 20) / PAGE));
   const memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
   const { instance } = await instantiate(module, {

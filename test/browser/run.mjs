@@ -1,0 +1,149 @@
+// npm run test:browser — the runtime checks (test/runtimes/checks.mjs) in headless Chromium:
+// Debian's /usr/bin/chromium driven by playwright-core (no browser download), pages served by a
+// small static server on 127.0.0.1 started here, twice:
+//   isolated       COOP same-origin + COEP require-corp: SharedArrayBuffer exists. The page's main
+//                  thread runs the checks on one thread (threads: 2 must fail clearly there: a page's
+//                  main thread may not Atomics.wait); a module Web Worker runs them with threads: 2.
+//   not-isolated   no such headers: no SharedArrayBuffer, one thread everywhere, and threads: 2
+//                  must fail with wasm-lm's clear error, on the page and in the worker.
+// page.mjs and worker.mjs are bundled by esbuild, resolving "wasm-lm" through package.json's
+// "browser" export. Needs `npm run build`. Exits 1 on any failure; last line "browser: N passed, M failed".
+import { createServer } from "node:http";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const HERE = join(ROOT, "test/browser");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const TIMEOUT_MS = 120_000;
+
+for (const f of ["dist/index.js", "build/wasm-lm.simd.wasm", "build/wasm-lm.relaxed-mt.wasm"]) {
+  if (!existsSync(join(ROOT, f))) {
+    console.error(`test:browser: ${f} missing: run 'npm run build' first`);
+    process.exit(1);
+  }
+}
+if (!existsSync(CHROMIUM)) {
+  console.error(`test:browser: ${CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) or set CHROMIUM_PATH`);
+  console.log("browser: 0 passed, 1 failed");
+  process.exit(1);
+}
+
+const t0 = performance.now();
+const tmp = mkdtempSync(join(tmpdir(), "wasm-lm-browser-"));
+const bundleDir = join(tmp, "bundle");
+const esbuild = await import("esbuild");
+await esbuild.build({
+  entryPoints: { page: join(HERE, "page.mjs"), worker: join(HERE, "worker.mjs") },
+  bundle: true, format: "esm", platform: "browser", outdir: bundleDir, logLevel: "warning",
+});
+
+// URL prefix → directory. Only these are served; anything else is a 404.
+const ROUTES = [
+  ["/bundle/", bundleDir],
+  ["/build/", join(ROOT, "build")],
+  ["/fixtures/opt-tiny/", join(ROOT, "test/fixtures/opt-tiny")],
+  ["/fixtures/opt-tokenizer/", join(ROOT, "test/fixtures/opt-tokenizer")],
+];
+const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain", ".html": "text/html" };
+const INDEX = `<!doctype html><meta charset="utf-8"><title>wasm-lm browser test</title><script type="module" src="/bundle/page.js"></script>`;
+
+function serve(isolated) {
+  const server = createServer((req, res) => {
+    const headers = { "Cache-Control": "no-store" };
+    if (isolated) {
+      Object.assign(headers, {
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Embedder-Policy": "require-corp",
+        "Cross-Origin-Resource-Policy": "same-origin",
+      });
+    }
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    if (path === "/favicon.ico") {
+      res.writeHead(204, headers).end();
+      return;
+    }
+    if (path === "/") {
+      res.writeHead(200, { ...headers, "Content-Type": "text/html" }).end(INDEX);
+      return;
+    }
+    for (const [prefix, dir] of ROUTES) {
+      if (!path.startsWith(prefix)) continue;
+      const file = normalize(join(dir, path.slice(prefix.length)));
+      if (!file.startsWith(dir + "/") || !existsSync(file)) break;
+      const ext = file.slice(file.lastIndexOf("."));
+      res.writeHead(200, { ...headers, "Content-Type": TYPES[ext] ?? "application/octet-stream" }).end(readFileSync(file));
+      return;
+    }
+    res.writeHead(404, headers).end("not found");
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+const { chromium } = await import("playwright-core");
+const profile = join(tmp, "profile");
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const version = context.browser()?.version() ?? "?";
+console.log(`== chromium ${version} (${CHROMIUM}, headless)`);
+
+const rows = [];
+try {
+  for (const isolated of [true, false]) {
+    const server = await serve(isolated);
+    const url = `http://127.0.0.1:${server.address().port}/`;
+    const tag = isolated ? "isolated" : "not-isolated";
+    console.log(`\n== ${tag} page: ${url}${isolated ? " (COOP same-origin, COEP require-corp)" : " (no COOP/COEP)"}`);
+    const page = await context.newPage();
+    page.on("console", (m) => console.log(m.text()));
+    page.on("pageerror", (e) => console.log(`[${tag}] page error: ${e.message}`));
+    let out;
+    try {
+      await page.goto(url);
+      await page.waitForFunction(() => typeof window.__run === "function", null, { timeout: 30_000 });
+      out = await Promise.race([
+        page.evaluate(() => window.__run()),
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS / 1000} s`)), TIMEOUT_MS)),
+      ]);
+      if (out.isolated !== isolated) {
+        out.page.ok = false;
+        out.page.failures.push(`crossOriginIsolated is ${out.isolated}, expected ${isolated}`);
+      }
+    } catch (e) {
+      const failed = { ok: false, failures: [e.message], figures: {} };
+      out = { page: failed, worker: failed };
+    } finally {
+      await page.close();
+      server.closeAllConnections(); // Chromium's keep-alive connections would hold close() open
+      await new Promise((r) => server.close(r));
+    }
+    for (const [where, r] of [["page", out.page], ["worker", out.worker]]) {
+      const f = r.figures;
+      const th = f.threads;
+      const logits = (f.builds ?? []).map((b) => f[`model_${b}_t1`]?.logitsMaxAbsDiff).filter((v) => v !== undefined);
+      rows.push({
+        name: `${tag} ${where}`, ok: r.ok, builds: (f.builds ?? []).join("+") || "-",
+        logits: logits.length ? Math.max(...logits).toExponential(2) : "-",
+        threads: !th ? "-" : th.works ? `${th.threads}${th.bitIdentical ? " (bit-identical)" : " (DIFFERENT)"}` : "1 (clear error for 2)",
+        why: r.failures.join("; "),
+      });
+    }
+  }
+} finally {
+  await context.close();
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+const pad = (s, n) => String(s).padEnd(n);
+console.log(`\n${pad("chromium " + version, 26)}${pad("builds", 14)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}result`);
+for (const r of rows) console.log(`${pad(r.name, 26)}${pad(r.builds, 14)}${pad(r.threads, 22)}${pad(r.logits, 13)}${r.ok ? "pass" : `FAIL ${r.why}`}`);
+const passed = rows.filter((r) => r.ok).length;
+console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+console.log(`browser: ${passed} passed, ${rows.length - passed} failed`);
+process.exit(passed === rows.length ? 0 : 1);

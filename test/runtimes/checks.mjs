@@ -1,0 +1,182 @@
+// The portability checks, in plain JavaScript so every runtime runs them as they are (Node, Deno,
+// Bun, workerd, a browser page and a Web Worker). Nothing here touches a file system or a URL: the
+// caller hands in the library (wasm-lm's platform-neutral entry), the fixture files' contents and a
+// function that supplies a build's code ({ bytes }, { module } or {} to let wasm-lm locate it).
+//
+//   kernel     linear (GEMM T=5 and matvec T=1, awkward K=67, N=13, with bias) against a float64
+//              reference, in every build the runtime validates
+//   tokenizer  OPT's tokenizer from vocab.json + merges.txt against transformers' tokenizations
+//   logits     the tiny OPT fixture (test/fixtures/opt-tiny) against transformers' logits, max|Δ| ≤ 1e-4
+//   generate   greedy decoding of 32 tokens with the KV cache = transformers' new_tokens
+//   threads    the same model on 2 threads (shared memory + workers): bit-identical logits and tokens,
+//              or — where the runtime cannot — a clear "wasm-lm: …" error at load
+
+const EPS = 2 ** -23;
+const LOGIT_TOL = 1e-4;
+
+/** Seeded xorshift32 → f32 in [lo, hi). */
+function rng(seed) {
+  let s = seed >>> 0;
+  return (lo, hi) => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return Math.fround(lo + (hi - lo) * ((s >>> 8) / 16777216));
+  };
+}
+
+function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (Number.isNaN(d)) return Infinity;
+    if (d > max) max = d;
+  }
+  return max;
+}
+
+const exp2 = (v) => (v === 0 ? "0" : v.toExponential(2));
+
+/** linear against float64: worst |y - ref| / (ε·√K·rms(ref)) over two shapes; ≤ 1 passes. */
+function kernelCheck(lib, wasm) {
+  const arena = new lib.Arena(wasm, 1 << 20);
+  const K = 67, N = 13;
+  let worst = 0, maxAbs = 0;
+  for (const T of [5, 1]) {
+    const r = rng(1234 + T);
+    const x = Float32Array.from({ length: T * K }, () => r(-1, 1));
+    const w = Float32Array.from({ length: N * K }, () => r(-1, 1));
+    const b = Float32Array.from({ length: N }, () => r(-1, 1));
+    const put = (a) => { const p = arena.alloc(a.byteLength); arena.f32(p, a.length).set(a); return p; };
+    const px = put(x), pw = put(w), pb = put(b), py = put(new Float32Array(T * N));
+    wasm.k.linear(py, px, pw, pb, T, K, N, 0, N);
+    const y = arena.f32(py, T * N);
+    const want = new Float64Array(T * N);
+    let ss = 0;
+    for (let t = 0; t < T; t++) {
+      for (let o = 0; o < N; o++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += x[t * K + k] * w[o * K + k];
+        want[t * N + o] = s + b[o];
+        ss += (s + b[o]) ** 2;
+      }
+    }
+    const tol = EPS * Math.sqrt(K) * Math.sqrt(ss / (T * N));
+    for (let i = 0; i < T * N; i++) {
+      const d = Math.abs(y[i] - want[i]);
+      maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
+      worst = Math.max(worst, Number.isNaN(d) ? Infinity : d / tol);
+    }
+  }
+  return { ok: worst <= 1, maxAbs, worst };
+}
+
+/**
+ * Run every check. env: { runtime, lib, fixture: { configJson, safetensors, referenceJson,
+ * vocabJson, mergesTxt, tokenizationJson }, wasmSource(build, shared) → Promise<{bytes}|{module}|{}>,
+ * threads: "expect" (must work) | "error" (must fail with a clear wasm-lm error) | "skip",
+ * log(line) }. Returns { ok, failures, figures }.
+ */
+export async function runChecks(env) {
+  const { lib, fixture, log } = env;
+  const failures = [];
+  const figures = {};
+  const fail = (what) => { failures.push(what); log(`FAIL ${what}`); };
+  const step = async (name, fn) => {
+    try { await fn(); } catch (e) { fail(`${name}: threw ${e && e.stack ? e.stack.split("\n").slice(0, 3).join(" | ") : e}`); }
+  };
+
+  const features = lib.detectFeatures();
+  const builds = features.relaxedSimd ? ["simd", "relaxed"] : ["simd"];
+  figures.features = features;
+  figures.builds = builds;
+  log(`features: simd ${features.simd}, relaxed-simd ${features.relaxedSimd}, shared memory ${features.threads}; ` +
+    `builds validated: ${builds.join(", ")}`);
+
+  // (a) kernel check in every build this runtime validates.
+  for (const build of builds) {
+    await step(`kernel ${build}`, async () => {
+      const wasm = await lib.loadWasm({ build, ...(await env.wasmSource(build, false)) });
+      const r = kernelCheck(lib, wasm);
+      figures[`kernel_${build}`] = { maxAbs: r.maxAbs, tolRatio: r.worst };
+      const line = `kernel linear (${build}): max|Δ| ${exp2(r.maxAbs)} vs float64, ${r.worst.toFixed(3)} × tol (ε·√K·rms)`;
+      if (r.ok) log(`ok   ${line}`); else fail(line);
+    });
+  }
+
+  // Tokenizer (platform-neutral: file contents in, ids out).
+  await step("tokenizer", async () => {
+    const tok = lib.Tokenizer.fromFiles({ vocabJson: fixture.vocabJson, mergesTxt: fixture.mergesTxt });
+    const cases = JSON.parse(fixture.tokenizationJson).cases;
+    let bad = 0;
+    for (const c of cases) {
+      const ids = tok.encode(c.text);
+      if (JSON.stringify(ids) !== JSON.stringify(c.ids) || tok.decode(c.ids_no_special) !== c.decoded) bad++;
+    }
+    const line = `tokenizer: ${cases.length - bad}/${cases.length} transformers tokenizations`;
+    if (bad === 0) log(`ok   ${line}`); else fail(line);
+  });
+
+  // (b) logits and (c) greedy generation, in every build on one thread.
+  const ref = JSON.parse(fixture.referenceJson);
+  const config = lib.parseOptConfig(fixture.configJson, "config.json");
+  const refLogits = ref.logits.flat();
+  const V = config.vocab_size;
+  const runModel = async (build, threads) => {
+    const model = await lib.OptModel.load(config, lib.openSafetensors(fixture.safetensors, "model.safetensors"),
+      { build, threads, label: "opt-tiny", ...(await env.wasmSource(build, threads > 1)) });
+    try {
+      const r = model.forward([ref.input_ids]);
+      const logitsDiff = maxAbsDiff(r.logits, refLogits);
+      const am = ref.input_ids.map((_, t) => lib.argmax(r.logits, t * V, (t + 1) * V));
+      const g = await lib.generate(model, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
+      const same = g.new_tokens.filter((id, i) => id === ref.generation.new_tokens[i]).length;
+      return { model: { build: model.build, threads: model.threads }, logits: r.logits, logitsDiff,
+        argmaxOk: JSON.stringify(am) === JSON.stringify(ref.argmax), tokens: g.new_tokens, same };
+    } finally {
+      model.dispose();
+    }
+  };
+  const report = (label, r) => {
+    const genOk = r.same === 32 && r.tokens.length === 32;
+    const line1 = `logits ${label}: max|Δ| ${exp2(r.logitsDiff)} (≤ ${LOGIT_TOL}), argmax ${r.argmaxOk ? "=" : "≠"} transformers`;
+    const line2 = `generate ${label}: ${r.same}/32 greedy tokens = transformers`;
+    if (r.logitsDiff <= LOGIT_TOL && r.argmaxOk) log(`ok   ${line1}`); else fail(line1);
+    if (genOk) log(`ok   ${line2}`); else fail(`${line2}: got [${r.tokens.join(",")}]`);
+  };
+  const oneThread = {};
+  for (const build of builds) {
+    await step(`model ${build} 1 thread`, async () => {
+      const r = await runModel(build, 1);
+      if (r.model.build !== build || r.model.threads !== 1) fail(`model ${build}: loaded ${r.model.build} on ${r.model.threads} threads`);
+      oneThread[build] = r;
+      figures[`model_${build}_t1`] = { logitsMaxAbsDiff: r.logitsDiff, tokensMatched: r.same };
+      report(`(${build}, 1 thread)`, r);
+    });
+  }
+
+  // Threads: 2 on the best build, where the runtime has shared memory and workers.
+  const best = builds[builds.length - 1];
+  if (env.threads === "skip") {
+    log(`threads: not tried here (${env.threadsNote ?? "see the runner"})`);
+    figures.threads = "skipped";
+  } else {
+    let r = null, err = null;
+    try { r = await runModel(best, 2); } catch (e) { err = e; }
+    if (r) {
+      const identical = oneThread[best] ? maxAbsDiff(r.logits, oneThread[best].logits) === 0 : false;
+      figures.threads = { works: true, threads: r.model.threads, bitIdentical: identical };
+      if (r.model.threads !== 2) fail(`threads: asked 2, model runs on ${r.model.threads}`);
+      report(`(${best}, 2 threads)`, r);
+      const line = `threads: 2 threads give ${identical ? "bit-identical" : "DIFFERENT"} logits to 1 thread`;
+      if (identical) log(`ok   ${line}`); else fail(line);
+      if (env.threads === "error") log(`note threads: expected a clear error here, but threads worked: update the README table`);
+    } else {
+      const msg = String(err && err.message || err);
+      figures.threads = { works: false, error: msg };
+      if (env.threads === "expect") fail(`threads: 2 threads failed: ${msg}`);
+      else if (!msg.startsWith("wasm-lm:")) fail(`threads: 2 threads failed without a clear wasm-lm error: ${msg}`);
+      else log(`ok   threads: unavailable, with a clear error: "${msg}"`);
+    }
+  }
+  return { ok: failures.length === 0, failures, figures };
+}
