@@ -67,6 +67,11 @@ export interface LoadWasmOptions {
   memory?: WebAssembly.Memory;
   /** Load the shared-memory (-mt) build on a shared memory, so worker threads can join. */
   shared?: boolean;
+  /**
+   * Where the .wasm files are served from, when not next to this module (a bundle, a CDN):
+   * called with the chosen build and whether it is the shared-memory one.
+   */
+  locate?: (build: Build, shared: boolean) => URL | string;
   /** Initial memory in bytes (grown later by the arena as planned). Default 16 MiB. */
   initialBytes?: number;
 }
@@ -144,8 +149,8 @@ export function importNodeBuiltin<T>(name: string): Promise<T> {
   return import(/* webpackIgnore: true */ /* @vite-ignore */ `node:${name}`) as Promise<T>;
 }
 
-async function readBuild(build: Build, shared: boolean): Promise<BufferSource> {
-  const url = wasmUrl(build, shared);
+async function readBuild(build: Build, shared: boolean, locate?: LoadWasmOptions["locate"]): Promise<BufferSource> {
+  const url = locate ? new URL(locate(build, shared), typeof location !== "undefined" ? location.href : import.meta.url) : wasmUrl(build, shared);
   try {
     if (url.protocol === "file:" && isNode) {
       const { readFile } = await importNodeBuiltin<typeof import("node:fs/promises")>("fs/promises");
@@ -182,7 +187,7 @@ export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
     throw new Error("wasm-lm: shared WebAssembly memory is not available here (browsers need a cross-origin " +
       "isolated page: COOP same-origin + COEP require-corp); run with one thread");
   }
-  const module = opts.module ?? await compile(opts.bytes ?? await readBuild(chosen, shared));
+  const module = opts.module ?? await compile(opts.bytes ?? await readBuild(chosen, shared, opts.locate));
   const initialPages = Math.max(1, Math.ceil((opts.initialBytes ?? 16 << 20) / PAGE));
   const memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
   const { instance } = await instantiate(module, {

@@ -63,3 +63,14 @@ describe("Arena", () => {
     arena.alloc(1024); // still usable
   });
 });
+
+describe("loadWasm", () => {
+  it("finds the builds where `locate` says, and names the place when nothing is there", async () => {
+    const seen: string[] = [];
+    const wasm = await loadWasm({ build: "simd", shared: true, locate: (b, s) => { seen.push(`${b}${s ? "-mt" : ""}`); return new URL(`../build/wasm-lm.${b}${s ? "-mt" : ""}.wasm`, import.meta.url); } });
+    expect(seen).toEqual(["simd-mt"]);
+    expect(wasm.shared).toBe(true);
+    await expect(loadWasm({ build: "simd", locate: () => new URL("../build/missing.wasm", import.meta.url) }))
+      .rejects.toThrow(/cannot read file:.*build\/missing\.wasm/);
+  });
+});
