@@ -213,6 +213,12 @@ try {
     process.exit(err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help" ? 0 : 2);
   }
   if (process.env.WASM_LM_DEBUG) console.error(err);
-  process.stderr.write(`wasm-lm: ${err.message.replace(/^wasm-lm: /, "").split("\n")[0]}\n`);
+  // One inert line whatever the message quotes from a file: line breaks and control characters
+  // (CR, ESC…, which could rewrite the terminal) escaped, and a sane length.
+  const msg = String(err?.message ?? e).replace(/^wasm-lm: /, "");
+  // eslint-disable-next-line no-control-regex
+  const line = (msg.length > 2000 ? msg.slice(0, 2000) + "…" : msg).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => (c === "\n" ? " " : "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0")));
+  process.stderr.write(`wasm-lm: ${line}\n`);
   process.exit(e instanceof UsageError ? 2 : 1);
 }

@@ -44,7 +44,8 @@ export async function openModel(spec: string, opts: LoadModelOptions = {}):
     if (spec.startsWith(".") || spec.startsWith("/") || spec.split("/").length !== 2) {
       throw new Error(`wasm-lm: model '${spec}' is not a directory, a hub id (owner/name) or synthetic:<preset>`);
     }
-    dir = await resolveModel(spec, opts);
+    // Refuse a config we cannot run before the weights are downloaded.
+    dir = await resolveModel(spec, { ...opts, checkConfig: opts.checkConfig ?? ((text, path) => void parseOptConfig(text, path)) });
   }
   const configPath = join(dir, "config.json");
   if (!existsSync(configPath)) throw new Error(`wasm-lm: ${configPath} not found (a model directory needs config.json)`);

@@ -42,6 +42,11 @@ export interface ResolveOptions {
   onDownload?: (p: DownloadProgress) => void;
   /** How many times a dropped connection or 5xx is retried, resuming (default 3). */
   retries?: number;
+  /**
+   * Called with config.json (text, local path) as soon as it is downloaded, before any weight
+   * file: throw to stop there, so a model that cannot run is refused without fetching gigabytes.
+   */
+  checkConfig?: (text: string, path: string) => void;
 }
 
 export class HubError extends Error {
@@ -130,6 +135,10 @@ export async function resolveModel(id: string, opts: ResolveOptions = {}): Promi
     throw new HubError(`model '${id}' not found at ${fileUrl(ctx, "config.json")}${hint}`);
   }
   got.push("config.json");
+  if (opts.checkConfig) {
+    const path = join(dir, "config.json");
+    opts.checkConfig(readFileSync(path, "utf8"), path);
+  }
 
   let weights = false;
   for (const file of CHECKPOINT_FILES) {

@@ -1,7 +1,7 @@
 // Sharded checkpoints: `model.safetensors.index.json` / `pytorch_model.bin.index.json` map
 // each tensor name to the shard file that holds it ({"weight_map": {name: file}}).
 
-import { type TensorInfo, type TensorSource, fail, q } from "./types.js";
+import { type TensorInfo, type TensorSource, fail, oneLine, q } from "./types.js";
 
 export interface Shard {
   file: string;
@@ -75,7 +75,7 @@ export function parseShardIndex(text: string | Uint8Array, label: string): Map<s
   try {
     json = JSON.parse(s);
   } catch (e) {
-    fail(label, `not JSON (${(e as Error).message.split("\n")[0]})`);
+    fail(label, `not JSON (${oneLine((e as Error).message)})`);
   }
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof wm !== "object" || wm === null || Array.isArray(wm)) fail(label, "no 'weight_map' object");

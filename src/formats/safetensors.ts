@@ -7,7 +7,7 @@
 
 import {
   type AnyDType, type TensorInfo, type TensorSource,
-  DTYPE_SIZE, isAnyDType, isSupportedDType, fail, q, numel, checkDst,
+  DTYPE_SIZE, isAnyDType, isSupportedDType, fail, q, oneLine, numel, checkDst,
 } from "./types.js";
 import { convertToF32 } from "./dtype.js";
 
@@ -126,7 +126,8 @@ function parseHeaderJson(raw: Uint8Array, label: string): Record<string, unknown
   try {
     header = JSON.parse(text);
   } catch (e) {
-    fail(label, `header is not JSON (${(e as Error).message.split("\n")[0]})`);
+    // V8 quotes the text around the error, raw: a CR or an ESC from the file must not reach a terminal.
+    fail(label, `header is not JSON (${oneLine((e as Error).message)})`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     fail(label, "header is not a JSON object");

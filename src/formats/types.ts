@@ -60,10 +60,19 @@ export class CheckpointError extends Error {
  * escaped (messages stay one line) and long names cut (messages stay readable).
  */
 export function q(s: string): string {
-  const cut = s.length > 200 ? s.slice(0, 200) + "…" : s;
+  return "'" + oneLine(s) + "'";
+}
+
+/**
+ * Untrusted text for a message (a name, or a parser's excerpt of the file), cut at `max` and with
+ * control characters escaped: C0 and C1 (CR, ESC and CSI included, so nothing can rewrite the
+ * terminal) and the Unicode line separators.
+ */
+export function oneLine(s: string, max = 200): string {
+  const cut = s.length > max ? s.slice(0, max) + "…" : s;
   // eslint-disable-next-line no-control-regex
-  return "'" + cut.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) =>
-    "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0")) + "'";
+  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
+    "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 /** Throws a one-line CheckpointError prefixed with the file label. */

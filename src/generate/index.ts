@@ -69,6 +69,14 @@ function checkOptions(o: GenerateOptions): void {
   if (o.maxNewTokens !== undefined && !(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 0)) {
     throw new Error(`wasm-lm: maxNewTokens = ${o.maxNewTokens} must be an integer ≥ 0`);
   }
+  // An empty stop string would match before the first character: stop at once with no text.
+  if (o.stopStrings !== undefined &&
+    !(Array.isArray(o.stopStrings) && o.stopStrings.every((s) => typeof s === "string" && s !== ""))) {
+    throw new Error("wasm-lm: stopStrings must be an array of non-empty strings");
+  }
+  if (o.stopTokenIds !== undefined && !(Array.isArray(o.stopTokenIds) && o.stopTokenIds.every(Number.isInteger))) {
+    throw new Error("wasm-lm: stopTokenIds must be an array of integer token ids");
+  }
 }
 
 function throwIfAborted(signal?: AbortSignal): void {
@@ -167,7 +175,12 @@ function promptIds(codec: TextCodec | undefined, prompt: string | number[]): num
     if (!codec) throw new Error("wasm-lm: a text prompt needs a tokenizer");
     return codec.encode(prompt);
   }
-  return [...prompt];
+  // (The ids themselves are checked against the vocabulary by the model.)
+  if (!Array.isArray(prompt) && !ArrayBuffer.isView(prompt)) {
+    const what = prompt === null ? "null" : typeof prompt;
+    throw new Error(`wasm-lm: the prompt must be a string or an array of token ids, got ${what}`);
+  }
+  return Array.from(prompt as ArrayLike<number>);
 }
 
 function finishTimings(t: { prefill: number; decode: number[] }, total: number, nNew: number): Timings {

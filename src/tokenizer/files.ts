@@ -35,7 +35,14 @@ export function fail(file: string, problem: string): never {
 
 /** A short, escaped, single-line rendering of untrusted text for error messages. */
 export function quote(s: string, max = 40): string {
-  return JSON.stringify(s.length > max ? s.slice(0, max) + "…" : s);
+  // JSON.stringify escapes C0 controls but not C1 (CSI) or the Unicode line separators.
+  return escapeControls(JSON.stringify(s.length > max ? s.slice(0, max) + "…" : s));
+}
+
+/** Control characters (C0, C1, U+2028/9) as \\uXXXX, so a message stays one inert line. */
+function escapeControls(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 function describe(v: unknown): string {
@@ -50,8 +57,9 @@ export function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const why = e instanceof Error ? e.message.replace(/\s+/g, " ") : String(e);
-    return fail(file, `not valid JSON (${why.slice(0, 120)})`);
+    // V8 quotes the text around the error, raw: no CR or ESC from the file may reach a terminal.
+    const why = escapeControls((e instanceof Error ? e.message : String(e)).replace(/\s+/g, " ").slice(0, 120));
+    return fail(file, `not valid JSON (${why})`);
   }
 }
 
