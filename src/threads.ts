@@ -28,6 +28,7 @@ const PARTS = 8; // participants (workers + main)
 const STOP = 9;
 const FAILED = 10; // a worker's kernel threw
 const UNIT = 11; // ranges are cut at multiples of this (SIMD tiles)
+const ACK = 12; // workers that picked up the current job
 const CTRL_INTS = 16;
 const MAX_ARGS = 32;
 
@@ -35,6 +36,9 @@ const MAX_ARGS = 32;
 // worker before it calls the worker dead (no kernel call here takes more than a few seconds).
 const SPIN = 20000;
 const WORKER_TIMEOUT_MS = 60_000;
+// A live worker picks a job up within microseconds, or a few scheduler slices on a loaded machine;
+// one that has not within this long is dead (killed, out of memory), not slow.
+const ACK_TIMEOUT_MS = 5_000;
 
 /** The worker's code, as a string: it runs unchanged from src/ or dist/, in Node and browsers. */
 const WORKER_SOURCE = `
@@ -64,6 +68,7 @@ onFirstMessage((d) => {
     }
     seq = Atomics.load(ctrl, ${SEQ});
     if (Atomics.load(ctrl, ${STOP})) break;
+    Atomics.add(ctrl, ${ACK}, 1);
     try {
       const n = ctrl[${NARGS}], total = ctrl[${TOTAL}], parts = ctrl[${PARTS}], unit = ctrl[${UNIT}];
       for (let i = 0; i < n; i++) a[i] = args[i];
@@ -108,6 +113,8 @@ export class ThreadPool {
   private args: Float64Array;
   private seq = 0;
   private closed = false;
+  /** Set when a worker exits or fails after starting: the next call closes the pool. */
+  private dead = false;
   private kernels: ((...a: number[]) => void)[];
 
   private constructor(private wasm: Wasm, private workers: WorkerHandle[], ctrl: SharedArrayBuffer, args: SharedArrayBuffer) {
@@ -133,12 +140,16 @@ export class ThreadPool {
     const ctrl = new SharedArrayBuffer(CTRL_INTS * 4);
     const args = new SharedArrayBuffer(MAX_ARGS * 8);
     const workers: WorkerHandle[] = [];
+    let pool: ThreadPool | undefined;
     try {
       await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
         const w = spawn((msg: { ready?: boolean; error?: string }) => {
           if (msg.ready) resolve();
           else reject(new Error(`wasm-lm: worker thread ${i + 1} failed to start: ${msg.error}`));
-        }, (e: unknown) => reject(new Error(`wasm-lm: worker thread ${i + 1} failed: ${(e as Error)?.message ?? e}`)));
+        }, (e: unknown) => {
+          reject(new Error(`wasm-lm: worker thread ${i + 1} failed: ${(e as Error)?.message ?? e}`));
+          pool?.markDead();
+        });
         workers.push(w.handle);
         w.post({ module: wasm.module, memory: wasm.memory, ctrl, args, index: i + 1, kernels: [...SPLITTABLE] });
       })));
@@ -146,7 +157,13 @@ export class ThreadPool {
       for (const w of workers) void w.terminate();
       throw e;
     }
-    return new ThreadPool(wasm, workers, ctrl, args);
+    pool = new ThreadPool(wasm, workers, ctrl, args);
+    return pool;
+  }
+
+  /** A worker is gone: the next call closes the pool instead of waiting for it. */
+  markDead(): void {
+    if (!this.closed) this.dead = true;
   }
 
   /**
@@ -162,7 +179,12 @@ export class ThreadPool {
     for (let i = 0; i < args.length; i++) this.args[i] = args[i];
     c[KERNEL] = ki; c[NARGS] = args.length; c[TOTAL] = total; c[RANGE_ARG] = rangeArg;
     c[SCRATCH_ARG] = scratchArg; c[SCRATCH_STRIDE] = scratchStride; c[PARTS] = parts; c[UNIT] = unit;
+    if (this.dead) {
+      this.close();
+      throw new Error("wasm-lm: a worker thread died; the pool is closed and the model continues on one thread");
+    }
     Atomics.store(c, DONE, 0);
+    Atomics.store(c, ACK, 0);
     Atomics.store(c, FAILED, 0);
     Atomics.store(c, SEQ, ++this.seq);
     Atomics.notify(c, SEQ);
@@ -184,15 +206,17 @@ export class ThreadPool {
   private waitForWorkers(n: number): void {
     const c = this.ctrl;
     let spins = 0;
-    const deadline = Date.now() + WORKER_TIMEOUT_MS;
+    const start = Date.now();
     for (;;) {
       const done = Atomics.load(c, DONE);
       if (done >= n) return;
       if (++spins > SPIN) {
-        Atomics.wait(c, DONE, done, 100);
-        if (Date.now() > deadline) {
+        Atomics.wait(c, DONE, done, 20);
+        const waited = Date.now() - start;
+        if (waited > WORKER_TIMEOUT_MS || (waited > ACK_TIMEOUT_MS && Atomics.load(c, ACK) < n)) {
           this.close();
-          throw new Error(`wasm-lm: a worker thread stopped responding (no answer in ${WORKER_TIMEOUT_MS / 1000} s); the pool is closed`);
+          throw new Error(`wasm-lm: a worker thread stopped responding (${Atomics.load(c, ACK) < n ? "a job not picked up" : "no answer"} ` +
+            `in ${(waited / 1000).toFixed(0)} s); the pool is closed and the model continues on one thread`);
         }
       }
     }
@@ -240,6 +264,7 @@ async function workerFactory(): Promise<Spawn> {
         onMessage(m);
       });
       w.on("error", onError);
+      w.on("exit", (code) => onError(new Error(`exited with code ${code}`)));
       return { handle: w, post: (m) => w.postMessage(m) };
     };
   }

@@ -3,7 +3,7 @@
 // message starts with the file's name and says which field is wrong — never a TypeError or
 // RangeError from inside the reader. Valid configs round-trip. (The checkpoint readers' properties
 // are in formats.property.test.ts, the tokenizer's encode/decode ones in tokenizer.test.ts; the
-// prototype-named values that still escape as TypeErrors are it.fails cases in hostile.test.ts.)
+// prototype-named values are covered by hostile.test.ts.)
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { parseOptConfig, optDims, type OptConfig } from "../src/models/opt/config.js";
@@ -32,7 +32,7 @@ function parsesOrRefuses(f: () => unknown, label: string, mustName?: RegExp): bo
   }
 }
 
-// Keys like "toString" or "__proto__" are kept out: they are the it.fails cases in hostile.test.ts.
+// Keys like "toString" or "__proto__" are kept out here: hostile.test.ts covers them.
 const key = fc.string({ maxLength: 12 }).filter((k) => !(k in Object.prototype) && k !== "__proto__");
 const json = fc.jsonValue({ maxDepth: 3 }).filter((v) => !JSON.stringify(v)?.match(/"(toString|valueOf|__proto__|constructor)"/));
 

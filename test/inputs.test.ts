@@ -129,15 +129,15 @@ describe("text and ids the tiny model (vocab 512) cannot take", () => {
     await stillHealthy(tiny, used);
   });
 
-  it("1 MB of text within the vocabulary: an error, or its last 64 tokens with truncate", async () => {
+  it("1 MB of text within the vocabulary: an error, or its last 60 tokens (64 − 4 new) with truncate", async () => {
     const used = tiny.arena.used;
     const mb = " the".repeat(1 << 18); // 1 MB, 262144 tokens of id 5
     await rejectsClearly(generate(tiny, codec, mb), "prompt of 262145 tokens exceeds max_position_embeddings=64");
     const r = await generate(tiny, codec, mb, { truncate: true, maxNewTokens: 4, ignoreEos: true });
-    expect(r.input_ids.length).toBe(262145);
-    expect(r.new_tokens.length).toBe(1); // a full context leaves room for one token
-    expect(r.finish_reason).toBe("context");
-    const fewer = await generate(tiny, codec, Array(64).fill(5), { maxNewTokens: 1 });
+    expect(r.input_ids).toEqual(Array(60).fill(5));
+    expect(r.new_tokens.length).toBe(4);
+    expect(r.finish_reason).toBe("length");
+    const fewer = await generate(tiny, codec, Array(60).fill(5), { maxNewTokens: 4, ignoreEos: true });
     expect(r.new_tokens).toEqual(fewer.new_tokens);
     await stillHealthy(tiny, used);
   });

@@ -23,7 +23,10 @@ export interface GenerateOptions extends SamplingOptions {
   /** Stop when the generated text contains one of these strings (the text is cut before it). */
   stopStrings?: string[];
   signal?: AbortSignal;
-  /** When the prompt is longer than the model's context: error (default) or keep its last tokens. */
+  /**
+   * When the prompt and the new tokens do not fit in the model's context: error if the prompt alone
+   * does not fit (default), or keep the prompt's last max_position_embeddings − maxNewTokens tokens.
+   */
   truncate?: boolean;
 }
 
@@ -89,10 +92,7 @@ async function* tokenLoop(model: OptModel, prompt: number[], o: GenerateOptions,
   const maxNew = o.maxNewTokens ?? 32;
   const ctx = model.d.maxPositions;
   if (prompt.length === 0) throw new Error("wasm-lm: empty prompt: at least one token id is needed");
-  if (prompt.length > ctx) {
-    if (!o.truncate) throw new Error(`wasm-lm: prompt of ${prompt.length} tokens exceeds max_position_embeddings=${ctx} (pass truncate to keep the last ${ctx})`);
-    prompt = prompt.slice(prompt.length - ctx);
-  }
+  if (prompt.length > ctx) throw new Error(`wasm-lm: prompt of ${prompt.length} tokens exceeds max_position_embeddings=${ctx} (pass truncate to keep its last tokens)`);
   const stops = new Set(o.stopTokenIds ?? []);
   if (!o.ignoreEos && o.stopTokenIds === undefined) stops.add(model.config.eos_token_id);
   const sampler = new Sampler(o);
@@ -200,7 +200,13 @@ function finishTimings(t: { prefill: number; decode: number[] }, total: number, 
 export async function* streamGenerate(model: OptModel, codec: TextCodec | undefined, prompt: string | number[],
   o: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
   checkOptions(o);
-  const input = promptIds(codec, prompt);
+  let input = promptIds(codec, prompt);
+  const ctx = model.d.maxPositions;
+  const maxNew = o.maxNewTokens ?? 32;
+  if (o.truncate && input.length + maxNew > ctx) {
+    // Keep the prompt's end, leaving room for the new tokens (at least one prompt token stays).
+    input = input.slice(input.length - Math.max(1, ctx - maxNew));
+  }
   // Take our turn in the model's queue, and hold it until this generator finishes.
   let release!: () => void;
   const turn = new Promise<void>((r) => (release = r));

@@ -1,5 +1,6 @@
 // OPT's config.json, typed with Hugging Face's field names, validated, with derived sizes in one place.
 // What transformers' modeling_opt.py supports and we do not is refused here, naming the field.
+import { oneLine } from "../../formats/types.js";
 
 export type Activation = "relu" | "gelu" | "gelu_tanh" | "silu";
 
@@ -58,6 +59,21 @@ const ACTIVATIONS: Record<string, Activation> = {
 
 type Json = Record<string, unknown>;
 
+/** A value from the file, for a message: JSON, one line, cut short. */
+const show = (v: unknown): string => {
+  let t: string;
+  try {
+    t = JSON.stringify(v) ?? typeof v;
+  } catch {
+    t = typeof v;
+  }
+  return oneLine(t, 80);
+};
+
+/** Layers and heads beyond any OPT (175B has 96 layers and 96 heads), with room to spare. */
+const MAX_LAYERS = 1024;
+const MAX_HEADS = 1024;
+
 function field<T>(cfg: Json, label: string, name: string, kind: "int" | "bool" | "string", dflt?: T): T {
   const v = cfg[name];
   if (v === undefined || v === null) {
@@ -65,7 +81,7 @@ function field<T>(cfg: Json, label: string, name: string, kind: "int" | "bool" |
     throw new Error(`${label}: missing field '${name}'`);
   }
   const ok = kind === "int" ? Number.isSafeInteger(v) : kind === "bool" ? typeof v === "boolean" : typeof v === "string";
-  if (!ok) throw new Error(`${label}: field '${name}' must be ${kind === "int" ? "an integer" : `a ${kind === "bool" ? "boolean" : "string"}`}, got ${JSON.stringify(v)}`);
+  if (!ok) throw new Error(`${label}: field '${name}' must be ${kind === "int" ? "an integer" : `a ${kind === "bool" ? "boolean" : "string"}`}, got ${show(v)}`);
   return v as T;
 }
 
@@ -76,13 +92,14 @@ export function parseOptConfig(input: string | unknown, label = "config.json"): 
     try {
       raw = JSON.parse(input);
     } catch (e) {
-      throw new Error(`${label}: not valid JSON (${(e as Error).message})`);
+      throw new Error(`${label}: not valid JSON (${oneLine((e as Error).message, 120)})`);
     }
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${label}: expected a JSON object`);
   const cfg = raw as Json;
   if (cfg.model_type !== undefined && cfg.model_type !== "opt") {
-    throw new Error(`${label}: model_type '${String(cfg.model_type)}' is not supported (only 'opt')`);
+    const t = typeof cfg.model_type === "string" ? `'${oneLine(cfg.model_type, 80)}'` : show(cfg.model_type);
+    throw new Error(`${label}: model_type ${t} is not supported (only 'opt')`);
   }
   const hidden = field<number>(cfg, label, "hidden_size", "int");
   const c: OptConfig = {
@@ -112,8 +129,10 @@ export function parseOptConfig(input: string | unknown, label = "config.json"): 
   if (c.hidden_size % c.num_attention_heads !== 0) {
     throw new Error(`${label}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
   }
-  if (!(c.activation_function in ACTIVATIONS)) {
-    throw new Error(`${label}: activation_function '${c.activation_function}' is not supported ` +
+  if (c.num_hidden_layers > MAX_LAYERS) throw new Error(`${label}: field 'num_hidden_layers' = ${c.num_hidden_layers} is out of range [1, ${MAX_LAYERS}]`);
+  if (c.num_attention_heads > MAX_HEADS) throw new Error(`${label}: field 'num_attention_heads' = ${c.num_attention_heads} is out of range [1, ${MAX_HEADS}]`);
+  if (!Object.hasOwn(ACTIVATIONS, c.activation_function)) {
+    throw new Error(`${label}: activation_function '${oneLine(c.activation_function, 80)}' is not supported ` +
       `(supported: ${Object.keys(ACTIVATIONS).join(", ")})`);
   }
   for (const k of ["pad_token_id", "bos_token_id", "eos_token_id"] as const) {

@@ -9,12 +9,12 @@
 // `forward` chains them. Memory: weights are loaded once into the arena; a KV cache is a region
 // of the arena sized from the requested context; each call's scratch is planned from its shape,
 // reserved before any kernel runs (memory never grows during a pass) and released afterwards.
-import { Arena, align } from "../../arena.js";
+import { Arena, OutOfMemoryError, align } from "../../arena.js";
 import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
 import { defaultThreads, ThreadPool } from "../../threads.js";
 import type { TensorSource } from "../../formats/types.js";
 import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
-import { CheckpointNames, DEFAULT_INT8_GROUP, WEIGHT_DTYPES, WeightLoader, weightBytes, type Mat, type OptLayerWeights, type OptWeights, type WeightDType, type WeightFormat } from "./weights.js";
+import { CheckpointNames, DEFAULT_INT8_GROUP, layerBytes, WEIGHT_DTYPES, WeightLoader, weightBytes, type Mat, type OptLayerWeights, type OptWeights, type WeightDType, type WeightFormat } from "./weights.js";
 
 export interface LoadOptions extends LoadWasmOptions {
   /** Called while weights are copied into WebAssembly memory. */
@@ -72,10 +72,17 @@ export class KVCache {
   }
   /** Give the memory back to the arena. Caches are released in the reverse order of creation. */
   release(): void {
+    if (this.released) return;
     if (this.arena.mark() !== this.end) {
       throw new Error("wasm-lm: KV caches must be released in the reverse order they were created");
     }
     this.arena.reset(this.start);
+    this.released = true;
+  }
+  /** Whether release() has given the memory back (the cache can no longer be used). */
+  released = false;
+  belongsTo(arena: Arena): boolean {
+    return arena === this.arena;
   }
 }
 
@@ -198,7 +205,8 @@ export class OptModel {
   static async load(config: OptConfig, source: TensorSource, opts: LoadOptions = {}): Promise<OptModel> {
     const d = optDims(config);
     const label = opts.label ?? "checkpoint";
-    const bytes = weightBytes(d, weightFormat(opts));
+    const resident = opts.residentLayers ?? true;
+    const bytes = weightBytes(d, weightFormat(opts), resident ? d.L : 0) + (resident ? 0 : layerBytes(d, weightFormat(opts)));
     if (bytes > 3.5 * 2 ** 30) {
       throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of ${opts.dtype ?? "f32"} weights ` +
         `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, ffn_dim ${d.F}); ` +
@@ -215,7 +223,6 @@ export class OptModel {
     const threads = await resolveThreads(opts.threads);
     const wasm = await loadWasm({ ...opts, shared: threads > 1 });
     const arena = new Arena(wasm);
-    const resident = opts.residentLayers ?? true;
     const loader = new WeightLoader(arena, wasm.k, source, names, d, fmt);
     const weights = loader.all(opts.onProgress, resident);
     const pool = threads > 1 ? await ThreadPool.create(wasm, threads) : null;
@@ -282,6 +289,8 @@ export class OptModel {
     if (this.openSteps > 0) throw new Error("wasm-lm: a step is already open on this model (end() it first)");
 
     const ownCache = !opts.cache;
+    if (opts.cache && !opts.cache.belongsTo(this.arena)) throw new Error("wasm-lm: this KV cache belongs to another model");
+    if (opts.cache?.released) throw new Error("wasm-lm: this KV cache was released");
     const cache = opts.cache ?? this.createCache(B, Math.min(T, this.d.maxPositions));
     if (cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
     const past = cache.length;
@@ -303,7 +312,12 @@ export class OptModel {
 
     const arena = this.arena;
     const mark = arena.mark();
-    arena.reserve(plan);
+    try {
+      arena.reserve(plan);
+    } catch (e) {
+      if (ownCache) cache.release();
+      throw new OutOfMemoryError(`${(e as Error).message} (a forward pass of batch ${B} × ${T} tokens over ${S} positions)`);
+    }
     arena.frozen = true;
     const a = (n: number) => arena.alloc(n * 4);
     this.openSteps++;
