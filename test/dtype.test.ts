@@ -67,7 +67,10 @@ describe("compressed weights at OPT-125M's shape", () => {
         const steps = A.slice(8).map((id) => one.forward([[id]], { cache, logits: "last" }).logits);
         cache.release();
         const V = sc.vocab_size;
-        steps.forEach((row, j) => expect(maxAbsDiff(row, a.subarray((8 + j) * V, (9 + j) * V)).max).toBeLessThanOrEqual(1e-4));
+        // int8 decode (T = 1) multiplies 16-bit-quantized activations, prefill (T > 1) f32 ones: they
+        // agree to the activations' rounding, not to f32's.
+        const tol = dtype === "int8" ? 1e-3 : 1e-4;
+        steps.forEach((row, j) => expect(maxAbsDiff(row, a.subarray((8 + j) * V, (9 + j) * V)).max).toBeLessThanOrEqual(tol));
         expect(one.arena.used).toBeLessThan(dtype === "f16" ? 260 << 20 : 185 << 20);
       } finally {
         two.dispose();

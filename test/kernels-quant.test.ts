@@ -1,0 +1,87 @@
+// f16 and int8 linear kernels against their scalar twins and a float64 reference on the
+// dequantized weights, on awkward sizes and OPT-125M's, in every build.
+import { describe, expect, it } from "vitest";
+import { loadWasm } from "../src/wasm.js";
+import { Arena } from "../src/arena.js";
+import { BUILDS } from "./helpers.js";
+
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+}
+
+function f16ToF64(h: number): number {
+  const e = (h >> 10) & 31, m = h & 1023, sign = h & 0x8000 ? -1 : 1;
+  return sign * (e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15));
+}
+
+/** Largest |ours − ref| / (atol + rtol·|ref|): ≤ 1 passes. */
+function worst(ours: Float32Array, ref: Float64Array, atol: number, rtol: number) {
+  let w = 0, at = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const r = Math.abs(ours[i] - ref[i]) / (atol + rtol * Math.abs(ref[i]));
+    if (!(r <= w)) { w = r; at = i; }
+  }
+  return { w, msg: `worst at ${at}: ours ${ours[at]}, ref ${ref[at]}` };
+}
+
+const SHAPES: [number, number, number, number][] = [
+  // T, K, N, group
+  [1, 64, 17, 64], [1, 80, 9, 16], [3, 96, 33, 32], [5, 64, 64, 64], [7, 768, 37, 64], [1, 768, 3072, 64], [1, 3072, 768, 64], [17, 768, 100, 768],
+];
+
+for (const build of BUILDS) {
+  describe(`compressed linear, ${build}`, async () => {
+    const wasm = await loadWasm({ build });
+    const k = wasm.k;
+    for (const [T, K, N, G] of SHAPES) {
+      it(`T=${T} K=${K} N=${N} group ${G}`, () => {
+        const a = new Arena(wasm, 64 << 20);
+        const r = rng(T * 7919 + K * 31 + N);
+        const w = a.alloc(N * K * 4), x = a.alloc(T * K * 4), b = a.alloc(N * 4);
+        a.f32(w, N * K).set(Array.from({ length: N * K }, r));
+        a.f32(x, T * K).set(Array.from({ length: T * K }, r));
+        a.f32(b, N).set(Array.from({ length: N }, r));
+        const q = a.alloc(N * K), s = a.alloc((N * K / G) * 4), h = a.alloc(N * K * 2);
+        const scratch = a.alloc(k.quantRows() * K * 4);
+        k.quantizeI8(q, s, w, N, K, G);
+        k.f32ToF16Rows(h, w, N * K);
+        const ys = [0, 1, 2, 3].map(() => a.alloc(T * N * 4));
+        k.linearI8(ys[0], x, q, s, b, T, K, N, 0, N, G, scratch);
+        k.linearI8Scalar(ys[1], x, q, s, b, T, K, N, 0, N, G, scratch);
+        k.linearF16(ys[2], x, h, b, T, K, N, 0, N, scratch);
+        k.linearF16Scalar(ys[3], x, h, b, T, K, N, 0, N, scratch);
+        // float64 references on exactly the stored weights
+        const X = a.f32(x, T * K), B = a.f32(b, N), Q = a.i8(q, N * K), S = a.f32(s, N * K / G), H = a.u16(h, N * K);
+        const refI8 = new Float64Array(T * N), refF16 = new Float64Array(T * N);
+        let rms = 0;
+        for (let t = 0; t < T; t++) for (let o = 0; o < N; o++) {
+          let si = B[o], sh = B[o];
+          for (let kk = 0; kk < K; kk++) {
+            si += X[t * K + kk] * Q[o * K + kk] * S[o * (K / G) + Math.floor(kk / G)];
+            sh += X[t * K + kk] * f16ToF64(H[o * K + kk]);
+          }
+          refI8[t * N + o] = si;
+          refF16[t * N + o] = sh;
+          rms += si * si;
+        }
+        rms = Math.sqrt(rms / (T * N));
+        const eps = 2 ** -23;
+        // f32 summation: ε·√K·rms. T = 1 int8 rounds activations to 16 bits: 2^-15·√K·rms more.
+        const atol = eps * Math.sqrt(K) * rms * 4;
+        const atolI8 = atol + (T === 1 ? 2 ** -15 * Math.sqrt(K) * rms : 0);
+        for (const [ours, ref, tol, name] of [[ys[0], refI8, atolI8, "linearI8"], [ys[1], refI8, atol, "linearI8Scalar"],
+          [ys[2], refF16, atol, "linearF16"], [ys[3], refF16, atol, "linearF16Scalar"]] as const) {
+          const c = worst(a.f32(ours, T * N), ref, tol, 4 * eps);
+          expect(c.w, `${name}: ${c.msg}`).toBeLessThanOrEqual(1);
+        }
+        // the quantization itself: every weight within half a step of its group's scale
+        const W = a.f32(w, N * K);
+        for (let i = 0; i < N * K; i += 97) {
+          const sc = S[Math.floor(i / K) * (K / G) + Math.floor((i % K) / G)];
+          expect(Math.abs(W[i] - Q[i] * sc)).toBeLessThanOrEqual(sc / 2 + 1e-7);
+        }
+      });
+    }
+  });
+}
