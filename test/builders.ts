@@ -74,6 +74,8 @@ export interface FakeTensor {
   offset?: number;
   shape: number[];
   stride?: number[];
+  /** Wrapped in torch._utils._rebuild_parameter, as nn.Parameter pickles. */
+  param?: boolean;
 }
 
 export function contiguous(shape: number[]): number[] {
@@ -94,23 +96,32 @@ export function rebuildTensor(p: Pickle, t: FakeTensor): Pickle {
   });
 }
 
-/** The pickle torch.save writes for an OrderedDict state dict. */
-export function stateDictPickle(tensors: FakeTensor[]): Uint8Array {
+/** The pickle torch.save writes for an OrderedDict state dict (optionally with `_metadata`). */
+export function stateDictPickle(tensors: FakeTensor[], withMetadata = false): Uint8Array {
   const p = new Pickle();
   p.global("collections", "OrderedDict").op(0x29, 0x52); // OrderedDict()
   p.op(0x28); // MARK for SETITEMS
   for (const t of tensors) {
     p.str(t.name);
+    if (t.param) p.global("torch._utils", "_rebuild_parameter").op(0x28);
     rebuildTensor(p, t).op(0x52); // REDUCE
+    if (t.param) p.op(0x89).global("collections", "OrderedDict").op(0x29, 0x52, 0x74, 0x52);
   }
-  return p.op(0x75, 0x2e).bytes(); // SETITEMS, STOP
+  p.op(0x75); // SETITEMS
+  if (withMetadata) {
+    // BUILD with {'_metadata': OrderedDict({'': {'version': 1}})}, as state_dict() produces.
+    p.op(0x7d).str("_metadata").global("collections", "OrderedDict").op(0x29, 0x52)
+      .str("").op(0x7d).str("version").int(1).op(0x73, 0x73, 0x73, 0x62);
+  }
+  return p.op(0x2e).bytes(); // STOP
 }
 
-/** A torch.save-style zip: `<prefix>/data.pkl`, `<prefix>/data/<key>`, `<prefix>/version`. */
+/** A torch.save-style zip: `<prefix>/data.pkl`, `<prefix>/data/<key>`, `<prefix>/version` (+ extra files). */
 export function torchZip(pkl: Uint8Array, storages: Record<string, Uint8Array>, level: 0 | 6 = 0,
-  prefix = "archive"): Uint8Array {
+  prefix = "archive", extra: Record<string, Uint8Array> = {}): Uint8Array {
   const files: Record<string, Uint8Array> = { [`${prefix}/data.pkl`]: pkl };
   for (const [k, v] of Object.entries(storages)) files[`${prefix}/data/${k}`] = v;
+  for (const [k, v] of Object.entries(extra)) files[`${prefix}/${k}`] = v;
   files[`${prefix}/version`] = strToU8("3\n");
   return zipSync(files, { level });
 }

@@ -10,6 +10,7 @@ import {
   type TensorSource,
 } from "../src/formats/index.js";
 import { openCheckpointDir, readFileBytes } from "../src/formats/node.js";
+import { Pickle, stateDictPickle, torchZip, contiguous, type FakeTensor } from "./builders.js";
 
 const FIX = join(import.meta.dirname, "fixtures", "opt-tiny");
 const fixture = (f: string) => new Uint8Array(readFileSync(join(FIX, f)));
@@ -303,99 +304,6 @@ describe("safetensors", () => {
 // ---------------------------------------------------------------------------------------------
 // PyTorch .bin: hand-written pickles in hand-built zips
 
-/** A pickle assembled opcode by opcode (protocol 2, as torch.save writes). */
-class Pickle {
-  private b: number[] = [0x80, 2];
-  op(...bytes: number[]): this {
-    this.b.push(...bytes);
-    return this;
-  }
-  str(s: string): this {
-    const u = strToU8(s);
-    this.b.push(0x58, u.length & 0xff, (u.length >> 8) & 0xff, (u.length >> 16) & 0xff, u.length >>> 24, ...u);
-    return this;
-  }
-  int(n: number): this {
-    if (n >= 0 && n < 256) return this.op(0x4b, n);
-    if (n >= 0 && n < 65536) return this.op(0x4d, n & 0xff, n >> 8);
-    const v = new DataView(new ArrayBuffer(4));
-    v.setInt32(0, n, true);
-    return this.op(0x4a, ...new Uint8Array(v.buffer));
-  }
-  global(module: string, name: string): this {
-    return this.op(0x63, ...strToU8(`${module}\n${name}\n`));
-  }
-  stackGlobal(module: string, name: string): this {
-    return this.str(module).str(name).op(0x93);
-  }
-  /** MARK ... TUPLE around what `f` pushes. */
-  tuple(f: (p: this) => void): this {
-    this.op(0x28);
-    f(this);
-    return this.op(0x74);
-  }
-  ints(xs: number[]): this {
-    return this.tuple((p) => xs.forEach((x) => p.int(x)));
-  }
-  bytes(): Uint8Array {
-    return new Uint8Array(this.b);
-  }
-}
-
-interface FakeTensor {
-  name: string;
-  storage: string; // key
-  type?: string; // default HalfStorage
-  numel: number; // of the storage
-  offset?: number;
-  shape: number[];
-  stride?: number[];
-  param?: boolean;
-}
-
-function contiguous(shape: number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) { s[i] = acc; acc *= shape[i]; }
-  return s;
-}
-
-/** The pickle torch.save writes for an OrderedDict state dict (optionally with `_metadata`). */
-function stateDictPickle(tensors: FakeTensor[], withMetadata = false): Uint8Array {
-  const p = new Pickle();
-  p.global("collections", "OrderedDict").op(0x29, 0x52); // OrderedDict()
-  p.op(0x28); // MARK for SETITEMS
-  for (const t of tensors) {
-    p.str(t.name);
-    if (t.param) p.global("torch._utils", "_rebuild_parameter").op(0x28);
-    p.global("torch._utils", "_rebuild_tensor_v2");
-    p.tuple((q) => {
-      q.tuple((r) => r.str("storage").global("torch", t.type ?? "HalfStorage").str(t.storage).str("cpu").int(t.numel));
-      q.op(0x51); // BINPERSID
-      q.int(t.offset ?? 0).ints(t.shape).ints(t.stride ?? contiguous(t.shape)).op(0x89);
-      q.global("collections", "OrderedDict").op(0x29, 0x52);
-    });
-    p.op(0x52); // REDUCE
-    if (t.param) p.op(0x89).global("collections", "OrderedDict").op(0x29, 0x52, 0x74, 0x52);
-  }
-  p.op(0x75); // SETITEMS
-  if (withMetadata) {
-    // BUILD with {'_metadata': OrderedDict({'': {'version': 1}})}, as state_dict() produces.
-    p.op(0x7d).str("_metadata").global("collections", "OrderedDict").op(0x29, 0x52)
-      .str("").op(0x7d).str("version").int(1).op(0x73, 0x73, 0x73, 0x62);
-  }
-  return p.op(0x2e).bytes();
-}
-
-function torchZip(pkl: Uint8Array, storages: Record<string, Uint8Array>,
-  extra: Record<string, Uint8Array> = {}, level: 0 | 6 = 0, prefix = "archive"): Uint8Array {
-  const files: Record<string, Uint8Array> = { [`${prefix}/data.pkl`]: pkl };
-  for (const [k, v] of Object.entries(storages)) files[`${prefix}/data/${k}`] = v;
-  for (const [k, v] of Object.entries(extra)) files[`${prefix}/${k}`] = v;
-  files[`${prefix}/version`] = strToU8("3\n");
-  return zipSync(files, { level });
-}
-
 const halves = (xs: number[]) => f32ArrayToF16Bytes(xs);
 const seq = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
 
@@ -432,7 +340,7 @@ describe("pytorch .bin", () => {
       .tuple((q) => q.tuple((r) => r.str("storage").stackGlobal("torch", "HalfStorage").str("0").str("cuda:0").int(2))
         .op(0x51).int(0).ints([2]).ints([1]).op(0x88).op(0x7d))
       .op(0x52, 0x75, 0x2e).bytes();
-    const src = openPytorchBin(torchZip(p, { 0: halves([1, 2]) }, {}, 0, "my_model"), "d.bin");
+    const src = openPytorchBin(torchZip(p, { 0: halves([1, 2]) }, 0, "my_model"), "d.bin");
     expect(Array.from(f32(src, "w"))).toEqual([1, 2]);
   });
 
@@ -533,10 +441,10 @@ describe("pytorch .bin", () => {
     expectFail(() => openPytorchBin(new Uint8Array(3), "z.bin"), "z.bin", "too short");
     expectFail(() => openPytorchBin(zipSync({ "a/b.txt": strToU8("hi") }), "z.bin"), "no '<name>/data.pkl'");
     expectFail(() => openPytorchBin(zipSync({ "a/data.pkl": pkl, "b/data.pkl": pkl }), "z.bin"), "several data.pkl");
-    expectFail(() => openPytorchBin(torchZip(pkl, { 0: halves([1]) }, { byteorder: strToU8("big") }), "be.bin"),
+    expectFail(() => openPytorchBin(torchZip(pkl, { 0: halves([1]) }, 0, "archive", { byteorder: strToU8("big") }), "be.bin"),
       "be.bin", "'big'");
     // byteorder "little" (torch ≥ 2.1) is fine
-    expect(openPytorchBin(torchZip(pkl, { 0: halves([1]) }, { byteorder: strToU8("little") })).tensors().length).toBe(1);
+    expect(openPytorchBin(torchZip(pkl, { 0: halves([1]) }, 0, "archive", { byteorder: strToU8("little") })).tensors().length).toBe(1);
   });
 
   it("refuses truncated archives and damaged directories", () => {
