@@ -117,7 +117,7 @@ export class ThreadPool {
   private dead = false;
   private kernels: ((...a: number[]) => void)[];
 
-  private constructor(private wasm: Wasm, private workers: WorkerHandle[], ctrl: SharedArrayBuffer, args: SharedArrayBuffer) {
+  private constructor(wasm: Wasm, private workers: WorkerHandle[], ctrl: SharedArrayBuffer, args: SharedArrayBuffer) {
     this.ctrl = new Int32Array(ctrl);
     this.args = new Float64Array(args);
     this.kernels = SPLITTABLE.map((n) => wasm.k[n] as (...a: number[]) => void);

@@ -234,7 +234,6 @@ const STAGE_BYTES = 4 << 20;
  */
 export class WeightLoader {
   private stage: number;
-  private raw = new Map<string, Uint8Array>();
 
   constructor(readonly arena: Arena, readonly k: KernelExports, readonly src: TensorSource,
     readonly names: CheckpointNames, readonly d: OptDims, readonly fmt: WeightFormat) {
