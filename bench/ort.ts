@@ -1,7 +1,8 @@
 // The peer: ONNX Runtime Web's WASM backend running in Node, on one-node graphs written by ./onnx.ts.
 //
 // Configuration (printed by the bench, see describeOrt):
-//   env.wasm.numThreads = 1   one thread, no worker (our kernels run on one thread too)
+//   env.wasm.numThreads = 1   one thread, no worker (our kernels run on one thread too); the model
+//                             bench (model.ts) also runs 2: initOrt(2), one setting per process
 //   env.wasm.simd = true      SIMD128 (the package ships one build, ort-wasm-simd-threaded.wasm,
 //                             which has no relaxed-SIMD instructions: it validates without the flag)
 //   env.wasm.proxy = false    run on this thread, no proxy worker
@@ -28,12 +29,21 @@ export const ORT_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 
 const require = createRequire(import.meta.url);
 let ready: Promise<void> | undefined;
+let readyThreads = 1;
 
-/** Configure ORT once; any attempt to fetch a non-file URL while it loads is an error. */
-export function initOrt(): Promise<void> {
+/**
+ * Configure ORT once; any attempt to fetch a non-file URL while it loads is an error.
+ * numThreads > 1 (bench/model.ts) makes ORT start numThreads - 1 pthread workers (Node worker_threads
+ * running ort-wasm-simd-threaded.mjs) for its global intra-op thread pool; it is fixed per process.
+ */
+export function initOrt(numThreads = 1): Promise<void> {
+  if (ready && numThreads !== readyThreads) {
+    throw new Error(`bench: ORT is already initialised with ${readyThreads} thread(s); numThreads is per process`);
+  }
+  readyThreads = numThreads;
   ready ??= (async () => {
     const wasmPath = require.resolve("onnxruntime-web/ort-wasm-simd-threaded.wasm");
-    ort.env.wasm.numThreads = 1;
+    ort.env.wasm.numThreads = numThreads;
     ort.env.wasm.simd = true;
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmBinary = readFileSync(wasmPath);
@@ -61,8 +71,11 @@ export function describeOrt(): string {
     `wasm binary from node_modules)`;
 }
 
-export function createSession(model: Uint8Array): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(model, ORT_SESSION_OPTIONS);
+export function createSession(model: Uint8Array,
+  extra: ort.InferenceSession.SessionOptions = {}): Promise<ort.InferenceSession> {
+  // ORT Web runs every session on its global thread pool (env.wasm.numThreads); intraOpNumThreads
+  // is passed along for the record.
+  return ort.InferenceSession.create(model, { ...ORT_SESSION_OPTIONS, intraOpNumThreads: readyThreads, ...extra });
 }
 
 export const f32Tensor = (data: Float32Array, dims: number[]) => new ort.Tensor("float32", data, dims);

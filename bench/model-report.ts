@@ -1,0 +1,311 @@
+// `npm run bench`'s output: tables (speed, memory, parity, targets) or one JSON object per line.
+import { type ExitInfo, type Metric, median, type ReadyInfo, type Sample } from "./model-common.js";
+
+/** One configuration: ours (dtype, build, threads) or ORT (graph variant as `build`, threads). */
+export interface Config {
+  name: string;
+  kind: "ours" | "peer";
+  dtype: string;
+  build: string;
+  threads: number;
+  samples: Partial<Record<Metric, Sample[]>>;
+  ready?: ReadyInfo;
+  exit?: ExitInfo;
+  /** Why it was not (fully) measured: not available, failed to load, parity failed. */
+  status?: string;
+}
+
+export interface ParityRow {
+  config: string;
+  peer: string;
+  prefillAll: number;
+  last: number;
+  decode: number;
+  /** Rows whose argmax agrees, "agree/total". */
+  top1: string;
+  ok: boolean;
+  /** Whether the 1e-3 tolerance applies (f32); other dtypes are reported only. */
+  checked: boolean;
+}
+
+export interface RunReport {
+  machine: { date: string; nproc: number; cpu: string; memGiB: number; node: string; v8: string; platform: string; loadavg: string };
+  notes: string[];
+  repeats: number;
+  decodeRepeats: number;
+  decodeTokens: number;
+  prompt: number;
+  seed: number;
+  metrics: Metric[];
+  configs: Config[];
+  parity: ParityRow[];
+  peerGraphs: { name: string; ops: string }[];
+  wallSeconds: number;
+  /** The 1-minute load average after every round (our own active process counts 1 or 2). */
+  loadavg: number[];
+  /** RSS of a bare node process (no tsx), for the RSS target. */
+  plainNodeRssMiB: number | null;
+}
+
+const sig = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(2));
+const sci = (x: number) => (Number.isNaN(x) ? "NaN" : x === 0 ? "0" : x.toExponential(1));
+const mib = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(0));
+
+function table(header: string[], rows: string[][], rightFrom: number): string {
+  const w = header.map((h, j) => Math.max(h.length, ...rows.map((r) => (r[j] ?? "").length)));
+  const line = (cells: string[]) =>
+    "| " + cells.map((c, j) => (j >= rightFrom ? c.padStart(w[j]) : c.padEnd(w[j]))).join(" | ") + " |";
+  const rule = "|" + w.map((n, j) => (j >= rightFrom ? "-".repeat(n + 1) + ":" : "-".repeat(n + 2))).join("|") + "|";
+  return [line(header), rule, ...rows.map(line)].join("\n");
+}
+
+interface Stat {
+  ms: number;
+  min: number;
+  n: number;
+  /** Medians: cores this configuration's process used, cores everything else used meanwhile. */
+  cpu: number;
+  others: number | null;
+}
+const stat = (c: Config | undefined, m: Metric): Stat | null => {
+  const xs = c?.samples[m];
+  if (!xs || !xs.length) return null;
+  const ms = xs.map((x) => x.ms);
+  const others = xs.map((x) => x.others).filter((x): x is number => x !== null);
+  return {
+    ms: median(ms), min: Math.min(...ms), n: xs.length, cpu: median(xs.map((x) => x.cpu)),
+    others: others.length ? median(others) : null,
+  };
+};
+const busy = (s: Stat | null | undefined) => (s ? `${s.cpu.toFixed(1)}/${s.others === null ? "?" : s.others.toFixed(1)}` : "-");
+
+/** ORT's fastest graph for this metric and thread count (lowest median). */
+function bestPeer(r: RunReport, m: Metric, threads: number): { cfg: Config; s: Stat } | null {
+  let best: { cfg: Config; s: Stat } | null = null;
+  for (const cfg of r.configs) {
+    if (cfg.kind !== "peer" || cfg.threads !== threads) continue;
+    const s = stat(cfg, m);
+    if (s && (!best || s.ms < best.s.ms)) best = { cfg, s };
+  }
+  return best;
+}
+
+const ours = (r: RunReport) => r.configs.filter((c) => c.kind === "ours");
+const find = (r: RunReport, dtype: string, build: string, threads: number) =>
+  r.configs.find((c) => c.kind === "ours" && c.dtype === dtype && c.build === build && c.threads === threads);
+
+function speedTable(r: RunReport): string {
+  const header = ["metric", "dtype", "build", "threads", "ours ms", "ours min", "ORT ms", "ORT min", "ours/ORT", "samples",
+    "cores ours", "cores ORT"];
+  const rows: string[][] = [];
+  for (const m of r.metrics) {
+    const threads = [...new Set(r.configs.map((c) => c.threads))];
+    for (const t of threads) {
+      const peer = bestPeer(r, m, t);
+      for (const c of ours(r).filter((c) => c.threads === t)) {
+        const s = stat(c, m);
+        if (!s) {
+          const why = c.status?.includes("not available") ? "n/a" : c.status ? "failed" : "-";
+          rows.push([m, c.dtype, c.build, String(t), why, "-", peer ? sig(peer.s.ms) : "-", peer ? sig(peer.s.min) : "-", "-", "-",
+            "-", busy(peer?.s)]);
+          continue;
+        }
+        rows.push([m, c.dtype, c.build, String(t), sig(s.ms), sig(s.min), peer ? sig(peer.s.ms) : "-", peer ? sig(peer.s.min) : "-",
+          peer ? `${(s.ms / peer.s.ms).toFixed(2)}x` : "-", peer ? `${s.n} / ${peer.s.n}` : String(s.n), busy(s), busy(peer?.s)]);
+      }
+    }
+  }
+  return table(header, rows, 4);
+}
+
+/** Every ORT graph that ran (the speed table shows only the fastest per metric and thread count). */
+function peerTable(r: RunReport): string {
+  const peers = r.configs.filter((c) => c.kind === "peer");
+  const header = ["ORT graph", "threads", ...r.metrics.flatMap((m) => [`${m} ms`, `${m} min`, "cores"])];
+  const rows = peers.map((c) => [c.build, String(c.threads), ...r.metrics.flatMap((m) => {
+    const s = stat(c, m);
+    return s ? [sig(s.ms), sig(s.min), busy(s)] : [c.status ?? "-", "-", "-"];
+  })]);
+  return table(header, rows, 1);
+}
+
+function memoryTable(r: RunReport): string {
+  const header = ["process", "peak RSS", "peak in load", "RSS after load", "baseline", "weights", "KV cache",
+    "peak − baseline − weights − KV", "load s"];
+  const rows = r.configs.filter((c) => c.ready).map((c) => {
+    const i = c.ready!;
+    const peak = c.exit?.peakRssMiB;
+    return [c.name, mib(peak), mib(i.peakAfterLoadMiB), mib(i.rssAfterLoadMiB), mib(i.baselineRssMiB), mib(i.weightsMiB),
+      mib(i.kvMiB), peak === undefined ? "-" : mib(peak - i.baselineRssMiB - i.weightsMiB - i.kvMiB), (i.loadMs / 1000).toFixed(1)];
+  });
+  return table(header, rows, 1);
+}
+
+function parityTable(r: RunReport): string {
+  const header = ["ours", "vs ORT", "prefill all rows", "last row", "4 decode steps", "top-1 agree", "check"];
+  const rows = r.parity.map((p) => [p.config, p.peer, sci(p.prefillAll), sci(p.last), sci(p.decode), p.top1,
+    p.checked ? (p.ok ? "ok (≤ 1e-3)" : "FAIL (> 1e-3)") : p.ok ? "reported only" : "NaN"]);
+  return table(header, rows, 2);
+}
+
+interface Target {
+  target: string;
+  config: string;
+  /** From medians (what the status judges) … */
+  measured: string;
+  met: boolean | null;
+  /** … and from each side's best sample: what the machine gives when nothing else runs. */
+  best: string;
+  met_best: boolean | null;
+}
+
+type Pick = "ms" | "min";
+
+/** The issue's targets, each against what this run measured ("not measured" when it did not). */
+export function targets(r: RunReport): Target[] {
+  const out: Target[] = [];
+  const add = (target: string, config: string, value: (p: Pick) => number | null, fmt: (v: number) => string,
+    ok: (v: number) => boolean) => {
+    const [v, b] = [value("ms"), value("min")];
+    out.push({
+      target, config,
+      measured: v === null ? "not measured" : fmt(v), met: v === null ? null : ok(v),
+      best: b === null ? "-" : fmt(b), met_best: b === null ? null : ok(b),
+    });
+  };
+  const ms = (m: Metric, c: Config | undefined) => (p: Pick) => stat(c, m)?.[p] ?? null;
+  const ratio = (m: Metric, c: Config | undefined) => (p: Pick) => {
+    const s = stat(c, m);
+    const peer = c && bestPeer(r, m, c.threads);
+    return s && peer ? s[p] / peer.s[p] : null;
+  };
+  const x = (v: number) => `${v.toFixed(2)}x ORT`;
+  const msf = (v: number) => `${sig(v)} ms`;
+  for (const b of ["simd", "relaxed"]) {
+    add("decode f32, 1 thread ≤ 0.65x ORT", `f32 ${b} 1t`, ratio("decode", find(r, "f32", b, 1)), x, (v) => v <= 0.65);
+  }
+  for (const b of ["simd", "relaxed"]) {
+    add("decode f32, 2 threads ≤ 21 ms/token", `f32 ${b} 2t`, ms("decode", find(r, "f32", b, 2)), msf, (v) => v <= 21);
+  }
+  for (const b of ["simd", "relaxed"]) {
+    add("decode int8, 1 thread ≤ 12 ms/token", `int8 ${b} 1t`, ms("decode", find(r, "int8", b, 1)), msf, (v) => v <= 12);
+  }
+  add("prefill-128 all logits, 1 thread ≤ 0.6x ORT (relaxed)", "f32 relaxed 1t", ratio("prefill", find(r, "f32", "relaxed", 1)), x, (v) => v <= 0.6);
+  add("prefill-128 all logits, 1 thread ≤ 0.8x ORT (simd)", "f32 simd 1t", ratio("prefill", find(r, "f32", "simd", 1)), x, (v) => v <= 0.8);
+  for (const t of [1, 2]) {
+    add("TTFT ≤ 450 ms (relaxed)", `f32 relaxed ${t}t`, ms("ttft", find(r, "f32", "relaxed", t)), msf, (v) => v <= 450);
+  }
+  for (const b of ["simd", "relaxed"]) {
+    for (const m of r.metrics) {
+      const one = ms(m, find(r, "f32", b, 1));
+      const two = ms(m, find(r, "f32", b, 2));
+      add(`2 threads ≥ 1.8x faster than 1 (${m})`, `f32 ${b}`, (p) => {
+        const [a, c] = [one(p), two(p)];
+        return a !== null && c !== null ? a / c : null;
+      }, (v) => `${v.toFixed(2)}x`, (v) => v >= 1.8);
+    }
+  }
+  // Judged on the process as a library user runs it: plain node. Our workers run under tsx, whose
+  // loader adds ~35 MiB to the baseline; that difference is taken out (and the raw peak shown).
+  for (const c of ours(r).filter((c) => c.dtype === "f32" && c.ready && c.exit)) {
+    const budget = c.ready!.weightsMiB + c.ready!.kvMiB + 120;
+    const raw = c.exit!.peakRssMiB;
+    const tsx = r.plainNodeRssMiB === null ? 0 : Math.max(0, c.ready!.baselineRssMiB - r.plainNodeRssMiB);
+    add("peak RSS f32 ≤ weights + KV cache + 120 MiB", `${c.build} ${c.threads}t (budget ${budget.toFixed(0)} MiB)`,
+      () => raw - tsx, (v) => `${v.toFixed(0)} MiB (raw ${raw.toFixed(0)}, tsx −${tsx.toFixed(0)})`, (v) => v <= budget);
+  }
+  return out;
+}
+
+function targetTable(r: RunReport): string {
+  const st = (m: boolean | null) => (m === null ? "-" : m ? "met" : "NOT met");
+  const rows = targets(r).map((t) => [t.target, t.config, t.measured, st(t.met), t.best, st(t.met_best)]);
+  return table(["target", "configuration", "from medians", "status", "from best samples", "status"], rows, 2);
+}
+
+function header(r: RunReport): string[] {
+  const m = r.machine;
+  return [
+    `wasm-lm model bench — ${m.date}`,
+    `machine: ${m.nproc} cores, ${m.cpu}, ${m.memGiB.toFixed(0)} GiB, node ${m.node} (V8 ${m.v8}), ${m.platform}, load average ${m.loadavg} at start`,
+    `model: synthetic OPT-125M (seed ${r.seed}), prompt ${r.prompt} tokens, decode ${r.decodeTokens} tokens after it`,
+    `timing: medians over ${r.repeats} samples (ttft, prefill) and ${r.decodeRepeats} decode loops per configuration, ` +
+      `configurations interleaved round by round, each in its own process`,
+    ...(r.loadavg.length ? [`load average (1 min) after each round: ${Math.min(...r.loadavg).toFixed(2)} – ` +
+      `${Math.max(...r.loadavg).toFixed(2)} (the running configuration itself counts 1 or 2)`] : []),
+    ...(r.plainNodeRssMiB !== null ? [`bare node RSS: ${r.plainNodeRssMiB.toFixed(0)} MiB (workers run under tsx: see "baseline")`] : []),
+    ...r.notes,
+    ...r.peerGraphs.map((g) => `ORT graph ${g.name}: ${g.ops}`),
+  ];
+}
+
+export function report(r: RunReport, json: boolean): string {
+  if (json) {
+    const lines: string[] = [];
+    for (const c of r.configs) {
+      for (const m of r.metrics) {
+        const s = stat(c, m);
+        const peer = bestPeer(r, m, c.threads);
+        const isOurs = c.kind === "ours";
+        const par = r.parity.filter((p) => p.config === c.name);
+        lines.push(JSON.stringify({
+          metric: m,
+          unit: m === "decode" ? "ms/token" : "ms",
+          engine: isOurs ? "wasm-lm" : "onnxruntime-web",
+          dtype: c.dtype,
+          threads: c.threads,
+          build: c.build,
+          status: c.status ?? (s ? "ok" : "not measured"),
+          ms: s?.ms ?? null,
+          ms_min: s?.min ?? null,
+          samples: s?.n ?? 0,
+          peer_variant: isOurs ? peer?.cfg.build ?? null : null,
+          peer_ms: isOurs ? peer?.s.ms ?? null : null,
+          peer_ms_min: isOurs ? peer?.s.min ?? null : null,
+          ratio: isOurs && s && peer ? s.ms / peer.s.ms : null,
+          ratio_min: isOurs && s && peer ? s.min / peer.s.min : null,
+          cores: s?.cpu ?? null,
+          others_cores: s?.others ?? null,
+          samples_ms: c.samples[m]?.map((x) => x.ms) ?? [],
+          peak_rss_mb: c.exit?.peakRssMiB ?? null,
+          peer_peak_rss_mb: isOurs ? peer?.cfg.exit?.peakRssMiB ?? null : null,
+          baseline_rss_mb: c.ready?.baselineRssMiB ?? null,
+          weights_mb: c.ready?.weightsMiB ?? null,
+          kv_mb: c.ready?.kvMiB ?? null,
+          load_ms: c.ready?.loadMs ?? null,
+          parity_max_abs_diff: par.length ? Math.max(...par.map((p) => Math.max(p.prefillAll, p.last, p.decode))) : null,
+          prompt: r.prompt,
+          decode_tokens: r.decodeTokens,
+          date: r.machine.date,
+        }));
+      }
+    }
+    for (const t of targets(r)) lines.push(JSON.stringify({ metric: "target", ...t }));
+    process.stderr.write(header(r).join("\n") + "\n");
+    return lines.join("\n") + "\n";
+  }
+  const parts = [
+    header(r).join("\n"),
+    "",
+    "Speed: medians and mins in ms (decode: ms per token); ours/ORT = our median / ORT's median, < 1: we are faster.",
+    "cores: median CPU cores the process used during its samples / cores used by everything else meanwhile (> 0.2: contended).",
+    `TTFT: a ${r.prompt}-token prefill computing the lm_head for the last row only, plus the argmax; prefill: the same`,
+    `prefill with logits for all ${r.prompt} rows; decode: ${r.decodeTokens} greedy tokens after a ${r.prompt}-token prefill, ` +
+      "per token. ORT: its fastest graph per row (all graphs below).",
+    "",
+    speedTable(r),
+  ];
+  const skipped = r.configs.filter((c) => c.status);
+  if (skipped.length) parts.push("", ...skipped.map((c) => `${c.name}: ${c.status}`));
+  if (r.configs.some((c) => c.kind === "peer")) parts.push("", "ORT, every graph that ran:", "", peerTable(r));
+  parts.push("", "Memory (MiB; peak = VmHWM of the configuration's own process; baseline = node + tsx before anything loaded):", "",
+    memoryTable(r));
+  if (r.parity.length) {
+    parts.push("", "Parity, max |Δ| of the logits vs ORT before timing (f32 must be ≤ 1e-3; f16/int8 reported only):", "",
+      parityTable(r));
+  }
+  parts.push("", "Targets (issue \"Speed and memory\"): status from the medians; \"best samples\" uses each side's min " +
+    "(ratios: min / min) — the machine with nothing else running.", "", targetTable(r), "",
+    `wall time ${(r.wallSeconds / 60).toFixed(1)} min`, "");
+  return parts.join("\n");
+}

@@ -1,0 +1,455 @@
+// npm run bench [-- --json] [--dtype f32] [--threads 1] [--build simd] [--no-peer] [--quick] ...
+//
+// The whole model, OPT-125M shaped (synthetic seeded weights), against ONNX Runtime Web's WASM
+// backend on the same weights, in one run: time to first token, prefill with every row's logits,
+// decode ms/token with the KV cache, and each configuration's peak RSS. Every configuration runs
+// in its own child process (bench/model-worker.ts); this process only schedules, checks and
+// reports. See bench/README.md ("Whole model") for how to read the output.
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { syntheticConfig } from "../src/models/opt/synthetic.js";
+import { wasmUrl } from "../src/wasm.js";
+import { readLoadOptions } from "./load-options.js";
+import {
+  type ExitInfo, METRICS, type Metric, type ParityResult, type ReadyInfo, type Reply, type Request, type Sample, type WorkerSpec,
+} from "./model-common.js";
+import { type Config, type ParityRow, report, type RunReport } from "./model-report.js";
+
+const WORKER = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
+const EXEC_ARGV = ["--experimental-wasm-relaxed-simd", "--expose-gc", "--import", "tsx"];
+const DTYPES = ["f32", "f16", "int8"] as const;
+const BUILDS = ["simd", "relaxed"] as const;
+const GRAPHS = ["standard", "fused"] as const;
+const LM_HEADS = ["gemm", "matmul"] as const;
+/** Parity: f32 logits must agree with ORT's within this (max |Δ|); other dtypes are reported only. */
+const PARITY_ATOL = 1e-3;
+const PARITY_DECODE_IDS = [2, 1000, 31414, 50271];
+
+const int = (name: string, min: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+  return n;
+};
+const listOf = <T extends string>(allowed: readonly T[]) => (v: string): T[] =>
+  v.split(",").map((s) => {
+    const hit = allowed.find((a) => a === s.trim().toLowerCase());
+    if (!hit) throw new InvalidArgumentError(`'${s}' is not one of ${allowed.join(", ")}`);
+    return hit;
+  });
+const threadList = (v: string) => v.split(",").map((s) => int("--threads", 1)(s.trim()));
+
+const program = new Command("bench")
+  .description("OPT-125M (synthetic weights): wasm-lm vs onnxruntime-web (wasm) — TTFT, prefill, decode, peak RSS")
+  .option("--json", "one JSON object per line per measurement on stdout", false)
+  .addOption(new Option("--dtype <list>", "our weight dtypes").argParser(listOf(DTYPES)).default([...DTYPES], "f32,f16,int8"))
+  .addOption(new Option("--threads <list>", "thread counts (ours and ORT's)").argParser(threadList).default([1, 2], "1,2"))
+  .addOption(new Option("--build <list>", "our builds").argParser(listOf(BUILDS)).default([...BUILDS], "simd,relaxed"))
+  .option("--no-peer", "skip onnxruntime-web (no ratios, no parity check)")
+  .option("--no-ours", "only onnxruntime-web (e.g. to compare its graph variants)")
+  .addOption(new Option("--peer-graph <list>", "ORT graph variants (ratios use the fastest per row)").argParser(listOf(GRAPHS))
+    .default([...GRAPHS], "standard,fused"))
+  .addOption(new Option("--peer-lm-head <list>", "ORT lm_head: Gemm on embed_tokens (transB) or MatMul on a transposed copy")
+    .argParser(listOf(LM_HEADS)).default(["gemm"], "gemm"))
+  .addOption(new Option("--metrics <list>", "what to time").argParser(listOf(METRICS)).default([...METRICS], "ttft,prefill,decode"))
+  .option("--repeats <n>", "samples per configuration for ttft and prefill (default 7)", int("--repeats", 1))
+  .option("--decode-repeats <n>", "decode loops per configuration (default 5)", int("--decode-repeats", 1))
+  .option("--prompt <n>", "prompt length T", int("--prompt", 2), 128)
+  .option("--decode-tokens <n>", "tokens per decode loop (default 64)", int("--decode-tokens", 1))
+  .option("--quick", "a smoke run: 3 samples, 1 decode loop of 16 tokens (below the bench's own standard)", false)
+  .option("--low-memory", "one thread count at a time (~7 GB instead of ~13 GB alive at once; 2t vs 1t then " +
+    "compares different moments)", false)
+  .option("--onnx-dir <dir>", "write ORT's graphs (.onnx + .onnx.json) here and keep them (default: a temp dir, deleted)")
+  .option("--seed <n>", "seed of the weights and the prompt", int("--seed", 0), 1);
+
+interface Opts {
+  json: boolean;
+  dtype: string[];
+  threads: number[];
+  build: ("simd" | "relaxed")[];
+  peer: boolean;
+  ours: boolean;
+  peerGraph: string[];
+  peerLmHead: string[];
+  metrics: Metric[];
+  repeats?: number;
+  decodeRepeats?: number;
+  prompt: number;
+  decodeTokens?: number;
+  quick: boolean;
+  onnxDir?: string;
+  lowMemory: boolean;
+  seed: number;
+}
+
+const log = (s: string) => process.stderr.write(s + "\n");
+
+/** One child process, one request at a time. */
+class Worker {
+  private child: ChildProcess;
+  private pending: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null;
+  private exited = false;
+  ready: Promise<ReadyInfo>;
+
+  constructor(readonly name: string, spec: WorkerSpec) {
+    this.child = fork(WORKER, [JSON.stringify(spec)], {
+      execArgv: EXEC_ARGV,
+      serialization: "advanced", // typed arrays (the parity logits) cross as binary
+      stdio: ["ignore", 2, 2, "ipc"], // a worker's prints go to our stderr: stdout stays the report
+    });
+    this.child.on("message", (m: Reply) => {
+      const p = this.pending;
+      this.pending = null;
+      if (!p) return;
+      if (m.type === "error") p.reject(new Error(`${this.name}: ${m.message}`));
+      else p.resolve(m);
+    });
+    this.child.on("exit", (code, signal) => {
+      this.exited = true;
+      const p = this.pending;
+      this.pending = null;
+      p?.reject(new Error(`${this.name}: worker exited (${signal ?? `code ${code}`})`));
+    });
+    this.ready = this.next().then((m) => {
+      if (m.type !== "ready") throw new Error(`${this.name}: expected ready, got ${m.type}`);
+      return m.info;
+    });
+  }
+
+  private next(): Promise<Reply> {
+    if (this.exited) return Promise.reject(new Error(`${this.name}: worker is gone`));
+    return new Promise((resolve, reject) => (this.pending = { resolve, reject }));
+  }
+
+  async call(req: Request): Promise<Reply> {
+    const reply = this.next();
+    this.child.send(req);
+    return reply;
+  }
+
+  async time(metric: Metric, tokens: number): Promise<Sample> {
+    const r = await this.call({ cmd: metric, tokens });
+    if (r.type !== "result" || !r.sample) throw new Error(`${this.name}: no time for ${metric}`);
+    return r.sample;
+  }
+
+  async parity(T: number, V: number): Promise<ParityResult> {
+    const r = await this.call({ cmd: "parity", decodeIds: PARITY_DECODE_IDS });
+    if (r.type !== "result" || !r.parityFile) throw new Error(`${this.name}: no parity result`);
+    const bytes = readFileSync(r.parityFile);
+    rmSync(r.parityFile, { force: true });
+    const f = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    const K = PARITY_DECODE_IDS.length;
+    if (f.length !== (T + 1 + K) * V) throw new Error(`${this.name}: parity file has ${f.length} floats, expected ${(T + 1 + K) * V}`);
+    return {
+      all: f.subarray(0, T * V),
+      last: f.subarray(T * V, (T + 1) * V),
+      decode: Array.from({ length: K }, (_, i) => f.subarray((T + 1 + i) * V, (T + 2 + i) * V)),
+    };
+  }
+
+  async exit(): Promise<ExitInfo | null> {
+    if (this.exited) return null;
+    try {
+      const r = await this.call({ cmd: "exit" });
+      return r.type === "exit" ? r.info : null;
+    } catch {
+      return null;
+    } finally {
+      setTimeout(() => this.kill(), 2000).unref();
+    }
+  }
+
+  /** The child's own pid only (never by name). */
+  kill(): void {
+    if (!this.exited) this.child.kill("SIGKILL");
+  }
+}
+
+/** Run the exporter in a child: its ~1.5 GB of JS arrays are no configuration's RSS. */
+function exportGraph(spec: Extract<WorkerSpec, { kind: "export" }>): Promise<number> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = fork(WORKER, [JSON.stringify(spec)], { execArgv: EXEC_ARGV, serialization: "advanced", stdio: ["ignore", 2, 2, "ipc"] });
+    let ok = false;
+    child.on("message", (m: Reply) => {
+      if (m.type === "exit") ok = true;
+      else if (m.type === "error") reject(new Error(`export ${spec.variant}/${spec.lmHead}: ${m.message}`));
+    });
+    child.on("exit", (code) => (ok ? resolve(performance.now() - t0) : reject(new Error(`export ${spec.variant}: exited with ${code}`))));
+  });
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return NaN;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (Number.isNaN(d)) return NaN;
+    if (d > m) m = d;
+  }
+  return m;
+}
+
+/** Rows (of V logits) whose argmax agrees, over the total. */
+function top1(a: Float32Array, b: Float32Array, V: number): [number, number] {
+  let same = 0;
+  const rows = a.length / V;
+  for (let r = 0; r < rows; r++) {
+    let ia = 0;
+    let ib = 0;
+    for (let i = 1; i < V; i++) {
+      if (a[r * V + i] > a[r * V + ia]) ia = i;
+      if (b[r * V + i] > b[r * V + ib]) ib = i;
+    }
+    if (ia === ib) same++;
+  }
+  return [same, rows];
+}
+
+function compareParity(ours: ParityResult, peer: ParityResult, V: number): Omit<ParityRow, "config" | "peer" | "ok" | "checked"> {
+  const dec = ours.decode.map((x, i) => maxAbsDiff(x, peer.decode[i]));
+  const agree = [top1(ours.all, peer.all, V), top1(ours.last, peer.last, V),
+    ...ours.decode.map((x, i) => top1(x, peer.decode[i], V))].reduce((a, b) => [a[0] + b[0], a[1] + b[1]]);
+  return {
+    prefillAll: maxAbsDiff(ours.all, peer.all),
+    last: maxAbsDiff(ours.last, peer.last),
+    decode: Math.max(...dec),
+    top1: `${agree[0]}/${agree[1]}`,
+  };
+}
+
+/** RSS of a bare `node -e` (no tsx): what the workers' baseline would be without the TypeScript loader. */
+function plainNodeRss(): number | null {
+  try {
+    return Number(execFileSync(process.execPath, ["-e", "process.stdout.write(String(process.memoryUsage().rss))"])) / 2 ** 20;
+  } catch {
+    return null;
+  }
+}
+
+/** Which code ran: HEAD, whether src/ or assembly/ had uncommitted changes, when the .wasm were built. */
+function codeState(): string {
+  try {
+    const git = (...a: string[]) => execFileSync("git", a, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const dirty = git("status", "--porcelain", "--", "src", "assembly").split("\n").filter(Boolean).length;
+    const built = statSync(fileURLToPath(wasmUrl("simd"))).mtime.toISOString();
+    return `code: git ${git("rev-parse", "--short", "HEAD")}` + (dirty ? ` + ${dirty} uncommitted file(s) in src/ assembly/` : "") +
+      `; build/*.wasm from ${built}`;
+  } catch {
+    return "code: (git not available)";
+  }
+}
+
+function machine(): RunReport["machine"] {
+  let cpu = os.cpus()[0]?.model ?? "?";
+  try {
+    cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpu;
+  } catch { /* not Linux */ }
+  return {
+    date: new Date().toISOString(),
+    nproc: os.availableParallelism(),
+    cpu,
+    memGiB: os.totalmem() / 2 ** 30,
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${process.platform}-${process.arch}`,
+    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+  };
+}
+
+async function main(): Promise<number> {
+  const o = program.parse().opts<Opts>();
+  const repeats = o.repeats ?? (o.quick ? 3 : 7);
+  const decodeRepeats = o.decodeRepeats ?? (o.quick ? 1 : 5);
+  const decodeTokens = o.decodeTokens ?? (o.quick ? 16 : 64);
+  const maxCtx = o.prompt + Math.max(decodeTokens, PARITY_DECODE_IDS.length);
+  const t0 = performance.now();
+  const m = machine();
+
+  // What our model can be asked for, read from its LoadOptions type.
+  const lo = readLoadOptions();
+  const dtypeOk = (dt: string) => (lo.dtypes ? lo.dtypes.includes(dt) : dt === "f32");
+  const relaxedOk = WebAssembly.validate(readFileSync(wasmUrl("relaxed")));
+  const notes: string[] = [
+    codeState(),
+    `LoadOptions (${lo.source}): ${lo.properties.join(", ")}`,
+    `  dtype: ${lo.dtypes ? lo.dtypes.join(", ") : "no such option (f32 only)"}; threads: ${lo.threads ? "yes" : "no such option (1 only)"}`,
+  ];
+
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "wasm-lm-bench-"));
+  if (o.onnxDir) mkdirSync(o.onnxDir, { recursive: true });
+  const workers: Worker[] = [];
+  const cleanup = () => {
+    for (const w of workers) w.kill();
+    rmSync(tmp, { recursive: true, force: true });
+  };
+  process.on("SIGINT", () => {
+    cleanup();
+    process.exit(130);
+  });
+
+  const rep: RunReport = {
+    machine: m, notes, repeats, decodeRepeats, decodeTokens, prompt: o.prompt, seed: o.seed,
+    configs: [], parity: [], peerGraphs: [], wallSeconds: 0, metrics: o.metrics, loadavg: [], plainNodeRssMiB: plainNodeRss(),
+  };
+  let failed = false;
+  try {
+    // The peer's graphs, one file per variant.
+    const graphs: { variant: string; file: string }[] = [];
+    if (o.peer) {
+      for (const variant of o.peerGraph) {
+        for (const lmHead of o.peerLmHead) {
+          const file = path.join(o.onnxDir ?? tmp, `opt-125m-seed${o.seed}-${variant}-${lmHead}.onnx`);
+          const ms = await exportGraph({ kind: "export", seed: o.seed, variant, lmHead, onnxPath: file });
+          const meta = JSON.parse(readFileSync(file + ".json", "utf8")) as { ops: string };
+          const name = `${variant}/${lmHead}`;
+          graphs.push({ variant: name, file });
+          rep.peerGraphs.push({ name, ops: meta.ops });
+          log(`exported ORT graph ${name} in ${(ms / 1000).toFixed(1)} s: ${meta.ops}`);
+        }
+      }
+    }
+
+    // By default every configuration is alive at once (~13 GB with two ORT graphs at 1 and 2 threads) and
+    // timed in the same rounds, so that 2 threads vs 1 is measured under the same load as ours
+    // vs ORT; --low-memory runs one thread count at a time.
+    const groups = o.lowMemory ? o.threads.map((t) => [t]) : [o.threads];
+    for (const groupThreads of groups) {
+      // This group's configurations: alive together, timed in interleaved rounds.
+      const group: { cfg: Config; w: Worker }[] = [];
+      const spawn = (cfg: Config, spec: WorkerSpec) => {
+        const w = new Worker(cfg.name, spec);
+        workers.push(w);
+        group.push({ cfg, w });
+      };
+      for (const threads of groupThreads) for (const dtype of o.ours ? o.dtype : []) {
+        for (const build of o.build) {
+          const cfg: Config = { name: `ours ${dtype} ${build} ${threads}t`, kind: "ours", dtype, build, threads, samples: {} };
+          rep.configs.push(cfg);
+          const why = !dtypeOk(dtype) ? `dtype ${dtype}: not available (LoadOptions ${lo.dtypes ? `dtype is ${lo.dtypes.join(" | ")}` : "has no dtype"})`
+            : threads > 1 && !lo.threads ? `threads ${threads}: not available (LoadOptions has no threads)`
+            : build === "relaxed" && !relaxedOk ? "build relaxed: not available (this runtime does not validate relaxed SIMD)"
+            : null;
+          if (why) {
+            cfg.status = why;
+            log(`${cfg.name}: ${why}`);
+            continue;
+          }
+          spawn(cfg, {
+            kind: "ours", build, dtype, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp,
+            passDtype: lo.dtypes !== null, passThreads: lo.threads,
+          });
+        }
+      }
+      for (const threads of groupThreads) for (const g of graphs) {
+        const cfg: Config = { name: `ORT ${g.variant} ${threads}t`, kind: "peer", dtype: "f32", build: g.variant, threads, samples: {} };
+        rep.configs.push(cfg);
+        spawn(cfg, { kind: "peer", onnxPath: g.file, variant: g.variant, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp });
+      }
+
+      // Load (concurrently: nothing is timed yet).
+      await Promise.all(group.map(async ({ cfg, w }) => {
+        try {
+          cfg.ready = await w.ready;
+          log(`${cfg.name}: loaded in ${(cfg.ready.loadMs / 1000).toFixed(1)} s — ${cfg.ready.describe}`);
+        } catch (e) {
+          cfg.status = `failed to load: ${(e as Error).message.split("\n")[0]}`;
+          log(`${cfg.name}: ${(e as Error).message}`);
+          failed = true;
+        }
+      }));
+      let live = group.filter((x) => x.cfg.ready);
+
+      // Parity before timing: every one of ours against every peer graph (same threads).
+      const V = syntheticConfig("opt-125m").vocab_size;
+      const peerParity = new Map<Config, ParityResult>();
+      for (const { cfg, w } of live.filter((x) => x.cfg.kind === "peer")) {
+        try {
+          peerParity.set(cfg, await w.parity(o.prompt, V));
+        } catch (e) {
+          cfg.status = `failed: ${(e as Error).message.split("\n")[0]}`;
+          failed = true;
+        }
+      }
+      for (const { cfg, w } of live.filter((x) => x.cfg.kind === "ours")) {
+        let res: ParityResult;
+        try {
+          res = await w.parity(o.prompt, V);
+        } catch (e) {
+          cfg.status = `failed: ${(e as Error).message.split("\n")[0]}`;
+          failed = true;
+          continue;
+        }
+        for (const [peer, pr] of peerParity) {
+          if (peer.threads !== cfg.threads) continue; // against ORT at the same thread count
+          const peerName = peer.name;
+          const cmp = compareParity(res, pr, V);
+          const worst = Math.max(cmp.prefillAll, cmp.last, cmp.decode);
+          const checked = cfg.dtype === "f32";
+          const ok = !Number.isNaN(worst) && (!checked || worst <= PARITY_ATOL);
+          rep.parity.push({ config: cfg.name, peer: peerName, ...cmp, ok, checked });
+          log(`parity ${cfg.name} vs ${peerName}: max|Δ| prefill-all ${cmp.prefillAll.toExponential(2)}, last ` +
+            `${cmp.last.toExponential(2)}, decode ${cmp.decode.toExponential(2)}; top-1 ${cmp.top1}` +
+            (ok ? "" : checked ? ` — FAIL (> ${PARITY_ATOL})` : " — NaN"));
+          if (!ok) {
+            cfg.status = `parity failed vs ${peerName} (max |Δ| ${worst.toExponential(2)})`;
+            failed = true;
+          }
+        }
+      }
+      peerParity.clear();
+      live = live.filter((x) => !x.cfg.status);
+
+      // Timing: round r runs every live configuration once, in alternating order.
+      for (const metric of o.metrics) {
+        const n = metric === "decode" ? decodeRepeats : repeats;
+        for (let r = 0; r < n; r++) {
+          const order = r % 2 ? [...live].reverse() : live;
+          const line: string[] = [];
+          for (const { cfg, w } of order) {
+            if (cfg.status) continue;
+            try {
+              const sample = await w.time(metric, decodeTokens);
+              (cfg.samples[metric] ??= []).push(sample);
+              line.push(`${cfg.name} ${sample.ms.toFixed(metric === "decode" ? 2 : 0)}` +
+                (sample.others !== null && sample.others > 0.25 ? ` (others ${sample.others.toFixed(1)} cores)` : ""));
+            } catch (e) {
+              cfg.status = `failed: ${(e as Error).message.split("\n")[0]}`;
+              failed = true;
+            }
+          }
+          log(`${metric} ${r + 1}/${n}: ${line.join(", ")}`);
+          rep.loadavg.push(os.loadavg()[0]);
+        }
+      }
+
+      for (const { cfg, w } of group) {
+        const exit = await w.exit();
+        if (exit) cfg.exit = exit;
+      }
+    }
+  } finally {
+    cleanup();
+  }
+  rep.wallSeconds = (performance.now() - t0) / 1000;
+  const out = report(rep, o.json);
+  process.stdout.write(out);
+  return failed ? 1 : 0;
+}
+
+// `... --json | head` closes stdout early: that is not an error.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
+main().then((code) => {
+  process.exitCode = code;
+}, (e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 2;
+});
