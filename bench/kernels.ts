@@ -10,7 +10,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Arena } from "../src/arena.js";
 import { type Build, loadWasm, type Wasm, wasmUrl } from "../src/wasm.js";
 import { allCases, type Ctx, type Kernel, type Ours } from "./cases.js";
-import { measure, type MeasureOptions } from "./measure.js";
+import { measure, runMain, type MeasureOptions } from "./measure.js";
 import { createSession, describeOrt, f32Tensor, initOrt, runOne, tinyAddGraph } from "./ort.js";
 import { detailTable, jsonLines, progressLine, summaryTable } from "./report.js";
 import { type CaseResult, runCase } from "./runner.js";
@@ -183,15 +183,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-// `... --json | head` closes stdout early: that is not an error.
-process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-  if (e.code === "EPIPE") process.exit(0);
-  throw e;
-});
-
-main().then((code) => {
-  process.exitCode = code;
-}, (e: unknown) => {
-  process.stderr.write(`bench:kernels: ${(e as Error).stack ?? String(e)}\n`);
-  process.exitCode = 2;
-});
+runMain("bench:kernels", main);

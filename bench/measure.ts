@@ -79,3 +79,20 @@ export async function measure(contenders: readonly Contender[], o: MeasureOption
     batch: batch[i],
   }));
 }
+
+/**
+ * Run a bench's main(): its return value is the exit code, an exception exits 2 with the stack,
+ * and `… --json | head` closing stdout early is not an error.
+ */
+export function runMain(name: string, main: () => Promise<number>): void {
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
+  main().then((code) => {
+    process.exitCode = code;
+  }, (e: unknown) => {
+    process.stderr.write(`${name}: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 2;
+  });
+}

@@ -18,6 +18,7 @@ import {
   type ExitInfo, METRICS, type Metric, type ParityResult, type ReadyInfo, type Reply, type Request, type Sample, type WorkerSpec,
 } from "./model-common.js";
 import { type Config, type ParityRow, report, type RunReport } from "./model-report.js";
+import { runMain } from "./measure.js";
 
 const WORKER = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
 const EXEC_ARGV = ["--experimental-wasm-relaxed-simd", "--expose-gc", "--import", "tsx"];
@@ -441,15 +442,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-// `... --json | head` closes stdout early: that is not an error.
-process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-  if (e.code === "EPIPE") process.exit(0);
-  throw e;
-});
-
-main().then((code) => {
-  process.exitCode = code;
-}, (e: unknown) => {
-  process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
-  process.exitCode = 2;
-});
+runMain("bench", main);
