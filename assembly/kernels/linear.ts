@@ -13,7 +13,7 @@
 //                 per 4·K·4 bytes) measured ~2x slower from DRAM here.
 //   linearScalar  plain triple loop, sequential f32 sum; the reference.
 
-import { hsum, madd, sum4 } from "./vecmath";
+import { hsum, madd, storeRows4, sum4 } from "./vecmath";
 
 // Tokens per block: the x rows of one block are reused by every weight tile, so they should stay in
 // L2/L3 (128 × 3072 × 4 = 1.5 MB); beyond that the weights are re-streamed once per block.
@@ -121,16 +121,7 @@ function matvec(y: usize, x: usize, w: usize, b: usize, K: i32, n0: i32, n1: i32
       s2 += xk * load<f32>(pw2 + k);
       s3 += xk * load<f32>(pw3 + k);
     }
-    if (b) {
-      s0 += load<f32>(b + (<usize>o << 2));
-      s1 += load<f32>(b + (<usize>(o + q) << 2));
-      s2 += load<f32>(b + (<usize>(o + 2 * q) << 2));
-      s3 += load<f32>(b + (<usize>(o + 3 * q) << 2));
-    }
-    store<f32>(y + (<usize>o << 2), s0);
-    store<f32>(y + (<usize>(o + q) << 2), s1);
-    store<f32>(y + (<usize>(o + 2 * q) << 2), s2);
-    store<f32>(y + (<usize>(o + 3 * q) << 2), s3);
+    storeRows4(y, b, o, q, s0, s1, s2, s3);
   }
   // The last (n1 - n0) mod 4 rows, one at a time.
   for (let o = n0 + 4 * q; o < n1; o++) {

@@ -15,7 +15,7 @@
 // Half-float expansion: bits (h & 0x7fff) << 13 read as f32 and multiplied by 2^112 give the value
 // for normal and subnormal halves alike; the sign bit is moved separately. Weights are finite.
 
-import { hsum, madd } from "./vecmath";
+import { hsum, madd, storeRows4 } from "./vecmath";
 import { linear } from "./linear";
 
 /** Rows expanded per GEMM chunk: 16 rows · 3072 · 4 bytes = 192 KB, stays in L2. */
@@ -98,16 +98,7 @@ function matvecF16(y: usize, x: usize, w: usize, b: usize, K: i32, n0: i32, n1: 
     }
     let s0 = hsum(c0) + dotF16Tail(x, pw0, k8, K), s1 = hsum(c1) + dotF16Tail(x, pw1, k8, K);
     let s2 = hsum(c2) + dotF16Tail(x, pw2, k8, K), s3 = hsum(c3) + dotF16Tail(x, pw3, k8, K);
-    if (b) {
-      s0 += load<f32>(b + (<usize>o << 2));
-      s1 += load<f32>(b + (<usize>(o + q) << 2));
-      s2 += load<f32>(b + (<usize>(o + 2 * q) << 2));
-      s3 += load<f32>(b + (<usize>(o + 3 * q) << 2));
-    }
-    store<f32>(y + (<usize>o << 2), s0);
-    store<f32>(y + (<usize>(o + q) << 2), s1);
-    store<f32>(y + (<usize>(o + 2 * q) << 2), s2);
-    store<f32>(y + (<usize>(o + 3 * q) << 2), s3);
+    storeRows4(y, b, o, q, s0, s1, s2, s3);
   }
   for (let o = n0 + 4 * q; o < n1; o++) {
     const pw = w + <usize>o * K2;
@@ -361,16 +352,7 @@ function matvecI8(y: usize, x: usize, q: usize, s: usize, b: usize, K: i32, n0: 
         r3 += load<f32>(ps3 + gs) * dotI8Group(x, pq3, k0 + g16, k0 + G);
       }
     }
-    if (b) {
-      r0 += load<f32>(b + (<usize>o << 2));
-      r1 += load<f32>(b + (<usize>(o + nq) << 2));
-      r2 += load<f32>(b + (<usize>(o + 2 * nq) << 2));
-      r3 += load<f32>(b + (<usize>(o + 3 * nq) << 2));
-    }
-    store<f32>(y + (<usize>o << 2), r0);
-    store<f32>(y + (<usize>(o + nq) << 2), r1);
-    store<f32>(y + (<usize>(o + 2 * nq) << 2), r2);
-    store<f32>(y + (<usize>(o + 3 * nq) << 2), r3);
+    storeRows4(y, b, o, nq, r0, r1, r2, r3);
   }
   for (let o = n0 + 4 * nq; o < n1; o++) {
     const pq = q + <usize>o * <usize>K;

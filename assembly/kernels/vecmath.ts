@@ -14,6 +14,23 @@
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
+/**
+ * The end of a 4-stream matvec step: rows o, o+q, o+2q, o+3q get their bias (if any) and are
+ * stored. Shared by every matvec that walks its rows as four long streams.
+ */
+@inline export function storeRows4(y: usize, b: usize, o: i32, q: i32, s0: f32, s1: f32, s2: f32, s3: f32): void {
+  if (b) {
+    s0 += load<f32>(b + (<usize>o << 2));
+    s1 += load<f32>(b + (<usize>(o + q) << 2));
+    s2 += load<f32>(b + (<usize>(o + 2 * q) << 2));
+    s3 += load<f32>(b + (<usize>(o + 3 * q) << 2));
+  }
+  store<f32>(y + (<usize>o << 2), s0);
+  store<f32>(y + (<usize>(o + q) << 2), s1);
+  store<f32>(y + (<usize>(o + 2 * q) << 2), s2);
+  store<f32>(y + (<usize>(o + 3 * q) << 2), s3);
+}
+
 @inline export function hsum(v: v128): f32 {
   const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
