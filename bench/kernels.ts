@@ -3,14 +3,13 @@
 // Our kernels (both wasm builds) against ONNX Runtime Web's WASM backend on OPT-125M's shapes,
 // one thread each, in the same run. See bench/README.md for how to read the output.
 import { readFileSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Arena } from "../src/arena.js";
 import { type Build, loadWasm, type Wasm, wasmUrl } from "../src/wasm.js";
 import { allCases, type Ctx, type Kernel, type Ours } from "./cases.js";
-import { measure, runMain, type MeasureOptions } from "./measure.js";
+import { machineInfo, measure, runMain, type MeasureOptions } from "./measure.js";
 import { createSession, describeOrt, f32Tensor, initOrt, runOne, tinyAddGraph } from "./ort.js";
 import { detailTable, jsonLines, progressLine, summaryTable } from "./report.js";
 import { type CaseResult, runCase } from "./runner.js";
@@ -88,23 +87,6 @@ async function loadOurs(build: Build, buildDir: string | undefined, log: (m: str
   return { build, file: path.relative(process.cwd(), file) || file, k: wasm.k, arena: new Arena(wasm) };
 }
 
-function machine(): Record<string, string | number> {
-  let cpu = os.cpus()[0]?.model ?? "?";
-  try {
-    cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpu;
-  } catch { /* not Linux */ }
-  return {
-    date: new Date().toISOString(),
-    nproc: os.availableParallelism(),
-    cpu,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${process.platform}-${process.arch}`,
-    // Other jobs on a shared machine move every absolute number: say how busy it was.
-    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(" "),
-  };
-}
-
 async function main(): Promise<number> {
   const o = program.parse().opts<Opts>();
   const out = (s: string) => process.stdout.write(s + "\n");
@@ -122,7 +104,7 @@ async function main(): Promise<number> {
     await initOrt();
     peerName = describeOrt();
   }
-  const m = machine();
+  const m = machineInfo();
   const mopts: MeasureOptions = { repeats: o.repeats, warmup: o.warmup, maxSeconds: o.maxSeconds, sampleMs: o.sampleMs };
   const header = [
     `wasm-lm kernel bench — ${m.date}`,

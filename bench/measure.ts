@@ -3,6 +3,8 @@
 // The machine is shared and noisy, so contenders (our builds and the peer) are timed in the same
 // rounds, alternating their order, and only medians (with the min) are compared. A sample batches
 // enough calls to last >= sampleMs so that short kernels are not timer- or overhead-bound.
+import os from "node:os";
+import { readFileSync } from "node:fs";
 
 /** One contender: a call that runs the kernel once (the i-th call may pick the i-th weight matrix). */
 export interface Contender {
@@ -95,4 +97,24 @@ export function runMain(name: string, main: () => Promise<number>): void {
     process.stderr.write(`${name}: ${(e as Error).stack ?? String(e)}\n`);
     process.exitCode = 2;
   });
+}
+
+export interface MachineInfo { date: string; nproc: number; cpu: string; memGiB: number; node: string; v8: string; platform: string; loadavg: string }
+
+/** What a result was measured on — and, since this machine is shared, how busy it was. */
+export function machineInfo(): MachineInfo {
+  let cpu = os.cpus()[0]?.model ?? "?";
+  try {
+    cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpu;
+  } catch { /* not Linux */ }
+  return {
+    date: new Date().toISOString(),
+    nproc: os.availableParallelism(),
+    cpu,
+    memGiB: os.totalmem() / 2 ** 30,
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${process.platform}-${process.arch}`,
+    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+  };
 }

@@ -18,7 +18,7 @@ import {
   type ExitInfo, METRICS, type Metric, type ParityResult, type ReadyInfo, type Reply, type Request, type Sample, type WorkerSpec,
 } from "./model-common.js";
 import { type Config, type ParityRow, report, type RunReport } from "./model-report.js";
-import { runMain } from "./measure.js";
+import { machineInfo, runMain } from "./measure.js";
 
 const WORKER = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
 const EXEC_ARGV = ["--experimental-wasm-relaxed-simd", "--expose-gc", "--import", "tsx"];
@@ -245,23 +245,6 @@ function codeState(): string {
   }
 }
 
-function machine(): RunReport["machine"] {
-  let cpu = os.cpus()[0]?.model ?? "?";
-  try {
-    cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpu;
-  } catch { /* not Linux */ }
-  return {
-    date: new Date().toISOString(),
-    nproc: os.availableParallelism(),
-    cpu,
-    memGiB: os.totalmem() / 2 ** 30,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${process.platform}-${process.arch}`,
-    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(" "),
-  };
-}
-
 async function main(): Promise<number> {
   const o = program.parse().opts<Opts>();
   const repeats = o.repeats ?? (o.quick ? 3 : 7);
@@ -269,7 +252,7 @@ async function main(): Promise<number> {
   const decodeTokens = o.decodeTokens ?? (o.quick ? 16 : 64);
   const maxCtx = o.prompt + Math.max(decodeTokens, PARITY_DECODE_IDS.length);
   const t0 = performance.now();
-  const m = machine();
+  const m = machineInfo();
 
   // What our model can be asked for, read from its LoadOptions type.
   const lo = readLoadOptions();
