@@ -14,10 +14,7 @@ import { convertToF32 } from "./dtype.js";
 /** HF's own reader refuses headers above 100 MB; a real one is a few hundred KB. */
 const MAX_HEADER = 100_000_000;
 
-interface Entry extends TensorInfo {
-  begin: number; // absolute byte offsets into the file
-  end: number;
-}
+type Entry = SafetensorsEntry;
 
 export class SafetensorsSource implements TensorSource {
   readonly label: string;
@@ -73,19 +70,44 @@ function publicInfo(e: Entry): TensorInfo {
 /** Parses and validates a safetensors file held in memory; tensor data stays a view. */
 export function openSafetensors(bytes: Uint8Array, label = "model.safetensors"): SafetensorsSource {
   if (!(bytes instanceof Uint8Array)) fail(label, "expected a Uint8Array");
-  if (bytes.length < 8) fail(label, `file is ${bytes.length} bytes, too short for a safetensors header`);
-  const lo = readU32(bytes, 0);
-  const hi = readU32(bytes, 4);
+  const headerLen = safetensorsHeaderLength(bytes, bytes.length, label);
+  const { entries, metadata } = parseSafetensorsHeader(bytes.subarray(8, 8 + headerLen), bytes.length, label);
+  return new SafetensorsSource(bytes, label, entries, metadata);
+}
+
+/**
+ * The JSON header's length from a file's first 8 bytes, checked against the file's size. Readers
+ * that fetch parts of a file (HTTP ranges) call this, then `parseSafetensorsHeader`.
+ */
+export function safetensorsHeaderLength(first8: Uint8Array, fileSize: number, label: string): number {
+  if (fileSize < 8 || first8.length < 8) fail(label, `file is ${fileSize} bytes, too short for a safetensors header`);
+  const lo = readU32(first8, 0);
+  const hi = readU32(first8, 4);
   const headerLen = hi * 2 ** 32 + lo;
   if (headerLen > MAX_HEADER) {
     fail(label, `header length ${headerLen} is absurd (limit ${MAX_HEADER}); not a safetensors file?`);
   }
-  if (8 + headerLen > bytes.length) {
-    fail(label, `header length ${headerLen} runs past the end of the file (${bytes.length} bytes)`);
+  if (8 + headerLen > fileSize) {
+    fail(label, `header length ${headerLen} runs past the end of the file (${fileSize} bytes)`);
   }
-  const header = parseHeaderJson(bytes.subarray(8, 8 + headerLen), label);
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
+  return headerLen;
+}
+
+/** A tensor's place in the file: absolute byte offsets [begin, end). */
+export interface SafetensorsEntry extends TensorInfo {
+  begin: number;
+  end: number;
+}
+
+/**
+ * Validates the JSON header (the bytes after the 8-byte length) of a file of `fileSize` bytes:
+ * every entry's dtype, shape and offsets, and no two tensors sharing bytes. Entries in file order.
+ */
+export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, label: string):
+  { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string>; dataStart: number } {
+  const header = parseHeaderJson(json, label);
+  const dataStart = 8 + json.length;
+  const dataLen = fileSize - dataStart;
 
   let metadata: Record<string, string> = {};
   const entries: Entry[] = [];
@@ -108,7 +130,7 @@ export function openSafetensors(bytes: Uint8Array, label = "model.safetensors"):
         `tensor ${q(p.name)} [${p.begin - dataStart}, ${p.end - dataStart})`);
     }
   }
-  return new SafetensorsSource(bytes, label, new Map(entries.map((e) => [e.name, e])), metadata);
+  return { entries: new Map(entries.map((e) => [e.name, e])), metadata, dataStart };
 }
 
 function readU32(b: Uint8Array, o: number): number {

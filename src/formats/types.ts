@@ -32,6 +32,25 @@ export interface TensorSource {
   readRaw(name: string): Uint8Array;
 }
 
+/**
+ * A checkpoint whose tensor bytes are fetched when asked for (HTTP range requests, slices of a
+ * File, an object store): its index is known up front, its data is not held in memory. The model
+ * streams layers from one of these (see OptModel.load's residentLayers).
+ */
+export interface AsyncTensorSource {
+  /** Every tensor in the checkpoint, in file order. */
+  tensors(): TensorInfo[];
+  get(name: string): TensorInfo | undefined;
+  /** `length` raw bytes from byte `offset` of tensor `name` (default: the whole tensor). */
+  readRawAsync(name: string, offset?: number, length?: number): Promise<Uint8Array>;
+  /** The raw bytes of several whole tensors, with as few reads as their places in the files allow. */
+  readRawMany(names: string[]): Promise<Map<string, Uint8Array>>;
+}
+
+export function isAsyncSource(s: TensorSource | AsyncTensorSource): s is AsyncTensorSource {
+  return typeof (s as AsyncTensorSource).readRawMany === "function";
+}
+
 /** Bytes per element (safetensors names; torch storages map onto the same names). */
 export const DTYPE_SIZE: Readonly<Record<AnyDType, number>> = {
   F32: 4, F16: 2, BF16: 2,
