@@ -32,7 +32,7 @@ const idList = (v: string) => {
   return parts.map(Number);
 };
 
-interface CommonOpts { model: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
+interface CommonOpts { model: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
 
 /** Load with a progress bar on stderr (only when it is a terminal and not in --json mode). */
 async function load(o: CommonOpts) {
@@ -52,6 +52,8 @@ async function load(o: CommonOpts) {
     build: o.build ?? "auto",
     threads: o.threads,
     dtype: o.dtype,
+    embedDType: o.embedDtype,
+    residentLayers: o.streamLayers ? false : undefined,
     int8Group: o.int8Group,
     revision: o.revision,
     offline: o.offline,
@@ -74,6 +76,8 @@ function modelOptions(cmd: Command, withSeed = true): Command {
     .option("--threads <n>", "threads for the big kernels (default: the available cores)", int("--threads"))
     .addOption(new Option("--dtype <dtype>", "weights in memory: f32 (default), f16 (half), int8 (a quarter, quantized at load; the default for files written by quantize)").choices(["f32", "f16", "int8"]))
     .option("--int8-group <n>", "int8: inputs per scale (default 64)", int("--int8-group"))
+    .addOption(new Option("--embed-dtype <dtype>", "the token embedding (= lm_head): default the dtype, f16 for int8").choices(["f32", "f16", "int8"]))
+    .option("--stream-layers", "hold one decoder layer in memory at a time, reading each from the checkpoint as it runs")
     .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
     .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)");
   if (withSeed) cmd.option("--seed <n>", "seed of the synthetic model's weights and of sampling", int("--seed"));
@@ -159,7 +163,7 @@ modelOptions(program.command("inspect").description("what each layer does: hidde
   .action(async (o) => {
     if ((o.prompt === undefined) === (o.ids === undefined)) throw new UsageError("give exactly one of --prompt or --ids");
     const { model, tokenizer } = await load(o);
-    const r = inspectPrompt(model, tokenizer, o.ids ?? o.prompt, { top: o.top });
+    const r = await inspectPrompt(model, tokenizer, o.ids ?? o.prompt, { top: o.top });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatInspection(r));
   });
 

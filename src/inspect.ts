@@ -28,7 +28,7 @@ function topK(logits: Float32Array, k: number, codec: TextCodec): Candidate[] {
   return idx.map((id) => ({ id, token: codec.decode([id]), prob: Math.exp(logits[id] - max) / sum }));
 }
 
-export function inspectPrompt(model: OptModel, codec: TextCodec, prompt: string | number[], o: { top?: number } = {}): Inspection {
+export async function inspectPrompt(model: OptModel, codec: TextCodec, prompt: string | number[], o: { top?: number } = {}): Promise<Inspection> {
   const ids = typeof prompt === "string" ? codec.encode(prompt) : prompt;
   const tokens = ids.map((id) => codec.decode([id]));
   const k = o.top ?? 5;
@@ -54,6 +54,7 @@ export function inspectPrompt(model: OptModel, codec: TextCodec, prompt: string 
     model.embed(s);
     view(-1);
     for (let i = 0; i < L; i++) {
+      await model.prepareLayer(i);
       model.layer(i, s);
       view(i);
     }

@@ -216,7 +216,10 @@ describe("a checkpoint read that fails halfway through a streamed forward", () =
     const flaky: TensorSource = {
       tensors: () => inner.tensors(),
       get: (n) => inner.get(n),
-      readRaw: (n) => inner.readRaw(n),
+      readRaw: (n) => {
+        if (n === failOn) throw new CheckpointError(`flaky.safetensors: tensor '${n}': I/O error (injected)`);
+        return inner.readRaw(n);
+      },
       readF32: (n, dst) => {
         if (n === failOn) {
           dst.fill(NaN); // half-written garbage, as a failing read may leave

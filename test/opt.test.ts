@@ -68,7 +68,7 @@ for (const build of BUILDS) {
         expect(uncachedGreedy(model, ref.input_ids, 32)).toEqual(ref.generation.new_tokens);
       });
 
-      it("left-padded batch: logits of the valid positions and batched greedy generation", () => {
+      it("left-padded batch: logits of the valid positions and batched greedy generation", async () => {
         const pb = ref.padded_batch;
         const r = model.forward(pb.input_ids, { attentionMask: pb.attention_mask });
         const V = config.vocab_size;
@@ -78,7 +78,7 @@ for (const build of BUILDS) {
           const d = maxAbsDiff(ours, row.logits.flat());
           expect(d.max, `row ${b}`).toBeLessThanOrEqual(LOGIT_TOL);
         });
-        const gen = greedyBatch(model, pb.input_ids, pb.attention_mask, pb.generation.new_tokens[0].length);
+        const gen = await greedyBatch(model, pb.input_ids, pb.attention_mask, pb.generation.new_tokens[0].length);
         expect(gen).toEqual(pb.generation.new_tokens);
       });
     });

@@ -104,7 +104,7 @@ async function* tokenLoop(model: OptModel, prompt: number[], o: GenerateOptions,
     if (maxNew === 0) return "length";
     throwIfAborted(o.signal);
     let t0 = now();
-    let logits = model.forward([prompt], { cache, logits: "last" }).logits;
+    let logits = (await model.forwardAsync([prompt], { cache, logits: "last" })).logits;
     timings.prefill = now() - t0;
     for (let n = 0; ; n++) {
       // Rows of the lm_head past the tokenizer's vocabulary (padding rows) can never be printed.
@@ -118,7 +118,7 @@ async function* tokenLoop(model: OptModel, prompt: number[], o: GenerateOptions,
       await yieldToEventLoop();
       throwIfAborted(o.signal);
       t0 = now();
-      logits = model.forward([[id]], { cache, logits: "last" }).logits;
+      logits = (await model.forwardAsync([[id]], { cache, logits: "last" })).logits;
       timings.decode.push(now() - t0);
     }
   } finally {
@@ -262,19 +262,19 @@ export async function generate(model: OptModel, codec: TextCodec | undefined, pr
  * Greedy generation for a batch of left-padded prompts (B, T) with an attention mask, as
  * transformers' generate() does it: the new tokens of every row are real (mask 1).
  */
-export function greedyBatch(model: OptModel, ids: number[][], attentionMask: number[][], maxNewTokens: number): number[][] {
+export async function greedyBatch(model: OptModel, ids: number[][], attentionMask: number[][], maxNewTokens: number): Promise<number[][]> {
   const B = ids.length;
   const T = ids[0].length;
   const cache = model.createCache(B, Math.min(model.d.maxPositions, T + maxNewTokens));
   try {
     const out: number[][] = ids.map(() => []);
-    let logits = model.forward(ids, { cache, attentionMask, logits: "last" }).logits;
+    let logits = (await model.forwardAsync(ids, { cache, attentionMask, logits: "last" })).logits;
     const V = model.d.V;
     for (let n = 0; n < maxNewTokens; n++) {
       const next = Array.from({ length: B }, (_, b) => argmax(logits, b * V, (b + 1) * V));
       next.forEach((id, b) => out[b].push(id));
       if (n + 1 === maxNewTokens) break;
-      logits = model.forward(next.map((id) => [id]), { cache, logits: "last" }).logits;
+      logits = (await model.forwardAsync(next.map((id) => [id]), { cache, logits: "last" })).logits;
     }
     return out;
   } finally {

@@ -12,7 +12,7 @@
 import { Arena, OutOfMemoryError, align } from "../../arena.js";
 import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
 import { defaultThreads, ThreadPool } from "../../threads.js";
-import type { TensorSource } from "../../formats/types.js";
+import { isAsyncSource, type AsyncTensorSource, type TensorSource } from "../../formats/types.js";
 import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
 import { CheckpointNames, DEFAULT_INT8_GROUP, layerBytes, WEIGHT_DTYPES, WeightLoader, weightBytes, type Mat, type OptLayerWeights, type OptWeights, type WeightDType, type WeightFormat } from "./weights.js";
 
@@ -25,6 +25,9 @@ export interface LoadOptions extends LoadWasmOptions {
    * Keep every layer's weights in WebAssembly memory (default). With false, layers are read from
    * the checkpoint one at a time into a single slot as the forward pass reaches them: memory
    * holds one layer instead of all (slower: every pass re-reads and converts the layer weights).
+   * From an AsyncTensorSource (a URL read by ranges, say) the checkpoint stays where it is and each
+   * pass fetches the layers again, the next one while the current one runs: run such a model with
+   * forwardAsync or the generate functions.
    */
   residentLayers?: boolean;
   /**
@@ -40,6 +43,11 @@ export interface LoadOptions extends LoadWasmOptions {
   dtype?: WeightDType;
   /** int8 group size along the input dimension (default 64). */
   int8Group?: number;
+  /**
+   * The token embedding's (= the tied lm_head's) dtype. Default: dtype, except f16 when dtype is
+   * int8 (int8 there costs accuracy, see the README). "int8" halves the largest tensor again.
+   */
+  embedDType?: WeightDType;
 }
 
 /** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
@@ -148,7 +156,9 @@ function weightFormat(o: LoadOptions): WeightFormat {
   if (!WEIGHT_DTYPES.includes(dtype)) throw new Error(`wasm-lm: dtype '${String(dtype)}' is not supported (${WEIGHT_DTYPES.join(", ")})`);
   const group = o.int8Group ?? DEFAULT_INT8_GROUP;
   if (!Number.isInteger(group) || group < 1) throw new Error(`wasm-lm: int8Group = ${group} must be a positive integer`);
-  return { dtype, group };
+  const embed = o.embedDType;
+  if (embed !== undefined && !WEIGHT_DTYPES.includes(embed)) throw new Error(`wasm-lm: embedDType '${String(embed)}' is not supported (${WEIGHT_DTYPES.join(", ")})`);
+  return embed === undefined ? { dtype, group } : { dtype, group, embed };
 }
 
 async function resolveThreads(requested: number | undefined): Promise<number> {
@@ -202,7 +212,7 @@ export class OptModel {
   }
 
   /** Validate the checkpoint against the config, then copy the weights into WebAssembly memory. */
-  static async load(config: OptConfig, source: TensorSource, opts: LoadOptions = {}): Promise<OptModel> {
+  static async load(config: OptConfig, source: TensorSource | AsyncTensorSource, opts: LoadOptions = {}): Promise<OptModel> {
     const d = optDims(config);
     const label = opts.label ?? "checkpoint";
     const resident = opts.residentLayers ?? true;
@@ -218,13 +228,17 @@ export class OptModel {
       // A file written by `wasm-lm quantize`: its int8 matrices load as they are.
       if (opts.dtype !== undefined && opts.dtype !== "int8") throw new Error(`${label}: the checkpoint is int8-quantized; load it with dtype int8 (asked: ${opts.dtype})`);
       if (opts.int8Group !== undefined && opts.int8Group !== names.int8Group) throw new Error(`${label}: the checkpoint's int8 group is ${names.int8Group}, asked ${opts.int8Group}`);
-      fmt = { dtype: "int8", group: names.int8Group };
+      fmt = { dtype: "int8", group: names.int8Group, embed: fmt.embed };
+    }
+    if (names.int8Embed) {
+      if (opts.embedDType !== undefined && opts.embedDType !== "int8") throw new Error(`${label}: the checkpoint's token embedding is int8-quantized; load it with embedDType int8 (asked: ${opts.embedDType})`);
+      fmt = { ...fmt, embed: "int8" };
     }
     const threads = await resolveThreads(opts.threads);
     const wasm = await loadWasm({ ...opts, shared: threads > 1 });
     const arena = new Arena(wasm);
-    const loader = new WeightLoader(arena, wasm.k, source, names, d, fmt);
-    const weights = loader.all(opts.onProgress, resident);
+    const loader = new WeightLoader(arena, wasm.k, source, names, d, fmt, label);
+    const weights = await loader.all(opts.onProgress, resident);
     const pool = threads > 1 ? await ThreadPool.create(wasm, threads) : null;
     return new OptModel(config, wasm, arena, weights, loader, pool);
   }
@@ -409,16 +423,59 @@ export class OptModel {
     }
   }
 
-  /** Layer i's weights: resident, or read into the slot now. */
+  /** Layer i's weights: resident, or read into the slot now (from a synchronous checkpoint). */
   layerWeights(i: number): OptLayerWeights {
-    if (!Number.isInteger(i) || i < 0 || i >= this.d.L) throw new Error(`wasm-lm: layer ${i} does not exist (0 … ${this.d.L - 1})`);
+    this.checkLayer(i);
     if (!this.slot) return this.weights.layers[i];
     if (this.slotLayer !== i) {
+      if (this.loader!.remote) {
+        throw new Error(`wasm-lm: layer ${i} is not in memory: this model streams its layers from an asynchronous source, ` +
+          "so run it with forwardAsync or generate (or await prepareLayer(i) before layer(i))");
+      }
       this.slotLayer = -1; // a failed read must not leave a half-filled slot labelled as layer i
       this.loader!.fillLayer(i, this.slot);
       this.slotLayer = i;
     }
     return this.slot;
+  }
+
+  private checkLayer(i: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.d.L) throw new Error(`wasm-lm: layer ${i} does not exist (0 … ${this.d.L - 1})`);
+  }
+
+  /** The next layer's bytes, being fetched while the current layer runs. */
+  private prefetch: { i: number; bytes: Promise<Map<string, Uint8Array>> } | null = null;
+
+  /**
+   * Make layer i's weights ready for layer(i): a no-op for resident layers; for streamed ones,
+   * read it into the slot — from an asynchronous source, with layer i + 1 (wrapping to 0 for the
+   * next pass) fetched in the background meanwhile.
+   */
+  async prepareLayer(i: number): Promise<void> {
+    this.checkLayer(i);
+    if (!this.slot || this.slotLayer === i) return;
+    const loader = this.loader!;
+    if (!loader.remote) {
+      this.layerWeights(i);
+      return;
+    }
+    const ahead = this.prefetch;
+    this.prefetch = null;
+    this.slotLayer = -1;
+    const bytes = await (ahead?.i === i ? ahead.bytes : loader.fetchLayer(i));
+    const next = (i + 1) % this.d.L;
+    if (next !== i) {
+      const p = loader.fetchLayer(next);
+      p.catch(() => undefined); // a failure is reported to whoever awaits it, not as unhandled
+      this.prefetch = { i: next, bytes: p };
+    }
+    loader.fillLayer(i, this.slot, bytes);
+    this.slotLayer = i;
+  }
+
+  /** Whether layers are read from the checkpoint as passes reach them (residentLayers: false). */
+  get streamsLayers(): boolean {
+    return this.slot !== null;
   }
 
   /** x = embed_tokens(ids) (· project_in) + embed_positions(positions). */
@@ -524,8 +581,35 @@ export class OptModel {
     return this.arena.f32(s.x, s.B * s.T * this.d.C).slice();
   }
 
-  /** Run the whole model on a batch: embeddings, every layer, logits for the chosen rows. */
+  /**
+   * Run the whole model on a batch: embeddings, every layer, logits for the chosen rows. For a
+   * model streaming its layers from an asynchronous source, use forwardAsync.
+   */
   forward(ids: ArrayLike<number>[], opts: ForwardOptions = {}): ForwardResult {
+    const pass = this.pass(ids, opts);
+    let r = pass.next();
+    while (!r.done) r = pass.next(weightsOrEnd(pass, () => this.layerWeights(r.value as number)));
+    return r.value;
+  }
+
+  /** forward, awaiting each layer's weights (see prepareLayer): works for every model. */
+  async forwardAsync(ids: ArrayLike<number>[], opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const pass = this.pass(ids, opts);
+    let r = pass.next();
+    while (!r.done) {
+      const i = r.value;
+      try {
+        await this.prepareLayer(i);
+      } catch (e) {
+        pass.throw(e); // ends the step (the pass's finally) and rethrows
+      }
+      r = pass.next(weightsOrEnd(pass, () => this.layerWeights(i)));
+    }
+    return r.value;
+  }
+
+  /** The body of forward: yields each layer's index and is sent back its weights. */
+  private *pass(ids: ArrayLike<number>[], opts: ForwardOptions): Generator<number, ForwardResult, OptLayerWeights> {
     const which = opts.logits ?? "all";
     const B = ids.length;
     const T = ids[0]?.length ?? 0;
@@ -541,7 +625,7 @@ export class OptModel {
       const layers: Float32Array[] = [];
       const embeddings = opts.outputHiddenStates ? this.hidden(s) : undefined;
       for (let i = 0; i < this.d.L; i++) {
-        this.layer(i, s);
+        this.layer(i, s, yield i);
         if (opts.outputHiddenStates) layers.push(this.hidden(s));
       }
       const logits = rowIdx.length ? this.logits(s, rowIdx) : new Float32Array(0);
@@ -552,5 +636,15 @@ export class OptModel {
     } finally {
       s.end();
     }
+  }
+}
+
+/** Layer weights for a pass; if getting them fails, the pass is ended (its step released) first. */
+function weightsOrEnd(pass: Generator<number, ForwardResult, OptLayerWeights>, get: () => OptLayerWeights): OptLayerWeights {
+  try {
+    return get();
+  } catch (e) {
+    pass.throw(e);
+    throw e;
   }
 }

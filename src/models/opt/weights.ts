@@ -12,7 +12,7 @@
 //         bytes), quantized at load inside wasm from the checkpoint's values
 // Vectors (biases, norms) and the position table stay f32: they are small.
 import type { Arena } from "../../arena.js";
-import type { TensorSource } from "../../formats/types.js";
+import { DTYPE_SIZE, type AsyncTensorSource, type TensorInfo, type TensorSource } from "../../formats/types.js";
 import { convertToF32 } from "../../formats/dtype.js";
 import type { KernelExports } from "../../wasm.js";
 import type { OptDims } from "./config.js";
@@ -25,6 +25,8 @@ export interface WeightFormat {
   dtype: WeightDType;
   /** int8 group size along the input dimension (a matrix whose K it does not divide uses K). */
   group: number;
+  /** The token embedding's (and tied lm_head's) dtype; default: see embedDType. */
+  embed?: WeightDType;
 }
 
 export const DEFAULT_INT8_GROUP = 64;
@@ -136,11 +138,12 @@ export function layerBytes(d: OptDims, fmt: WeightFormat = F32): number {
 export const F32: WeightFormat = { dtype: "f32", group: DEFAULT_INT8_GROUP };
 
 /**
- * The token embedding (which is also the tied lm_head) stays f16 when layers are int8: the
- * logits are read straight off it, and int8 there cost the tiny fixture most of its greedy
- * agreement with f32 (see the closing note of the speed issue for the figures).
+ * The token embedding (which is also the tied lm_head) stays f16 by default when layers are int8:
+ * the logits are read straight off it, and int8 there cost the tiny fixture most of its greedy
+ * agreement with f32 (see the closing note of the speed issue for the figures). `fmt.embed`
+ * chooses otherwise (int8 halves the largest tensor again: for an edge runtime's memory).
  */
-export const embedDType = (fmt: WeightFormat): WeightDType => (fmt.dtype === "int8" ? "f16" : fmt.dtype);
+export const embedDType = (fmt: WeightFormat): WeightDType => fmt.embed ?? (fmt.dtype === "int8" ? "f16" : fmt.dtype);
 
 /** Bytes of the model's weights in a format, with `residentLayers` layers held at once. */
 export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers = d.L): number {
@@ -159,15 +162,17 @@ export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers 
  * tensor exists with the expected shape and that nothing unexpected is there.
  */
 /** Checkpoint names of the matrices that an int8 file may hold quantized (with a `_scale`). */
-const QUANTIZABLE = /\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$/;
+const QUANTIZABLE = /(\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight|embed_tokens\.weight|^lm_head\.weight)$/;
 
 export class CheckpointNames {
   readonly prefix: string;
   readonly hasLmHead: boolean;
   /** Set when the file holds int8 matrices (written by wasm-lm quantize): their group size. */
   readonly int8Group: number = 0;
+  /** The file's token embedding is int8 (quantize --embed-dtype int8). */
+  readonly int8Embed: boolean = false;
 
-  constructor(src: TensorSource, d: OptDims, label: string) {
+  constructor(src: Pick<TensorSource, "tensors" | "get">, d: OptDims, label: string) {
     const names = src.tensors().map((t) => t.name);
     const prefixes = ["model.decoder.", "decoder."];
     const prefix = prefixes.find((p) => names.some((n) => n === `${p}embed_tokens.weight`));
@@ -193,7 +198,8 @@ export class CheckpointNames {
       }
       if (info.dtype === "I8") {
         // An int8 matrix comes with its scales: (N, K / group), one group size for the whole file.
-        if (!QUANTIZABLE.test(name)) throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices may be quantized`);
+        if (!QUANTIZABLE.test(name)) throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices and the token embedding may be quantized`);
+        if (/embed_tokens\.weight$|^lm_head\.weight$/.test(name)) (this as { int8Embed: boolean }).int8Embed = true;
         const scale = src.get(`${name}_scale`);
         if (!scale) throw new Error(`${label}: int8 tensor '${name}' has no '${name}_scale'`);
         const [N, K] = shape;
@@ -207,7 +213,7 @@ export class CheckpointNames {
         (this as { int8Group: number }).int8Group = group;
         expected.set(`${name}_scale`, scale.shape);
       } else if (info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16") {
-        throw new Error(`${label}: tensor '${name}' has dtype ${info.dtype} (expected F32, F16, BF16, or I8 for quantized layer matrices)`);
+        throw new Error(`${label}: tensor '${name}' has dtype ${info.dtype} (expected F32, F16, BF16, or I8 for quantized matrices)`);
       }
     }
     for (const name of names) {
@@ -225,19 +231,54 @@ interface RangeSource extends TensorSource {
   readF32Range?(name: string, start: number, dst: Float32Array): void;
 }
 
+/**
+ * The synchronous view the loader reads through when the checkpoint is an AsyncTensorSource: the
+ * tensors (or the rows of one) fetched just before they are copied, served from memory.
+ */
+class StagedSource implements TensorSource {
+  private staged = new Map<string, Uint8Array>();
+  constructor(readonly remote: AsyncTensorSource, private readonly label: string) {}
+  tensors(): TensorInfo[] { return this.remote.tensors(); }
+  get(name: string): TensorInfo | undefined { return this.remote.get(name); }
+  /** Serve these bytes (name → raw bytes, or the bytes of the rows being filled). */
+  hold(bytes: Map<string, Uint8Array>): void { this.staged = bytes; }
+  readRaw(name: string): Uint8Array {
+    const b = this.staged.get(name);
+    if (!b) throw new Error(`${this.label}: tensor '${name}' was read before it was fetched (a wasm-lm bug)`);
+    return b;
+  }
+  readF32(name: string, dst: Float32Array): void {
+    convertToF32(this.get(name)!.dtype as "F32" | "F16" | "BF16", this.readRaw(name), dst);
+  }
+}
+
 /** Rows converted per step through the loader's f32 staging buffer. */
 const STAGE_BYTES = 4 << 20;
+/** Bytes of a large tensor fetched per read from an AsyncTensorSource. */
+const FETCH_BYTES = 8 << 20;
 
 /**
  * Copies checkpoint tensors into the arena in the chosen format. Conversions go through one small
- * f32 staging region of the arena, so no second copy of a whole tensor is ever made.
+ * f32 staging region of the arena, so no second copy of a whole tensor is ever made; tensors of an
+ * AsyncTensorSource are fetched a layer, or a few MB of rows, at a time.
  */
 export class WeightLoader {
-  private stage: number;
+  private stagePtr = 0;
+  readonly src: TensorSource;
+  /** The checkpoint when it is read asynchronously (src is then its staged view). */
+  readonly remote: AsyncTensorSource | null;
 
-  constructor(readonly arena: Arena, readonly k: KernelExports, readonly src: TensorSource,
-    readonly names: CheckpointNames, readonly d: OptDims, readonly fmt: WeightFormat) {
-    this.stage = fmt.dtype === "f32" ? 0 : arena.alloc(STAGE_BYTES);
+  constructor(readonly arena: Arena, readonly k: KernelExports, source: TensorSource | AsyncTensorSource,
+    readonly names: CheckpointNames, readonly d: OptDims, readonly fmt: WeightFormat, label = "checkpoint") {
+    const async = typeof (source as AsyncTensorSource).readRawMany === "function";
+    this.remote = async ? source as AsyncTensorSource : null;
+    this.src = async ? new StagedSource(source as AsyncTensorSource, label) : source as TensorSource;
+  }
+
+  /** The f32 staging region, made on first use (a file already in the target dtype needs none). */
+  stage(): number {
+    if (!this.stagePtr) this.stagePtr = this.arena.alloc(STAGE_BYTES);
+    return this.stagePtr;
   }
 
   allocMat(N: number, K: number, dtype = this.fmt.dtype): Mat {
@@ -252,50 +293,81 @@ export class WeightLoader {
     }
   }
 
-  vector(name: string, n: number): number {
+  private async vector(name: string, n: number): Promise<number> {
     const ptr = this.arena.alloc(n * 4);
-    this.src.readF32(this.names.full(name), this.arena.f32(ptr, n));
+    const full = this.names.full(name);
+    if (this.remote) (this.src as StagedSource).hold(new Map([[full, await this.remote.readRawAsync(full)]]));
+    this.src.readF32(full, this.arena.f32(ptr, n));
     return ptr;
   }
 
-  mat(name: string, N: number, K: number, dtype = this.fmt.dtype): Mat {
+  private async mat(name: string, N: number, K: number, dtype = this.fmt.dtype): Promise<Mat> {
     const m = this.allocMat(N, K, dtype);
-    this.fillMat(m, name, N, K);
+    const full = this.names.full(name);
+    if (!this.remote) {
+      this.fillMat(m, name, N, K);
+      return m;
+    }
+    // A few MB of rows per read: the tensor is never whole outside WebAssembly memory.
+    const info = this.src.get(full)!;
+    const rowBytes = K * DTYPE_SIZE[info.dtype];
+    const rows = Math.max(1, Math.floor(FETCH_BYTES / rowBytes));
+    for (let r0 = 0; r0 < N; r0 += rows) {
+      const n = Math.min(rows, N - r0);
+      const raw = await this.remote.readRawAsync(full, r0 * rowBytes, n * rowBytes);
+      const scale = info.dtype === "I8" ? await this.remote.readRawAsync(`${full}_scale`, r0 * (K / m.g) * 4, n * (K / m.g) * 4) : null;
+      this.fillRows(m, full, K, r0, n, raw, scale);
+    }
     return m;
   }
 
-  /** Read a (N, K) tensor into an allocated matrix, converting rows through the staging buffer. */
+  /** Read a (N, K) tensor into an allocated matrix. */
   fillMat(m: Mat, name: string, N: number, K: number): void {
     const full = this.names.full(name);
-    const a = this.arena;
-    const info = this.src.get(full)!;
-    if (m.dtype === "f32") {
-      this.src.readF32(full, a.f32(m.w, N * K));
-      return;
-    }
-    if (info.dtype === "I8") {
-      // Saved by wasm-lm quantize: copy the int8 rows and their scales as they are.
-      if (m.dtype !== "int8") throw new Error(`${full}: the checkpoint is int8-quantized; load it with dtype int8`);
-      a.u8(m.w, N * K).set(this.src.readRaw(full));
-      a.u8(m.s, N * (K / m.g) * 4).set(this.src.readRaw(`${full}_scale`));
-      return;
-    }
-    if (m.dtype === "f16" && info.dtype === "F16") {
-      a.u8(m.w, N * K * 2).set(this.src.readRaw(full)); // already half floats: a plain copy
-      return;
-    }
-    // Sources that make values on demand give row ranges; files give a view of their raw bytes.
-    const ranged = (this.src as RangeSource).readF32Range?.bind(this.src);
+    const ranged = typeof (this.src as RangeSource).readF32Range === "function";
     const raw = ranged ? null : this.src.readRaw(full);
-    const esize = raw ? raw.length / (N * K) : 4;
-    const rows = Math.max(1, Math.floor(STAGE_BYTES / (K * 4)));
-    for (let r0 = 0; r0 < N; r0 += rows) {
-      const n = Math.min(rows, N - r0);
-      const stage = a.f32(this.stage, n * K);
-      if (ranged) ranged(full, r0 * K, stage);
-      else convertToF32(info.dtype as "F32" | "F16" | "BF16", raw!.subarray(r0 * K * esize, (r0 + n) * K * esize), stage);
-      if (m.dtype === "f16") this.k.f32ToF16Rows(m.w + r0 * K * 2, this.stage, n * K);
-      else this.k.quantizeI8(m.w + r0 * K, m.s + r0 * (K / m.g) * 4, this.stage, n, K, m.g);
+    const scale = this.src.get(full)!.dtype === "I8" ? this.src.readRaw(`${full}_scale`) : null;
+    this.fillRows(m, full, K, 0, N, raw, scale);
+  }
+
+  /**
+   * Rows [r0, r0 + n) of the matrix `full` from their raw bytes in the file's dtype (null: the
+   * source makes the values, see RangeSource), and for an int8 file the rows' scales.
+   */
+  private fillRows(m: Mat, full: string, K: number, r0: number, n: number, raw: Uint8Array | null, scale: Uint8Array | null): void {
+    const a = this.arena;
+    const fileDType = this.src.get(full)!.dtype;
+    if (fileDType === "I8") {
+      // Saved by wasm-lm quantize: copy the int8 rows and their scales as they are.
+      if (m.dtype !== "int8") throw new Error(`${full}: the checkpoint holds it as int8; load it with dtype int8`);
+      a.u8(m.w + r0 * K, n * K).set(raw!);
+      a.u8(m.s + r0 * (K / m.g) * 4, n * (K / m.g) * 4).set(scale!);
+      return;
+    }
+    const dt = fileDType as "F32" | "F16" | "BF16";
+    if (raw && ((m.dtype === "f32" && dt === "F32") || (m.dtype === "f16" && dt === "F16"))) {
+      a.u8(m.w + r0 * K * (m.dtype === "f32" ? 4 : 2), raw.length).set(raw); // already in the target dtype
+      return;
+    }
+    const ranged = raw ? null : (this.src as RangeSource).readF32Range!.bind(this.src);
+    if (m.dtype === "f32") {
+      const dst = a.f32(m.w + r0 * K * 4, n * K);
+      if (ranged) ranged(full, r0 * K, dst);
+      else convertToF32(dt, raw!, dst);
+      return;
+    }
+    // To f16 or int8 through the f32 staging region, a few rows at a time.
+    const stage = this.stage();
+    const esize = DTYPE_SIZE[dt];
+    const step = Math.max(1, Math.floor(STAGE_BYTES / (K * 4)));
+    for (let j = 0; j < n; j += step) {
+      const c = Math.min(step, n - j);
+      const r = r0 + j;
+      const f = a.f32(stage, c * K);
+      if (ranged) ranged(full, r * K, f);
+      else convertToF32(dt, raw!.subarray(j * K * esize, (j + c) * K * esize), f);
+      if (m.dtype === "f16") this.k.f32ToF16Rows(m.w + r * K * 2, stage, c * K);
+      else this.k.quantizeI8(m.w + r * K, m.s + r * (K / m.g) * 4, stage, c, K, m.g);
     }
   }
 
@@ -309,18 +381,35 @@ export class WeightLoader {
     return w as unknown as OptLayerWeights;
   }
 
-  /** Read decoder layer i's tensors into a slot. */
-  fillLayer(i: number, slot: OptLayerWeights): void {
+  /** Checkpoint names of decoder layer i's tensors (with the scales of int8 ones). */
+  private layerFiles(i: number): string[] {
+    const out: string[] = [];
     for (const s of layerSpecs(this.d, i)) {
-      if (isMatField(s.field)) this.fillMat(slot[s.field] as Mat, s.name, s.shape[0], s.shape[1]);
-      else this.src.readF32(this.names.full(s.name), this.arena.f32(slot[s.field] as number, numelOf(s.shape)));
+      const full = this.names.full(s.name);
+      out.push(full);
+      if (this.src.get(full)!.dtype === "I8") out.push(`${full}_scale`);
     }
+    return out;
   }
 
-  layer(i: number): OptLayerWeights {
-    const w = this.allocLayer();
-    this.fillLayer(i, w);
-    return w;
+  /** Decoder layer i's bytes from an AsyncTensorSource, in as few reads as the file allows. */
+  fetchLayer(i: number): Promise<Map<string, Uint8Array>> {
+    if (!this.remote) throw new Error("wasm-lm: fetchLayer needs an AsyncTensorSource");
+    return this.remote.readRawMany(this.layerFiles(i));
+  }
+
+  /** Read decoder layer i's tensors into a slot (from `fetched`: its bytes from fetchLayer). */
+  fillLayer(i: number, slot: OptLayerWeights, fetched?: Map<string, Uint8Array>): void {
+    if (this.remote && !fetched) throw new Error(`wasm-lm: layer ${i} must be fetched first (the checkpoint is read asynchronously)`);
+    if (fetched) (this.src as StagedSource).hold(fetched);
+    try {
+      for (const s of layerSpecs(this.d, i)) {
+        if (isMatField(s.field)) this.fillMat(slot[s.field] as Mat, s.name, s.shape[0], s.shape[1]);
+        else this.src.readF32(this.names.full(s.name), this.arena.f32(slot[s.field] as number, numelOf(s.shape)));
+      }
+    } finally {
+      if (fetched) (this.src as StagedSource).hold(new Map());
+    }
   }
 
   /**
@@ -328,28 +417,37 @@ export class WeightLoader {
    * embeddings, norms and heads are loaded and `layers` is empty: the model then streams layers
    * through one slot.
    */
-  all(onProgress?: (done: number, total: number) => void, residentLayers = true): OptWeights {
+  async all(onProgress?: (done: number, total: number) => void, residentLayers = true): Promise<OptWeights> {
     const d = this.d;
     const total = weightBytes(d, this.fmt, residentLayers ? d.L : 0);
     this.arena.reserve(total + 64 * 64); // grow memory once
     let done = 0;
     const tick = (bytes: number) => onProgress?.((done += bytes), total);
-    const embedTokens = this.mat("embed_tokens.weight", d.V, d.E, embedDType(this.fmt));
-    tick(matBytes({ ...this.fmt, dtype: embedDType(this.fmt) }, d.V, d.E));
-    const embedPositions = this.vector("embed_positions.weight", d.P * d.C);
-    const projectIn = d.project ? this.vector("project_in.weight", d.C * d.E) : 0;
-    const projectOut = d.project ? this.vector("project_out.weight", d.E * d.C) : 0;
-    const finalNormW = d.finalNorm && d.affine ? this.vector("final_layer_norm.weight", d.C) : 0;
-    const finalNormB = d.finalNorm && d.affine ? this.vector("final_layer_norm.bias", d.C) : 0;
+    const embedFmt = { ...this.fmt, dtype: embedDType(this.fmt) };
+    const embedTokens = await this.mat("embed_tokens.weight", d.V, d.E, embedFmt.dtype);
+    tick(matBytes(embedFmt, d.V, d.E));
+    const embedPositions = await this.vector("embed_positions.weight", d.P * d.C);
+    const projectIn = d.project ? await this.vector("project_in.weight", d.C * d.E) : 0;
+    const projectOut = d.project ? await this.vector("project_out.weight", d.E * d.C) : 0;
+    const finalNormW = d.finalNorm && d.affine ? await this.vector("final_layer_norm.weight", d.C) : 0;
+    const finalNormB = d.finalNorm && d.affine ? await this.vector("final_layer_norm.bias", d.C) : 0;
     tick((d.P * d.C + (d.project ? 2 * d.C * d.E : 0) + 2 * d.C) * 4);
     const layers: OptLayerWeights[] = [];
     for (let i = 0; residentLayers && i < d.L; i++) {
-      layers.push(this.layer(i));
+      const w = this.allocLayer();
+      this.fillLayer(i, w, this.remote ? await this.fetchLayer(i) : undefined);
+      layers.push(w);
       tick(layerBytes(d, this.fmt));
     }
     // transformers ties lm_head to embed_tokens when tie_word_embeddings is true, even if the file has one.
-    const lmHead = d.tied ? embedTokens : this.mat("lm_head.weight", d.V, d.E, embedDType(this.fmt));
-    if (!d.tied) tick(matBytes({ ...this.fmt, dtype: embedDType(this.fmt) }, d.V, d.E));
+    const lmHead = d.tied ? embedTokens : await this.mat("lm_head.weight", d.V, d.E, embedFmt.dtype);
+    if (!d.tied) tick(matBytes(embedFmt, d.V, d.E));
+    // Streamed layers are converted during a pass, when the arena cannot grow: make the stage now.
+    const asIs = (s: WeightSpec) => copiedAsIs(this.src.get(this.names.full(s.name))!.dtype, this.fmt.dtype);
+    if (!residentLayers && this.fmt.dtype !== "f32" && !layerSpecs(d, 0).filter((s) => isMatField(s.field)).every(asIs)) this.stage();
     return { format: this.fmt, embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
   }
 }
+
+/** Whether a matrix stored as `file` is copied as it is into a compressed `target`. */
+const copiedAsIs = (file: string, target: WeightDType) => (file === "F16" && target === "f16") || (file === "I8" && target === "int8");

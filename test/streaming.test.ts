@@ -1,0 +1,140 @@
+// A model whose checkpoint is read asynchronously (an AsyncTensorSource: HTTP ranges, a File, an
+// object store): loaded resident, or streaming its layers through one slot with the next layer
+// fetched while the current one runs. Here the source is an in-memory file behind promises that
+// count reads and can fail on demand; test/ranged.test.ts reads the same files over HTTP.
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CheckpointError, openSafetensors, writeSafetensors, type AsyncTensorSource, type SafetensorsSource } from "../src/formats/index.js";
+import { parseOptConfig } from "../src/models/opt/config.js";
+import { OptModel } from "../src/models/opt/model.js";
+import { modelTensors } from "../src/models/opt/save.js";
+import { SyntheticSource, syntheticConfig } from "../src/models/opt/synthetic.js";
+import { generate, greedyBatch } from "../src/generate/index.js";
+import { inspectPrompt } from "../src/inspect.js";
+import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
+
+const ref = reference();
+const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "utf8"));
+const file = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors"))));
+
+/** An AsyncTensorSource over a file in memory: every read is a promise, counted, and may fail. */
+function asyncSource(inner: SafetensorsSource) {
+  const stats = { reads: 0, bytes: 0, failOn: null as string | null };
+  const read = async (name: string, off = 0, len?: number) => {
+    await new Promise((r) => setTimeout(r, 0));
+    if (name === stats.failOn) throw new CheckpointError(`remote.safetensors: tensor '${name}': connection reset (injected)`);
+    const raw = inner.readRaw(name);
+    const out = raw.slice(off, len === undefined ? undefined : off + len);
+    stats.bytes += out.length;
+    return out;
+  };
+  const source: AsyncTensorSource = {
+    tensors: () => inner.tensors(),
+    get: (n) => inner.get(n),
+    readRawAsync: async (n, off, len) => {
+      stats.reads++;
+      return read(n, off, len);
+    },
+    readRawMany: async (names) => {
+      stats.reads++; // one request for a whole layer, as the HTTP reader coalesces adjacent tensors
+      const out = new Map<string, Uint8Array>();
+      for (const n of names) out.set(n, await read(n));
+      return out;
+    },
+  };
+  return { source, stats };
+}
+
+describe("a checkpoint read asynchronously", () => {
+  it("loaded resident: logits bit-identical to the synchronous file", async () => {
+    const sync = await OptModel.load(config, file(), { build: "simd", threads: 1 });
+    const { source } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1 });
+    const a = sync.forward([ref.input_ids]).logits;
+    expect(maxAbsDiff(m.forward([ref.input_ids]).logits, a).max).toBe(0);
+    expect(maxAbsDiff((await m.forwardAsync([ref.input_ids])).logits, a).max).toBe(0);
+  });
+
+  it("streamed: transformers' logits and 32 greedy tokens, one read per layer per pass", async () => {
+    const { source, stats } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    expect(m.streamsLayers).toBe(true);
+    const d = maxAbsDiff((await m.forwardAsync([ref.input_ids])).logits, ref.logits.flat());
+    console.log(`streamed from an async source: logits max|Δ| vs transformers ${d.max.toExponential(2)}`);
+    expect(d.max).toBeLessThanOrEqual(1e-4);
+    const before = stats.reads;
+    const g = await generate(m, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
+    expect(g.new_tokens).toEqual(ref.generation.new_tokens);
+    // 32 passes (prefill + 31 decode steps), each reading every layer once (the last layer's
+    // prefetch of layer 0 serves the next pass); ±1 for the prefetch left at the end.
+    expect(Math.abs(stats.reads - before - 32 * config.num_hidden_layers)).toBeLessThanOrEqual(1);
+    const pb = ref.padded_batch;
+    expect(await greedyBatch(m, pb.input_ids, pb.attention_mask, pb.generation.new_tokens[0].length)).toEqual(pb.generation.new_tokens);
+    const ins = await inspectPrompt(m, { encode: () => [], decode: (ids) => ids.join(" ") }, ref.input_ids);
+    expect(ins.layers).toHaveLength(config.num_hidden_layers + 1);
+  });
+
+  it("streamed: the synchronous forward is a clear error, and the model is unharmed", async () => {
+    const { source } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    const used = m.arena.used;
+    expect(() => m.forward([ref.input_ids])).toThrow(/streams its layers from an asynchronous source.*forwardAsync/);
+    expect(m.arena.used).toBe(used);
+    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 4));
+  });
+
+  it("a read that fails mid-pass is the reader's error; the step is released; the next call works", async () => {
+    const { source, stats } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    const used = m.arena.used;
+    stats.failOn = "model.decoder.layers.1.fc1.weight";
+    await expect(generate(m, undefined, ref.input_ids, { maxNewTokens: 4 })).rejects.toThrow(/layers\.1\.fc1\.weight.*connection reset/);
+    expect(m.arena.used).toBe(used);
+    // The prefetch that was in flight failed too: it must not be reused, nor reported as unhandled.
+    stats.failOn = null;
+    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    expect(m.arena.used).toBe(used);
+  });
+});
+
+describe("an int8 token embedding (embedDType int8)", () => {
+  it("fixture: accuracy printed; saved and reloaded (streamed, async) bit-identical", async () => {
+    const m = await OptModel.load(config, file(), { dtype: "int8", int8Group: 16, embedDType: "int8", build: "simd", threads: 1 });
+    expect(m.weights.embedTokens.dtype).toBe("int8");
+    const logits = m.forward([ref.input_ids]).logits;
+    const d = maxAbsDiff(logits, ref.logits.flat());
+    const g = await generate(m, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
+    let agree = 0;
+    while (agree < 32 && g.new_tokens[agree] === ref.generation.new_tokens[agree]) agree++;
+    console.log(`int8 layers + int8 embedding, group 16: logits max|Δ| vs transformers ${d.max.toExponential(2)}, greedy agrees for ${agree}/32`);
+    expect(d.max).toBeLessThan(0.5);
+
+    const { tensors, metadata } = modelTensors(m);
+    expect(tensors.find((t) => t.name === "model.decoder.embed_tokens.weight")!.dtype).toBe("I8");
+    const saved = openSafetensors(writeSafetensors(tensors, metadata));
+    const { source } = asyncSource(saved);
+    const back = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    expect(back.dtype).toBe("int8");
+    expect(back.weights.embedTokens.dtype).toBe("int8");
+    expect(maxAbsDiff((await back.forwardAsync([ref.input_ids])).logits, logits).max).toBe(0);
+    await expect(OptModel.load(config, saved, { embedDType: "f16" })).rejects.toThrow(/token embedding is int8-quantized; load it with embedDType int8/);
+  });
+
+  it("OPT-125M shape: top-1 agreement with f32 printed and bounded", async () => {
+    const sc = syntheticConfig("opt-125m");
+    const ids = [2, 31414, 232, 328, 20, 5, 2441, 9, 5, 232, 4, 1437, 50118, 133, 2193, 9];
+    const f32 = (await OptModel.load(sc, new SyntheticSource(sc, 3), { build: "simd", threads: 1 })).forward([ids]).logits;
+    const q = (await OptModel.load(sc, new SyntheticSource(sc, 3), { dtype: "int8", embedDType: "int8", build: "simd", threads: 1 })).forward([ids]).logits;
+    const V = sc.vocab_size;
+    let top1 = 0;
+    for (let t = 0; t < ids.length; t++) {
+      const am = (x: Float32Array) => { let b = t * V; for (let i = t * V; i < (t + 1) * V; i++) if (x[i] > x[b]) b = i; return b; };
+      if (am(f32) === am(q)) top1++;
+    }
+    const d = maxAbsDiff(q, f32);
+    console.log(`synthetic OPT-125M, int8 layers + int8 embedding: logits max|Δ| vs f32 ${d.max.toExponential(2)}, top-1 ${top1}/${ids.length}`);
+    expect(d.max).toBeLessThan(0.2);
+    expect(top1).toBeGreaterThanOrEqual(ids.length - 2);
+  }, 60_000);
+});
