@@ -20,6 +20,10 @@ export {
 } from "./safetensors.js";
 export { openPytorchBin, PytorchSource } from "./pytorch.js";
 export { MultiSource, parseShardIndex, shardFiles, isPlainFileName, type Shard } from "./multi.js";
+export {
+  httpRangeReader, blobRangeReader, openRangedSafetensors, openRangedCheckpoint, RangedSafetensors, RangeReadError,
+  type RangeReader, type RangeOpener, type HttpRangeOptions,
+} from "./ranged.js";
 
 /** The checkpoint files looked for in a model directory, in order of preference. */
 export const CHECKPOINT_FILES = [

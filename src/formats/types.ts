@@ -41,10 +41,17 @@ export interface AsyncTensorSource {
   /** Every tensor in the checkpoint, in file order. */
   tensors(): TensorInfo[];
   get(name: string): TensorInfo | undefined;
-  /** `length` raw bytes from byte `offset` of tensor `name` (default: the whole tensor). */
-  readRawAsync(name: string, offset?: number, length?: number): Promise<Uint8Array>;
-  /** The raw bytes of several whole tensors, with as few reads as their places in the files allow. */
-  readRawMany(names: string[]): Promise<Map<string, Uint8Array>>;
+  /**
+   * `length` raw bytes from byte `offset` of tensor `name` (default: the whole tensor). With
+   * `scratch` large enough, the bytes land in it and a view of it is returned (reusing one buffer
+   * keeps a stream of reads from leaving garbage behind).
+   */
+  readRawAsync(name: string, offset?: number, length?: number, scratch?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * The raw bytes of several whole tensors, with as few reads as their places in the files allow;
+   * reads that fit in `scratch` land there (the views are valid until it is used again).
+   */
+  readRawMany(names: string[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>>;
 }
 
 export function isAsyncSource(s: TensorSource | AsyncTensorSource): s is AsyncTensorSource {
