@@ -44,24 +44,29 @@ function modelSpec(): ModelSpec {
   const source = (document.querySelector("input[name=source]:checked") as HTMLInputElement).value;
   if (source === "url") return { kind: "url", base: $<HTMLInputElement>("url").value.trim() };
   if (source === "files") {
-    if (!localFiles["config.json"]) throw new Error("pick a directory (or drop files) with config.json and the weights first");
+    if (!Object.keys(localFiles).some((path) => path.split("/").pop() === "config.json")) {
+      throw new Error("pick a directory (or drop files) with config.json and the weights first");
+    }
     return { kind: "files", files: localFiles };
   }
   return { kind: "synthetic", seed: Number($<HTMLInputElement>("seed").value) || 0 };
 }
 
-function useFiles(files: Iterable<File>): void {
-  localFiles = {};
-  for (const f of files) localFiles[f.name] ??= f; // by base name: the directory's top level wins
+/** Files by their path in the picked or dropped directory; the worker matches them by base name (pickedFiles). */
+function useFiles(files: Record<string, File>): void {
+  localFiles = files;
   $<HTMLInputElement>("dir").closest("label")!.querySelector<HTMLInputElement>("input[type=radio]")!.checked = true;
   $("drop").textContent = `${Object.keys(localFiles).length} files: ${Object.keys(localFiles).sort().join(", ")}`;
 }
 
-/** Files dropped on the page, walking into dropped directories. */
-async function droppedFiles(dt: DataTransfer): Promise<File[]> {
-  const out: File[] = [];
+/** Picked files (<input webkitdirectory>) by relative path. */
+const pickedByPath = (files: Iterable<File>) => Object.fromEntries([...files].map((f) => [f.webkitRelativePath || f.name, f]));
+
+/** Files dropped on the page by path, walking into dropped directories. */
+async function droppedFiles(dt: DataTransfer): Promise<Record<string, File>> {
+  const out: Record<string, File> = {};
   const walk = async (e: FileSystemEntry): Promise<void> => {
-    if (e.isFile) out.push(await new Promise<File>((ok, fail) => (e as FileSystemFileEntry).file(ok, fail)));
+    if (e.isFile) out[e.fullPath.replace(/^\//, "")] = await new Promise<File>((ok, fail) => (e as FileSystemFileEntry).file(ok, fail));
     else if (e.isDirectory) {
       const reader = (e as FileSystemDirectoryEntry).createReader();
       for (;;) {
@@ -406,7 +411,7 @@ $("generate").onclick = generate;
 $("stop").onclick = () => send({ type: "stop" });
 $("inspect-all").onclick = () => send({ type: "inspect", ids: [...promptIds, ...newIds] });
 $<HTMLSelectElement>("layer").onchange = (e) => { layer = Number((e.target as HTMLSelectElement).value); drawAttention(); };
-$<HTMLInputElement>("dir").onchange = (e) => useFiles((e.target as HTMLInputElement).files ?? []);
+$<HTMLInputElement>("dir").onchange = (e) => useFiles(pickedByPath((e.target as HTMLInputElement).files ?? []));
 $<HTMLInputElement>("url").oninput = () => { (document.querySelector("input[name=source][value=url]") as HTMLInputElement).checked = true; };
 const drop = $("drop");
 document.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

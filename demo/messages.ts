@@ -5,7 +5,7 @@ export type ModelSpec =
   | { kind: "synthetic"; seed: number }
   /** A model directory in the Hugging Face hub layout: <base>/config.json, model.safetensors, … */
   | { kind: "url"; base: string }
-  /** Files picked or dropped by the user, by file name. */
+  /** Files picked or dropped by the user, by path in the directory (matched by base name: pickedFiles). */
   | { kind: "files"; files: Record<string, File> };
 
 export type ToWorker =

@@ -5,8 +5,8 @@
 // not call, and the page stays responsive while a layer runs. The helpers themselves are Web
 // Workers the library starts on the same shared memory (the page is cross-origin isolated).
 import {
-  CHECKPOINT_FILES, OptModel, SyntheticSource, Tokenizer, openCheckpoint, parseOptConfig, parseShardIndex,
-  shardFiles, streamGenerate, syntheticConfig, type OptConfig, type TensorSource, type TokenizerFiles,
+  OptModel, SyntheticSource, Tokenizer, loadModelFromUrl, openModelFiles, openTokenizer, pickedFiles, streamGenerate,
+  syntheticConfig, urlFiles, type FetchProgress, type LoadOptions, type ModelFiles,
 } from "../src/index.js";
 import type { FromWorker, Inspection, LensCell, ModelInfo, ToWorker } from "./messages.js";
 
@@ -18,105 +18,32 @@ let model: OptModel | null = null;
 let tokenizer: Tokenizer | null = null;
 let generation: AbortController | null = null;
 
-// ---- Reading a model directory, from the network (with the Cache API) or from picked files ----
+// ---- Reading a model: the library's loader (src/web.ts) fetches, caches and opens the files ----
 
-/** Bytes of one file of the model directory, or undefined when it does not exist. */
-type Reader = (file: string) => Promise<Uint8Array | undefined>;
-
-const CACHE_NAME = "wasm-lm-demo-v1";
-const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-/** Fetch with progress; a second visit reads the Cache API instead of the network. */
-async function fetchCached(url: string, file: string): Promise<Uint8Array | undefined> {
-  // The Cache API exists only in secure contexts (https, or http on localhost / 127.0.0.1).
-  const cache = typeof caches !== "undefined" ? await caches.open(CACHE_NAME) : null;
-  let res = await cache?.match(url);
-  const cached = !!res;
-  if (!res) {
-    res = await fetch(url);
-    if (res.status === 404) return undefined;
-    if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
-  }
-  const total = Number(res.headers.get("content-length")) || 0;
-  const chunks: Uint8Array[] = [];
-  let done = 0;
-  let lastReport = 0;
-  const reader = res.body!.getReader();
-  for (;;) {
-    const r = await reader.read();
-    if (r.done) break;
-    chunks.push(r.value);
-    done += r.value.length;
-    if (performance.now() - lastReport > 100) {
-      lastReport = performance.now();
-      post({ type: "progress", phase: "download", file, done, total, cached });
+/** Download progress to the page, and one "file" message per file once it is complete. */
+function downloadReporter(): (p: FetchProgress) => void {
+  const complete = new Set<string>();
+  return (p) => {
+    post({ type: "progress", phase: "download", file: p.file, done: p.done, total: p.total, cached: p.cached });
+    if (p.done === p.total && !complete.has(p.file)) {
+      complete.add(p.file);
+      post({ type: "file", file: p.file, bytes: p.done, cached: p.cached });
     }
-  }
-  const bytes = chunks.length === 1 ? chunks[0] : new Uint8Array(done);
-  if (chunks.length !== 1) {
-    let at = 0;
-    for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  }
-  post({ type: "progress", phase: "download", file, done, total: done, cached });
-  post({ type: "file", file, bytes: done, cached });
-  if (!cached && cache) {
-    await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { "content-type": res.headers.get("content-type") ?? "application/octet-stream" } }));
-  }
-  return bytes;
+  };
 }
 
-function urlReader(base: string): Reader {
-  // "owner/name" is a hub id; anything else is a URL (absolute, or relative to this page's origin).
-  const hub = /^[\w.-]+\/[\w.-]+$/.test(base) ? `https://huggingface.co/${base}/resolve/main` : base;
-  const root = new URL(hub.endsWith("/") ? hub : hub + "/", self.location.origin);
-  return (file) => fetchCached(new URL(file, root).href, file);
-}
-
-function filesReader(files: Record<string, File>): Reader {
+/** Picked files, with a "file" message for each one read. */
+function reportingFiles(files: ModelFiles): ModelFiles {
   return async (file) => {
-    const f = files[file];
-    if (!f) return undefined;
-    const bytes = new Uint8Array(await f.arrayBuffer());
-    post({ type: "file", file, bytes: bytes.length, cached: false });
+    const bytes = await files(file);
+    if (bytes) post({ type: "file", file, bytes: bytes.length, cached: false });
     return bytes;
   };
 }
 
 /** The OPT tokenizer shipped with the package (tokenizers/opt/), served next to the bundle. */
-const defaultTokenizer = urlReader(new URL("../tokenizers/opt/", import.meta.url).href);
-
-async function readTokenizer(read: Reader): Promise<Tokenizer | null> {
-  const names = { tokenizerJson: "tokenizer.json", vocabJson: "vocab.json", mergesTxt: "merges.txt",
-    tokenizerConfigJson: "tokenizer_config.json", specialTokensMapJson: "special_tokens_map.json" } as const;
-  const files: TokenizerFiles = {};
-  for (const [key, name] of Object.entries(names) as [keyof TokenizerFiles, string][]) {
-    const b = await read(name);
-    if (b) files[key] = text(b);
-  }
-  if (files.tokenizerJson === undefined && (files.vocabJson === undefined || files.mergesTxt === undefined)) return null;
-  return Tokenizer.fromFiles(files);
-}
-
-async function readModelDirectory(read: Reader, label: string): Promise<{ config: OptConfig; source: TensorSource }> {
-  // config.json first: a model that cannot run is refused before its weights are downloaded.
-  const cfg = await read("config.json");
-  if (!cfg) throw new Error(`${label}: config.json not found`);
-  const config = parseOptConfig(text(cfg), `${label}/config.json`);
-  const files = new Map<string, Uint8Array>();
-  for (const file of CHECKPOINT_FILES) {
-    const bytes = await read(file);
-    if (!bytes) continue;
-    files.set(file, bytes);
-    if (file.endsWith(".index.json")) {
-      for (const shard of shardFiles(parseShardIndex(bytes, file))) {
-        const b = await read(shard);
-        if (b) files.set(shard, b); // a missing shard is reported by openCheckpoint
-      }
-    }
-    break;
-  }
-  return { config, source: openCheckpoint(files, label) };
-}
+const defaultTokenizer = () =>
+  openTokenizer(urlFiles(new URL("../tokenizers/opt/", import.meta.url).href, { onDownload: downloadReporter() }), "tokenizers/opt");
 
 // ---- Commands ----
 
@@ -124,34 +51,34 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
   model?.dispose();
   model = null;
   const t0 = performance.now();
-  let config: OptConfig;
-  let source: TensorSource;
-  let label: string;
-  let tok: Tokenizer | null = null;
-  if (spec.kind === "synthetic") {
-    label = `synthetic:opt-125m (seed ${spec.seed})`;
-    config = syntheticConfig("opt-125m");
-    source = new SyntheticSource(config, spec.seed);
-  } else {
-    const read = spec.kind === "url" ? urlReader(spec.base) : filesReader(spec.files);
-    label = spec.kind === "url" ? spec.base : "local files";
-    ({ config, source } = await readModelDirectory(read, label));
-    tok = await readTokenizer(read);
-  }
-  tokenizer = tok ?? await readTokenizer(defaultTokenizer);
-  if (!tokenizer) throw new Error("the default tokenizer files (tokenizers/opt/) could not be read");
   let lastReport = 0;
-  model = await OptModel.load(config, source, {
+  const opts: LoadOptions = {
     dtype,
     threads,
-    label,
     onProgress(done, total) {
       if (done === total || performance.now() - lastReport > 100) {
         lastReport = performance.now();
         post({ type: "progress", phase: "load", file: "weights → wasm memory", done, total });
       }
     },
-  });
+  };
+  let label: string;
+  let tok: Tokenizer | null = null;
+  if (spec.kind === "synthetic") {
+    label = `synthetic:opt-125m (seed ${spec.seed})`;
+    const config = syntheticConfig("opt-125m");
+    model = await OptModel.load(config, new SyntheticSource(config, spec.seed), { ...opts, label });
+  } else if (spec.kind === "url") {
+    label = spec.base;
+    ({ model, tokenizer: tok } = await loadModelFromUrl(spec.base, { ...opts, onDownload: downloadReporter() }));
+  } else {
+    label = "local files";
+    const { config, source, tokenizer: own } = await openModelFiles(reportingFiles(pickedFiles(spec.files)), label);
+    tok = own;
+    model = await OptModel.load(config, source, { ...opts, label });
+  }
+  tokenizer = tok ?? await defaultTokenizer();
+  if (!tokenizer) throw new Error("the default tokenizer files (tokenizers/opt/) could not be read");
   const d = model.d;
   const info: ModelInfo = {
     label, layers: d.L, heads: d.H, hidden: d.C, vocab: d.V, maxPositions: d.maxPositions,

@@ -5,6 +5,7 @@
 //   OptModel                OPT layer by layer: begin → embed → layer(i) → logits, or forward()
 //   Tokenizer               OPT's GPT-2 byte-level BPE
 //   generate                greedy and sampled generation, streaming, stop conditions
+//   web                     a model from a URL, a hub id or picked files, with fetch and the Cache API
 export { loadWasm, detectFeatures, chooseBuild, wasmUrl, type Build, type BuildChoice, type Wasm, type KernelExports, type LoadWasmOptions } from "./wasm.js";
 export { Arena, OutOfMemoryError, numel, type Tensor, type DType as TensorDType } from "./arena.js";
 export * from "./formats/index.js";
@@ -15,3 +16,8 @@ export { SyntheticSource, syntheticConfig, SYNTHETIC_PRESETS } from "./models/op
 export * from "./tokenizer/index.js";
 export { generate, streamGenerate, greedyBatch, Sampler, argmax, type GenerateOptions, type GenerateResult, type TokenEvent, type TextCodec, type SamplingOptions } from "./generate/index.js";
 export { inspectPrompt, formatInspection, type Inspection, type LayerView } from "./inspect.js";
+export {
+  loadModelFromUrl, urlFiles, pickedFiles, openModelFiles, openTokenizer, resolveModelUrl, MODEL_CACHE,
+  type FetchModelOptions, type FetchProgress, type ModelFiles, type ModelCache, type LoadedFromUrl,
+} from "./web.js";
+export { HubError } from "./formats/hubids.js";

@@ -15,6 +15,9 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { CHECKPOINT_FILES } from "./index.js";
 import { isPlainFileName, parseShardIndex, shardFiles } from "./multi.js";
+import { checkRevision, DEFAULT_ENDPOINT, HubError, hubFileUrl, parseModelId } from "./hubids.js";
+
+export { HubError, parseModelId } from "./hubids.js";
 
 export interface DownloadProgress {
   file: string;
@@ -49,10 +52,6 @@ export interface ResolveOptions {
   checkConfig?: (text: string, path: string) => void;
 }
 
-export class HubError extends Error {
-  override name = "HubError";
-}
-
 /** Files fetched when present; a 404 for them is normal. */
 export const OPTIONAL_FILES = [
   "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
@@ -60,24 +59,6 @@ export const OPTIONAL_FILES = [
 ] as const;
 
 const MANIFEST = ".wasm-lm-complete.json";
-const DEFAULT_ENDPOINT = "https://huggingface.co";
-
-/** Validates `owner/name` ([A-Za-z0-9._-], no `..`) and splits it. */
-export function parseModelId(id: string): { owner: string; name: string } {
-  const m = /^([A-Za-z0-9._-]{1,96})\/([A-Za-z0-9._-]{1,96})$/.exec(id);
-  if (!m || id.includes("..") || m[1] === "." || m[2] === ".") {
-    throw new HubError(`invalid model id ${JSON.stringify(id)}: expected 'owner/name' with letters, digits, '.', '_', '-'`);
-  }
-  return { owner: m[1], name: m[2] };
-}
-
-function checkRevision(rev: string): string {
-  const segs = rev.split("/");
-  if (!/^[A-Za-z0-9._\-/]{1,255}$/.test(rev) || segs.some((s) => s === "" || s === "." || s === "..")) {
-    throw new HubError(`invalid revision ${JSON.stringify(rev)}`);
-  }
-  return rev;
-}
 
 function envFlag(v: string | undefined): boolean {
   return v !== undefined && ["1", "on", "yes", "true"].includes(v.trim().toLowerCase());
@@ -201,7 +182,7 @@ function checkOfflineDir(dir: string, id: string, revision: string): void {
 }
 
 function fileUrl(ctx: Ctx, file: string): string {
-  return `${ctx.endpoint}/${ctx.owner}/${ctx.name}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
+  return hubFileUrl(ctx.endpoint, ctx.owner, ctx.name, ctx.revision, file);
 }
 
 /** A failure worth retrying (with resume): the network, or a 5xx. */

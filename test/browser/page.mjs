@@ -4,9 +4,11 @@
 // cross-origin isolated (COOP + COEP) and fail clearly when it is not (no SharedArrayBuffer).
 // "wasm-lm" resolves through the package's "browser" export; the page lets wasm-lm locate the
 // .wasm itself (new URL("../build/…", import.meta.url) in the bundle), the worker passes { bytes }.
+// __loader runs the library's fetch loader with the Cache API (loader.mjs).
 import * as lib from "wasm-lm";
 import { runChecks } from "../runtimes/checks.mjs";
 import { fetchFixture } from "./shared.mjs";
+import { loaderVisit } from "./loader.mjs";
 
 const pre = document.createElement("pre");
 document.body.append(pre);
@@ -37,3 +39,6 @@ window.__run = async () => {
   const worker = await inWorker(isolated ? "expect" : "error", `${tag} worker`);
   return { isolated, page, worker };
 };
+
+/** loadModelFromUrl with the Cache API (loader.mjs); run.mjs calls it on a first visit and after a reload. */
+window.__loader = (first) => loaderVisit(lib, first);

@@ -6,6 +6,9 @@
 //                  main thread may not Atomics.wait); a module Web Worker runs them with threads: 2.
 //   not-isolated   no such headers: no SharedArrayBuffer, one thread everywhere, and threads: 2
 //                  must fail with wasm-lm's clear error, on the page and in the worker.
+// On each, the "loader" row: loadModelFromUrl on the page (loader.mjs) downloads the fixture from
+// the server's hub layout with progress, then after a reload reads it from the Cache API — the
+// server must see no request for its files the second time.
 // page.mjs and worker.mjs are bundled by esbuild, resolving "wasm-lm" through package.json's
 // "browser" export. Needs `npm run build`. Exits 1 on any failure; last line "browser: N passed, M failed".
 import { createServer } from "node:http";
@@ -46,12 +49,17 @@ const ROUTES = [
   ["/build/", join(ROOT, "build")],
   ["/fixtures/opt-tiny/", join(ROOT, "test/fixtures/opt-tiny")],
   ["/fixtures/opt-tokenizer/", join(ROOT, "test/fixtures/opt-tokenizer")],
+  // The same model in the hub layout (/<owner>/<name>/resolve/<revision>/), for loadModelFromUrl.
+  ["/test/opt-tiny/resolve/main/", join(ROOT, "test/fixtures/opt-tiny")],
+  ["/test/opt-tiny/resolve/main/", join(ROOT, "test/fixtures/opt-tokenizer")],
 ];
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain", ".html": "text/html" };
 const INDEX = `<!doctype html><meta charset="utf-8"><title>wasm-lm browser test</title><script type="module" src="/bundle/page.js"></script>`;
 
 function serve(isolated) {
+  const requests = [];
   const server = createServer((req, res) => {
+    requests.push(req.url);
     const headers = { "Cache-Control": "no-store" };
     if (isolated) {
       Object.assign(headers, {
@@ -72,13 +80,14 @@ function serve(isolated) {
     for (const [prefix, dir] of ROUTES) {
       if (!path.startsWith(prefix)) continue;
       const file = normalize(join(dir, path.slice(prefix.length)));
-      if (!file.startsWith(dir + "/") || !existsSync(file)) break;
+      if (!file.startsWith(dir + "/") || !existsSync(file)) continue;
       const ext = file.slice(file.lastIndexOf("."));
       res.writeHead(200, { ...headers, "Content-Type": TYPES[ext] ?? "application/octet-stream" }).end(readFileSync(file));
       return;
     }
     res.writeHead(404, headers).end("not found");
   });
+  server.requests = requests;
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
@@ -93,6 +102,31 @@ const context = await chromium.launchPersistentContext(profile, {
 const version = context.browser()?.version() ?? "?";
 console.log(`== chromium ${version} (${CHROMIUM}, headless)`);
 
+/** Two visits of loader.mjs's check, with a reload between: download, then the Cache API only. */
+async function loaderCheck(page, server) {
+  const visit = async (first) => {
+    await page.waitForFunction(() => typeof window.__loader === "function", null, { timeout: 30_000 });
+    const before = server.requests.length;
+    const r = await page.evaluate((f) => window.__loader(f), first);
+    return { ...r, hub: server.requests.slice(before).filter((u) => u.startsWith("/test/opt-tiny/resolve/main/")) };
+  };
+  const a = await visit(true);
+  await page.reload();
+  const b = await visit(false);
+  const failures = [...a.failures.map((f) => `first visit: ${f}`), ...b.failures.map((f) => `after reload: ${f}`)];
+  const names = (urls) => urls.map((u) => u.split("/").pop());
+  for (const f of ["config.json", "model.safetensors"]) {
+    if (!names(a.hub).includes(f)) failures.push(`first visit: ${f} was not requested`);
+    if (!a.keys.includes(`/test/opt-tiny/resolve/main/${f}`)) failures.push(`first visit: ${f} is not in the cache (${a.keys.join(" ")})`);
+  }
+  // Only the files the directory lacks (tokenizer.json: 404s are not cached) may be asked for again.
+  const again = names(b.hub).filter((f) => f !== "tokenizer.json");
+  if (again.length) failures.push(`after reload: the server was asked for ${again.join(", ")}`);
+  console.log(`loader: first visit ${a.ms?.toFixed(0)} ms, ${a.events} progress events, requests ${names(a.hub).join(" ")}; ` +
+    `after reload ${b.ms?.toFixed(0)} ms, requests ${names(b.hub).join(" ") || "none"}`);
+  return { ok: failures.length === 0, failures, logits: Math.max(a.logits ?? Infinity, b.logits ?? Infinity) };
+}
+
 const rows = [];
 try {
   for (const isolated of [true, false]) {
@@ -104,6 +138,7 @@ try {
     page.on("console", (m) => console.log(m.text()));
     page.on("pageerror", (e) => console.log(`[${tag}] page error: ${e.message}`));
     let out;
+    let loader;
     try {
       await page.goto(url);
       await page.waitForFunction(() => typeof window.__run === "function", null, { timeout: 30_000 });
@@ -118,6 +153,11 @@ try {
     } catch (e) {
       const failed = { ok: false, failures: [e.message], figures: {} };
       out = { page: failed, worker: failed };
+    }
+    try {
+      loader = await loaderCheck(page, server);
+    } catch (e) {
+      loader = { ok: false, failures: [e.message.split("\n")[0]] };
     } finally {
       await page.close();
       server.closeAllConnections(); // Chromium's keep-alive connections would hold close() open
@@ -134,6 +174,10 @@ try {
         why: r.failures.join("; "),
       });
     }
+    rows.push({
+      name: `${tag} loader`, ok: loader.ok, builds: "auto", threads: "1",
+      logits: Number.isFinite(loader.logits) ? loader.logits.toExponential(2) : "-", why: loader.failures.join("; "),
+    });
   }
 } finally {
   await context.close();

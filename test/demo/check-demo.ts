@@ -4,7 +4,8 @@
 //   3. the inspector must have drawn: attention heatmaps (pixels read back from the canvases),
 //      the hidden-state norm chart, and a logit-lens row for every layer whose last row is the
 //      model's own argmax at every position;
-//   4. a second visit reads the model from the Cache API instead of the network;
+//   4. a second visit reads the model from the Cache API instead of the network (the loader is
+//      the library's: loadModelFromUrl, src/web.ts);
 //   5. the same model picked as a local directory (webkitdirectory) generates the same tokens;
 //   6. the default synthetic OPT-125M (int8) loads and generates in the page;
 //   7. the demo's TypeScript type-checks (demo/tsconfig.json: DOM for the page, the library's types).
@@ -130,6 +131,9 @@ async function main(): Promise<void> {
     // 404s are expected (Chromium logs each one to the console); any other failed response is not.
     const failedUrls: string[] = [];
     page.on("response", (r) => { if (r.status() >= 400) failedUrls.push(r.url()); });
+    // Requests for the fixture's files (the worker's fetches are reported on the page too).
+    const fixtureRequests: string[] = [];
+    page.on("request", (r) => { if (r.url().includes("/fixtures/opt-tiny/")) fixtureRequests.push(new URL(r.url()).pathname.split("/").pop()!); });
     page.on("console", (m) => {
       if (m.type() === "error" && !/Failed to load resource: .*404/.test(m.text())) problems.push(`console: ${m.text()}`);
     });
@@ -141,6 +145,7 @@ async function main(): Promise<void> {
     const loadedState = await loadModel(page, fromUrl);
     check("loads /fixtures/opt-tiny from a URL", loadedState === "loaded", loadedState);
     const files = await page.$$eval("#files li", (lis) => lis.map((li) => `${(li as HTMLElement).dataset.file}:${(li as HTMLElement).dataset.cached}`));
+    check("the first visit fetches model.safetensors from the server", fixtureRequests.includes("model.safetensors"), fixtureRequests.join(" "));
     check("downloads config.json and model.safetensors, tokenizer from tokenizers/opt/",
       ["config.json:false", "model.safetensors:false", "vocab.json:false", "merges.txt:false"].every((f) => files.includes(f)), files.join(" "));
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
@@ -189,10 +194,13 @@ async function main(): Promise<void> {
 
     // 4. A second visit: the Cache API serves the files.
     await page.reload();
+    fixtureRequests.length = 0;
     const again = await loadModel(page, fromUrl);
     const cached = await page.$$eval("#files li", (lis) => lis.map((li) => `${(li as HTMLElement).dataset.file}:${(li as HTMLElement).dataset.cached}`));
     check("second visit reads config.json and model.safetensors from the Cache API",
       again === "loaded" && cached.includes("config.json:true") && cached.includes("model.safetensors:true"), cached.join(" "));
+    const refetched = fixtureRequests.filter((f) => !OPTIONAL.has(f));
+    check("the second visit asks the server for none of the model's files", refetched.length === 0, refetched.join(" "));
 
     // 5. The same model as a local directory.
     await page.reload();

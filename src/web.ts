@@ -1,0 +1,343 @@
+// Loading a model with web APIs only (fetch, the Cache API, Blob/File, TextDecoder): from a URL in
+// the Hugging Face hub layout, a hub id, or files the user picked. Runs in browsers (page or
+// Worker), Deno, Bun, Cloudflare Workers, and Node ≥ 18 (which has no Cache API: no caching there).
+//
+//   urlFiles / pickedFiles   a model directory's files by name  (ModelFiles)
+//   openModelFiles           config.json first, then the tokenizer and the checkpoint
+//   loadModelFromUrl         all of it, then OptModel.load
+//
+// Files are read whole into memory; the model then copies the weights into wasm memory. A download
+// enters the Cache API only once its whole body has arrived (and matched Content-Length), so a cut
+// connection never leaves a truncated file to be served later. Entries are keyed by the file's
+// resolved URL, revision included; a cached "main" is not refreshed: pin a commit as `revision`,
+// or delete the cache (caches.delete(MODEL_CACHE)), to update.
+
+import { CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type TensorSource } from "./formats/index.js";
+import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./formats/hubids.js";
+import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
+import { OptModel, type LoadOptions } from "./models/opt/model.js";
+import { Tokenizer, type TokenizerFiles } from "./tokenizer/index.js";
+
+/** The Cache API cache used when `cache` is true (the default). */
+export const MODEL_CACHE = "wasm-lm-v1";
+
+/** One download progress event. */
+export interface FetchProgress {
+  /** The file's name in the model directory (e.g. "model.safetensors"). */
+  file: string;
+  /** Bytes received so far. */
+  done: number;
+  /** Content-Length, or 0 when the server does not say; the file's last event has total = done. */
+  total: number;
+  /** True when the file is read from the Cache API rather than the network. */
+  cached: boolean;
+}
+
+/** What the loader needs of a Cache API `Cache` (from `caches.open`), so a stand-in can be given. */
+export type ModelCache = Pick<Cache, "match" | "put" | "delete">;
+
+export interface FetchModelOptions {
+  /** Hub revision: branch, tag or commit (default "main"). Hub ids only. */
+  revision?: string;
+  /** Hub address (default https://huggingface.co), e.g. a mirror. Hub ids only. */
+  endpoint?: string;
+  /** Sent as `Authorization: Bearer …` with hub requests (private or gated models); never to a plain URL. */
+  token?: string;
+  /** The fetch to use (default the global one); e.g. a test double or a Workers service binding's, bound. */
+  fetch?: typeof fetch;
+  /**
+   * The Cache API cache: true (default) opens MODEL_CACHE where `caches` exists (secure contexts:
+   * https, or http on localhost), a string names another cache, a `Cache` object is used as is,
+   * false turns caching off. Without a Cache API nothing is cached.
+   */
+  cache?: boolean | string | ModelCache;
+  /**
+   * Download progress, at most ~10 events a second per file, plus a last one per file when it is
+   * complete. (Not `onProgress`: LoadOptions uses that name for copying weights into wasm memory.)
+   */
+  onDownload?: (p: FetchProgress) => void;
+  /** Aborts the downloads (the promise rejects with the signal's reason). */
+  signal?: AbortSignal;
+}
+
+/** A model directory's files by name: the bytes, or undefined when the file does not exist. */
+export type ModelFiles = (file: string) => Promise<Uint8Array | undefined>;
+
+export interface LoadedFromUrl {
+  model: OptModel;
+  /** The directory's tokenizer, or null when it has none (then use the OPT tokenizer: tokenizers/opt/). */
+  tokenizer: Tokenizer | null;
+  config: OptConfig;
+}
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+// ---- Where a model lives ----
+
+/** "owner/name" (no scheme, no leading "/" or ".", one slash) is a hub id; anything else a URL. */
+function isHubId(base: string): boolean {
+  return !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(base) && !/^[./]/.test(base) && /^[^/]+\/[^/]+$/.test(base);
+}
+
+/**
+ * The URL of the model directory `base` (ending in "/"): a hub id `owner/name` becomes
+ * `<endpoint>/<owner>/<name>/resolve/<revision>/`; any other string is a URL, absolute or
+ * relative to `location` (a page's address, or a worker's own script). Write a relative path of
+ * two segments as "./a/b": "a/b" is a hub id.
+ */
+export function resolveModelUrl(base: string, opts: Pick<FetchModelOptions, "revision" | "endpoint"> = {}): string {
+  if (isHubId(base)) {
+    const { owner, name } = parseModelId(base);
+    const endpoint = opts.endpoint ?? DEFAULT_ENDPOINT;
+    if (!/^https?:\/\/[^/]/.test(endpoint)) throw new Error(`wasm-lm: hub endpoint ${JSON.stringify(endpoint)} is not an http(s) URL`);
+    return hubFileUrl(endpoint, owner, name, checkRevision(opts.revision ?? "main"), "");
+  }
+  if (opts.revision !== undefined) throw new Error(`wasm-lm: a revision applies to hub ids (owner/name), not to the URL ${base}`);
+  const here = (globalThis as { location?: { href?: string } }).location?.href;
+  let url: URL;
+  try {
+    url = new URL(base, here);
+  } catch {
+    throw new Error(here === undefined
+      ? `wasm-lm: model URL ${JSON.stringify(base)} is relative and this runtime has no location: give an absolute URL or a hub id (owner/name)`
+      : `wasm-lm: invalid model URL ${JSON.stringify(base)}`);
+  }
+  url.search = "";
+  url.hash = "";
+  return url.href.endsWith("/") ? url.href : url.href + "/";
+}
+
+// ---- Reading files: the network with the Cache API, or picked files ----
+
+interface Fetcher {
+  hub: boolean;
+  fetch: typeof fetch;
+  headers?: Record<string, string>;
+  cache: Promise<ModelCache | null>;
+  onDownload?: (p: FetchProgress) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * The files of the model directory `base` (a hub id or a URL: see resolveModelUrl), fetched on
+ * demand. A 404 is "absent"; 401/403, other statuses and network failures throw, naming the URL.
+ */
+export function urlFiles(base: string, opts: FetchModelOptions = {}): ModelFiles {
+  const root = resolveModelUrl(base, opts);
+  const hub = isHubId(base);
+  const f: Fetcher = {
+    hub,
+    fetch: opts.fetch ?? ((input, init) => fetch(input, init)),
+    headers: hub && opts.token ? { authorization: `Bearer ${opts.token}` } : undefined,
+    cache: openCache(opts.cache),
+    onDownload: opts.onDownload,
+    signal: opts.signal,
+  };
+  return async (file) => {
+    if (!isPlainFileName(file)) throw new Error(`wasm-lm: refusing to fetch ${JSON.stringify(file)}: not a plain file name`);
+    return fetchFile(f, root + file, file);
+  };
+}
+
+async function openCache(c: FetchModelOptions["cache"]): Promise<ModelCache | null> {
+  if (c === false) return null;
+  if (typeof c === "object") return c;
+  if (typeof caches === "undefined") return null;
+  try {
+    return await caches.open(typeof c === "string" ? c : MODEL_CACHE);
+  } catch {
+    return null; // e.g. a runtime that declares caches but has none configured: no caching
+  }
+}
+
+async function fetchFile(f: Fetcher, url: string, file: string): Promise<Uint8Array | undefined> {
+  f.signal?.throwIfAborted();
+  const cache = /^https?:/.test(url) ? await f.cache : null; // the Cache API keys http(s) only
+  const hit = cache ? await cache.match(url).catch(() => undefined) : undefined;
+  if (hit) {
+    try {
+      return await readBody(f, hit, url, file, true);
+    } catch (e) {
+      if (f.signal?.aborted) throw e;
+      await cache!.delete(url).catch(() => false); // a damaged entry: fetch it again
+    }
+  }
+  let res: Response;
+  try {
+    res = await f.fetch(url, { headers: f.headers, signal: f.signal });
+  } catch (e) {
+    if (f.signal?.aborted) throw f.signal.reason;
+    throw new Error(`wasm-lm: network error fetching ${url}: ${errText(e)} (offline, or the server does not allow this origin: CORS)`);
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    if (res.status === 404) return undefined;
+    const status = `HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}`;
+    if (res.status === 401 || res.status === 403) {
+      throw new Error(`wasm-lm: access denied to ${url} (${status})` +
+        (f.hub ? ": a private or gated model needs a token ({ token }), with the model's terms accepted on the hub" : ""));
+    }
+    throw new Error(`wasm-lm: ${status} fetching ${url}`);
+  }
+  const bytes = await readBody(f, res, url, file, false);
+  if (cache) {
+    const headers = { "content-type": res.headers.get("content-type") ?? "application/octet-stream", "content-length": String(bytes.length) };
+    // Only now, with the whole body here. A failed put (quota) costs the next visit a download, nothing more.
+    await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers })).catch(() => undefined);
+  }
+  return bytes;
+}
+
+/** The whole body, with progress events; throws when it is shorter (or longer) than Content-Length. */
+async function readBody(f: Fetcher, res: Response, url: string, file: string, cached: boolean): Promise<Uint8Array> {
+  const length = res.headers.get("content-length");
+  const total = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
+  // A compressed body arrives decoded, longer than its Content-Length. Cross-origin, the
+  // Content-Encoding header may be hidden from us (not CORS-safelisted), so assume it may be.
+  const encoding = res.headers.get("content-encoding");
+  const mayBeEncoded = (encoding !== null && encoding !== "identity") || res.type === "cors";
+  // With a known size the bytes go straight into one buffer (no second copy of a large file);
+  // a size beyond what wasm32 could hold, or one that cannot be allocated, is read in chunks.
+  let buf: Uint8Array | null = null;
+  try {
+    if (total && total <= 2 ** 32) buf = new Uint8Array(total);
+  } catch {
+    buf = null;
+  }
+  const chunks: Uint8Array[] = [];
+  let done = 0;
+  let last = -Infinity;
+  const reader = res.body?.getReader();
+  for (;;) {
+    if (!reader) break;
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await reader.read();
+    } catch (e) {
+      if (f.signal?.aborted) throw f.signal.reason;
+      throw new Error(`wasm-lm: connection lost downloading ${url} after ${done} bytes: ${errText(e)}`);
+    }
+    if (r.done) break;
+    const v = r.value;
+    if (buf && done + v.length <= buf.length) buf.set(v, done);
+    else {
+      if (buf) chunks.push(buf.subarray(0, done));
+      buf = null;
+      chunks.push(v);
+    }
+    done += v.length;
+    const now = Date.now();
+    if (f.onDownload && now - last >= 100) {
+      last = now;
+      f.onDownload({ file, done, total: total ?? 0, cached });
+    }
+  }
+  if (total !== undefined && done !== total && !(done > total && mayBeEncoded)) {
+    throw new Error(`wasm-lm: incomplete download of ${url}: ${done} bytes, Content-Length ${total}`);
+  }
+  f.onDownload?.({ file, done, total: done, cached });
+  if (buf) return done === buf.length ? buf : buf.subarray(0, done);
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(done);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * A model directory the user picked (`<input type="file" webkitdirectory>`) or dropped: files
+ * are matched by base name, the one nearest the top of the directory winning. Takes a FileList or
+ * File[] (their webkitRelativePath gives the depth) or a record of relative path → File.
+ */
+export function pickedFiles(files: Iterable<File> | Record<string, File>): ModelFiles {
+  const entries: [string, File][] = Symbol.iterator in files
+    ? [...(files as Iterable<File>)].map((f) => [f.webkitRelativePath || f.name, f])
+    : Object.entries(files);
+  const byName = new Map<string, { file: File; depth: number }>();
+  for (const [path, file] of entries) {
+    const parts = path.split("/").filter(Boolean);
+    const name = parts.at(-1) ?? file.name;
+    const had = byName.get(name);
+    if (!had || parts.length < had.depth) byName.set(name, { file, depth: parts.length });
+  }
+  return async (name) => {
+    const e = byName.get(name);
+    return e ? new Uint8Array(await e.file.arrayBuffer()) : undefined;
+  };
+}
+
+// ---- Opening a model directory ----
+
+/**
+ * The directory's tokenizer: tokenizer.json, else vocab.json + merges.txt (with
+ * tokenizer_config.json and special_tokens_map.json when present); null when it has none.
+ */
+export async function openTokenizer(files: ModelFiles, label = "tokenizer"): Promise<Tokenizer | null> {
+  const t: TokenizerFiles = {};
+  const read = async (key: keyof TokenizerFiles, file: string) => {
+    const b = await files(file);
+    if (b) t[key] = text(b);
+  };
+  await read("tokenizerJson", "tokenizer.json");
+  if (t.tokenizerJson === undefined) {
+    await read("vocabJson", "vocab.json");
+    await read("mergesTxt", "merges.txt");
+    if (t.vocabJson === undefined && t.mergesTxt === undefined) return null;
+  }
+  await read("tokenizerConfigJson", "tokenizer_config.json");
+  await read("specialTokensMapJson", "special_tokens_map.json");
+  try {
+    return Tokenizer.fromFiles(t);
+  } catch (e) {
+    throw new Error(`${label}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Reads a model directory: config.json first (a model that cannot run is refused before its
+ * weights are read), then the tokenizer files, then the checkpoint (model.safetensors, an index
+ * and its shards, or pytorch_model.bin). `label` names the directory in errors.
+ */
+export async function openModelFiles(files: ModelFiles, label: string):
+  Promise<{ config: OptConfig; source: TensorSource; tokenizer: Tokenizer | null }> {
+  const cfg = await files("config.json");
+  if (!cfg) throw new Error(`wasm-lm: ${label}/config.json not found (a model directory needs config.json)`);
+  const config = parseOptConfig(text(cfg), `${label}/config.json`);
+  const tokenizer = await openTokenizer(files, label);
+  const found = new Map<string, Uint8Array>();
+  for (const file of CHECKPOINT_FILES) {
+    const bytes = await files(file);
+    if (!bytes) continue;
+    found.set(file, bytes);
+    if (file.endsWith(".index.json")) {
+      for (const shard of shardFiles(parseShardIndex(bytes, `${label}/${file}`))) {
+        const b = await files(shard);
+        if (b) found.set(shard, b); // a missing shard is reported by openCheckpoint
+      }
+    }
+    break;
+  }
+  return { config, source: openCheckpoint(found, label), tokenizer };
+}
+
+/**
+ * Fetches a model (a hub id `owner/name` or a URL of a directory in the hub layout) and loads it:
+ * `loadModelFromUrl("facebook/opt-125m", { onDownload, threads, dtype })`. A second call reads
+ * the files from the Cache API where there is one.
+ */
+export async function loadModelFromUrl(base: string, opts: FetchModelOptions & LoadOptions = {}): Promise<LoadedFromUrl> {
+  const label = resolveModelUrl(base, opts).slice(0, -1);
+  const { config, source, tokenizer } = await openModelFiles(urlFiles(base, opts), label);
+  opts.signal?.throwIfAborted();
+  const model = await OptModel.load(config, source, { ...opts, label: opts.label ?? label });
+  return { model, tokenizer, config };
+}
+
+function errText(e: unknown): string {
+  const err = e as { message?: string; cause?: { message?: string; code?: string } };
+  const cause = err?.cause?.message ?? err?.cause?.code;
+  return (cause ? `${err.message}: ${cause}` : err?.message ?? String(e)).replace(/\s+/g, " ");
+}
