@@ -218,7 +218,8 @@ export interface TensorToWrite {
  * with spaces so the data section starts 8-byte aligned. Used to build synthetic checkpoints.
  */
 export function writeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor named "__proto__" must become a key, not replace the prototype.
+  const header: Record<string, unknown> = Object.create(null);
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
   const seen = new Set<string>();
   let off = 0;
