@@ -305,23 +305,38 @@ export interface MergedRead {
 }
 
 /**
- * Runs `reads` at once; each lands in the next free part of `scratch` if it fits there, else in a
- * buffer of its own. Views per tensor, in the order of `reads`.
+ * Runs `reads`. Without `scratch`, all at once, each into a buffer of its own. With it, one after
+ * another, each in the next free part of `scratch` if it fits there (else a buffer of its own):
+ * a reader may fill `scratch` through a BYOB stream, which moves its memory to a new ArrayBuffer
+ * at every read, so the views are made once all reads are done, over where the memory ended up.
  */
 async function runReads(reads: MergedRead[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
-  let free = 0;
-  const chunks = await Promise.all(reads.map((r) => {
-    const n = r.end - r.begin;
-    let into: Uint8Array | undefined;
-    if (scratch && free + n <= scratch.length) {
-      into = scratch.subarray(free, free + n);
+  const read = (r: MergedRead, into?: Uint8Array) => readExact(r.reader, r.begin, r.end - r.begin, r.label, into);
+  let chunks: (Uint8Array | number)[]; // a chunk, or its offset in scratch
+  if (!scratch) {
+    chunks = await Promise.all(reads.map((r) => read(r)));
+  } else {
+    chunks = [];
+    let free = 0;
+    // (A detached view reports length and offset 0: keep scratch's own.)
+    const { byteOffset, length } = scratch;
+    for (const r of reads) {
+      const n = r.end - r.begin;
+      if (free + n > length) {
+        chunks.push(await read(r));
+        continue;
+      }
+      const got = await read(r, scratch.subarray(free, free + n));
+      scratch = new Uint8Array(got.buffer, byteOffset, length);
+      chunks.push(free);
       free += n;
     }
-    return readExact(r.reader, r.begin, n, r.label, into);
-  }));
+  }
   const views = new Map<string, Uint8Array>();
   reads.forEach((r, i) => {
-    for (const e of r.entries) views.set(e.name, chunks[i].subarray(e.begin - r.begin, e.end - r.begin));
+    const c = chunks[i];
+    const chunk = typeof c === "number" ? scratch!.subarray(c, c + r.end - r.begin) : c;
+    for (const e of r.entries) views.set(e.name, chunk.subarray(e.begin - r.begin, e.end - r.begin));
   });
   return views;
 }
@@ -372,6 +387,13 @@ async function readExact(r: RangeReader, offset: number, length: number, label: 
 async function readBody(res: Response, max: number, what: string, signal?: AbortSignal, into?: Uint8Array): Promise<Uint8Array | undefined> {
   const declared = Number(res.headers.get("content-length") ?? NaN);
   if (!res.headers.get("content-encoding") && declared > max) return undefined;
+  if (into && into.length >= max && res.body && !(typeof SharedArrayBuffer !== "undefined" && into.buffer instanceof SharedArrayBuffer)) {
+    let byob: ReadableStreamBYOBReader | undefined;
+    try {
+      byob = res.body.getReader({ mode: "byob" });
+    } catch { /* not a byte stream: read its chunks below */ }
+    if (byob) return readInto(byob, into, max, what, signal);
+  }
   const out = into && into.length >= max ? into.subarray(0, max) : new Uint8Array(max);
   let n = 0;
   const reader = res.body?.getReader();
@@ -390,6 +412,37 @@ async function readBody(res: Response, max: number, what: string, signal?: Abort
     }
     out.set(r.value, n);
     n += r.value.length;
+  }
+}
+
+/**
+ * readBody through a BYOB reader: the stream writes straight into `into`'s memory, so no chunk is
+ * allocated per read (a stream of layer reads then leaves no garbage: workerd, Chromium and Node
+ * fetch bodies are byte streams). Each read moves the memory to a new ArrayBuffer, detaching the
+ * old one: the view returned is over where it ended up.
+ */
+async function readInto(reader: ReadableStreamBYOBReader, into: Uint8Array, max: number, what: string,
+  signal?: AbortSignal): Promise<Uint8Array | undefined> {
+  let buffer = into.buffer as ArrayBuffer;
+  const start = into.byteOffset;
+  let n = 0;
+  for (;;) {
+    const room = max - n;
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      // Once `max` bytes are in, one more byte read (into a byte of its own) tells "done" from "too long".
+      r = await reader.read(room > 0 ? new Uint8Array(buffer, start + n, room) : new Uint8Array(1));
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errText(e)})`);
+    }
+    if (room > 0 && r.value) buffer = r.value.buffer as ArrayBuffer;
+    if (r.done) return new Uint8Array(buffer, start, n);
+    if (room === 0) {
+      await reader.cancel();
+      return undefined;
+    }
+    n += r.value.byteLength;
   }
 }
 
