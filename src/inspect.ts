@@ -37,10 +37,10 @@ export async function inspectPrompt(model: OptModel, codec: TextCodec, prompt: s
   const s = model.begin([ids], { collectAttentions: true, maxLogitRows: 1 });
   try {
     const layers: LayerView[] = [];
-    const view = (layer: number) => {
+    const view = async (layer: number) => {
       const x = model.hidden(s);
       const norms = Array.from({ length: T }, (_, t) => Math.hypot(...x.subarray(t * C, (t + 1) * C)));
-      const v: LayerView = { layer, norms, top: topK(model.logits(s, [T - 1]), k, codec) };
+      const v: LayerView = { layer, norms, top: topK(await model.logitsAsync(s, [T - 1]), k, codec) };
       if (layer >= 0) {
         const p = s.attentions[layer]; // (1, H, T, T): the last query row of each head
         v.heads = Array.from({ length: H }, (_, h) => {
@@ -51,12 +51,13 @@ export async function inspectPrompt(model: OptModel, codec: TextCodec, prompt: s
       }
       layers.push(v);
     };
+    await model.prepareEmbed(s);
     model.embed(s);
-    view(-1);
+    await view(-1);
     for (let i = 0; i < L; i++) {
       await model.prepareLayer(i);
       model.layer(i, s);
-      view(i);
+      await view(i);
     }
     return { ids, tokens, layers };
   } finally {

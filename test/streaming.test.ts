@@ -98,6 +98,66 @@ describe("a checkpoint read asynchronously", () => {
   });
 });
 
+describe("the embedding and lm_head streamed too (residentEmbeddings false)", () => {
+  it("fixture: transformers' logits and greedy tokens with the lm_head read in chunks through the layer slot", async () => {
+    const { source, stats } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
+    expect(m.streamsEmbeddings).toBe(true);
+    const resident = await OptModel.load(config, file(), { build: "simd", threads: 1 });
+    const all = (await m.forwardAsync([ref.input_ids])).logits;
+    const d = maxAbsDiff(all, ref.logits.flat());
+    console.log(`embedding + lm_head streamed: logits max|Δ| vs transformers ${d.max.toExponential(2)}, vs resident ${maxAbsDiff(all, resident.forward([ref.input_ids]).logits).max}`);
+    expect(d.max).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(all, resident.forward([ref.input_ids]).logits).max).toBe(0);
+    const before = stats.reads;
+    const g = await generate(m, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
+    expect(g.new_tokens).toEqual(ref.generation.new_tokens);
+    console.log(`  ${(stats.reads - before) / 32} reads per token (layers, lm_head chunks, embedding rows)`);
+    const pb = ref.padded_batch;
+    expect(await greedyBatch(m, pb.input_ids, pb.attention_mask, pb.generation.new_tokens[0].length)).toEqual(pb.generation.new_tokens);
+    const codec = { encode: () => [], decode: (ids: number[]) => ids.join(" ") };
+    const a = await inspectPrompt(m, codec, ref.input_ids);
+    const b = await inspectPrompt(resident, codec, ref.input_ids);
+    expect(a).toEqual(b); // the lens reads the lm_head after every layer: then the layer slot is refilled
+  });
+
+  it("the synchronous API is a clear error; the model is unharmed", async () => {
+    const { source } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
+    const used = m.arena.used;
+    expect(() => m.forward([ref.input_ids])).toThrow(/streams its embeddings.*forwardAsync/);
+    const s = m.begin([ref.input_ids]);
+    try {
+      expect(() => m.embed(s)).toThrow(/await prepareEmbed\(step\) before embed\(step\)/);
+      await m.prepareEmbed(s);
+      m.embed(s);
+      for (let i = 0; i < config.num_hidden_layers; i++) {
+        await m.prepareLayer(i);
+        m.layer(i, s);
+      }
+      expect(() => m.logits(s, [0])).toThrow(/use logitsAsync/);
+      const last = await m.logitsAsync(s, [ref.input_ids.length - 1]);
+      expect(maxAbsDiff(last, ref.logits.at(-1)).max).toBeLessThanOrEqual(1e-4);
+    } finally {
+      s.end();
+    }
+    expect(m.arena.used).toBe(used);
+    await expect(OptModel.load(config, file(), { residentLayers: false, residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false and an AsyncTensorSource/);
+    await expect(OptModel.load(config, source, { residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false/);
+  });
+
+  it("a failed lm_head read is the reader's error; the next call works", async () => {
+    const { source, stats } = asyncSource(file());
+    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
+    const used = m.arena.used;
+    stats.failOn = "model.decoder.embed_tokens.weight";
+    await expect(generate(m, undefined, ref.input_ids, { maxNewTokens: 2 })).rejects.toThrow(/embed_tokens\.weight.*connection reset/);
+    expect(m.arena.used).toBe(used);
+    stats.failOn = null;
+    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+  });
+});
+
 describe("an int8 token embedding (embedDType int8)", () => {
   it("fixture: accuracy printed; saved and reloaded (streamed, async) bit-identical", async () => {
     const m = await OptModel.load(config, file(), { dtype: "int8", int8Group: 16, embedDType: "int8", build: "simd", threads: 1 });

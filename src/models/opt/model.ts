@@ -10,6 +10,7 @@
 // of the arena sized from the requested context; each call's scratch is planned from its shape,
 // reserved before any kernel runs (memory never grows during a pass) and released afterwards.
 import { Arena, OutOfMemoryError, align } from "../../arena.js";
+import { DTYPE_SIZE } from "../../formats/types.js";
 import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
 import { defaultThreads, ThreadPool } from "../../threads.js";
 import { isAsyncSource, type AsyncTensorSource, type TensorSource } from "../../formats/types.js";
@@ -43,6 +44,14 @@ export interface LoadOptions extends LoadWasmOptions {
   dtype?: WeightDType;
   /** int8 group size along the input dimension (default 64). */
   int8Group?: number;
+  /**
+   * Keep the token embedding (and lm_head) in WebAssembly memory (default). With false — only with
+   * residentLayers false and an AsyncTensorSource — it stays in the checkpoint as well: a pass
+   * fetches the rows of its tokens, and reads the lm_head in chunks through the layer slot. Memory
+   * then holds one layer and the KV cache (what fits a 128 MB edge isolate); each token reads the
+   * whole checkpoint.
+   */
+  residentEmbeddings?: boolean;
   /**
    * The token embedding's (= the tied lm_head's) dtype. Default: dtype, except f16 when dtype is
    * int8 (int8 there costs accuracy, see the README). "int8" halves the largest tensor again.
@@ -117,6 +126,13 @@ export interface Step {
   quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
   probs: number; // (H, T, past + T) f32, or 0
   lnRows: number; lnE: number; logitsBuf: number; maxLogitRows: number; // logits scratch
+  /**
+   * Streamed embeddings: the step's token rows (in the embedding's dtype) and position rows (f32),
+   * and for each of its tokens the row of its id and of its position there.
+   */
+  embRows: number; localIds: Int32Array; posRows: number; localPos: Int32Array;
+  /** Streamed lm_head: one chunk's logits, (R, rows per chunk). */
+  headOut: number;
   /** Filled by layer() when collectAttentions: per layer, (B, H, T, past+T). */
   attentions: Float32Array[];
   end(): void;
@@ -198,13 +214,39 @@ export class OptModel {
     this.d = optDims(config);
     const streamed = weights.layers.length === 0;
     this.loader = streamed ? loader : null;
-    if (streamed) this.slot = loader.allocLayer();
+    if (streamed) {
+      const start = arena.mark();
+      this.slot = loader.allocLayer();
+      if (weights.lmHead.w === 0) {
+        // The lm_head streams through the layer slot's memory in chunks of rows (the slot is free
+        // once the last layer has run).
+        const m = weights.lmHead;
+        const E = this.d.E;
+        const rowBytes = m.dtype === "int8" ? E + (E / m.g) * 4 : E * (m.dtype === "f16" ? 2 : 4);
+        this.headRows = Math.min(this.d.V, Math.floor((arena.mark() - start - 64) / rowBytes));
+        this.head = { ...m, w: start, s: m.dtype === "int8" ? align(start + this.headRows * E, 64) : 0 };
+      }
+    }
     const maxK = Math.max(this.d.C, this.d.F, this.d.E);
     this.quantScratchBytes = align(this.k.quantRows() * maxK * 4, 64);
   }
 
   /** Bytes of scratch a compressed-weight GEMM needs per thread. */
   private readonly quantScratchBytes: number;
+  /** Streamed lm_head: the chunk in the slot's memory, and rows per chunk (0: resident). */
+  private head: Mat | null = null;
+  private headRows = 0;
+  /** Which chunk of the lm_head the slot holds (−1: none). */
+  private headChunk = -1;
+
+  /** Whether the token embedding and lm_head are read from the checkpoint (residentEmbeddings: false). */
+  get streamsEmbeddings(): boolean {
+    return this.head !== null;
+  }
+
+  private get headChunks(): number {
+    return this.head ? Math.ceil(this.d.V / this.headRows) : 0;
+  }
 
   /** The dtype weight matrices are held in. */
   get dtype(): WeightDType {
@@ -216,7 +258,11 @@ export class OptModel {
     const d = optDims(config);
     const label = opts.label ?? "checkpoint";
     const resident = opts.residentLayers ?? true;
-    const bytes = weightBytes(d, weightFormat(opts), resident ? d.L : 0) + (resident ? 0 : layerBytes(d, weightFormat(opts)));
+    const residentEmbeddings = opts.residentEmbeddings ?? true;
+    if (!residentEmbeddings && (resident || !isAsyncSource(source))) {
+      throw new Error(`${label}: residentEmbeddings false needs residentLayers false and an AsyncTensorSource (a checkpoint read by ranges)`);
+    }
+    const bytes = weightBytes(d, weightFormat(opts), resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(d, weightFormat(opts)));
     if (bytes > 3.5 * 2 ** 30) {
       throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of ${opts.dtype ?? "f32"} weights ` +
         `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, ffn_dim ${d.F}); ` +
@@ -235,10 +281,13 @@ export class OptModel {
       fmt = { ...fmt, embed: "int8" };
     }
     const threads = await resolveThreads(opts.threads);
-    const wasm = await loadWasm({ ...opts, shared: threads > 1 });
+    // Memory starts at the weights' size (at most 16 MiB) and grows as the arena reserves: a model
+    // streaming its weights needs only a few MB.
+    const need = weightBytes(d, fmt, resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(d, fmt));
+    const wasm = await loadWasm({ ...opts, shared: threads > 1, initialBytes: opts.initialBytes ?? Math.min(need, 16 << 20) });
     const arena = new Arena(wasm);
     const loader = new WeightLoader(arena, wasm.k, source, names, d, fmt, label);
-    const weights = await loader.all(opts.onProgress, resident);
+    const weights = await loader.all(opts.onProgress, resident, residentEmbeddings);
     const pool = threads > 1 ? await ThreadPool.create(wasm, threads) : null;
     return new OptModel(config, wasm, arena, weights, loader, pool);
   }
@@ -322,7 +371,8 @@ export class OptModel {
     const parts = this.threads;
     const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + parts * f(S) +
       (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64 +
-      (this.dtype === "f32" ? 0 : parts * this.quantScratchBytes);
+      (this.dtype === "f32" ? 0 : parts * this.quantScratchBytes) +
+      (this.head ? f(rows * (E + 2 * E / (this.head.g || E))) * 4 + f(rows * C) + f(R * this.headRows) : 0);
 
     const arena = this.arena;
     const mark = arena.mark();
@@ -347,6 +397,9 @@ export class OptModel {
       quantScratch: this.dtype === "f32" ? 0 : arena.alloc(parts * this.quantScratchBytes),
       probs: opts.collectAttentions ? a(H * T * S) : 0,
       lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
+      embRows: this.head ? arena.alloc(f(rows * (E + 2 * E / (this.head.g || E))) * 4) : 0, localIds: new Int32Array(rows),
+      posRows: this.head ? a(rows * C) : 0, localPos: new Int32Array(rows),
+      headOut: this.head ? a(R * this.headRows) : 0,
       attentions: [],
       end: () => {
         if (ended) return;
@@ -398,7 +451,7 @@ export class OptModel {
   }
 
   private embedTokens(y: number, ids: number, rows: number): void {
-    const m = this.weights.embedTokens;
+    const m = this.head && this.step ? this.embRowsMat(this.step) : this.weights.embedTokens;
     const E = this.d.E;
     switch (m.dtype) {
       case "f32": return this.k.embedGather(y, m.w, ids, rows, E);
@@ -443,8 +496,35 @@ export class OptModel {
     if (!Number.isInteger(i) || i < 0 || i >= this.d.L) throw new Error(`wasm-lm: layer ${i} does not exist (0 … ${this.d.L - 1})`);
   }
 
-  /** The next layer's bytes, being fetched while the current layer runs. */
-  private prefetch: { i: number; bytes: Promise<Map<string, Uint8Array>> } | null = null;
+  /**
+   * What is being fetched while the current layer runs: the next layer, or the next lm_head chunk
+   * when it streams too. Keys: layer i is i; lm_head chunk c is L + c; after the last comes 0.
+   */
+  private prefetch: { key: number; bytes: Promise<Fetched> } | null = null;
+
+  private fetchKey(key: number): Promise<Fetched> {
+    const loader = this.loader!;
+    if (key < this.d.L) return loader.fetchLayer(key);
+    const r0 = (key - this.d.L) * this.headRows;
+    return loader.fetchRows(loader.headName, r0, Math.min(this.headRows, this.d.V - r0));
+  }
+
+  /** The fetched bytes of `key`, and the next key's fetch started (its failure reported when awaited). */
+  private async fetchInTurn(key: number): Promise<Fetched> {
+    const ahead = this.prefetch;
+    this.prefetch = null;
+    // A fetch of something else (an inspector reading the lm_head between layers, say) is let
+    // finish first: fetches take the loader's two buffers by turns, one at a time.
+    if (ahead && ahead.key !== key) await ahead.bytes.catch(() => undefined);
+    const bytes = await (ahead?.key === key ? ahead.bytes : this.fetchKey(key));
+    const next = (key + 1) % (this.d.L + this.headChunks);
+    if (next !== key) {
+      const p = this.fetchKey(next);
+      p.catch(() => undefined); // a failure is reported to whoever awaits it, not as unhandled
+      this.prefetch = { key: next, bytes: p };
+    }
+    return bytes;
+  }
 
   /**
    * Make layer i's weights ready for layer(i): a no-op for resident layers; for streamed ones,
@@ -459,18 +539,58 @@ export class OptModel {
       this.layerWeights(i);
       return;
     }
-    const ahead = this.prefetch;
-    this.prefetch = null;
     this.slotLayer = -1;
-    const bytes = await (ahead?.i === i ? ahead.bytes : loader.fetchLayer(i));
-    const next = (i + 1) % this.d.L;
-    if (next !== i) {
-      const p = loader.fetchLayer(next);
-      p.catch(() => undefined); // a failure is reported to whoever awaits it, not as unhandled
-      this.prefetch = { i: next, bytes: p };
-    }
-    loader.fillLayer(i, this.slot, bytes);
+    this.headChunk = -1;
+    const bytes = await this.fetchInTurn(i);
+    loader.fillLayer(i, this.slot, bytes as Map<string, Uint8Array>);
     this.slotLayer = i;
+  }
+
+  /** Streamed lm_head: chunk c's rows into the slot's memory. */
+  private async prepareHeadChunk(c: number): Promise<void> {
+    if (this.headChunk === c) return;
+    this.slotLayer = -1;
+    this.headChunk = -1;
+    const rows = await this.fetchInTurn(this.d.L + c) as RowBytes;
+    this.loader!.fillTableRows(this.head!, this.loader!.headName, 0, Math.min(this.headRows, this.d.V - c * this.headRows), rows);
+    this.headChunk = c;
+  }
+
+  /**
+   * Make the step's token embeddings ready for embed(s): a no-op when the embedding is resident;
+   * when it streams, the rows of the step's tokens (each distinct id once) into the step's scratch.
+   */
+  async prepareEmbed(s: Step): Promise<void> {
+    if (!this.head) return;
+    const loader = this.loader!;
+    // Each distinct token id's row and each distinct position's row, read in parallel (a few KB
+    // each), placed in the step's scratch; localIds / localPos say which row each token uses.
+    const gather = async (table: string, m: Mat, keys: Int32Array, local: Int32Array) => {
+      const row = new Map<number, number>();
+      for (const key of keys) if (!row.has(key)) row.set(key, row.size);
+      const full = loader.names.full(table);
+      const info = loader.src.get(full)!;
+      const rb = info.shape[1] * DTYPE_SIZE[info.dtype];
+      const got = await Promise.all([...row.keys()].map(async (key) => ({
+        raw: await loader.remote!.readRawAsync(full, key * rb, rb),
+        scale: info.dtype === "I8" ? await loader.remote!.readRawAsync(`${full}_scale`, key * (info.shape[1] / m.g) * 4, (info.shape[1] / m.g) * 4) : null,
+      })));
+      got.forEach((r, j) => loader.fillTableRows(m, table, j, 1, r));
+      keys.forEach((key, t) => (local[t] = row.get(key)!));
+    };
+    await Promise.all([
+      gather("embed_tokens.weight", this.embRowsMat(s), s.ids, s.localIds),
+      gather("embed_positions.weight", { dtype: "f32", w: s.posRows, s: 0, g: 0 }, s.positions, s.localPos),
+    ]);
+    this.embedReady.add(s);
+  }
+
+  private readonly embedReady = new WeakSet<Step>();
+
+  private embRowsMat(s: Step): Mat {
+    const m = this.weights.embedTokens;
+    const rows = s.B * s.T;
+    return { ...m, w: s.embRows, s: m.dtype === "int8" ? align(s.embRows + rows * this.d.E, 64) : 0 };
   }
 
   /** Whether layers are read from the checkpoint as passes reach them (residentLayers: false). */
@@ -481,16 +601,17 @@ export class OptModel {
   /** x = embed_tokens(ids) (· project_in) + embed_positions(positions). */
   embed(s: Step): void {
     const { k, d, weights: w } = this;
+    if (this.head && !this.embedReady.has(s)) throw new Error("wasm-lm: this model streams its embeddings: await prepareEmbed(step) before embed(step)");
     const rows = s.B * s.T;
-    this.arena.i32(s.idsPtr, rows).set(s.ids);
-    this.arena.i32(s.posPtr, rows).set(s.positions);
+    this.arena.i32(s.idsPtr, rows).set(this.head ? s.localIds : s.ids);
+    this.arena.i32(s.posPtr, rows).set(this.head ? s.localPos : s.positions);
     if (d.project) {
       this.embedTokens(s.xn, s.idsPtr, rows);
       this.linear(s.x, s.xn, { dtype: "f32", w: w.projectIn, s: 0, g: 0 }, 0, rows, d.E, d.C);
     } else {
       this.embedTokens(s.x, s.idsPtr, rows);
     }
-    k.embedGather(s.xn, w.embedPositions, s.posPtr, rows, d.C);
+    k.embedGather(s.xn, this.head ? s.posRows : w.embedPositions, s.posPtr, rows, d.C);
     k.add(s.x, s.x, s.xn, rows * d.C);
   }
 
@@ -558,10 +679,34 @@ export class OptModel {
    * model's logits; after an earlier layer they are the "logit lens" view of that layer.
    */
   logits(s: Step, rowIdx: number[]): Float32Array {
+    if (this.head) throw new Error("wasm-lm: this model streams its lm_head from an asynchronous source: use logitsAsync (or forwardAsync)");
+    return drive(this.logitsPass(s, rowIdx));
+  }
+
+  /** logits, for every model: a streamed lm_head is read chunk by chunk. */
+  async logitsAsync(s: Step, rowIdx: number[]): Promise<Float32Array> {
+    return driveAsync(this.logitsPass(s, rowIdx), (need) => this.prepareHeadChunk(need - this.d.L));
+  }
+
+  /** The body of logits: yields L + c before it needs chunk c of a streamed lm_head in the slot. */
+  private *logitsPass(s: Step, rowIdx: number[]): Generator<number, Float32Array, void> {
     const { d, weights: w } = this;
     const h = this.finalRows(s, rowIdx);
-    this.linear(s.logitsBuf, h, w.lmHead, 0, rowIdx.length, d.E, d.V);
-    return this.arena.f32(s.logitsBuf, rowIdx.length * d.V).slice();
+    const R = rowIdx.length;
+    if (!this.head) {
+      this.linear(s.logitsBuf, h, w.lmHead, 0, R, d.E, d.V);
+    } else {
+      for (let c = 0; c < this.headChunks; c++) {
+        yield d.L + c;
+        const n0 = c * this.headRows;
+        const n = Math.min(this.headRows, d.V - n0);
+        this.linear(s.headOut, h, this.head, 0, R, d.E, n);
+        const out = this.arena.f32(s.logitsBuf, R * d.V);
+        const part = this.arena.f32(s.headOut, R * n);
+        for (let r = 0; r < R; r++) out.set(part.subarray(r * n, (r + 1) * n), r * d.V + n0);
+      }
+    }
+    return this.arena.f32(s.logitsBuf, R * d.V).slice();
   }
 
   /** The lm_head input (final norm, project_out) for every row: (B*T, E). */
@@ -586,30 +731,22 @@ export class OptModel {
    * model streaming its layers from an asynchronous source, use forwardAsync.
    */
   forward(ids: ArrayLike<number>[], opts: ForwardOptions = {}): ForwardResult {
-    const pass = this.pass(ids, opts);
-    let r = pass.next();
-    while (!r.done) r = pass.next(weightsOrEnd(pass, () => this.layerWeights(r.value as number)));
-    return r.value;
+    if (this.head) throw new Error("wasm-lm: this model streams its embeddings from an asynchronous source: use forwardAsync or generate");
+    return drive(this.pass(ids, opts));
   }
 
   /** forward, awaiting each layer's weights (see prepareLayer): works for every model. */
   async forwardAsync(ids: ArrayLike<number>[], opts: ForwardOptions = {}): Promise<ForwardResult> {
-    const pass = this.pass(ids, opts);
-    let r = pass.next();
-    while (!r.done) {
-      const i = r.value;
-      try {
-        await this.prepareLayer(i);
-      } catch (e) {
-        pass.throw(e); // ends the step (the pass's finally) and rethrows
-      }
-      r = pass.next(weightsOrEnd(pass, () => this.layerWeights(i)));
-    }
-    return r.value;
+    return driveAsync(this.pass(ids, opts), (need) =>
+      need === EMBED ? this.prepareEmbed(this.step!) : need < this.d.L ? this.prepareLayer(need) : this.prepareHeadChunk(need - this.d.L));
   }
 
-  /** The body of forward: yields each layer's index and is sent back its weights. */
-  private *pass(ids: ArrayLike<number>[], opts: ForwardOptions): Generator<number, ForwardResult, OptLayerWeights> {
+  /**
+   * The body of forward. Before each part that may need weights from the checkpoint it yields
+   * what it needs — EMBED (the step's token rows), layer i, or L + c (lm_head chunk c) — and the
+   * driver gets it ready: synchronously (forward) or by awaiting a fetch (forwardAsync).
+   */
+  private *pass(ids: ArrayLike<number>[], opts: ForwardOptions): Generator<number, ForwardResult, void> {
     const which = opts.logits ?? "all";
     const B = ids.length;
     const T = ids[0]?.length ?? 0;
@@ -621,14 +758,16 @@ export class OptModel {
       maxLogitRows: opts.maxLogitRows ?? Math.max(1, rowIdx.length),
     });
     try {
+      if (this.head) yield EMBED;
       this.embed(s);
       const layers: Float32Array[] = [];
       const embeddings = opts.outputHiddenStates ? this.hidden(s) : undefined;
       for (let i = 0; i < this.d.L; i++) {
-        this.layer(i, s, yield i);
+        yield i;
+        this.layer(i, s, this.layerWeights(i));
         if (opts.outputHiddenStates) layers.push(this.hidden(s));
       }
-      const logits = rowIdx.length ? this.logits(s, rowIdx) : new Float32Array(0);
+      const logits = rowIdx.length ? yield* this.logitsPass(s, rowIdx) : new Float32Array(0);
       const result: ForwardResult = { logits, logitsShape: [B, which === "all" ? T : which === "last" ? 1 : 0, this.d.V] };
       if (opts.outputHiddenStates) result.hiddenStates = { embeddings: embeddings!, layers, final: this.finalHidden(s) };
       if (opts.outputAttentions) result.attentions = s.attentions;
@@ -639,12 +778,34 @@ export class OptModel {
   }
 }
 
-/** Layer weights for a pass; if getting them fails, the pass is ended (its step released) first. */
-function weightsOrEnd(pass: Generator<number, ForwardResult, OptLayerWeights>, get: () => OptLayerWeights): OptLayerWeights {
-  try {
-    return get();
-  } catch (e) {
-    pass.throw(e);
-    throw e;
+/** What a pass yields before the embedding when the model streams it. */
+const EMBED = -1;
+
+/** A fetched layer (tensor name → bytes) or rows of a table (see WeightLoader.fetchRows). */
+type Fetched = Map<string, Uint8Array> | RowBytes;
+type RowBytes = { raw: Uint8Array; scale: Uint8Array | null };
+
+/** Runs a pass whose needs are met inside it (resident weights, or a synchronous checkpoint). */
+function drive<T>(pass: Generator<number, T, void>): T {
+  let r = pass.next();
+  while (!r.done) r = pass.next();
+  return r.value;
+}
+
+/**
+ * Runs a pass, awaiting `ready(need)` for each thing it yields; if that fails, the pass is ended
+ * first (its finally releases the step) and the error rethrown.
+ */
+async function driveAsync<T>(pass: Generator<number, T, void>, ready: (need: number) => Promise<void>): Promise<T> {
+  let r = pass.next();
+  while (!r.done) {
+    try {
+      await ready(r.value);
+    } catch (e) {
+      pass.throw(e);
+      throw e;
+    }
+    r = pass.next();
   }
+  return r.value;
 }

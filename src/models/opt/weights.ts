@@ -146,10 +146,10 @@ export const F32: WeightFormat = { dtype: "f32", group: DEFAULT_INT8_GROUP };
 export const embedDType = (fmt: WeightFormat): WeightDType => fmt.embed ?? (fmt.dtype === "int8" ? "f16" : fmt.dtype);
 
 /** Bytes of the model's weights in a format, with `residentLayers` layers held at once. */
-export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers = d.L): number {
-  const embed = matBytes({ ...fmt, dtype: embedDType(fmt) }, d.V, d.E);
+export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers = d.L, residentEmbeddings = true): number {
+  const embed = residentEmbeddings ? matBytes({ ...fmt, dtype: embedDType(fmt) }, d.V, d.E) : 0;
   let n = embed;
-  n += d.P * d.C * 4;
+  if (residentEmbeddings) n += d.P * d.C * 4;
   if (d.project) n += 2 * d.C * d.E * 4;
   n += 2 * d.C * 4;
   n += layerBytes(d, fmt) * residentLayers;
@@ -312,9 +312,11 @@ export class WeightLoader {
     const info = this.src.get(full)!;
     const rowBytes = K * DTYPE_SIZE[info.dtype];
     const rows = Math.max(1, Math.floor(FETCH_BYTES / rowBytes));
+    let buf: Uint8Array = new Uint8Array(Math.min(rows, N) * rowBytes); // reused by every read (see fetchLayer)
     for (let r0 = 0; r0 < N; r0 += rows) {
       const n = Math.min(rows, N - r0);
-      const raw = await this.remote.readRawAsync(full, r0 * rowBytes, n * rowBytes);
+      const raw = await this.remote.readRawAsync(full, r0 * rowBytes, n * rowBytes, buf);
+      buf = sameMemory(raw, buf);
       const scale = info.dtype === "I8" ? await this.remote.readRawAsync(`${full}_scale`, r0 * (K / m.g) * 4, n * (K / m.g) * 4) : null;
       this.fillRows(m, full, K, r0, n, raw, scale);
     }
@@ -392,10 +394,29 @@ export class WeightLoader {
     return out;
   }
 
+  /**
+   * Two buffers that fetched layers land in by turns: the layer being copied into wasm and the next
+   * one arriving. Reused for every pass, so streaming leaves no garbage for the collector.
+   */
+  private layerBuffers: Uint8Array[] = [];
+  private turn = 0;
+
   /** Decoder layer i's bytes from an AsyncTensorSource, in as few reads as the file allows. */
-  fetchLayer(i: number): Promise<Map<string, Uint8Array>> {
+  async fetchLayer(i: number): Promise<Map<string, Uint8Array>> {
     if (!this.remote) throw new Error("wasm-lm: fetchLayer needs an AsyncTensorSource");
-    return this.remote.readRawMany(this.layerFiles(i));
+    const names = this.layerFiles(i);
+    const k = (this.turn ^= 1);
+    // A reader that fills the buffer through a BYOB stream hands it back as a new ArrayBuffer (the
+    // old one is detached): keep whichever the bytes are in. One lost to a failed read is remade.
+    let buf = this.layerBuffers[k];
+    if (!buf || buf.byteLength === 0) {
+      const bytes = names.reduce((a, n) => a + numelOf(this.src.get(n)!.shape) * DTYPE_SIZE[this.src.get(n)!.dtype], 0);
+      buf = this.layerBuffers[k] = new Uint8Array(bytes + (64 << 10)); // + the gaps a merged read may span
+    }
+    const out = await this.remote.readRawMany(names, buf);
+    const first = out.values().next().value;
+    if (first) this.layerBuffers[k] = sameMemory(first, buf);
+    return out;
   }
 
   /** Read decoder layer i's tensors into a slot (from `fetched`: its bytes from fetchLayer). */
@@ -412,26 +433,60 @@ export class WeightLoader {
     }
   }
 
+  /** The lm_head's name in the checkpoint's table (the embedding when tied). */
+  get headName(): string {
+    return this.d.tied ? "embed_tokens.weight" : "lm_head.weight";
+  }
+
+  /**
+   * Rows [r0, r0 + n) of a (rows, E) table (embed_tokens.weight or lm_head.weight) from an
+   * AsyncTensorSource, with their int8 scales, in the fetch buffers layers use by turns.
+   */
+  async fetchRows(name: string, r0: number, n: number): Promise<{ raw: Uint8Array; scale: Uint8Array | null }> {
+    const full = this.names.full(name);
+    const info = this.src.get(full)!;
+    const rowBytes = info.shape[1] * DTYPE_SIZE[info.dtype];
+    const int8 = info.dtype === "I8";
+    const sRow = int8 ? this.src.get(`${full}_scale`)!.shape[1] * 4 : 0;
+    const w = n * rowBytes;
+    const k = (this.turn ^= 1);
+    let buf = this.layerBuffers[k];
+    if (!buf || buf.byteLength < w + n * sRow) buf = new Uint8Array(Math.max(w + n * sRow, buf?.byteLength ?? 0));
+    // Rows, then their scales, side by side in the buffer; each read may move it (see sameMemory).
+    buf = settle(await this.remote!.readRawAsync(full, r0 * rowBytes, w, buf), buf, 0);
+    if (int8) buf = settle(await this.remote!.readRawAsync(`${full}_scale`, r0 * sRow, n * sRow, buf.subarray(w)), buf, w);
+    this.layerBuffers[k] = buf;
+    return { raw: buf.subarray(0, w), scale: int8 ? buf.subarray(w, w + n * sRow) : null };
+  }
+
+  /** Rows of a (rows, K) table, fetched by fetchRows, into matrix m starting at its row `at`. */
+  fillTableRows(m: Mat, name: string, at: number, n: number, rows: { raw: Uint8Array; scale: Uint8Array | null }): void {
+    const full = this.names.full(name);
+    this.fillRows(m, full, this.src.get(full)!.shape[1], at, n, rows.raw, rows.scale);
+  }
+
   /**
    * Load the weights (progress: bytes done / total). With residentLayers false only the
    * embeddings, norms and heads are loaded and `layers` is empty: the model then streams layers
    * through one slot.
    */
-  async all(onProgress?: (done: number, total: number) => void, residentLayers = true): Promise<OptWeights> {
+  async all(onProgress?: (done: number, total: number) => void, residentLayers = true, residentEmbeddings = true): Promise<OptWeights> {
     const d = this.d;
-    const total = weightBytes(d, this.fmt, residentLayers ? d.L : 0);
+    const total = weightBytes(d, this.fmt, residentLayers ? d.L : 0, residentEmbeddings);
     this.arena.reserve(total + 64 * 64); // grow memory once
     let done = 0;
     const tick = (bytes: number) => onProgress?.((done += bytes), total);
     const embedFmt = { ...this.fmt, dtype: embedDType(this.fmt) };
-    const embedTokens = await this.mat("embed_tokens.weight", d.V, d.E, embedFmt.dtype);
-    tick(matBytes(embedFmt, d.V, d.E));
-    const embedPositions = await this.vector("embed_positions.weight", d.P * d.C);
+    // Not resident: a placeholder (w = 0) naming the dtype; the model reads rows as it needs them.
+    const absent = (): Mat => ({ dtype: embedFmt.dtype, w: 0, s: 0, g: embedFmt.dtype === "int8" ? groupFor(this.fmt, d.E) : 0 });
+    const embedTokens = residentEmbeddings ? await this.mat("embed_tokens.weight", d.V, d.E, embedFmt.dtype) : absent();
+    if (residentEmbeddings) tick(matBytes(embedFmt, d.V, d.E));
+    const embedPositions = residentEmbeddings ? await this.vector("embed_positions.weight", d.P * d.C) : 0;
     const projectIn = d.project ? await this.vector("project_in.weight", d.C * d.E) : 0;
     const projectOut = d.project ? await this.vector("project_out.weight", d.E * d.C) : 0;
     const finalNormW = d.finalNorm && d.affine ? await this.vector("final_layer_norm.weight", d.C) : 0;
     const finalNormB = d.finalNorm && d.affine ? await this.vector("final_layer_norm.bias", d.C) : 0;
-    tick((d.P * d.C + (d.project ? 2 * d.C * d.E : 0) + 2 * d.C) * 4);
+    tick(((residentEmbeddings ? d.P * d.C : 0) + (d.project ? 2 * d.C * d.E : 0) + 2 * d.C) * 4);
     const layers: OptLayerWeights[] = [];
     for (let i = 0; residentLayers && i < d.L; i++) {
       const w = this.allocLayer();
@@ -440,13 +495,29 @@ export class WeightLoader {
       tick(layerBytes(d, this.fmt));
     }
     // transformers ties lm_head to embed_tokens when tie_word_embeddings is true, even if the file has one.
-    const lmHead = d.tied ? embedTokens : await this.mat("lm_head.weight", d.V, d.E, embedFmt.dtype);
-    if (!d.tied) tick(matBytes(embedFmt, d.V, d.E));
-    // Streamed layers are converted during a pass, when the arena cannot grow: make the stage now.
-    const asIs = (s: WeightSpec) => copiedAsIs(this.src.get(this.names.full(s.name))!.dtype, this.fmt.dtype);
-    if (!residentLayers && this.fmt.dtype !== "f32" && !layerSpecs(d, 0).filter((s) => isMatField(s.field)).every(asIs)) this.stage();
+    const lmHead = d.tied ? embedTokens : residentEmbeddings ? await this.mat("lm_head.weight", d.V, d.E, embedFmt.dtype) : absent();
+    if (!d.tied && residentEmbeddings) tick(matBytes(embedFmt, d.V, d.E));
+    // Streamed matrices are converted during a pass, when the arena cannot grow: make the stage now.
+    const asIs = (name: string, dtype: WeightDType) => copiedAsIs(this.src.get(this.names.full(name))!.dtype, dtype);
+    const layersConvert = this.fmt.dtype !== "f32" && !layerSpecs(d, 0).filter((s) => isMatField(s.field)).every((s) => asIs(s.name, this.fmt.dtype));
+    const embedConverts = embedFmt.dtype !== "f32" && !asIs(this.headName, embedFmt.dtype);
+    if ((!residentLayers && layersConvert) || (!residentEmbeddings && embedConverts)) this.stage();
     return { format: this.fmt, embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
   }
+}
+
+/**
+ * The buffer to reuse after a read into `scratch` returned `got`: a BYOB read moves the memory to a
+ * new ArrayBuffer (detaching scratch's, which then has length 0), so follow it there.
+ */
+function sameMemory(got: Uint8Array, scratch: Uint8Array): Uint8Array {
+  return scratch.byteLength === 0 ? new Uint8Array(got.buffer) : scratch;
+}
+
+/** sameMemory, and bytes a reader returned elsewhere (it may ignore the scratch) copied in at `at`. */
+function settle(got: Uint8Array, scratch: Uint8Array, at: number): Uint8Array {
+  if (scratch.byteLength !== 0 && got.buffer !== scratch.buffer) scratch.set(got, at);
+  return sameMemory(got, scratch);
 }
 
 /** Whether a matrix stored as `file` is copied as it is into a compressed `target`. */
