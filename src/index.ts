@@ -18,6 +18,6 @@ export { generate, streamGenerate, greedyBatch, Sampler, argmax, type GenerateOp
 export { inspectPrompt, formatInspection, type Inspection, type LayerView } from "./inspect.js";
 export {
   loadModelFromUrl, urlFiles, pickedFiles, openModelFiles, openTokenizer, resolveModelUrl, MODEL_CACHE,
-  type FetchModelOptions, type FetchProgress, type ModelFiles, type ModelCache, type LoadedFromUrl,
+  type FetchModelOptions, type LoadFromUrlOptions, type FetchProgress, type ModelFiles, type ModelCache, type LoadedFromUrl,
 } from "./web.js";
 export { HubError } from "./formats/hubids.js";

@@ -14,6 +14,7 @@
 
 import { CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type TensorSource } from "./formats/index.js";
 import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./formats/hubids.js";
+import { httpRangeReader, openRangedCheckpoint } from "./formats/ranged.js";
 import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
 import { OptModel, type LoadOptions } from "./models/opt/model.js";
 import { Tokenizer, type TokenizerFiles } from "./tokenizer/index.js";
@@ -58,6 +59,18 @@ export interface FetchModelOptions {
   onDownload?: (p: FetchProgress) => void;
   /** Aborts the downloads (the promise rejects with the signal's reason). */
   signal?: AbortSignal;
+}
+
+export interface LoadFromUrlOptions extends FetchModelOptions, LoadOptions {
+  /**
+   * Leave the checkpoint where it is and read it by HTTP range requests as the model needs it
+   * (loadModelFromUrl only; needs model.safetensors or a safetensors index): each decoder layer is
+   * one request per pass, fetched while the previous layer runs. Implies residentLayers false; add
+   * residentEmbeddings false to stream the embedding and lm_head too (an edge isolate's 128 MB).
+   * Nothing of the checkpoint is cached (config and tokenizer files are). Run the model with
+   * generate or forwardAsync. The server must answer Range requests (the hub's CDN does).
+   */
+  stream?: boolean;
 }
 
 /** A model directory's files by name: the bytes, or undefined when the file does not exist. */
@@ -296,6 +309,14 @@ export async function openTokenizer(files: ModelFiles, label = "tokenizer"): Pro
   }
 }
 
+/** config.json (checked: a model that cannot run is refused here) and the tokenizer files. */
+async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise<{ config: OptConfig; tokenizer: Tokenizer | null }> {
+  const cfg = await files("config.json");
+  if (!cfg) throw new Error(`wasm-lm: ${label}/config.json not found (a model directory needs config.json)`);
+  const config = parseOptConfig(text(cfg), `${label}/config.json`);
+  return { config, tokenizer: await openTokenizer(files, label) };
+}
+
 /**
  * Reads a model directory: config.json first (a model that cannot run is refused before its
  * weights are read), then the tokenizer files, then the checkpoint (model.safetensors, an index
@@ -303,10 +324,7 @@ export async function openTokenizer(files: ModelFiles, label = "tokenizer"): Pro
  */
 export async function openModelFiles(files: ModelFiles, label: string):
   Promise<{ config: OptConfig; source: TensorSource; tokenizer: Tokenizer | null }> {
-  const cfg = await files("config.json");
-  if (!cfg) throw new Error(`wasm-lm: ${label}/config.json not found (a model directory needs config.json)`);
-  const config = parseOptConfig(text(cfg), `${label}/config.json`);
-  const tokenizer = await openTokenizer(files, label);
+  const { config, tokenizer } = await openConfigAndTokenizer(files, label);
   const found = new Map<string, Uint8Array>();
   for (const file of CHECKPOINT_FILES) {
     const bytes = await files(file);
@@ -328,9 +346,20 @@ export async function openModelFiles(files: ModelFiles, label: string):
  * `loadModelFromUrl("facebook/opt-125m", { onDownload, threads, dtype })`. A second call reads
  * the files from the Cache API where there is one.
  */
-export async function loadModelFromUrl(base: string, opts: FetchModelOptions & LoadOptions = {}): Promise<LoadedFromUrl> {
-  const label = resolveModelUrl(base, opts).slice(0, -1);
-  const { config, source, tokenizer } = await openModelFiles(urlFiles(base, opts), label);
+export async function loadModelFromUrl(base: string, opts: LoadFromUrlOptions = {}): Promise<LoadedFromUrl> {
+  const root = resolveModelUrl(base, opts);
+  const label = root.slice(0, -1);
+  const files = urlFiles(base, opts);
+  if (opts.stream) {
+    if (opts.residentLayers === true) throw new Error("wasm-lm: stream reads layers as they are needed: it cannot be combined with residentLayers true");
+    const { config, tokenizer } = await openConfigAndTokenizer(files, label);
+    const headers = isHubId(base) && opts.token ? { authorization: `Bearer ${opts.token}` } : undefined;
+    const source = await openRangedCheckpoint(async (file) =>
+      httpRangeReader(root + file, { fetch: opts.fetch, headers, signal: opts.signal, label: `${label}/${file}` }), label);
+    const model = await OptModel.load(config, source, { ...opts, residentLayers: false, label: opts.label ?? label });
+    return { model, tokenizer, config };
+  }
+  const { config, source, tokenizer } = await openModelFiles(files, label);
   opts.signal?.throwIfAborted();
   const model = await OptModel.load(config, source, { ...opts, label: opts.label ?? label });
   return { model, tokenizer, config };

@@ -11,6 +11,7 @@ import { openSafetensors, writeSafetensors } from "../src/formats/index.js";
 import {
   loadModelFromUrl, openModelFiles, pickedFiles, resolveModelUrl, urlFiles, type FetchProgress, type ModelCache,
 } from "../src/web.js";
+import { generate } from "../src/generate/index.js";
 import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
 
 const ref = reference();
@@ -77,6 +78,12 @@ beforeAll(async () => {
     if (repo === "test/broken" && file === "model.safetensors") return void res.writeHead(500).end();
     const body = REPOS[repo]?.[rev]?.[file];
     if (!body) return void res.writeHead(404).end();
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
+    if (range) {
+      const a = Number(range[1]), b = Math.min(Number(range[2]), body.length - 1);
+      res.writeHead(206, { "content-length": String(b - a + 1), "content-range": `bytes ${a}-${b}/${body.length}` });
+      return void res.end(body.subarray(a, b + 1));
+    }
     res.writeHead(200, { "content-length": String(body.length), "content-type": "application/octet-stream" });
     if (faults.cut?.file === file) {
       res.write(body.subarray(0, faults.cut.bytes), () => res.destroy());
@@ -294,6 +301,37 @@ describe("loadModelFromUrl", () => {
       r.model.dispose();
     }
     expect(requested("model.safetensors")).toHaveLength(2);
+  });
+});
+
+describe("loadModelFromUrl with stream: the checkpoint read by ranges", () => {
+  it("hub id with a token: transformers' logits and tokens, one request per layer per pass, only config and tokenizer cached", async () => {
+    const cache = new MemoryCache();
+    for (const residentEmbeddings of [true, false]) {
+      log = [];
+      const { model } = await loadModelFromUrl("test/private", { endpoint: HUB, token: "secret", cache, stream: true, residentEmbeddings, threads: 1 });
+      expect(model.streamsLayers).toBe(true);
+      expect(model.streamsEmbeddings).toBe(!residentEmbeddings);
+      expect(() => model.forward([ref.input_ids])).toThrow(/forwardAsync/);
+      const d = maxAbsDiff((await model.forwardAsync([ref.input_ids])).logits, ref.logits.flat());
+      expect(d.max).toBeLessThanOrEqual(LOGIT_TOL);
+      const before = requested("model.safetensors").length;
+      const g = await generate(model, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true });
+      expect(g.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+      if (residentEmbeddings) expect(requested("model.safetensors").length - before).toBe(8 * 2); // 8 passes × 2 layers
+      expect(log.every((l) => l.auth === "Bearer secret")).toBe(true);
+    }
+    expect([...cache.entries.keys()].some((k) => k.endsWith("model.safetensors"))).toBe(false);
+    expect([...cache.entries.keys()].some((k) => k.endsWith("config.json"))).toBe(true);
+  });
+
+  it("sharded safetensors stream; a pytorch_model.bin alone is a clear error; a bad config is refused first", async () => {
+    const { model } = await loadModelFromUrl(`${HUB}/test/sharded/resolve/main`, { cache: false, stream: true, threads: 1 });
+    expect(maxAbsDiff((await model.forwardAsync([ref.input_ids])).logits, ref.logits.flat()).max).toBeLessThanOrEqual(LOGIT_TOL);
+    await expect(loadModelFromUrl(`${HUB}/test/opt-bin/resolve/main`, { cache: false, stream: true, threads: 1 }))
+      .rejects.toThrow(/streaming needs a safetensors checkpoint/);
+    await expect(loadModelFromUrl(`${HUB}/test/opt-tiny/resolve/main`, { cache: false, stream: true, residentLayers: true }))
+      .rejects.toThrow(/cannot be combined with residentLayers true/);
   });
 });
 
