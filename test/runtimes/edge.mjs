@@ -6,12 +6,12 @@
 //   2. Node loads that file resident and generates: the tokens workerd must reproduce exactly.
 //   3. A local HTTP server honouring Range serves the file (the stand-in for R2 / the hub).
 //   4. workerd runs entry-edge.mjs twice: MODE=empty (the process's own footprint) and the model
-//      (stream + generate). A local workerd enforces no memory limit, so the memory is measured
-//      from outside: peak RSS (VmHWM in /proc) of the model run minus that of the empty run is the
-//      isolate's; the Worker also reports its WebAssembly memory.
-// Passes when workerd's tokens equal Node's and the isolate's peak is under 128 MiB.
+//      (stream + generate), each 3 times. A local workerd enforces no memory limit, so the memory
+//      is measured from outside: the median peak RSS (VmHWM in /proc) of the model runs minus that
+//      of the empty runs is the isolate's; the Worker also reports its WebAssembly memory.
+// Passes when workerd's tokens equal Node's in every run and the isolate's peak is under 128 MiB.
 // Options: --embed f16 (the file's int8 embedding replaced by f16), --resident-embeddings (keep the
-// embedding / lm_head in WebAssembly memory instead of streaming it too), --tokens N.
+// embedding / lm_head in WebAssembly memory instead of streaming it too), --tokens N, --runs N (3).
 // Linux only (/proc). Needs `npm run build`.
 import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -27,7 +27,8 @@ const WORKERD = join(ROOT, "node_modules/.bin/workerd");
 const LIMIT = 128 * 2 ** 20;
 const PROMPT = "The meaning of life is";
 const { values: args } = parseArgs({ options: {
-  embed: { type: "string", default: "int8" }, tokens: { type: "string", default: "8" }, "resident-embeddings": { type: "boolean", default: false },
+  embed: { type: "string", default: "int8" }, tokens: { type: "string", default: "8" }, runs: { type: "string", default: "3" },
+  "resident-embeddings": { type: "boolean", default: false },
 } });
 if (!["int8", "f16"].includes(args.embed)) throw new Error("--embed must be int8 or f16");
 const NEW_TOKENS = Number(args.tokens);
@@ -141,25 +142,35 @@ function runWorkerd(mode) {
   });
 }
 
+// Peak RSS moves by ±5 MiB between identical runs (GC timing; workerd's own start): each Worker
+// runs RUNS times and the medians are compared.
+const RUNS = Number(args.runs);
+const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 const failures = [];
-let empty, model;
 try {
-  empty = await runWorkerd("empty");
+  const empties = [], models = [];
+  for (let i = 0; i < RUNS; i++) empties.push(await runWorkerd("empty"));
   const before = { ...served };
-  model = await runWorkerd("model");
-  if (empty.code !== 0 || !empty.result) failures.push(`the empty Worker failed (exit ${empty.code})`);
-  if (model.code !== 0 || !model.result) failures.push(`the model Worker failed (exit ${model.code})`);
-  else {
-    const r = model.result;
-    const isolate = model.hwm - empty.hwm;
-    const perToken = (served.bytes - before.bytes) / (r.tokens.length + 0); // prefill + (n − 1) decode passes, + the load
-    console.log(`\nworkerd ${spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim()}, embedding ${args.embed} ${args["resident-embeddings"] ? "resident" : "streamed"}, prompt ${JSON.stringify(PROMPT)}, ${r.tokens.length} new tokens`);
-    console.log(`tokens      workerd ${JSON.stringify(r.tokens)} ${JSON.stringify(r.tokens) === JSON.stringify(expected) ? "=" : "≠"} node`);
-    console.log(`memory      peak RSS: workerd empty ${MiB(empty.hwm)}, with the model ${MiB(model.hwm)} → the isolate ${MiB(isolate)} (limit ${MiB(LIMIT)})`);
+  for (let i = 0; i < RUNS; i++) models.push(await runWorkerd("model"));
+  for (const e of empties) if (e.code !== 0 || !e.result) failures.push(`the empty Worker failed (exit ${e.code})`);
+  for (const m of models) if (m.code !== 0 || !m.result) failures.push(`the model Worker failed (exit ${m.code})`);
+  if (!failures.length) {
+    const r = models[0].result;
+    const base = median(empties.map((e) => e.hwm));
+    const peak = median(models.map((m) => m.hwm));
+    const isolate = peak - base;
+    const range = (xs) => `${MiB(Math.min(...xs))}–${MiB(Math.max(...xs))}`;
+    const med = (f) => median(models.map((m) => f(m.result)));
+    const perToken = (served.bytes - before.bytes) / RUNS / r.tokens.length; // a run's bytes (load included) per new token
+    console.log(`\nworkerd ${spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim()}, embedding ${args.embed} ${args["resident-embeddings"] ? "resident" : "streamed"}, prompt ${JSON.stringify(PROMPT)}, ${r.tokens.length} new tokens, ${RUNS} runs, medians`);
+    for (const m of models) {
+      console.log(`tokens      workerd ${JSON.stringify(m.result.tokens)} ${JSON.stringify(m.result.tokens) === JSON.stringify(expected) ? "=" : "≠"} node`);
+      if (JSON.stringify(m.result.tokens) !== JSON.stringify(expected)) failures.push("workerd's tokens differ from node's");
+    }
+    console.log(`memory      peak RSS: workerd empty ${MiB(base)} (${range(empties.map((e) => e.hwm))}), with the model ${MiB(peak)} (${range(models.map((m) => m.hwm))}) → the isolate ${MiB(isolate)} (limit ${MiB(LIMIT)})`);
     console.log(`            WebAssembly memory ${MiB(r.wasmBytes)} (arena in use ${MiB(r.arenaUsed)}); checkpoint ${MiB(fileBytes)}`);
-    console.log(`speed       load ${r.loadMs} ms, prefill ${r.timings.prefill_ms.toFixed(0)} ms, decode ${r.timings.decode_ms_per_token.toFixed(0)} ms/token`);
-    console.log(`storage     ${served.requests - before.requests} requests, ${MiB(served.bytes - before.bytes)} read (${MiB(perToken)} per token, load included)`);
-    if (JSON.stringify(r.tokens) !== JSON.stringify(expected)) failures.push("workerd's tokens differ from node's");
+    console.log(`speed       load ${med((x) => x.loadMs)} ms, prefill ${med((x) => x.timings.prefill_ms).toFixed(0)} ms, decode ${med((x) => x.timings.decode_ms_per_token).toFixed(0)} ms/token`);
+    console.log(`storage     ${(served.requests - before.requests) / RUNS} requests, ${MiB(perToken * r.tokens.length)} read per run (${MiB(perToken)} per new token, load included)`);
     if (isolate >= LIMIT) failures.push(`the isolate's peak ${MiB(isolate)} is over ${MiB(LIMIT)}`);
     if (r.wasmBytes >= LIMIT) failures.push(`WebAssembly memory ${MiB(r.wasmBytes)} is over ${MiB(LIMIT)}`);
   }
