@@ -8,7 +8,7 @@
 import * as lib from "wasm-lm";
 import { runChecks } from "../runtimes/checks.mjs";
 import { fetchFixture } from "./shared.mjs";
-import { loaderVisit } from "./loader.mjs";
+import { loaderVisit, streamVisit } from "./loader.mjs";
 
 const pre = document.createElement("pre");
 document.body.append(pre);
@@ -42,3 +42,5 @@ window.__run = async () => {
 
 /** loadModelFromUrl with the Cache API (loader.mjs); run.mjs calls it on a first visit and after a reload. */
 window.__loader = (first) => loaderVisit(lib, first);
+/** loadModelFromUrl with stream: true (loader.mjs); run.mjs checks the server saw Range requests. */
+window.__stream = () => streamVisit(lib);
