@@ -98,6 +98,23 @@ describe("wasm-lm CLI", () => {
     }
   });
 
+  it("--stream-layers gives the same tokens; quantize --embed-dtype int8 writes an int8 embedding", () => {
+    const r = run(["generate", "--model", FIXTURE_DIR, "--stream-layers", "--ids", ref.input_ids.join(","), "-n", "32", "--ignore-eos", "--json"]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).new_tokens).toEqual(ref.generation.new_tokens);
+    const dir = mkdtempSync(join(tmpdir(), "wasm-lm-q-"));
+    try {
+      const q = run(["quantize", "--model", FIXTURE_DIR, "--embed-dtype", "int8", "--int8-group", "16", "--out", dir, "--threads", "1"]);
+      expect(q.code, q.err).toBe(0);
+      const g = run(["generate", "--model", dir, "--stream-layers", "--ids", ref.input_ids.join(","), "-n", "4", "--ignore-eos", "--json"]);
+      expect(g.code, g.err).toBe(0);
+      expect(JSON.parse(g.out).new_tokens).toHaveLength(4);
+      expectOneLineError(run(["generate", "--model", dir, "--ids", "2", "--embed-dtype", "f16"]), 1, /token embedding is int8-quantized; load it with embedDType int8/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("--help works for every command", () => {
     for (const c of ["generate", "logits", "tokenize", "inspect", "synth", "quantize"]) {
       const r = run([c, "--help"]);
