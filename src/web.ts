@@ -15,6 +15,7 @@
 import { CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type TensorSource } from "./formats/index.js";
 import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./formats/hubids.js";
 import { httpRangeReader, openRangedCheckpoint } from "./formats/ranged.js";
+import { errorText } from "./formats/types.js";
 import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
 import { OptModel, type LoadOptions } from "./models/opt/model.js";
 import { Tokenizer, type TokenizerFiles } from "./tokenizer/index.js";
@@ -180,7 +181,7 @@ async function fetchFile(f: Fetcher, url: string, file: string): Promise<Uint8Ar
     res = await f.fetch(url, { headers: f.headers, signal: f.signal });
   } catch (e) {
     if (f.signal?.aborted) throw f.signal.reason;
-    throw new Error(`wasm-lm: network error fetching ${url}: ${errText(e)} (offline, or the server does not allow this origin: CORS)`);
+    throw new Error(`wasm-lm: network error fetching ${url}: ${errorText(e)} (offline, or the server does not allow this origin: CORS)`);
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);
@@ -228,7 +229,7 @@ async function readBody(f: Fetcher, res: Response, url: string, file: string, ca
       r = await reader.read();
     } catch (e) {
       if (f.signal?.aborted) throw f.signal.reason;
-      throw new Error(`wasm-lm: connection lost downloading ${url} after ${done} bytes: ${errText(e)}`);
+      throw new Error(`wasm-lm: connection lost downloading ${url} after ${done} bytes: ${errorText(e)}`);
     }
     if (r.done) break;
     const v = r.value;
@@ -365,8 +366,3 @@ export async function loadModelFromUrl(base: string, opts: LoadFromUrlOptions = 
   return { model, tokenizer, config };
 }
 
-function errText(e: unknown): string {
-  const err = e as { message?: string; cause?: { message?: string; code?: string } };
-  const cause = err?.cause?.message ?? err?.cause?.code;
-  return (cause ? `${err.message}: ${cause}` : err?.message ?? String(e)).replace(/\s+/g, " ");
-}

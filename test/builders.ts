@@ -161,3 +161,25 @@ export function centralEntries(zip: Uint8Array): { name: string; at: number; loc
   }
   return out;
 }
+
+/**
+ * The fixture as a two-shard safetensors checkpoint in a model directory (file name → bytes):
+ * config.json, model.safetensors.index.json and two shards holding alternate tensors.
+ */
+export function shardedRepo(): Record<string, Buffer> {
+  const full = openSafetensors(fixtureBytes("model.safetensors"));
+  const names = full.tensors().map((t) => t.name);
+  const files: Record<string, Buffer> = { "config.json": Buffer.from(fixtureBytes("config.json")) };
+  const weightMap: Record<string, string> = {};
+  for (const s of [1, 2]) {
+    const file = `model-0000${s}-of-00002.safetensors`;
+    const mine = names.filter((_, i) => i % 2 === s - 1);
+    for (const n of mine) weightMap[n] = file;
+    files[file] = Buffer.from(writeSafetensors(mine.map((n) => {
+      const t = full.get(n)!;
+      return { name: n, dtype: t.dtype, shape: t.shape, data: full.readRaw(n) };
+    })));
+  }
+  files["model.safetensors.index.json"] = Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  return files;
+}

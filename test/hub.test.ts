@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HubError, modelCacheDir, parseModelId, resolveModel, type DownloadProgress } from "../src/formats/hub.js";
 import { openCheckpointDir } from "../src/formats/node.js";
-import { openSafetensors, writeSafetensors } from "../src/formats/index.js";
+import { shardedRepo } from "./builders.js";
 
 const FIX = join(import.meta.dirname, "fixtures", "opt-tiny");
 const fx = (f: string) => readFileSync(join(FIX, f));
@@ -16,24 +16,6 @@ const sha256 = (b: Uint8Array | string) => createHash("sha256").update(b).digest
 
 /** repo → revision → file → bytes */
 type Repos = Record<string, Record<string, Record<string, Buffer>>>;
-
-function shardedRepo(): Record<string, Buffer> {
-  const full = openSafetensors(new Uint8Array(fx("model.safetensors")));
-  const names = full.tensors().map((t) => t.name);
-  const files: Record<string, Buffer> = { "config.json": fx("config.json") };
-  const weightMap: Record<string, string> = {};
-  for (const s of [1, 2]) {
-    const file = `model-0000${s}-of-00002.safetensors`;
-    const mine = names.filter((_, i) => i % 2 === s - 1);
-    for (const n of mine) weightMap[n] = file;
-    files[file] = Buffer.from(writeSafetensors(mine.map((n) => {
-      const t = full.get(n)!;
-      return { name: n, dtype: t.dtype, shape: t.shape, data: full.readRaw(n) };
-    })));
-  }
-  files["model.safetensors.index.json"] = Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap }));
-  return files;
-}
 
 const tiny = {
   "config.json": fx("config.json"),

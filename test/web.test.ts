@@ -7,35 +7,18 @@ import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HubError } from "../src/formats/hubids.js";
-import { openSafetensors, writeSafetensors } from "../src/formats/index.js";
+import { openSafetensors } from "../src/formats/index.js";
 import {
   loadModelFromUrl, openModelFiles, pickedFiles, resolveModelUrl, urlFiles, type FetchProgress, type ModelCache,
 } from "../src/web.js";
 import { generate } from "../src/generate/index.js";
 import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
+import { shardedRepo } from "./builders.js";
 
 const ref = reference();
 const fx = (f: string) => readFileSync(join(FIXTURE_DIR, f));
 const tok = (f: string) => readFileSync(join(import.meta.dirname, "..", "tokenizers", "opt", f));
 const LOGIT_TOL = 1e-4;
-
-function shardedRepo(): Record<string, Buffer> {
-  const full = openSafetensors(new Uint8Array(fx("model.safetensors")));
-  const names = full.tensors().map((t) => t.name);
-  const files: Record<string, Buffer> = { "config.json": fx("config.json") };
-  const weightMap: Record<string, string> = {};
-  for (const s of [1, 2]) {
-    const file = `model-0000${s}-of-00002.safetensors`;
-    const mine = names.filter((_, i) => i % 2 === s - 1);
-    for (const n of mine) weightMap[n] = file;
-    files[file] = Buffer.from(writeSafetensors(mine.map((n) => {
-      const t = full.get(n)!;
-      return { name: n, dtype: t.dtype, shape: t.shape, data: full.readRaw(n) };
-    })));
-  }
-  files["model.safetensors.index.json"] = Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap }));
-  return files;
-}
 
 const tiny = { "config.json": fx("config.json"), "model.safetensors": fx("model.safetensors") };
 /** repo → revision → file → bytes */

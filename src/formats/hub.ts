@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { CHECKPOINT_FILES } from "./index.js";
 import { isPlainFileName, parseShardIndex, shardFiles } from "./multi.js";
 import { checkRevision, DEFAULT_ENDPOINT, HubError, hubFileUrl, parseModelId } from "./hubids.js";
+import { errorText } from "./types.js";
 
 export { HubError, parseModelId } from "./hubids.js";
 
@@ -230,7 +231,7 @@ async function fetchOnce(ctx: Ctx, file: string): Promise<"ok" | "missing" | "de
     try {
       res = await fetch(u, { headers, redirect: "manual" });
     } catch (e) {
-      throw new Transient(`network error fetching ${u}: ${errText(e)}`);
+      throw new Transient(`network error fetching ${u}: ${errorText(e)}`);
     }
     linkedSize ??= res.headers.get("x-linked-size");
     linkedEtag ??= res.headers.get("x-linked-etag");
@@ -300,7 +301,7 @@ async function fetchOnce(ctx: Ctx, file: string): Promise<"ok" | "missing" | "de
         r = await reader?.read();
       } catch (e) {
         // What arrived is on disk, so the retry resumes from here.
-        throw new Transient(`connection lost downloading ${url} after ${loaded} bytes: ${errText(e)}`);
+        throw new Transient(`connection lost downloading ${url} after ${loaded} bytes: ${errorText(e)}`);
       }
       if (!r || r.done) break;
       await fh.write(r.value);
@@ -331,8 +332,3 @@ function sha256Of(etag: string | null): string | undefined {
   return v && /^[0-9a-f]{64}$/.test(v) ? v : undefined;
 }
 
-function errText(e: unknown): string {
-  const err = e as { message?: string; cause?: { message?: string; code?: string } };
-  const cause = err?.cause?.message ?? err?.cause?.code;
-  return (cause ? `${err.message}: ${cause}` : err?.message ?? String(e)).replace(/\s+/g, " ");
-}

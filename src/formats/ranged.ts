@@ -5,7 +5,7 @@
 // A read asks for one span of the file; `readRawMany` merges tensors that lie close together into
 // one span, so a decoder layer (whose tensors are adjacent in HF's files) costs one request.
 
-import { type AsyncTensorSource, type TensorInfo, fail, oneLine, q } from "./types.js";
+import { type AsyncTensorSource, type TensorInfo, errorText, fail, oneLine, q } from "./types.js";
 import { type SafetensorsEntry, parseSafetensorsHeader, safetensorsHeaderLength } from "./safetensors.js";
 import { parseShardIndex, shardFiles } from "./multi.js";
 
@@ -70,7 +70,7 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       res = await doFetch(url, { headers: { ...opts.headers, range: `bytes=${span}` }, signal: opts.signal });
     } catch (e) {
       if (opts.signal?.aborted) throw opts.signal.reason;
-      throw err(`network error: ${errText(e)}`);
+      throw err(`network error: ${errorText(e)}`);
     }
     try {
       return await answer(res, offset, length, `bytes ${span}`, into);
@@ -137,7 +137,7 @@ export function blobRangeReader(blob: Blob, label = (blob as File).name || "blob
       try {
         b = new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
       } catch (e) {
-        throw new RangeReadError(`${l}: cannot read bytes ${offset}-${offset + length - 1}: ${errText(e)}`);
+        throw new RangeReadError(`${l}: cannot read bytes ${offset}-${offset + length - 1}: ${errorText(e)}`);
       }
       if (!into || into.length < length) return b;
       into.set(b);
@@ -403,7 +403,7 @@ async function readBody(res: Response, max: number, what: string, signal?: Abort
       r = await reader?.read();
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errText(e)})`);
+      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`);
     }
     if (!r || r.done) return out.subarray(0, n);
     if (n + r.value.length > max) {
@@ -434,7 +434,7 @@ async function readInto(reader: ReadableStreamBYOBReader, into: Uint8Array, max:
       r = await reader.read(room > 0 ? new Uint8Array(buffer, start + n, room) : new Uint8Array(1));
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errText(e)})`);
+      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`);
     }
     if (room > 0 && r.value) buffer = r.value.buffer as ArrayBuffer;
     if (r.done) return new Uint8Array(buffer, start, n);
@@ -460,9 +460,3 @@ function publicInfo(e: SafetensorsEntry): TensorInfo {
   return { name: e.name, dtype: e.dtype, shape: [...e.shape] };
 }
 
-/** fetch's "fetch failed" with its cause ("ECONNREFUSED", …), on one line. */
-function errText(e: unknown): string {
-  const err = e as { message?: string; cause?: { message?: string; code?: string } };
-  const cause = err?.cause?.message ?? err?.cause?.code;
-  return oneLine(cause ? `${err.message}: ${cause}` : err?.message ?? String(e));
-}

@@ -101,6 +101,13 @@ export function oneLine(s: string, max = 200): string {
     "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
+/** A fetch failure as one line: undici's "fetch failed" with its cause ("ECONNREFUSED", …). */
+export function errorText(e: unknown): string {
+  const err = e as { message?: string; cause?: { message?: string; code?: string } };
+  const cause = err?.cause?.message ?? err?.cause?.code;
+  return oneLine((cause ? `${err.message}: ${cause}` : err?.message ?? String(e)).replace(/\s+/g, " "));
+}
+
 /** Throws a one-line CheckpointError prefixed with the file label. */
 export function fail(label: string, msg: string): never {
   throw new CheckpointError(`${q(label).slice(1, -1)}: ${msg}`);
