@@ -5,8 +5,8 @@
 // not call, and the page stays responsive while a layer runs. The helpers themselves are Web
 // Workers the library starts on the same shared memory (the page is cross-origin isolated).
 import {
-  OptModel, SyntheticSource, Tokenizer, loadModelFromUrl, openModelFiles, openTokenizer, pickedFiles, streamGenerate,
-  syntheticConfig, urlFiles, type FetchProgress, type LoadOptions, type ModelFiles,
+  OptModel, SyntheticSource, Tokenizer, inspectPrompt, loadModelFromUrl, openModelFiles, openTokenizer, pickedFiles,
+  streamGenerate, syntheticConfig, urlFiles, type Candidate, type FetchProgress, type LoadOptions, type ModelFiles,
 } from "../src/index.js";
 import type { FromWorker, Inspection, LensCell, ModelInfo, ToWorker } from "./messages.js";
 
@@ -100,7 +100,7 @@ async function generateText({ prompt, maxNewTokens, ignoreEos, inspect: look }: 
   const { model, tokenizer } = ready();
   const ids = typeof prompt === "string" ? tokenizer.encode(prompt) : prompt;
   post({ type: "prompt", ids, tokens: ids.map((id) => tokenText(tokenizer, id)) });
-  if (look) postInspection(ids);
+  if (look) await postInspection(ids); // before generation: one pass at a time on the model
   generation = new AbortController();
   const newTokens: number[] = [];
   const t0 = performance.now();
@@ -125,71 +125,28 @@ async function generateText({ prompt, maxNewTokens, ignoreEos, inspect: look }: 
   }
 }
 
-/** The k most likely ids among the first `n` logits, with their softmax probabilities. */
-function topK(logits: Float32Array, n: number, k: number, t: Tokenizer): LensCell {
-  const ids: number[] = [];
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = logits[i];
-    if (v > max) max = v;
-    if (ids.length < k || v > logits[ids[ids.length - 1]]) {
-      let j = Math.min(ids.length, k - 1);
-      while (j > 0 && logits[ids[j - 1]] < v) j--;
-      ids.splice(j, 0, i);
-      if (ids.length > k) ids.pop();
-    }
-  }
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(logits[i] - max);
-  return { ids, tokens: ids.map((id) => tokenText(t, id)), probs: ids.map((id) => Math.exp(logits[id] - max) / sum) };
-}
-
 /** The logit lens is read at the last LENS_POSITIONS tokens only: each costs a pass through lm_head per layer. */
 const LENS_POSITIONS = 32;
 
 /**
- * The prompt through the model layer by layer, recording after the embeddings and after each
- * layer: every token's hidden-state norm, the logit lens, and every head's attention pattern.
- * (The library's inspectPrompt keeps only the last token's top-3 attended positions and its lens;
- * the heatmaps need the whole (T, T) pattern, so this walks begin/embed/layer/logits itself.)
+ * The prompt through the model layer by layer (the library's inspectPrompt): after the embeddings
+ * and after each layer every token's hidden-state norm, the logit lens at the last positions, and
+ * every head's whole attention pattern for the heatmaps.
  */
-function inspect(ids: number[]): Inspection {
+async function inspect(ids: number[]): Promise<Inspection> {
   const { model, tokenizer } = ready();
-  const { C, L, V } = model.d;
-  const T = ids.length;
   const t0 = performance.now();
-  const rows = Array.from({ length: Math.min(T, LENS_POSITIONS) }, (_, j) => T - Math.min(T, LENS_POSITIONS) + j);
-  const decodable = Math.min(V, tokenizer.vocabSize);
-  const norms: number[][] = [];
-  const lens: (LensCell | null)[][] = [];
-  const s = model.begin([ids], { collectAttentions: true, maxLogitRows: rows.length });
-  try {
-    const record = () => {
-      const x = model.hidden(s); // (T, C)
-      norms.push(Array.from({ length: T }, (_, t) => {
-        let sq = 0;
-        for (let c = t * C; c < (t + 1) * C; c++) sq += x[c] * x[c];
-        return Math.sqrt(sq);
-      }));
-      const logits = model.logits(s, rows); // (rows, V)
-      const cells: (LensCell | null)[] = new Array(T).fill(null);
-      rows.forEach((t, j) => (cells[t] = topK(logits.subarray(j * V, (j + 1) * V), decodable, 5, tokenizer)));
-      lens.push(cells);
-    };
-    model.embed(s);
-    record();
-    for (let i = 0; i < L; i++) {
-      model.layer(i, s);
-      record();
-    }
-    return { ids, tokens: ids.map((id) => tokenText(tokenizer, id)), norms, lens, attentions: s.attentions.slice(), ms: performance.now() - t0 };
-  } finally {
-    s.end();
-  }
+  const r = await inspectPrompt(model, tokenizer, ids, { lensPositions: LENS_POSITIONS, attentions: true, top: 5 });
+  const cell = (c: Candidate[] | null): LensCell | null =>
+    c && { ids: c.map((x) => x.id), tokens: c.map((x) => x.token), probs: c.map((x) => x.prob) };
+  return {
+    ids, tokens: r.tokens, norms: r.layers.map((v) => v.norms), lens: r.layers.map((v) => v.lens.map(cell)),
+    attentions: r.layers.slice(1).map((v) => v.attention!.slice()), ms: performance.now() - t0,
+  };
 }
 
-function postInspection(ids: number[]): void {
-  const inspection = inspect(ids);
+async function postInspection(ids: number[]): Promise<void> {
+  const inspection = await inspect(ids);
   post({ type: "inspection", inspection }, inspection.attentions.map((a) => a.buffer as ArrayBuffer));
 }
 
@@ -207,7 +164,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     try {
       if (m.type === "load") await load(m);
       else if (m.type === "generate") await generateText(m);
-      else if (m.type === "inspect") postInspection(m.ids);
+      else if (m.type === "inspect") await postInspection(m.ids);
     } catch (err) {
       post({ type: "error", message: err instanceof Error ? err.message : String(err) });
     }

@@ -15,7 +15,7 @@ export { WeightLoader, CheckpointNames, type OptWeights, type OptLayerWeights, t
 export { SyntheticSource, syntheticConfig, SYNTHETIC_PRESETS } from "./models/opt/synthetic.js";
 export * from "./tokenizer/index.js";
 export { generate, streamGenerate, greedyBatch, Sampler, argmax, type GenerateOptions, type GenerateResult, type TokenEvent, type TextCodec, type SamplingOptions } from "./generate/index.js";
-export { inspectPrompt, formatInspection, type Inspection, type LayerView } from "./inspect.js";
+export { inspectPrompt, formatInspection, type Inspection, type InspectOptions, type LayerView, type Candidate, type HeadFocus } from "./inspect.js";
 export {
   loadModelFromUrl, urlFiles, pickedFiles, openModelFiles, openTokenizer, resolveModelUrl, MODEL_CACHE,
   type FetchModelOptions, type LoadFromUrlOptions, type FetchProgress, type ModelFiles, type ModelCache, type LoadedFromUrl,

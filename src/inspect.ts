@@ -1,7 +1,7 @@
 // Looking inside the model one layer at a time, for people learning how a transformer works:
 //   - the hidden state's norm per token after each layer (how much each layer writes),
 //   - the logit lens: the next-token candidates read off each layer through the final norm and lm_head,
-//   - per head, which earlier tokens the last token attends to most.
+//   - per head, which earlier tokens the last token attends to most, or the whole attention pattern.
 import type { OptModel } from "./models/opt/model.js";
 import type { TextCodec } from "./generate/index.js";
 
@@ -14,40 +14,76 @@ export interface LayerView {
   norms: number[];
   /** Logit lens at the last position. */
   top: Candidate[];
+  /** Logit lens at each position: null except at the last `lensPositions` ones. */
+  lens: (Candidate[] | null)[];
   /** Most-attended positions of the last token, per head (absent for the embeddings). */
   heads?: HeadFocus[];
+  /** With `attentions`: the layer's attention probabilities (H, T, T), row = query, column = key. */
+  attention?: Float32Array;
 }
 export interface Inspection { ids: number[]; tokens: string[]; layers: LayerView[] }
 
-function topK(logits: Float32Array, k: number, codec: TextCodec): Candidate[] {
-  let max = -Infinity;
-  for (const v of logits) if (v > max) max = v;
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const idx = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]).slice(0, k);
-  return idx.map((id) => ({ id, token: codec.decode([id]), prob: Math.exp(logits[id] - max) / sum }));
+export interface InspectOptions {
+  /** Candidates per logit-lens reading (default 5). */
+  top?: number;
+  /** Read the logit lens at the last this-many positions (default 1; each costs an lm_head pass per layer). */
+  lensPositions?: number;
+  /** Keep every layer's whole attention pattern as `attention` (default: only the last token's top positions). */
+  attentions?: boolean;
 }
 
-export async function inspectPrompt(model: OptModel, codec: TextCodec, prompt: string | number[], o: { top?: number } = {}): Promise<Inspection> {
-  const ids = typeof prompt === "string" ? codec.encode(prompt) : prompt;
-  const tokens = ids.map((id) => codec.decode([id]));
+/**
+ * The k most likely of the first n entries of `logits` (ids the tokenizer can decode: OPT's lm_head
+ * has 7 padding rows past its vocabulary), with their softmax probabilities over those n. One pass.
+ */
+function topK(logits: Float32Array, n: number, k: number, token: (id: number) => string): Candidate[] {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  const best: number[] = [];
+  for (let i = 0; i < n; i++) {
+    sum += Math.exp(logits[i] - max);
+    if (best.length === k && logits[i] <= logits[best[k - 1]]) continue;
+    let j = Math.min(best.length, k - 1);
+    while (j > 0 && logits[best[j - 1]] < logits[i]) j--;
+    best.splice(j, 0, i);
+    if (best.length > k) best.pop();
+  }
+  return best.map((id) => ({ id, token: token(id), prob: Math.exp(logits[id] - max) / sum }));
+}
+
+/**
+ * The prompt through the model one layer at a time, recording after the embeddings and after each
+ * layer: every token's hidden-state norm, the logit lens, and the attention (see InspectOptions).
+ */
+export async function inspectPrompt(model: OptModel, codec: TextCodec, prompt: string | number[], o: InspectOptions = {}): Promise<Inspection> {
+  const ids = typeof prompt === "string" ? codec.encode(prompt) : Array.from(prompt);
+  const { C, L, H, V } = model.d;
+  const decodable = Math.min(V, codec.vocabSize ?? V);
+  const token = (id: number) => (id < decodable ? codec.decode([id]) : `<${id}>`);
+  const tokens = ids.map(token);
   const k = o.top ?? 5;
-  const { C, L, H } = model.d;
   const T = ids.length;
-  const s = model.begin([ids], { collectAttentions: true, maxLogitRows: 1 });
+  const nLens = Math.max(1, Math.min(T, o.lensPositions ?? 1));
+  const rows = Array.from({ length: nLens }, (_, j) => T - nLens + j);
+  const s = model.begin([ids], { collectAttentions: true, maxLogitRows: nLens });
   try {
     const layers: LayerView[] = [];
     const view = async (layer: number) => {
       const x = model.hidden(s);
       const norms = Array.from({ length: T }, (_, t) => Math.hypot(...x.subarray(t * C, (t + 1) * C)));
-      const v: LayerView = { layer, norms, top: topK(await model.logitsAsync(s, [T - 1]), k, codec) };
+      const logits = await model.logitsAsync(s, rows); // (rows, V)
+      const lens: (Candidate[] | null)[] = new Array(T).fill(null);
+      rows.forEach((t, j) => (lens[t] = topK(logits.subarray(j * V, (j + 1) * V), decodable, k, token)));
+      const v: LayerView = { layer, norms, top: lens[T - 1]!, lens };
       if (layer >= 0) {
-        const p = s.attentions[layer]; // (1, H, T, T): the last query row of each head
+        const p = s.attentions[layer]; // (1, H, T, T)
         v.heads = Array.from({ length: H }, (_, h) => {
-          const row = p.subarray((h * T + T - 1) * T, (h * T + T) * T);
+          const row = p.subarray((h * T + T - 1) * T, (h * T + T) * T); // the last query row
           const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, 3);
           return { head: h, positions: order.map((pos) => ({ pos, token: tokens[pos], weight: row[pos] })) };
         });
+        if (o.attentions) v.attention = p;
       }
       layers.push(v);
     };
