@@ -431,6 +431,12 @@ describe("malformed files give one-line errors naming the file", () => {
     expectError(() => parseMergesTxt("a  b\n"), /^merges\.txt: line 1 is not two/);
     expectError(() => parseMergesTxt("a b\n\nc d\n"), 'merges.txt: line 2 is not two space-separated symbols: ""');
     expectError(() => parseMergesTxt("a b\n\tc\n"), 'merges.txt: line 2 is not two space-separated symbols: "\\tc"');
+    // The line scanner's edges: a space at either end, a bare CR line, a header-less first line, CRLF at the end.
+    expectError(() => parseMergesTxt("a b\nc \n"), 'merges.txt: line 2 is not two space-separated symbols: "c "');
+    expectError(() => parseMergesTxt(" b\n"), 'merges.txt: line 1 is not two space-separated symbols: " b"');
+    expectError(() => parseMergesTxt("a b\r\n\r\nc d"), 'merges.txt: line 2 is not two space-separated symbols: ""');
+    expect(parseMergesTxt("#version x\r\na b\r\n\r\n")).toEqual([["a", "b"]]);
+    expect(parseMergesTxt("#ver b\nc d")).toEqual([["#ver", "b"], ["c", "d"]]);
   });
 
   it("tokenizer.json", () => {
