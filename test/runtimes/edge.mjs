@@ -150,10 +150,13 @@ const failures = [];
 try {
   const empties = [], models = [];
   for (let i = 0; i < RUNS; i++) empties.push(await runWorkerd("empty"));
+  const toks = [];
+  for (let i = 0; i < RUNS; i++) toks.push(await runWorkerd("tokenizer"));
   const before = { ...served };
   for (let i = 0; i < RUNS; i++) models.push(await runWorkerd("model"));
   for (const e of empties) if (e.code !== 0 || !e.result) failures.push(`the empty Worker failed (exit ${e.code})`);
   for (const m of models) if (m.code !== 0 || !m.result) failures.push(`the model Worker failed (exit ${m.code})`);
+  for (const t of toks) if (t.code !== 0 || !t.result?.ok) failures.push(`the tokenizer Worker failed (exit ${t.code})`);
   if (!failures.length) {
     const r = models[0].result;
     const base = median(empties.map((e) => e.hwm));
@@ -168,6 +171,7 @@ try {
       if (JSON.stringify(m.result.tokens) !== JSON.stringify(expected)) failures.push("workerd's tokens differ from node's");
     }
     console.log(`memory      peak RSS: workerd empty ${MiB(base)} (${range(empties.map((e) => e.hwm))}), with the model ${MiB(peak)} (${range(models.map((m) => m.hwm))}) → the isolate ${MiB(isolate)} (limit ${MiB(LIMIT)})`);
+    console.log(`            of which the tokenizer alone ${MiB(median(toks.map((t) => t.hwm)) - base)} (a Worker that only loads it)`);
     console.log(`            WebAssembly memory ${MiB(r.wasmBytes)} (arena in use ${MiB(r.arenaUsed)}); checkpoint ${MiB(fileBytes)}`);
     console.log(`speed       load ${med((x) => x.loadMs)} ms, prefill ${med((x) => x.timings.prefill_ms).toFixed(0)} ms, decode ${med((x) => x.timings.decode_ms_per_token).toFixed(0)} ms/token`);
     console.log(`storage     ${(served.requests - before.requests) / RUNS} requests, ${MiB(perToken * r.tokens.length)} read per run (${MiB(perToken)} per new token, load included)`);

@@ -7,7 +7,7 @@
 // WebAssembly memory (with RESIDENT_EMBEDDINGS=1 the int8 embedding too: 41 MB more).
 //
 // MODE "empty" imports the same bundle and returns at once: the process's own memory, subtracted
-// from the model run's to get the isolate's. Run by `workerd test`, which calls test() below.
+// from the model run's to get the isolate's. MODE "tokenizer" only loads the tokenizer, for its share. Run by `workerd test`, which calls test() below.
 import * as lib from "wasm-lm";
 import simd from "./wasm-lm.simd.wasm";
 
@@ -22,6 +22,13 @@ export default {
       return;
     }
     const base = env.BASE_URL;
+    if (env.MODE === "tokenizer") {
+      // Only what loadModelFromUrl does for the tokenizer: its share of the isolate's memory.
+      const tokenizer = await lib.openTokenizer(lib.urlFiles(base), base);
+      await linger();
+      console.log(`RESULT ${JSON.stringify({ mode: "tokenizer", ok: tokenizer?.vocabSize === 50265 })}`);
+      return;
+    }
     const t0 = Date.now();
     // The library's URL loader: config.json and the tokenizer files fetched, the checkpoint read by
     // ranges as passes need it (stream), nothing of it held but one layer (and, unless
