@@ -34,11 +34,23 @@ function downloadReporter(): (p: FetchProgress) => void {
 
 /** Picked files, with a "file" message for each one read. */
 function reportingFiles(files: ModelFiles): ModelFiles {
-  return async (file) => {
+  const read: ModelFiles = async (file) => {
     const bytes = await files(file);
     if (bytes) post({ type: "file", file, bytes: bytes.length, cached: false });
     return bytes;
   };
+  // A safetensors checkpoint is read in pieces as it loads (never whole in memory): listed once.
+  const listed = new Set<string>();
+  const { ranges } = files;
+  if (ranges) {
+    read.ranges = (file) => {
+      const r = ranges(file);
+      if (r && !listed.has(file)) post({ type: "file", file, bytes: r.size ?? 0, cached: false });
+      if (r) listed.add(file);
+      return r;
+    };
+  }
+  return read;
 }
 
 /** The OPT tokenizer shipped with the package (tokenizers/opt/), served next to the bundle. */

@@ -12,9 +12,11 @@
 // resolved URL, revision included; a cached "main" is not refreshed: pin a commit as `revision`,
 // or delete the cache (caches.delete(MODEL_CACHE)), to update.
 
-import { CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type TensorSource } from "./formats/index.js";
+import {
+  CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type AsyncTensorSource, type TensorSource,
+} from "./formats/index.js";
 import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./formats/hubids.js";
-import { httpRangeReader, openRangedCheckpoint } from "./formats/ranged.js";
+import { blobRangeReader, httpRangeReader, openRangedCheckpoint, type RangeReader } from "./formats/ranged.js";
 import { errorText } from "./formats/types.js";
 import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
 import { OptModel, type LoadOptions } from "./models/opt/model.js";
@@ -74,8 +76,14 @@ export interface LoadFromUrlOptions extends FetchModelOptions, LoadOptions {
   stream?: boolean;
 }
 
-/** A model directory's files by name: the bytes, or undefined when the file does not exist. */
-export type ModelFiles = (file: string) => Promise<Uint8Array | undefined>;
+/**
+ * A model directory's files by name: the bytes, or undefined when the file does not exist. With
+ * `ranges` (picked files have it), a file can also be read in pieces: openModelFiles then reads a
+ * safetensors checkpoint a layer at a time instead of holding the whole file in memory.
+ */
+export type ModelFiles = ((file: string) => Promise<Uint8Array | undefined>) & {
+  ranges?: (file: string) => RangeReader | undefined;
+};
 
 export interface LoadedFromUrl {
   model: OptModel;
@@ -277,10 +285,15 @@ export function pickedFiles(files: Iterable<File> | Record<string, File>): Model
     const had = byName.get(name);
     if (!had || parts.length < had.depth) byName.set(name, { file, depth: parts.length });
   }
-  return async (name) => {
+  const read: ModelFiles = async (name) => {
     const e = byName.get(name);
     return e ? new Uint8Array(await e.file.arrayBuffer()) : undefined;
   };
+  read.ranges = (name) => {
+    const e = byName.get(name);
+    return e && blobRangeReader(e.file, name);
+  };
+  return read;
 }
 
 // ---- Opening a model directory ----
@@ -324,8 +337,13 @@ async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise
  * and its shards, or pytorch_model.bin). `label` names the directory in errors.
  */
 export async function openModelFiles(files: ModelFiles, label: string):
-  Promise<{ config: OptConfig; source: TensorSource; tokenizer: Tokenizer | null }> {
+  Promise<{ config: OptConfig; source: TensorSource | AsyncTensorSource; tokenizer: Tokenizer | null }> {
   const { config, tokenizer } = await openConfigAndTokenizer(files, label);
+  const ranges = files.ranges;
+  if (ranges && (ranges("model.safetensors") || ranges("model.safetensors.index.json"))) {
+    // Read in pieces as the weights are copied into wasm: the file is never whole in memory.
+    return { config, source: await openRangedCheckpoint(async (f) => ranges(f), label), tokenizer };
+  }
   const found = new Map<string, Uint8Array>();
   for (const file of CHECKPOINT_FILES) {
     const bytes = await files(file);

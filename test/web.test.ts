@@ -7,7 +7,8 @@ import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HubError } from "../src/formats/hubids.js";
-import { openSafetensors } from "../src/formats/index.js";
+import { isAsyncSource, openSafetensors } from "../src/formats/index.js";
+import { OptModel } from "../src/models/opt/model.js";
 import {
   loadModelFromUrl, openModelFiles, pickedFiles, resolveModelUrl, urlFiles, type FetchProgress, type ModelCache,
 } from "../src/web.js";
@@ -344,6 +345,14 @@ describe("pickedFiles", () => {
     const { config, source, tokenizer } = await openModelFiles(files, "picked");
     expect(config.hidden_size).toBe(ref.config.hidden_size);
     expect(source.tensors().length).toBe(openSafetensors(new Uint8Array(fx("model.safetensors"))).tensors().length);
+    // A picked safetensors file is read in pieces (never whole), and loads to transformers' logits.
+    expect(isAsyncSource(source)).toBe(true);
+    const model = await OptModel.load(config, source, { threads: 1 });
+    expect(model.streamsLayers).toBe(false);
+    expect(await logitsDiff(model)).toBeLessThanOrEqual(LOGIT_TOL);
+    // A pytorch_model.bin is read whole.
+    const bin = await openModelFiles(pickedFiles([file("config.json"), file("pytorch_model.bin")]), "picked");
+    expect(isAsyncSource(bin.source)).toBe(false);
     expect(tokenizer).toBeNull();
     expect(await files("vocab.json")).toBeUndefined();
     // A FileList-like iterable of Files works too (names are base names)
