@@ -34,6 +34,30 @@ for (const build of BUILDS) {
   describe(`compressed linear, ${build}`, async () => {
     const wasm = await loadWasm({ build });
     const k = wasm.k;
+    it("every finite half float expands exactly (signs, zeros, subnormals), by rows and in the matvec", () => {
+      const a = new Arena(wasm, 4 << 20);
+      const finite = Array.from({ length: 65536 }, (_, h) => h).filter((h) => ((h >> 10) & 31) !== 31);
+      const rows = finite.length / 8; // 61440 finite halves = 7680 rows of 8
+      const table = a.alloc(finite.length * 2), ids = a.alloc(rows * 4), out = a.alloc(finite.length * 4);
+      a.u16(table, finite.length).set(finite);
+      a.i32(ids, rows).set(Array.from({ length: rows }, (_, i) => i));
+      k.embedGatherF16(out, table, ids, rows, 8);
+      const got = a.f32(out, finite.length);
+      const bad = finite.findIndex((h, i) => !Object.is(got[i], Math.fround(f16ToF64(h))) && !(got[i] === 0 && f16ToF64(h) === 0 && Object.is(got[i], h & 0x8000 ? -0 : 0)));
+      expect(bad, bad < 0 ? "" : `half 0x${finite[bad].toString(16)}: got ${got[bad]}, want ${f16ToF64(finite[bad])}`).toBe(-1);
+      // The matvec's path: x one-hot per column, so y[o] is the weight itself.
+      const K = 8, N = rows, x = a.alloc(K * 4), y = a.alloc(N * 4);
+      for (let j = 0; j < K; j++) {
+        a.f32(x, K).fill(0);
+        a.f32(x, K)[j] = 1;
+        k.linearF16(y, x, table, 0, 1, K, N, 0, N, 0);
+        const col = a.f32(y, N);
+        for (let o = 0; o < N; o++) {
+          const want = f16ToF64(finite[o * K + j]);
+          if (col[o] !== want) throw new Error(`matvec: half 0x${finite[o * K + j].toString(16)} gave ${col[o]}, want ${want}`);
+        }
+      }
+    });
     for (const [T, K, N, G] of SHAPES) {
       it(`T=${T} K=${K} N=${N} group ${G}`, () => {
         const a = new Arena(wasm, 64 << 20);

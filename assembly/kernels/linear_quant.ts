@@ -13,7 +13,8 @@
 //           and multiplied by linear's f32 GEMM: the expansion is paid once per row, not per token.
 //   linearF16Scalar / linearI8Scalar: plain loops, the references.
 // Half-float expansion: bits (h & 0x7fff) << 13 read as f32 and multiplied by 2^112 give the value
-// for normal and subnormal halves alike; the sign bit is moved separately. Weights are finite.
+// for normal and subnormal halves alike, and the product keeps the sign bit (see halfToF32).
+// Weights are finite.
 
 import { hsum, madd, storeRows4 } from "./vecmath";
 import { linear } from "./linear";
@@ -24,9 +25,11 @@ export const QUANT_ROWS: i32 = 16;
 const TWO_112: f32 = 5.192296858534828e33; // 2^112
 
 @inline function halfToF32(h: v128): v128 {
-  // h: 4 halves widened to u32 lanes.
-  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(TWO_112));
-  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  // h: 4 halves sign-extended to i32 lanes. Shifted left 13, a lane holds the magnitude bits in
+  // place, the sign at bit 31 and copies of it at bits 28-30: clearing those leaves a float whose
+  // product with 2^112 is the value, sign included (3 operations; moving the sign apart took 6).
+  const bits = v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffffff));
+  return f32x4.mul(bits, f32x4.splat(TWO_112));
 }
 
 @inline function halfScalar(h: u32): f32 {
@@ -56,8 +59,8 @@ function expandF16(dst: usize, src: usize, n: i32): void {
   let i = 0;
   for (; i + 8 <= n; i += 8) {
     const h = v128.load(src + (<usize>i << 1));
-    v128.store(dst + (<usize>i << 2), halfToF32(i32x4.extend_low_i16x8_u(h)));
-    v128.store(dst + (<usize>i << 2), halfToF32(i32x4.extend_high_i16x8_u(h)), 16);
+    v128.store(dst + (<usize>i << 2), halfToF32(i32x4.extend_low_i16x8_s(h)));
+    v128.store(dst + (<usize>i << 2), halfToF32(i32x4.extend_high_i16x8_s(h)), 16);
   }
   for (; i < n; i++) store<f32>(dst + (<usize>i << 2), halfScalar(load<u16>(src + (<usize>i << 1))));
 }
@@ -84,17 +87,17 @@ function matvecF16(y: usize, x: usize, w: usize, b: usize, K: i32, n0: i32, n1: 
       const xb = v128.load(x + (<usize>k << 2), 16);
       const kk = <usize>k << 1;
       let h = v128.load(pw0 + kk);
-      c0 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c0);
-      c0 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c0);
+      c0 = madd(xa, halfToF32(i32x4.extend_low_i16x8_s(h)), c0);
+      c0 = madd(xb, halfToF32(i32x4.extend_high_i16x8_s(h)), c0);
       h = v128.load(pw1 + kk);
-      c1 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c1);
-      c1 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c1);
+      c1 = madd(xa, halfToF32(i32x4.extend_low_i16x8_s(h)), c1);
+      c1 = madd(xb, halfToF32(i32x4.extend_high_i16x8_s(h)), c1);
       h = v128.load(pw2 + kk);
-      c2 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c2);
-      c2 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c2);
+      c2 = madd(xa, halfToF32(i32x4.extend_low_i16x8_s(h)), c2);
+      c2 = madd(xb, halfToF32(i32x4.extend_high_i16x8_s(h)), c2);
       h = v128.load(pw3 + kk);
-      c3 = madd(xa, halfToF32(i32x4.extend_low_i16x8_u(h)), c3);
-      c3 = madd(xb, halfToF32(i32x4.extend_high_i16x8_u(h)), c3);
+      c3 = madd(xa, halfToF32(i32x4.extend_low_i16x8_s(h)), c3);
+      c3 = madd(xb, halfToF32(i32x4.extend_high_i16x8_s(h)), c3);
     }
     let s0 = hsum(c0) + dotF16Tail(x, pw0, k8, K), s1 = hsum(c1) + dotF16Tail(x, pw1, k8, K);
     let s2 = hsum(c2) + dotF16Tail(x, pw2, k8, K), s3 = hsum(c3) + dotF16Tail(x, pw3, k8, K);
@@ -105,8 +108,8 @@ function matvecF16(y: usize, x: usize, w: usize, b: usize, K: i32, n0: i32, n1: 
     let c = f32x4.splat(0);
     for (let k = 0; k < k8; k += 8) {
       const h = v128.load(pw + (<usize>k << 1));
-      c = madd(v128.load(x + (<usize>k << 2)), halfToF32(i32x4.extend_low_i16x8_u(h)), c);
-      c = madd(v128.load(x + (<usize>k << 2), 16), halfToF32(i32x4.extend_high_i16x8_u(h)), c);
+      c = madd(v128.load(x + (<usize>k << 2)), halfToF32(i32x4.extend_low_i16x8_s(h)), c);
+      c = madd(v128.load(x + (<usize>k << 2), 16), halfToF32(i32x4.extend_high_i16x8_s(h)), c);
     }
     let s = hsum(c) + dotF16Tail(x, pw, k8, K);
     if (b) s += load<f32>(b + (<usize>o << 2));
