@@ -43,8 +43,8 @@ function reportingFiles(files: ModelFiles): ModelFiles {
   const listed = new Set<string>();
   const { ranges } = files;
   if (ranges) {
-    read.ranges = (file) => {
-      const r = ranges(file);
+    read.ranges = async (file) => {
+      const r = await ranges(file);
       if (r && !listed.has(file)) post({ type: "file", file, bytes: r.size ?? 0, cached: false });
       if (r) listed.add(file);
       return r;

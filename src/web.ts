@@ -16,7 +16,9 @@ import {
   CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type AsyncTensorSource, type TensorSource,
 } from "./formats/index.js";
 import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./formats/hubids.js";
-import { blobRangeReader, httpRangeReader, openRangedCheckpoint, type RangeReader } from "./formats/ranged.js";
+import {
+  blobRangeReader, bytesRangeReader, httpRangeReader, openRangedCheckpoint, openRangedSafetensorsCheckpoint, type RangeReader,
+} from "./formats/ranged.js";
 import { errorText } from "./formats/types.js";
 import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
 import { OptModel, type LoadOptions } from "./models/opt/model.js";
@@ -78,11 +80,12 @@ export interface LoadFromUrlOptions extends FetchModelOptions, LoadOptions {
 
 /**
  * A model directory's files by name: the bytes, or undefined when the file does not exist. With
- * `ranges` (picked files have it), a file can also be read in pieces: openModelFiles then reads a
- * safetensors checkpoint a layer at a time instead of holding the whole file in memory.
+ * `ranges`, a file can also be read in pieces (picked files: slices of the File; a URL: slices of
+ * the Blob the Cache API keeps): openModelFiles then copies a safetensors checkpoint into wasm
+ * piece by piece instead of holding the whole file in memory as well.
  */
 export type ModelFiles = ((file: string) => Promise<Uint8Array | undefined>) & {
-  ranges?: (file: string) => RangeReader | undefined;
+  ranges?: (file: string) => Promise<RangeReader | undefined>;
 };
 
 export interface LoadedFromUrl {
@@ -155,10 +158,21 @@ export function urlFiles(base: string, opts: FetchModelOptions = {}): ModelFiles
     onDownload: opts.onDownload,
     signal: opts.signal,
   };
-  return async (file) => {
+  const check = (file: string) => {
     if (!isPlainFileName(file)) throw new Error(`wasm-lm: refusing to fetch ${JSON.stringify(file)}: not a plain file name`);
+  };
+  const read: ModelFiles = async (file) => {
+    check(file);
     return fetchFile(f, root + file, file);
   };
+  read.ranges = async (file) => {
+    check(file);
+    const blob = await cachedBlob(f, root + file, file);
+    if (blob !== null) return blob && blobRangeReader(blob, file);
+    const bytes = await fetchFile(f, root + file, file); // no Cache API here: the bytes, in memory
+    return bytes && bytesRangeReader(bytes);
+  };
+  return read;
 }
 
 async function openCache(c: FetchModelOptions["cache"]): Promise<ModelCache | null> {
@@ -184,23 +198,8 @@ async function fetchFile(f: Fetcher, url: string, file: string): Promise<Uint8Ar
       await cache!.delete(url).catch(() => false); // a damaged entry: fetch it again
     }
   }
-  let res: Response;
-  try {
-    res = await f.fetch(url, { headers: f.headers, signal: f.signal });
-  } catch (e) {
-    if (f.signal?.aborted) throw f.signal.reason;
-    throw new Error(`wasm-lm: network error fetching ${url}: ${errorText(e)} (offline, or the server does not allow this origin: CORS)`);
-  }
-  if (!res.ok) {
-    await res.body?.cancel().catch(() => undefined);
-    if (res.status === 404) return undefined;
-    const status = `HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}`;
-    if (res.status === 401 || res.status === 403) {
-      throw new Error(`wasm-lm: access denied to ${url} (${status})` +
-        (f.hub ? ": a private or gated model needs a token ({ token }), with the model's terms accepted on the hub" : ""));
-    }
-    throw new Error(`wasm-lm: ${status} fetching ${url}`);
-  }
+  const res = await download(f, url);
+  if (!res) return undefined;
   const bytes = await readBody(f, res, url, file, false);
   if (cache) {
     const headers = { "content-type": res.headers.get("content-type") ?? "application/octet-stream", "content-length": String(bytes.length) };
@@ -208,6 +207,89 @@ async function fetchFile(f: Fetcher, url: string, file: string): Promise<Uint8Ar
     await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers })).catch(() => undefined);
   }
   return bytes;
+}
+
+/** GET url: the response, undefined for a 404, a one-line error naming the URL otherwise. */
+async function download(f: Fetcher, url: string): Promise<Response | undefined> {
+  let res: Response;
+  try {
+    res = await f.fetch(url, { headers: f.headers, signal: f.signal });
+  } catch (e) {
+    if (f.signal?.aborted) throw f.signal.reason;
+    throw new Error(`wasm-lm: network error fetching ${url}: ${errorText(e)} (offline, or the server does not allow this origin: CORS)`);
+  }
+  if (res.ok) return res;
+  await res.body?.cancel().catch(() => undefined);
+  if (res.status === 404) return undefined;
+  const status = `HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}`;
+  if (res.status === 401 || res.status === 403) {
+    throw new Error(`wasm-lm: access denied to ${url} (${status})` +
+      (f.hub ? ": a private or gated model needs a token ({ token }), with the model's terms accepted on the hub" : ""));
+  }
+  throw new Error(`wasm-lm: ${status} fetching ${url}`);
+}
+
+/**
+ * The file as the Blob the Cache API keeps (a browser holds it on disk, so slices of it are read
+ * without the file ever being whole in memory). A download streams into the cache, counted for
+ * progress and checked against Content-Length before the entry is kept. undefined for a 404; null
+ * when there is no Cache API here or it would not keep the file (the caller reads the bytes).
+ */
+async function cachedBlob(f: Fetcher, url: string, file: string): Promise<Blob | undefined | null> {
+  f.signal?.throwIfAborted();
+  const cache = /^https?:/.test(url) ? await f.cache : null;
+  if (!cache) return null;
+  const complete = async (res: Response | undefined) => {
+    const blob = await res?.blob().catch(() => undefined);
+    const length = res?.headers.get("content-length");
+    return blob && (length === null || length === undefined || Number(length) === blob.size) ? blob : undefined;
+  };
+  const hit = await cache.match(url).catch(() => undefined);
+  if (hit) {
+    const blob = await complete(hit);
+    if (blob) {
+      f.onDownload?.({ file, done: blob.size, total: blob.size, cached: true });
+      return blob;
+    }
+    await cache.delete(url).catch(() => false); // a damaged entry: fetch it again
+  }
+  const res = await download(f, url);
+  if (!res) return undefined;
+  const length = res.headers.get("content-length");
+  const total = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
+  const encoding = res.headers.get("content-encoding");
+  const mayBeEncoded = (encoding !== null && encoding !== "identity") || res.type === "cors"; // see readBody
+  let done = 0;
+  let last = -Infinity;
+  let short: Error | null = null;
+  const counted = res.body!.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, out) {
+      done += chunk.length;
+      const now = Date.now();
+      if (f.onDownload && now - last >= 100) {
+        last = now;
+        f.onDownload({ file, done, total: total ?? 0, cached: false });
+      }
+      out.enqueue(chunk);
+    },
+    flush(out) {
+      // The entry is kept only if the body is whole: erroring the stream makes put() fail.
+      if (total !== undefined && done !== total && !(done > total && mayBeEncoded)) {
+        out.error(short = new Error(`wasm-lm: incomplete download of ${url}: ${done} bytes, Content-Length ${total}`));
+      }
+    },
+  }));
+  const headers = { "content-type": res.headers.get("content-type") ?? "application/octet-stream", ...(total !== undefined && !mayBeEncoded ? { "content-length": String(total) } : {}) };
+  try {
+    await cache.put(url, new Response(counted, { headers }));
+  } catch (e) {
+    if (f.signal?.aborted) throw f.signal.reason;
+    if (short) throw short;
+    if (total === undefined || done < total) throw new Error(`wasm-lm: connection lost downloading ${url} after ${done} bytes: ${errorText(e)}`);
+    return null; // the cache refused the whole file (quota): read it into memory instead
+  }
+  f.onDownload?.({ file, done, total: done, cached: false });
+  return (await complete(await cache.match(url).catch(() => undefined))) ?? null;
 }
 
 /** The whole body, with progress events; throws when it is shorter (or longer) than Content-Length. */
@@ -289,7 +371,7 @@ export function pickedFiles(files: Iterable<File> | Record<string, File>): Model
     const e = byName.get(name);
     return e ? new Uint8Array(await e.file.arrayBuffer()) : undefined;
   };
-  read.ranges = (name) => {
+  read.ranges = async (name) => {
     const e = byName.get(name);
     return e && blobRangeReader(e.file, name);
   };
@@ -339,13 +421,14 @@ async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise
 export async function openModelFiles(files: ModelFiles, label: string):
   Promise<{ config: OptConfig; source: TensorSource | AsyncTensorSource; tokenizer: Tokenizer | null }> {
   const { config, tokenizer } = await openConfigAndTokenizer(files, label);
-  const ranges = files.ranges;
-  if (ranges && (ranges("model.safetensors") || ranges("model.safetensors.index.json"))) {
-    // Read in pieces as the weights are copied into wasm: the file is never whole in memory.
-    return { config, source: await openRangedCheckpoint(async (f) => ranges(f), label), tokenizer };
+  if (files.ranges) {
+    // A safetensors checkpoint is read in pieces as the weights are copied into wasm.
+    const source = await openRangedSafetensorsCheckpoint(files.ranges, label);
+    if (source) return { config, source, tokenizer };
   }
   const found = new Map<string, Uint8Array>();
-  for (const file of CHECKPOINT_FILES) {
+  // (With ranges, the safetensors files are known absent by now.)
+  for (const file of CHECKPOINT_FILES.filter((f) => !files.ranges || !f.startsWith("model.safetensors"))) {
     const bytes = await files(file);
     if (!bytes) continue;
     found.set(file, bytes);

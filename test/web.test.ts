@@ -103,7 +103,7 @@ beforeEach(() => {
 /** An in-memory Cache API cache (what `caches.open()` gives in a browser). */
 class MemoryCache implements ModelCache {
   readonly entries = new Map<string, { body: Uint8Array; headers: [string, string][] }>();
-  private key(r: RequestInfo | URL): string {
+  protected key(r: RequestInfo | URL): string {
     return typeof r === "string" ? r : r instanceof URL ? r.href : r.url;
   }
   async match(r: RequestInfo | URL): Promise<Response | undefined> {
@@ -270,6 +270,34 @@ describe("loadModelFromUrl", () => {
     expect(Buffer.from(bytes!).equals(whole)).toBe(true);
     expect(requested("model.safetensors")).toHaveLength(1);
     expect(cache.entries.get(url)!.body.length).toBe(whole.length);
+  });
+
+  it("reads a cached safetensors file by slices of the cache's Blob: damaged entries are refetched, a full cache falls back to memory", async () => {
+    const url = `${HUB}/test/opt-tiny/resolve/main/model.safetensors`;
+    const whole = fx("model.safetensors");
+    const cache = new MemoryCache();
+    cache.entries.set(url, { body: new Uint8Array(whole.subarray(0, 100)), headers: [["content-length", String(whole.length)]] });
+    const events: FetchProgress[] = [];
+    const files = urlFiles("test/opt-tiny", { endpoint: HUB, cache, onDownload: (p) => events.push(p) });
+    const { config, source } = await openModelFiles(files, "tiny");
+    expect(isAsyncSource(source)).toBe(true);
+    expect(requested("model.safetensors")).toHaveLength(1); // the damaged entry was fetched again
+    expect(cache.entries.get(url)!.body.length).toBe(whole.length);
+    expect(events.filter((e) => e.file === "model.safetensors").at(-1)).toMatchObject({ done: whole.length, total: whole.length, cached: false });
+    const model = await OptModel.load(config, source, { threads: 1 });
+    expect(await logitsDiff(model)).toBeLessThanOrEqual(LOGIT_TOL);
+    // A cache that refuses the file (quota): the file is read into memory instead, still right.
+    log = [];
+    class FullCache extends MemoryCache {
+      override async put(r: RequestInfo | URL, res: Response): Promise<void> {
+        if (!this.key(r).endsWith(".safetensors")) return super.put(r, res);
+        await res.arrayBuffer();
+        throw new DOMException("quota", "QuotaExceededError");
+      }
+    }
+    const r = await loadModelFromUrl("test/opt-tiny", { endpoint: HUB, cache: new FullCache(), threads: 1 });
+    expect(await logitsDiff(r.model)).toBeLessThanOrEqual(LOGIT_TOL);
+    expect(requested("model.safetensors")).toHaveLength(2); // streamed into the cache, refused, read again
   });
 
   it("stops on an aborted signal", async () => {

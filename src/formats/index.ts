@@ -21,7 +21,8 @@ export {
 export { openPytorchBin, PytorchSource } from "./pytorch.js";
 export { MultiSource, parseShardIndex, shardFiles, isPlainFileName, type Shard } from "./multi.js";
 export {
-  httpRangeReader, blobRangeReader, openRangedSafetensors, openRangedCheckpoint, RangedSafetensors, RangeReadError,
+  httpRangeReader, blobRangeReader, bytesRangeReader, openRangedSafetensors, openRangedCheckpoint, openRangedSafetensorsCheckpoint,
+  RangedSafetensors, RangeReadError,
   type RangeReader, type RangeOpener, type HttpRangeOptions,
 } from "./ranged.js";
 

@@ -232,27 +232,49 @@ const TORCH_FILES = ["pytorch_model.bin", "pytorch_model.bin.index.json"];
  */
 export async function openRangedCheckpoint(open: RangeOpener, label = ""): Promise<AsyncTensorSource> {
   const name = (f: string) => (label ? `${label}/${f}` : f);
-  const single = await ifPresent(open, "model.safetensors", (r) => openRangedSafetensors(r, name("model.safetensors")));
-  if (single) return single;
-
-  const index = "model.safetensors.index.json";
-  const weightMap = await ifPresent(open, index, async (r) => parseShardIndex(await readWhole(r, name(index)), name(index)));
-  if (weightMap) {
-    const shards = new Map(await Promise.all(shardFiles(weightMap).map(async (file) => {
-      const shard = await ifPresent(open, file, (r) => openRangedSafetensors(r, name(file)));
-      if (!shard) fail(name(index), `shard ${q(file)} named by the index is missing`);
-      return [file, shard] as const;
-    })));
-    return new RangedShards(shards, weightMap, name(index));
-  }
-
+  const found = await openRangedSafetensorsCheckpoint(open, label);
+  if (found) return found;
   for (const file of TORCH_FILES) {
     if (await ifPresent(open, file, (r) => r.read(0, 1))) {
       fail(name(file), "streaming needs a safetensors checkpoint; convert this one first " +
         "(wasm-lm quantize --dtype f32 --out DIR writes model.safetensors)");
     }
   }
-  fail(label || "checkpoint", `no checkpoint found (looked for model.safetensors, ${index}, ${TORCH_FILES.join(", ")})`);
+  fail(label || "checkpoint", `no checkpoint found (looked for model.safetensors, ${INDEX}, ${TORCH_FILES.join(", ")})`);
+}
+
+const INDEX = "model.safetensors.index.json";
+
+/**
+ * The safetensors checkpoint of a model directory (`model.safetensors`, else the index and its
+ * shards), read by ranges; undefined when the directory has neither (openRangedCheckpoint then
+ * looks for a PyTorch file to name in its error; a caller with another way to read one goes on).
+ */
+export async function openRangedSafetensorsCheckpoint(open: RangeOpener, label = ""): Promise<AsyncTensorSource | undefined> {
+  const name = (f: string) => (label ? `${label}/${f}` : f);
+  const single = await ifPresent(open, "model.safetensors", (r) => openRangedSafetensors(r, name("model.safetensors")));
+  if (single) return single;
+  const weightMap = await ifPresent(open, INDEX, async (r) => parseShardIndex(await readWhole(r, name(INDEX)), name(INDEX)));
+  if (!weightMap) return undefined;
+  const shards = new Map(await Promise.all(shardFiles(weightMap).map(async (file) => {
+    const shard = await ifPresent(open, file, (r) => openRangedSafetensors(r, name(file)));
+    if (!shard) fail(name(INDEX), `shard ${q(file)} named by the index is missing`);
+    return [file, shard] as const;
+  })));
+  return new RangedShards(shards, weightMap, name(INDEX));
+}
+
+/** Spans of bytes already in memory (no copy: views of them). */
+export function bytesRangeReader(bytes: Uint8Array): RangeReader {
+  return {
+    size: bytes.length,
+    async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+      const b = bytes.subarray(Math.min(offset, bytes.length), Math.min(offset + length, bytes.length));
+      if (!into || into.length < b.length) return b;
+      into.set(b);
+      return into.subarray(0, b.length);
+    },
+  };
 }
 
 /** Shards seen as one: each mapped tensor comes from the shard the index names. */
