@@ -6,9 +6,11 @@
 //   openModelFiles           config.json first, then the tokenizer and the checkpoint
 //   loadModelFromUrl         all of it, then OptModel.load
 //
-// Files are read whole into memory; the model then copies the weights into wasm memory. A download
-// enters the Cache API only once its whole body has arrived (and matched Content-Length), so a cut
-// connection never leaves a truncated file to be served later. Entries are keyed by the file's
+// A safetensors checkpoint is never whole in JavaScript memory: a download streams into the Cache
+// API and the model copies the weights into wasm from slices of the cached Blob (picked files: of
+// the File). Small files, PyTorch .bin checkpoints, and everything where there is no Cache API are
+// read whole. A cache entry is kept only once its whole body has arrived (and matched
+// Content-Length), so a cut connection never leaves a truncated file to be served later. Entries are keyed by the file's
 // resolved URL, revision included; a cached "main" is not refreshed: pin a commit as `revision`,
 // or delete the cache (caches.delete(MODEL_CACHE)), to update.
 
