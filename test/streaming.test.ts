@@ -121,6 +121,20 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
     expect(a).toEqual(b); // the lens reads the lm_head after every layer: then the layer slot is refilled
   });
 
+  it("two threads: bit-identical to one (the lm_head chunks split by rows like any linear)", async () => {
+    const load = (threads: number) => OptModel.load(config, asyncSource(file()).source, { build: "simd", threads, residentLayers: false, residentEmbeddings: false });
+    const [one, two] = [await load(1), await load(2)];
+    try {
+      expect(two.threads).toBe(2);
+      const a = (await one.forwardAsync([ref.input_ids])).logits;
+      const b = (await two.forwardAsync([ref.input_ids])).logits;
+      expect(maxAbsDiff(a, b).max).toBe(0);
+      expect((await generate(two, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    } finally {
+      two.dispose();
+    }
+  });
+
   it("the synchronous API is a clear error; the model is unharmed", async () => {
     const { source } = asyncSource(file());
     const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
