@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { detectFeatures, type Build } from "../src/wasm.js";
+import { CheckpointError, type AsyncTensorSource, type TensorSource } from "../src/formats/index.js";
 
 export const FIXTURE_DIR = fileURLToPath(new URL("./fixtures/opt-tiny/", import.meta.url));
 export const TOKENIZER_FIXTURE_DIR = fileURLToPath(new URL("./fixtures/opt-tokenizer/", import.meta.url));
@@ -42,4 +43,32 @@ export function closeness(ours: ArrayLike<number>, ref: ArrayLike<number>, atol:
     if (r > worst) { worst = r; at = i; }
   }
   return { ratio: worst, maxAbs, at, message: at < 0 ? "exact" : `worst at ${at}: ours ${ours[at]}, ref ${ref[at]}, max|Δ| ${maxAbs.toExponential(2)}` };
+}
+
+/** An AsyncTensorSource over a file in memory: every read is a promise, counted, and may fail. */
+export function asyncSource(inner: TensorSource) {
+  const stats = { reads: 0, bytes: 0, failOn: null as string | null };
+  const read = async (name: string, off = 0, len?: number) => {
+    await new Promise((r) => setTimeout(r, 0));
+    if (name === stats.failOn) throw new CheckpointError(`remote.safetensors: tensor '${name}': connection reset (injected)`);
+    const raw = inner.readRaw(name);
+    const out = raw.slice(off, len === undefined ? undefined : off + len);
+    stats.bytes += out.length;
+    return out;
+  };
+  const source: AsyncTensorSource = {
+    tensors: () => inner.tensors(),
+    get: (n) => inner.get(n),
+    readRawAsync: async (n, off, len) => {
+      stats.reads++;
+      return read(n, off, len);
+    },
+    readRawMany: async (names) => {
+      stats.reads++; // one request for a whole layer, as the HTTP reader coalesces adjacent tensors
+      const out = new Map<string, Uint8Array>();
+      for (const n of names) out.set(n, await read(n));
+      return out;
+    },
+  };
+  return { source, stats };
 }

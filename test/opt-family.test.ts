@@ -5,12 +5,13 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { openSafetensors } from "../src/formats/safetensors.js";
+import { openSafetensors, writeSafetensors } from "../src/formats/safetensors.js";
 import { parseOptConfig, type OptConfig } from "../src/models/opt/config.js";
 import { OptModel } from "../src/models/opt/model.js";
 import { SyntheticSource } from "../src/models/opt/synthetic.js";
+import { modelTensors } from "../src/models/opt/save.js";
 import { referenceForward } from "./opt-reference.js";
-import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
+import { asyncSource, FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
 
 const ref = reference();
 const tiny = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "utf8"));
@@ -55,6 +56,16 @@ describe("OPT variants vs the float64 reference", () => {
       const p = model.forward([padded], { attentionMask: [mask] }).logits;
       const dp = maxAbsDiff(p.subarray(2 * config.vocab_size), referenceForward(config, src, ids));
       expect(dp.max).toBeLessThan(1e-5 * scale);
+      // Everything streamed from an asynchronous source (layers, embeddings, positions, lm_head or
+      // project_in/out included) gives the resident model's logits exactly, in f32 and with the
+      // int8 conversions made on the fly at every pass.
+      const { tensors, metadata } = modelTensors(model);
+      const file = openSafetensors(writeSafetensors(tensors, metadata));
+      for (const opts of [{}, { dtype: "int8", embedDType: "int8" }] as const) {
+        const resident = await OptModel.load(config, file, { ...opts, threads: 1 });
+        const streamed = await OptModel.load(config, asyncSource(file).source, { ...opts, threads: 1, residentLayers: false, residentEmbeddings: false });
+        expect(maxAbsDiff((await streamed.forwardAsync([ids])).logits, resident.forward([ids]).logits).max, JSON.stringify(opts)).toBe(0);
+      }
     });
   }
 });

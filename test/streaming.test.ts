@@ -5,46 +5,18 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CheckpointError, openSafetensors, writeSafetensors, type AsyncTensorSource, type SafetensorsSource } from "../src/formats/index.js";
+import { openSafetensors, writeSafetensors } from "../src/formats/index.js";
 import { parseOptConfig } from "../src/models/opt/config.js";
 import { OptModel } from "../src/models/opt/model.js";
 import { modelTensors } from "../src/models/opt/save.js";
 import { SyntheticSource, syntheticConfig } from "../src/models/opt/synthetic.js";
 import { generate, greedyBatch } from "../src/generate/index.js";
 import { inspectPrompt } from "../src/inspect.js";
-import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
+import { asyncSource, FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
 
 const ref = reference();
 const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "utf8"));
 const file = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors"))));
-
-/** An AsyncTensorSource over a file in memory: every read is a promise, counted, and may fail. */
-function asyncSource(inner: SafetensorsSource) {
-  const stats = { reads: 0, bytes: 0, failOn: null as string | null };
-  const read = async (name: string, off = 0, len?: number) => {
-    await new Promise((r) => setTimeout(r, 0));
-    if (name === stats.failOn) throw new CheckpointError(`remote.safetensors: tensor '${name}': connection reset (injected)`);
-    const raw = inner.readRaw(name);
-    const out = raw.slice(off, len === undefined ? undefined : off + len);
-    stats.bytes += out.length;
-    return out;
-  };
-  const source: AsyncTensorSource = {
-    tensors: () => inner.tensors(),
-    get: (n) => inner.get(n),
-    readRawAsync: async (n, off, len) => {
-      stats.reads++;
-      return read(n, off, len);
-    },
-    readRawMany: async (names) => {
-      stats.reads++; // one request for a whole layer, as the HTTP reader coalesces adjacent tensors
-      const out = new Map<string, Uint8Array>();
-      for (const n of names) out.set(n, await read(n));
-      return out;
-    },
-  };
-  return { source, stats };
-}
 
 describe("a checkpoint read asynchronously", () => {
   it("loaded resident: logits bit-identical to the synchronous file", async () => {

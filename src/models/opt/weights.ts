@@ -500,7 +500,7 @@ export class WeightLoader {
     // Streamed matrices are converted during a pass, when the arena cannot grow: make the stage now.
     const asIs = (name: string, dtype: WeightDType) => copiedAsIs(this.src.get(this.names.full(name))!.dtype, dtype);
     const layersConvert = this.fmt.dtype !== "f32" && !layerSpecs(d, 0).filter((s) => isMatField(s.field)).every((s) => asIs(s.name, this.fmt.dtype));
-    const embedConverts = embedFmt.dtype !== "f32" && !asIs(this.headName, embedFmt.dtype);
+    const embedConverts = embedFmt.dtype !== "f32" && ![this.headName, "embed_tokens.weight"].every((n) => asIs(n, embedFmt.dtype));
     if ((!residentLayers && layersConvert) || (!residentEmbeddings && embedConverts)) this.stage();
     return { format: this.fmt, embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
   }
