@@ -35,6 +35,8 @@ interface Faults {
   cut?: number;
   /** Require this bearer token. */
   token?: string;
+  /** Fail this many ranged requests, then behave: with `status`, or by cutting the body after `cutAt` bytes. */
+  flaky?: { times: number; status?: number; cutAt?: number };
 }
 
 let server: Server;
@@ -58,6 +60,12 @@ beforeAll(async () => {
     const b = Math.min(m[2] ? Number(m[2]) : Infinity, body.length - 1, a + (faults.cap ?? Infinity) - 1);
     if (a >= body.length) return void res.writeHead(416, { "content-range": `bytes */${body.length}` }).end();
     let part = body.subarray(a, b + 1);
+    if (faults.flaky && faults.flaky.times > 0) {
+      faults.flaky.times--;
+      if (faults.flaky.status) return void res.writeHead(faults.flaky.status).end();
+      res.writeHead(206, { "content-range": `bytes ${a}-${b}/${body.length}`, "content-length": part.length });
+      return void res.write(part.subarray(0, faults.flaky.cutAt ?? 0), () => res.destroy());
+    }
     const headers: Record<string, string | number> = { "accept-ranges": "bytes" };
     const s = faults.shiftRange ?? 0;
     if (!faults.noContentRange) headers["content-range"] = `bytes ${a + s}-${b + s}/${body.length}`;
@@ -327,6 +335,33 @@ describe("httpRangeReader errors", () => {
     e = await rejection(httpRangeReader(u).read(0, 60000));
     expect(e).toBeInstanceOf(RangeReadError);
     expect(e.message).toMatch(new RegExp(`^${u}: bytes 0-59999: truncated, the connection was lost after \\d+ bytes`));
+  });
+
+  it("a source tries a dropped connection, a 5xx or a 429 again (3 tries); not a 404 or a bad answer", async () => {
+    const u = serve("m.safetensors", TINY);
+    const src = await openUrl(u);
+    const whole = openSafetensors(TINY);
+    // A layer read into a scratch buffer, its first two tries cut mid-body (a BYOB read loses the
+    // buffer's memory with the connection): the third try reads it into fresh memory of that size.
+    faults.flaky = { times: 2, cutAt: 3000 };
+    log = [];
+    const layer = await src.readRawMany(LAYER0, new Uint8Array(400_000));
+    for (const n of LAYER0) expectBytes(layer.get(n), whole.readRaw(n), n);
+    expect(layer.get(LAYER0[0])!.buffer.byteLength).toBe(400_000);
+    expect(log).toHaveLength(3);
+    for (const status of [503, 429]) {
+      faults.flaky = { times: 1, status };
+      expectBytes(await src.readRawAsync(LAYER0[0], 0, 64), whole.readRaw(LAYER0[0]).subarray(0, 64));
+    }
+    faults.flaky = { times: 3, status: 502 };
+    log = [];
+    const e = await rejection(src.readRawAsync(LAYER0[0]));
+    expect(e.message).toMatch(/HTTP 502 Bad Gateway for bytes \d+-\d+ \(after 3 tries\)$/);
+    expect(log).toHaveLength(3);
+    faults = { shiftRange: 1 };
+    log = [];
+    expect((await rejection(src.readRawAsync(LAYER0[0]))).message).toContain("the server sent Content-Range");
+    expect(log).toHaveLength(1);
   });
 
   it("a 206 whose Content-Range is not what was asked, or absent", async () => {

@@ -32,10 +32,18 @@ export interface RangeReader {
 /** A read that failed for a reason other than the file's contents: HTTP status, network, a bad server. */
 export class RangeReadError extends Error {
   override name = "RangeReadError";
-  constructor(message: string, readonly status?: number) {
+  constructor(message: string, readonly status?: number,
+    /** Worth another try: the network failed, the connection dropped, HTTP 5xx or 429. */
+    readonly transient = false) {
     super(message);
   }
 }
+
+/**
+ * Tries per read. A streamed model makes hundreds of requests per answer (a layer each per token),
+ * so a dropped connection, a 5xx or a 429 is tried again, after these pauses, before it fails.
+ */
+const RETRY_MS = [250, 1000];
 
 export interface HttpRangeOptions {
   /** Default: the global fetch. */
@@ -54,7 +62,7 @@ export interface HttpRangeOptions {
 export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): RangeReader {
   const label = oneLine(opts.label ?? url);
   let size: number | undefined;
-  const err = (msg: string, status?: number) => new RangeReadError(`${label}: ${msg}`, status);
+  const err = (msg: string, status?: number, transient = false) => new RangeReadError(`${label}: ${msg}`, status, transient);
   const learn = (total: number) => {
     if (size !== undefined && total !== size) throw err(`file size changed from ${size} to ${total} bytes between reads`);
     size = total;
@@ -70,7 +78,7 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       res = await doFetch(url, { headers: { ...opts.headers, range: `bytes=${span}` }, signal: opts.signal });
     } catch (e) {
       if (opts.signal?.aborted) throw opts.signal.reason;
-      throw err(`network error: ${errorText(e)}`);
+      throw err(`network error: ${errorText(e)}`, undefined, true);
     }
     try {
       return await answer(res, offset, length, `bytes ${span}`, into);
@@ -96,7 +104,7 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       const want = b - a + 1;
       const body = await readBody(res, want, `${label}: ${range}`, opts.signal, into);
       if (!body) throw err(`the server sent more than the ${want} bytes of Content-Range ${JSON.stringify(oneLine(cr!))}`);
-      if (body.length !== want) throw err(`truncated: ${body.length} of the ${want} bytes of ${range}`);
+      if (body.length !== want) throw err(`truncated: ${body.length} of the ${want} bytes of ${range}`, undefined, true);
       return body;
     }
     if (res.status === 200) {
@@ -120,7 +128,7 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       throw err(`access denied (HTTP ${res.status}): a private or gated model needs a token ` +
         "(headers: { authorization: 'Bearer hf_…' })", res.status);
     }
-    throw err(`HTTP ${res.status} ${oneLine(res.statusText)} for ${range}`.trimEnd(), res.status);
+    throw err(`HTTP ${res.status} ${oneLine(res.statusText)} for ${range}`.trimEnd(), res.status, res.status >= 500 || res.status === 429);
   }
 
   return { get size() { return size; }, read };
@@ -170,7 +178,7 @@ export class RangedSafetensors implements AsyncTensorSource {
     if (!isCount(offset) || !isCount(length) || offset + length > n) {
       fail(this.label, `tensor ${q(name)}: bytes [${offset}, ${offset + length}) are outside its ${n} bytes`);
     }
-    return readExact(this.reader, e.begin + offset, length, this.label, scratch);
+    return retried(scratch, (into) => readExact(this.reader, e.begin + offset, length, this.label, into));
   }
 
   async readRawMany(names: string[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
@@ -333,6 +341,30 @@ export interface MergedRead {
  * at every read, so the views are made once all reads are done, over where the memory ended up.
  */
 async function runReads(reads: MergedRead[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
+  return retried(scratch, (into) => runReadsOnce(reads, into));
+}
+
+/**
+ * `attempt(scratch)`, tried again after a transient failure (RETRY_MS). A BYOB read that failed
+ * took the scratch's memory with it (it is detached): the next try gets fresh memory of its size.
+ */
+async function retried<T>(scratch: Uint8Array | undefined, attempt: (scratch?: Uint8Array) => Promise<T>): Promise<T> {
+  const size = scratch?.length ?? 0;
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt(scratch);
+    } catch (e) {
+      if (!(e instanceof RangeReadError && e.transient) || i >= RETRY_MS.length) {
+        if (i > 0 && e instanceof Error) e.message += ` (after ${i + 1} tries)`;
+        throw e;
+      }
+      await new Promise((r) => setTimeout(r, RETRY_MS[i]));
+      if (scratch && scratch.byteLength === 0) scratch = new Uint8Array(size);
+    }
+  }
+}
+
+async function runReadsOnce(reads: MergedRead[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
   const read = (r: MergedRead, into?: Uint8Array) => readExact(r.reader, r.begin, r.end - r.begin, r.label, into);
   let chunks: (Uint8Array | number)[]; // a chunk, or its offset in scratch
   if (!scratch) {
@@ -425,7 +457,7 @@ async function readBody(res: Response, max: number, what: string, signal?: Abort
       r = await reader?.read();
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`);
+      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`, undefined, true);
     }
     if (!r || r.done) return out.subarray(0, n);
     if (n + r.value.length > max) {
@@ -456,7 +488,7 @@ async function readInto(reader: ReadableStreamBYOBReader, into: Uint8Array, max:
       r = await reader.read(room > 0 ? new Uint8Array(buffer, start + n, room) : new Uint8Array(1));
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`);
+      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`, undefined, true);
     }
     if (room > 0 && r.value) buffer = r.value.buffer as ArrayBuffer;
     if (r.done) return new Uint8Array(buffer, start, n);
