@@ -35,6 +35,8 @@ interface Faults {
   cut?: number;
   /** Require this bearer token. */
   token?: string;
+  /** Send this ETag with every 206. */
+  etag?: string;
   /** Fail this many ranged requests, then behave: with `status`, or by cutting the body after `cutAt` bytes. */
   flaky?: { times: number; status?: number; cutAt?: number };
 }
@@ -67,6 +69,7 @@ beforeAll(async () => {
       return void res.write(part.subarray(0, faults.flaky.cutAt ?? 0), () => res.destroy());
     }
     const headers: Record<string, string | number> = { "accept-ranges": "bytes" };
+    if (faults.etag) headers.etag = faults.etag;
     const s = faults.shiftRange ?? 0;
     if (!faults.noContentRange) headers["content-range"] = `bytes ${a + s}-${b + s}/${body.length}`;
     if (faults.short) part = body.subarray(a, a + part.length - faults.short);
@@ -390,6 +393,17 @@ describe("httpRangeReader errors", () => {
     files["m.safetensors"] = new Uint8Array([...TINY, 0]);
     const e = await rejection(src.readRawAsync(LAYER0[0]));
     expect(e.message).toBe(`${u}: file size changed from ${TINY.length} to ${TINY.length + 1} bytes between reads`);
+  });
+
+  it("a file replaced by another of the same size between reads (its ETag changed)", async () => {
+    const u = serve("m.safetensors", TINY);
+    faults.etag = '"v1"';
+    const r = httpRangeReader(u);
+    await r.read(0, 10);
+    await r.read(10, 10); // same ETag: fine
+    faults.etag = '"v2"';
+    const e = await rejection(r.read(20, 10));
+    expect(e.message).toBe(`${u}: the file changed between reads (ETag "\\"v1\\"" → "\\"v2\\"")`);
   });
 
   it("reads past the end are cut, an empty read past it is empty", async () => {

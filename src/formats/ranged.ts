@@ -67,6 +67,16 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
     if (size !== undefined && total !== size) throw err(`file size changed from ${size} to ${total} bytes between reads`);
     size = total;
   };
+  // The first answer's ETag: a later one that differs means the file was replaced between reads
+  // (the same size would otherwise go unnoticed and mix two files' bytes). Absent or hidden (a
+  // cross-origin server that does not expose it): not checked.
+  let etag: string | null = null;
+  const sameFile = (res: Response) => {
+    const e = res.headers.get("etag");
+    if (e === null) return;
+    if (etag !== null && e !== etag) throw err(`the file changed between reads (ETag ${JSON.stringify(oneLine(etag))} → ${JSON.stringify(oneLine(e))})`);
+    etag = e;
+  };
 
   async function read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     checkSpan(label, offset, length);
@@ -90,6 +100,7 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
   async function answer(res: Response, offset: number, length: number, range: string, into?: Uint8Array): Promise<Uint8Array> {
     const cr = res.headers.get("content-range");
     if (res.status === 206) {
+      sameFile(res);
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr?.trim() ?? "");
       if (!m) {
         throw err(cr === null
