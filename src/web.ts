@@ -64,7 +64,7 @@ export interface FetchModelOptions {
    * complete. (Not `onProgress`: LoadOptions uses that name for copying weights into wasm memory.)
    */
   onDownload?: (p: FetchProgress) => void;
-  /** Aborts the downloads (the promise rejects with the signal's reason). */
+  /** Aborts the downloads (the promise rejects with the signal's reason); with `stream`, also every later read of the model. */
   signal?: AbortSignal;
 }
 
