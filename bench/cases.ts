@@ -3,6 +3,7 @@
 // Each group is an async generator: it allocates (our arenas, the peer's sessions) once, yields
 // its cases, and frees everything in `finally`, so the next group starts from the same memory.
 import type { Arena } from "../src/arena.js";
+import { f16ToF32 } from "../src/formats/dtype.js";
 import type { Build, KernelExports } from "../src/wasm.js";
 import {
   type Check, compare, layerNormRef, linearRef, pickRows, randomF32, repeat, softmaxRef, type Tolerance,
@@ -29,7 +30,7 @@ export interface Ctx {
   log(msg: string): void;
 }
 
-export type Kernel = "linear" | "layerNorm" | "softmax";
+export type Kernel = "linear" | "linearF16" | "linearI8" | "layerNorm" | "softmax";
 export type Unit = "GFLOP/s" | "GB/s";
 
 export interface OursRun {
@@ -211,6 +212,76 @@ export async function* linearGroup(ctx: Ctx, s: LinearShape): AsyncGenerator<Cas
 }
 
 // ---------------------------------------------------------------------------------------------
+// linearF16 / linearI8: the lm_head's decode matvec (T = 1, 768 → 50272) on compressed weights,
+// what the f16 and int8 models run per token: f16 expanded in the kernel; int8 with one scale per
+// row and group of 64 inputs (the model's default), activations as 16-bit integers. No peer: ORT's
+// WASM backend has no such MatMul, so the rate (weight bytes per second) is the figure. Checked
+// against float64 on the dequantized weights (int8: its 16-bit activations allow a looser bound).
+
+const GROUP = 64;
+
+export async function* compressedLinearGroup(ctx: Ctx, kernel: "linearF16" | "linearI8"): AsyncGenerator<CaseSpec> {
+  const K = 768, N = 50272;
+  const esize = kernel === "linearF16" ? 2 : 1;
+  const wBytes = K * N * esize + (kernel === "linearI8" ? N * (K / GROUP) * 4 : 0);
+  const shape = `T=1 ${K}→${N} (${Math.round(wBytes / MB)} MB)`;
+  if (!ctx.wants(kernel, shape)) return;
+  const seed = ctx.seed * 7919 + (kernel === "linearF16" ? 16 : 8);
+  const w = randomF32(K * N, seed, 1 / Math.sqrt(K));
+  const x = randomF32(K, seed + 1);
+  const tol: Tolerance = kernel === "linearF16" ? LINEAR_TOL : { atol: 2e-3, rtol: 2e-3 };
+  const scope = new Scope(ctx.ours);
+  try {
+    ctx.log(`${kernel} ${K}→${N}: compressing the weights (${Math.round(wBytes / MB)} MB per contender)`);
+    let deq: Float32Array | null = null; // the weights as the kernels see them, from the first build
+    const ours = ctx.ours.map((o): OursRun | OursMissing => {
+      if (!has(o.k, kernel)) return missingKernel(o, kernel);
+      const a = o.arena;
+      a.reserve(K * N * 4 + wBytes + (K + N + 16 * 3072) * 4 + 4096);
+      const mark = a.mark();
+      const src = a.put(w);
+      const q = a.alloc(K * N * esize), sc = kernel === "linearI8" ? a.alloc(N * (K / GROUP) * 4) : 0;
+      if (kernel === "linearF16") o.k.f32ToF16Rows(q, src, K * N);
+      else o.k.quantizeI8(q, sc, src, N, K, GROUP);
+      if (!deq) {
+        deq = new Float32Array(K * N);
+        if (kernel === "linearF16") {
+          const h = a.u16(q, K * N);
+          for (let i = 0; i < K * N; i++) deq[i] = f16ToF32(h[i]);
+        } else {
+          const qi = new Int8Array(a.u8(q, K * N).buffer, q, K * N), s8 = a.f32(sc, N * (K / GROUP));
+          for (let i = 0; i < K * N; i++) deq[i] = qi[i] * s8[Math.floor(i / K) * (K / GROUP) + Math.floor((i % K) / GROUP)];
+        }
+      }
+      a.reset(mark); // drop the f32 source: the compressed copy moves down to where it was
+      const pq = a.alloc(K * N * esize), ps = kernel === "linearI8" ? a.alloc(N * (K / GROUP) * 4) : 0;
+      a.u8(pq, K * N * esize).set(a.u8(q, K * N * esize));
+      if (ps) a.u8(ps, N * (K / GROUP) * 4).set(a.u8(sc, N * (K / GROUP) * 4));
+      const px = a.put(x), py = a.alloc(N * 4), scratch = a.alloc(16 * 3072 * 4);
+      return oursRun(o, py, N, () => kernel === "linearF16"
+        ? o.k.linearF16(py, px, pq, 0, 1, K, N, 0, N, 0)
+        : o.k.linearI8(py, px, pq, ps, 0, 1, K, N, 0, N, GROUP, scratch));
+    });
+    const ref = deq ? linearRef(x, deq, null, K, N, [0]) : null;
+    yield {
+      kernel,
+      shape,
+      dims: { T: 1, K, N, matrices: 1 },
+      unit: "GB/s",
+      work: wBytes,
+      workNote: "weight bytes streamed per call (int8: with the scales)",
+      ours,
+      peers: [],
+      checkCalls: [0],
+      reference: (_i, y) => compare(y, ref!, tol),
+      tol,
+    };
+  } finally {
+    await scope.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // layerNorm: y (T, C) = (x - mean) / sqrt(var + eps) · w + b, per row
 
 const LN_TOL: Tolerance = { atol: 1e-4, rtol: 1e-4 };
@@ -312,6 +383,8 @@ export async function* softmaxGroup(ctx: Ctx, s: (typeof SOFTMAX_SHAPES)[number]
 /** Every case of the suite, in order, each group set up only while its cases run. */
 export async function* allCases(ctx: Ctx): AsyncGenerator<CaseSpec> {
   for (const s of LINEAR_SHAPES) yield* linearGroup(ctx, s);
+  yield* compressedLinearGroup(ctx, "linearF16");
+  yield* compressedLinearGroup(ctx, "linearI8");
   yield* layerNormGroup(ctx);
   for (const s of SOFTMAX_SHAPES) yield* softmaxGroup(ctx, s);
 }

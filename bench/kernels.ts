@@ -14,7 +14,7 @@ import { createSession, describeOrt, f32Tensor, initOrt, runOne, tinyAddGraph } 
 import { detailTable, jsonLines, progressLine, summaryTable } from "./report.js";
 import { type CaseResult, runCase } from "./runner.js";
 
-const KERNELS: Kernel[] = ["linear", "layerNorm", "softmax"];
+const KERNELS: Kernel[] = ["linear", "linearF16", "linearI8", "layerNorm", "softmax"];
 const BUILDS: Build[] = ["simd", "relaxed"];
 
 const int = (name: string, min: number) => (v: string) => {
