@@ -255,6 +255,11 @@ function quantizeRowI16(xq: usize, x: usize, K: i32): f32 {
   return m / 32767;
 }
 
+/** acc + the 16 int8 weights in v dotted with 16 int16 activations (xlo: the first 8, xhi: the rest). */
+@inline function dotI8(v: v128, xlo: v128, xhi: v128, acc: v128): v128 {
+  return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), xlo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), xhi)));
+}
+
 /**
  * T = 1 with 16-bit activations: per group, Σ q·xq in i32 (no overflow: |q·xq| ≤ 127·32767 and a
  * lane sums G/4 of them, < 2^31 for G ≤ 2048), then scaled by s[o, g]·xscale into f32.
@@ -279,15 +284,11 @@ function matvecI8Dot(y: usize, x: usize, q: usize, s: usize, b: usize, K: i32, n
       for (let k = k0; k < k0 + G; k += 16) {
         const px = xq + (<usize>k << 1);
         const xlo = v128.load(px), xhi = v128.load(px, 16);
-        let v = v128.load(pq0 + <usize>k);
-        a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), xlo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), xhi)));
+        a0 = dotI8(v128.load(pq0 + <usize>k), xlo, xhi, a0);
         if (four) {
-          v = v128.load(pq1 + <usize>k);
-          a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), xlo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), xhi)));
-          v = v128.load(pq2 + <usize>k);
-          a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), xlo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), xhi)));
-          v = v128.load(pq3 + <usize>k);
-          a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), xlo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), xhi)));
+          a1 = dotI8(v128.load(pq1 + <usize>k), xlo, xhi, a1);
+          a2 = dotI8(v128.load(pq2 + <usize>k), xlo, xhi, a2);
+          a3 = dotI8(v128.load(pq3 + <usize>k), xlo, xhi, a3);
         }
       }
       const gs = <usize>g << 2;
@@ -298,12 +299,8 @@ function matvecI8Dot(y: usize, x: usize, q: usize, s: usize, b: usize, K: i32, n
         t3 = madd(f32x4.convert_i32x4_s(a3), f32x4.splat(load<f32>(ps3 + gs)), t3);
       }
     }
-    store<f32>(y + (<usize>o << 2), hsum(t0) * xs + (b ? load<f32>(b + (<usize>o << 2)) : 0));
-    if (four) {
-      store<f32>(y + (<usize>(o + nq) << 2), hsum(t1) * xs + (b ? load<f32>(b + (<usize>(o + nq) << 2)) : 0));
-      store<f32>(y + (<usize>(o + 2 * nq) << 2), hsum(t2) * xs + (b ? load<f32>(b + (<usize>(o + 2 * nq) << 2)) : 0));
-      store<f32>(y + (<usize>(o + 3 * nq) << 2), hsum(t3) * xs + (b ? load<f32>(b + (<usize>(o + 3 * nq) << 2)) : 0));
-    }
+    if (four) storeRows4(y, b, o, nq, hsum(t0) * xs, hsum(t1) * xs, hsum(t2) * xs, hsum(t3) * xs);
+    else store<f32>(y + (<usize>o << 2), hsum(t0) * xs + (b ? load<f32>(b + (<usize>o << 2)) : 0));
   }
 }
 
