@@ -1,7 +1,7 @@
 // One case: check every contender's output first (a benchmark of a wrong kernel is worthless),
 // then time the ones that passed, interleaved, and pick the peer's fastest variant.
 import type { Build } from "../src/wasm.js";
-import type { CaseSpec, Kernel, OursRun, Unit } from "./cases.js";
+import type { CaseSpec, OursRun } from "./cases.js";
 import { type Check, compare } from "./data.js";
 import { type Contender, measure, type MeasureOptions, type Timing } from "./measure.js";
 
@@ -22,14 +22,8 @@ export interface PeerResult {
   vsRef: Check;
 }
 
-export interface CaseResult {
-  kernel: Kernel;
-  shape: string;
-  dims: Record<string, number>;
-  unit: Unit;
-  work: number;
-  workNote: string;
-  tol: { atol: number; rtol: number };
+/** A case as described (without its runs), and what its contenders did. */
+export interface CaseResult extends Pick<CaseSpec, "kernel" | "shape" | "dims" | "unit" | "work" | "workNote" | "tol"> {
   ours: OursResult[];
   peers: PeerResult[];
   /** The peer variant with the lowest median (what ratios compare with). */
