@@ -405,18 +405,24 @@ export class WeightLoader {
   async fetchLayer(i: number): Promise<Map<string, Uint8Array>> {
     if (!this.remote) throw new Error("wasm-lm: fetchLayer needs an AsyncTensorSource");
     const names = this.layerFiles(i);
-    const k = (this.turn ^= 1);
-    // A reader that fills the buffer through a BYOB stream hands it back as a new ArrayBuffer (the
-    // old one is detached): keep whichever the bytes are in. One lost to a failed read is remade.
-    let buf = this.layerBuffers[k];
-    if (!buf || buf.byteLength === 0) {
-      const bytes = names.reduce((a, n) => a + numelOf(this.src.get(n)!.shape) * DTYPE_SIZE[this.src.get(n)!.dtype], 0);
-      buf = this.layerBuffers[k] = new Uint8Array(bytes + (64 << 10)); // + the gaps a merged read may span
-    }
+    const bytes = names.reduce((a, n) => a + numelOf(this.src.get(n)!.shape) * DTYPE_SIZE[this.src.get(n)!.dtype], 0);
+    const [k, buf] = this.nextBuffer(bytes + (64 << 10)); // + the gaps a merged read may span
     const out = await this.remote.readRawMany(names, buf);
     const first = out.values().next().value;
     if (first) this.layerBuffers[k] = sameMemory(first, buf);
     return out;
+  }
+
+  /**
+   * The buffer whose turn it is, at least `bytes` long. A reader that fills it through a BYOB
+   * stream hands it back as a new ArrayBuffer (the old one detached, length 0): the callers keep
+   * whichever the bytes are in, and one lost to a failed read is remade here.
+   */
+  private nextBuffer(bytes: number): [number, Uint8Array] {
+    const k = (this.turn ^= 1);
+    let buf = this.layerBuffers[k];
+    if (!buf || buf.byteLength < bytes) buf = this.layerBuffers[k] = new Uint8Array(Math.max(bytes, buf?.byteLength ?? 0));
+    return [k, buf];
   }
 
   /** Read decoder layer i's tensors into a slot (from `fetched`: its bytes from fetchLayer). */
@@ -449,9 +455,7 @@ export class WeightLoader {
     const int8 = info.dtype === "I8";
     const sRow = int8 ? this.src.get(`${full}_scale`)!.shape[1] * 4 : 0;
     const w = n * rowBytes;
-    const k = (this.turn ^= 1);
-    let buf = this.layerBuffers[k];
-    if (!buf || buf.byteLength < w + n * sRow) buf = new Uint8Array(Math.max(w + n * sRow, buf?.byteLength ?? 0));
+    let [k, buf] = this.nextBuffer(w + n * sRow);
     // Rows, then their scales, side by side in the buffer; each read may move it (see sameMemory).
     buf = settle(await this.remote!.readRawAsync(full, r0 * rowBytes, w, buf), buf, 0);
     if (int8) buf = settle(await this.remote!.readRawAsync(`${full}_scale`, r0 * sRow, n * sRow, buf.subarray(w)), buf, w);
