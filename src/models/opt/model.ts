@@ -397,8 +397,8 @@ export class OptModel {
       quantScratch: this.dtype === "f32" ? 0 : arena.alloc(parts * this.quantScratchBytes),
       probs: opts.collectAttentions ? a(H * T * S) : 0,
       lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
-      embRows: this.head ? arena.alloc(f(rows * (E + 2 * E / (this.head.g || E))) * 4) : 0, localIds: new Int32Array(rows),
-      posRows: this.head ? a(rows * C) : 0, localPos: new Int32Array(rows),
+      embRows: this.head ? arena.alloc(f(rows * (E + 2 * E / (this.head.g || E))) * 4) : 0,
+      localIds: this.head ? new Int32Array(rows) : NONE, posRows: this.head ? a(rows * C) : 0, localPos: this.head ? new Int32Array(rows) : NONE,
       headOut: this.head ? a(R * this.headRows) : 0,
       attentions: [],
       end: () => {
@@ -777,6 +777,9 @@ export class OptModel {
     }
   }
 }
+
+/** The step's local row maps when the embeddings are resident (unused then). */
+const NONE = new Int32Array(0);
 
 /** What a pass yields before the embedding when the model streams it. */
 const EMBED = -1;
