@@ -369,10 +369,13 @@ export class OptModel {
     const W = Math.max(C, E);
     const f = (n: number) => align(n * 4, 64);
     const parts = this.threads;
+    // Streamed embeddings: the step's token rows in the embedding's dtype (with int8 scales); room
+    // for f32 rows bounds every dtype.
+    const embBytes = this.head ? f(rows * (E + 2 * E / (this.head.g || E))) * 4 : 0;
     const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + parts * f(S) +
       (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64 +
       (this.dtype === "f32" ? 0 : parts * this.quantScratchBytes) +
-      (this.head ? f(rows * (E + 2 * E / (this.head.g || E))) * 4 + f(rows * C) + f(R * this.headRows) : 0);
+      (this.head ? embBytes + f(rows * C) + f(R * this.headRows) : 0);
 
     const arena = this.arena;
     const mark = arena.mark();
@@ -397,7 +400,7 @@ export class OptModel {
       quantScratch: this.dtype === "f32" ? 0 : arena.alloc(parts * this.quantScratchBytes),
       probs: opts.collectAttentions ? a(H * T * S) : 0,
       lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
-      embRows: this.head ? arena.alloc(f(rows * (E + 2 * E / (this.head.g || E))) * 4) : 0,
+      embRows: this.head ? arena.alloc(embBytes) : 0,
       localIds: this.head ? new Int32Array(rows) : NONE, posRows: this.head ? a(rows * C) : 0, localPos: this.head ? new Int32Array(rows) : NONE,
       headOut: this.head ? a(R * this.headRows) : 0,
       attentions: [],
