@@ -5,8 +5,9 @@ export { linear, linearScalar } from "./kernels/linear";
 export { layerNorm, layerNormScalar, rmsNorm, rmsNormScalar } from "./kernels/norm";
 export { softmax, softmaxScalar } from "./kernels/softmax";
 export { attention, attentionScalar, kvStore, kvStoreScalar } from "./kernels/attention";
+export { rope, ropeScalar } from "./kernels/rope";
 export {
-  relu, reluScalar, gelu, geluScalar, geluTanh, geluTanhScalar, silu, siluScalar,
+  relu, reluScalar, gelu, geluScalar, geluTanh, geluTanhScalar, silu, siluScalar, swiglu, swigluScalar,
   add, addScalar, addBias, addBiasScalar, embedGather, embedGatherScalar, scale, scaleScalar,
 } from "./kernels/elementwise";
 

@@ -25,13 +25,16 @@ export interface KernelExports {
   softmaxScalar(y: number, x: number, mask: number, rows: number, cols: number): void;
   kvStore(cache: number, src: number, T: number, past: number, H: number, D: number, maxCtx: number): void;
   attention(out: number, q: number, k: number, v: number, keyMask: number, probs: number, scratch: number,
-    T: number, past: number, H: number, D: number, maxCtx: number, h0: number, h1: number): void;
+    T: number, past: number, H: number, Hkv: number, D: number, maxCtx: number, scale: number, h0: number, h1: number): void;
   attentionScalar(out: number, q: number, k: number, v: number, keyMask: number, probs: number, scratch: number,
-    T: number, past: number, H: number, D: number, maxCtx: number, h0: number, h1: number): void;
+    T: number, past: number, H: number, Hkv: number, D: number, maxCtx: number, scale: number, h0: number, h1: number): void;
+  rope(x: number, cs: number, rows: number, H: number, D: number): void;
+  ropeScalar(x: number, cs: number, rows: number, H: number, D: number): void;
   relu(y: number, x: number, n: number): void;
   gelu(y: number, x: number, n: number): void;
   geluTanh(y: number, x: number, n: number): void;
   silu(y: number, x: number, n: number): void;
+  swiglu(y: number, gate: number, up: number, n: number): void;
   add(y: number, a: number, b: number, n: number): void;
   addBias(y: number, b: number, T: number, C: number): void;
   embedGather(y: number, table: number, ids: number, T: number, C: number): void;

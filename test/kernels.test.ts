@@ -9,7 +9,9 @@
 //               kernel's lane-wise partial sums drift less than the scalar twin's sequential sum
 //   norms       atol 2·ε·√C, rtol 2ε
 //   softmax     rtol 2·ε·(4 + √cols), atol 1e-30
-//   attention   atol = rtol = ε·(8 + √L + √D)/4
+//   attention   atol = rtol = ε·(8 + √L + √D)/4 · max(1, scale·√D) (scores grow with the scale)
+//   rope        atol 16ε: a·cos ∓ b·sin of |a|, |b| ≤ 4, three roundings of values ≤ 8
+//   swiglu      the silu rtol below plus ε for the ·up
 //   activations rtol ε·(6 + c(x)), atol 1e-30: a few ulps, plus the conditioning c of erfc / exp at
 //               the argument (the f32 rounding of x/√2 alone moves erfc(-x/√2) by ~x²·ε/2 relative)
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -160,25 +162,28 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
   });
 
   describe("attention", () => {
-    const run = (T: number, past: number, H: number, D: number, h0: number, h1: number, masked: boolean, seed: number) => {
+    /** H query heads over Hkv KV heads; scale defaults to 1/√D. */
+    const run = (T: number, past: number, H: number, Hkv: number, D: number, h0: number, h1: number, masked: boolean,
+      seed: number, scale = 1 / Math.sqrt(D)) => {
       const rng = new ref.Rng(seed);
-      const L = past + T, HD = H * D, maxCtx = L + 5;
-      const q = rng.f32(T * HD, -3, 3), k = rng.f32(L * HD, -1, 1), v = rng.f32(L * HD, -1, 1);
+      const L = past + T, HD = H * D, KD = Hkv * D, maxCtx = L + 5;
+      const q = rng.f32(T * HD, -3, 3), k = rng.f32(L * KD, -1, 1), v = rng.f32(L * KD, -1, 1);
       // Padding mask: a few hidden keys, and key 0 hidden so that query 0 (with past = 0) sees nothing.
       const mask = masked ? Uint8Array.from({ length: L }, (_, j) => (j === 0 || rng.next() % 5 === 0 ? 0 : 1)) : null;
-      const kc = zeros(H * maxCtx * D), vc = zeros(H * maxCtx * D);
+      const kc = zeros(Hkv * maxCtx * D), vc = zeros(Hkv * maxCtx * D);
       const pk = put(k), pv = put(v);
       if (past > 0) {
-        wasm.k.kvStore(kc, pk, past, 0, H, D, maxCtx);
-        wasm.k.kvStore(vc, pv, past, 0, H, D, maxCtx);
+        wasm.k.kvStore(kc, pk, past, 0, Hkv, D, maxCtx);
+        wasm.k.kvStore(vc, pv, past, 0, Hkv, D, maxCtx);
       }
-      wasm.k.kvStore(kc, pk + 4 * past * HD, T, past, H, D, maxCtx);
-      wasm.k.kvStore(vc, pv + 4 * past * HD, T, past, H, D, maxCtx);
+      wasm.k.kvStore(kc, pk + 4 * past * KD, T, past, Hkv, D, maxCtx);
+      wasm.k.kvStore(vc, pv + 4 * past * KD, T, past, Hkv, D, maxCtx);
       const out = put(new Float32Array(T * HD).fill(NaN)), probs = put(new Float32Array(H * T * L).fill(NaN));
-      wasm.k.attention(out, put(q), kc, vc, mask ? putU8(mask) : 0, probs, zeros(L), T, past, H, D, maxCtx, h0, h1);
-      const want = ref.attention(q, k, v, mask, T, past, H, D, h0, h1);
-      const tol = 0.25 * EPS * (8 + Math.sqrt(L) + Math.sqrt(D));
-      const name = `attention T=${T} past=${past} H=${H} D=${D} heads [${h0},${h1})${masked ? " masked" : ""}`;
+      const s = Math.fround(scale);
+      wasm.k.attention(out, put(q), kc, vc, mask ? putU8(mask) : 0, probs, zeros(L), T, past, H, Hkv, D, maxCtx, s, h0, h1);
+      const want = ref.attention(q, k, v, mask, T, past, H, D, h0, h1, Hkv, s);
+      const tol = 0.25 * EPS * (8 + Math.sqrt(L) + Math.sqrt(D)) * Math.max(1, s * Math.sqrt(D));
+      const name = `attention T=${T} past=${past} H=${H} Hkv=${Hkv} D=${D} scale=${s} heads [${h0},${h1})${masked ? " masked" : ""}`;
       const gotOut = read(out, T * HD), gotProbs = read(probs, H * T * L);
       expectClose(`${name} out`, gotOut, want.out, tol, tol);
       expectClose(`${name} probs`, gotProbs, want.probs, tol, tol);
@@ -189,14 +194,59 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
       }
     };
     it("awkward: H = 3, D = 5 and 17, past 0 and > 0, padding mask", () => {
-      run(4, 0, 3, 5, 0, 3, true, 30);
-      run(5, 7, 3, 17, 0, 3, true, 31);
-      run(1, 9, 3, 17, 1, 3, false, 32);
+      run(4, 0, 3, 3, 5, 0, 3, true, 30);
+      run(5, 7, 3, 3, 17, 0, 3, true, 31);
+      run(1, 9, 3, 3, 17, 1, 3, false, 32);
     });
     it("OPT-125M: H = 12, D = 64, prompt and decode", () => {
-      run(16, 0, 12, 64, 0, 12, true, 33);
-      run(1, 40, 12, 64, 0, 12, true, 34);
-      run(8, 20, 12, 64, 4, 9, false, 35);
+      run(16, 0, 12, 12, 64, 0, 12, true, 33);
+      run(1, 40, 12, 12, 64, 0, 12, true, 34);
+      run(8, 20, 12, 12, 64, 4, 9, false, 35);
+    });
+    it("grouped-query heads: H = 6 over Hkv = 3, MQA H = 5 over 1, SmolLM-135M's 9 over 3", () => {
+      run(5, 3, 6, 3, 7, 0, 6, true, 36);
+      run(3, 4, 6, 3, 17, 1, 4, false, 37);
+      run(4, 2, 5, 1, 7, 0, 5, true, 38);
+      run(8, 0, 9, 3, 64, 0, 9, true, 39);
+      run(1, 30, 9, 3, 64, 2, 7, false, 40);
+    });
+    it("other scales: GPT-2's 1/(√D·(layer + 1)) and a sharper one", () => {
+      run(6, 4, 4, 4, 17, 0, 4, true, 41, 1 / (Math.sqrt(17) * 3));
+      run(4, 9, 4, 2, 64, 0, 4, false, 42, 0.5);
+    });
+  });
+
+  describe("rope", () => {
+    it("D = 6, 10, 34, 64, H = 1, 3, 9, at real angles, in place", () => {
+      for (const [rows, H, D, past, seed] of [[5, 3, 6, 0, 43], [1, 9, 10, 17, 44], [5, 1, 34, 3, 45], [4, 9, 64, 100, 46]] as const) {
+        const rng = new ref.Rng(seed);
+        const x = rng.f32(rows * H * D, -4, 4);
+        const cs = new Float32Array(rows * D);
+        for (let r = 0; r < rows; r++) {
+          for (let i = 0; i < D / 2; i++) {
+            const a = (past + r) * 10000 ** (-2 * i / D);
+            cs[r * D + i] = Math.cos(a);
+            cs[r * D + D / 2 + i] = Math.sin(a);
+          }
+        }
+        const px = put(x, 1);
+        wasm.k.rope(px, put(cs, 2), rows, H, D);
+        // a·c ∓ b·s with |a|, |b| ≤ 4: three roundings of values ≤ 8
+        expectClose(`rope rows=${rows} H=${H} D=${D}`, read(px, x.length), ref.rope(x, cs, rows, H, D), 2 * EPS * 8, 0);
+      }
+    });
+  });
+
+  describe("swiglu", () => {
+    it("silu(gate)·up, with extreme gates, and in place over gate", () => {
+      const n = 1031;
+      const rng = new ref.Rng(47);
+      const gate = rng.f32(n, -12, 12), up = rng.f32(n, -3, 3);
+      gate.set([80, -80, 0, -0, -87.4, -100, -1e30, 1e30, 20, -20]);
+      const pg = put(gate, 1);
+      wasm.k.swiglu(pg, pg, put(up, 3), n);
+      // e^-g to a few ulps, then 1 +, ÷, · (the rtol of silu above, plus one rounding)
+      expectClose("swiglu", read(pg, n), ref.swiglu(gate, up), 1e-30, (i) => EPS * (7 + 2 * Math.abs(gate[i])));
     });
   });
 

@@ -90,16 +90,18 @@ export function softmax(x: Float32Array, mask: Uint8Array | null, rows: number, 
 }
 
 /**
- * Causal attention for heads [h0, h1) from full K/V (L = past + T positions, layout (L, H·D) like
+ * Causal attention for heads [h0, h1) from full K/V (L = past + T positions, layout (L, Hkv·D) like
  * the model's projections): out (T, H·D) (other heads NaN) and probs (H, T, L) (other heads NaN).
+ * Grouped-query heads: query head h reads KV head h / (H / Hkv) (Hkv = H: multi-head, the default).
+ * scale defaults to 1/√D.
  */
 export function attention(q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Uint8Array | null,
-  T: number, past: number, H: number, D: number, h0 = 0, h1 = H): { out: Float64Array; probs: Float64Array } {
-  const L = past + T, HD = H * D;
+  T: number, past: number, H: number, D: number, h0 = 0, h1 = H, Hkv = H, scale = 1 / Math.sqrt(D)): { out: Float64Array; probs: Float64Array } {
+  const L = past + T, HD = H * D, KD = Hkv * D, group = H / Hkv;
   const out = new Float64Array(T * HD).fill(NaN);
   const probs = new Float64Array(H * T * L).fill(NaN);
-  const scale = 1 / Math.sqrt(D);
   for (let h = h0; h < h1; h++) {
+    const g = Math.floor(h / group);
     for (let t = 0; t < T; t++) {
       const s = new Float64Array(L);
       const vis = new Array<boolean>(L).fill(false);
@@ -107,7 +109,7 @@ export function attention(q: Float32Array, k: Float32Array, v: Float32Array, key
       for (let j = 0; j <= past + t; j++) {
         vis[j] = !keyMask || keyMask[j] !== 0;
         let d = 0;
-        for (let i = 0; i < D; i++) d += q[t * HD + h * D + i] * k[j * HD + h * D + i];
+        for (let i = 0; i < D; i++) d += q[t * HD + h * D + i] * k[j * KD + g * D + i];
         s[j] = d * scale;
         if (vis[j]) m = Math.max(m, s[j]);
       }
@@ -120,7 +122,7 @@ export function attention(q: Float32Array, k: Float32Array, v: Float32Array, key
       probs.set(p, (h * T + t) * L);
       for (let i = 0; i < D; i++) {
         let o = 0;
-        for (let j = 0; j < L; j++) o += p[j] * v[j * HD + h * D + i];
+        for (let j = 0; j < L; j++) o += p[j] * v[j * KD + g * D + i];
         out[t * HD + h * D + i] = o;
       }
     }
@@ -173,6 +175,31 @@ export const gelu = (x: number): number => x * 0.5 * erfc(-x / Math.SQRT2);
 export const geluTanh = (x: number): number =>
   x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
 export const silu = (x: number): number => x / (1 + Math.exp(-x));
+/** swiglu(gate, up) = silu(gate)·up, elementwise. */
+export function swiglu(gate: Float32Array, up: Float32Array): Float64Array {
+  const y = new Float64Array(gate.length);
+  for (let i = 0; i < gate.length; i++) y[i] = silu(gate[i]) * up[i];
+  return y;
+}
+
+/**
+ * Rotary embedding, LLaMA's rotate_half form, of x: (rows, H·D) with cs: (rows, D) = cos ‖ sin of
+ * each row's angles: (a, b) = (x[i], x[i + D/2]) → (a·cos − b·sin, b·cos + a·sin), in f64.
+ */
+export function rope(x: Float32Array, cs: Float32Array, rows: number, H: number, D: number): Float64Array {
+  const y = Float64Array.from(x), half = D / 2;
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < H; h++) {
+      for (let i = 0; i < half; i++) {
+        const ia = (r * H + h) * D + i, ib = ia + half;
+        const c = cs[r * D + i], s = cs[r * D + half + i];
+        y[ia] = x[ia] * c - x[ib] * s;
+        y[ib] = x[ib] * c + x[ia] * s;
+      }
+    }
+  }
+  return y;
+}
 export const relu = (x: number): number => (x > 0 ? x : 0);
 
 export function map(x: Float32Array, f: (v: number) => number): Float64Array {

@@ -1,16 +1,22 @@
-// Causal multi-head self-attention over a per-head KV cache.
-//   KV cache (K and V separately): (H, maxCtx, D) f32; position j of head h at ((h·maxCtx + j)·D).
-//   kvStore(cache, src, T, past, H, D, maxCtx)
-//       cache[h, past + t, :] = src[t, h·D : (h+1)·D]          src: (T, H·D)
-//   attention(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, D, maxCtx, h0, h1)
-//       for heads h in [h0, h1), queries t in [0, T) at absolute position past + t:
-//       p[j] = softmax_j( q[t, h]·k[h, j] / √D )  over visible keys j: j ≤ past + t and
+// Causal self-attention over a per-KV-head cache, with grouped-query heads (GQA).
+//   H query heads share Hkv KV heads (H % Hkv == 0): query head h reads KV head g = h / (H / Hkv).
+//   Hkv = H is ordinary multi-head attention, Hkv = 1 multi-query attention (MQA).
+//   KV cache (K and V separately): (Hkv, maxCtx, D) f32; position j of KV head g at ((g·maxCtx + j)·D).
+//   kvStore(cache, src, T, past, H, D, maxCtx)     H here is the cache's head count: callers pass Hkv
+//       cache[g, past + t, :] = src[t, g·D : (g+1)·D]          src: (T, H·D), the K or V projection
+//   attention(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0, h1)
+//       for query heads h in [h0, h1) (KV head g = h / (H / Hkv)), queries t in [0, T) at absolute
+//       position past + t:
+//       p[j] = softmax_j( q[t, h]·k[g, j] · scale )  over visible keys j: j ≤ past + t and
 //              (keyMask == 0 or keyMask[j] != 0)  (keyMask: u8[≥ past + T]); invisible keys get 0
-//       out[t, h·D : (h+1)·D] = Σ_j p[j] · v[h, j, :]          q, out: (T, H·D)
+//       out[t, h·D : (h+1)·D] = Σ_j p[j] · v[g, j, :]          q, out: (T, H·D)
+//       scale: 1/√D usually; GPT-2's scale_attn_by_inverse_layer_idx passes 1/(√D·(layer + 1)).
 //       probs: 0, or (H, T, past + T) f32 receiving p for heads h0..h1 (zeros past the causal edge);
 //       scratch: ≥ past + T floats per thread, used for p when probs == 0.
 //       A query with no visible key writes zeros (and a zero probs row).
 // Variants: SIMD128 (4 keys per step for q·k and for p·V, vector exp) and `<name>Scalar`.
+// Each query head streams its KV head on its own (a group's heads re-read the same K/V rows): the
+// split over [h0, h1) between threads stays a split of query heads.
 
 import { expV, hsum, keepMask4, madd, sum4 } from "./vecmath";
 
@@ -148,16 +154,17 @@ export function kvStoreScalar(cache: usize, src: usize, T: i32, past: i32, H: i3
 
 export function attention(
   out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
-  T: i32, past: i32, H: i32, D: i32, maxCtx: i32, h0: i32, h1: i32,
+  T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
 ): void {
   const L = past + T;
+  const group = H / Hkv; // query heads per KV head
   const rowBytes = <usize>D << 2;
   const qStride = <usize>H * rowBytes;
   const headBytes = <usize>maxCtx * rowBytes;
-  const scale: f32 = 1.0 / Mathf.sqrt(<f32>D);
   for (let h = h0; h < h1; h++) {
-    const kh = kCache + <usize>h * headBytes;
-    const vh = vCache + <usize>h * headBytes;
+    const g = h / group;
+    const kh = kCache + <usize>g * headBytes;
+    const vh = vCache + <usize>g * headBytes;
     for (let t = 0; t < T; t++) {
       const qrow = q + <usize>t * qStride + <usize>h * rowBytes;
       const orow = out + <usize>t * qStride + <usize>h * rowBytes;
@@ -177,11 +184,12 @@ export function attention(
 
 export function attentionScalar(
   out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
-  T: i32, past: i32, H: i32, D: i32, maxCtx: i32, h0: i32, h1: i32,
+  T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
 ): void {
   const L = past + T;
-  const scale: f32 = 1.0 / Mathf.sqrt(<f32>D);
+  const group = H / Hkv;
   for (let h = h0; h < h1; h++) {
+    const g = h / group;
     for (let t = 0; t < T; t++) {
       const qrow = q + ((<usize>t * <usize>H * <usize>D + <usize>h * <usize>D) << 2);
       const orow = out + ((<usize>t * <usize>H * <usize>D + <usize>h * <usize>D) << 2);
@@ -189,7 +197,7 @@ export function attentionScalar(
       const n = past + t + 1;
       let m: f32 = -Infinity;
       for (let j = 0; j < n; j++) {
-        const k = kCache + ((<usize>h * <usize>maxCtx + <usize>j) * <usize>D << 2);
+        const k = kCache + ((<usize>g * <usize>maxCtx + <usize>j) * <usize>D << 2);
         let s: f32 = 0;
         for (let d = 0; d < D; d++) s += load<f32>(qrow + (<usize>d << 2)) * load<f32>(k + (<usize>d << 2));
         s *= scale;
@@ -211,7 +219,7 @@ export function attentionScalar(
       for (let j = 0; j < n; j++) {
         const pj = load<f32>(p + (<usize>j << 2)) / sum;
         store<f32>(p + (<usize>j << 2), pj);
-        const v = vCache + ((<usize>h * <usize>maxCtx + <usize>j) * <usize>D << 2);
+        const v = vCache + ((<usize>g * <usize>maxCtx + <usize>j) * <usize>D << 2);
         for (let d = 0; d < D; d++) {
           const o = orow + (<usize>d << 2);
           store<f32>(o, load<f32>(o) + pj * load<f32>(v + (<usize>d << 2)));

@@ -5,6 +5,8 @@
 //   geluTanh(y, x, n)    y = x·½·(1 + tanh(√(2/π)·(x + 0.044715·x³)))   (PyTorch approximate='tanh'),
 //                        computed as x / (1 + e^(-2u)), u = √(2/π)·(x + 0.044715·x³): the same function
 //   silu(y, x, n)        y = x / (1 + e^-x)
+//   swiglu(y, gate, up, n)   y = silu(gate)·up = gate / (1 + e^-gate) · up   (LLaMA's MLP), rounded
+//                        exactly as silu then a multiply: bitwise silu(gate)·up of the same build
 //   add(y, a, b, n)      y = a + b
 //   scale(y, x, s, n)    y = s·x
 //   addBias(y, b, T, C)  y[t, c] += b[c]                          y: (T, C), b: (C)
@@ -116,6 +118,31 @@ export function siluScalar(y: usize, x: usize, n: i32): void {
   for (let i = 0; i < n; i++) {
     const v = load<f32>(x + (<usize>i << 2));
     store<f32>(y + (<usize>i << 2), v / (1 + Mathf.exp(-v)));
+  }
+}
+
+// ---- swiglu ----
+// The silu expression above, then ·up: no reassociation, so the fused kernel matches the two-pass one.
+
+export function swiglu(y: usize, gate: usize, up: usize, n: i32): void {
+  const nv = <usize>(n & ~3) << 2;
+  const one = f32x4.splat(1);
+  for (let i: usize = 0; i < nv; i += 16) {
+    const g = v128.load(gate + i);
+    const sg = f32x4.div(g, f32x4.add(one, expV(f32x4.neg(g))));
+    v128.store(y + i, f32x4.mul(sg, v128.load(up + i)));
+  }
+  for (let i = nv; i < (<usize>n << 2); i += 4) {
+    const g = load<f32>(gate + i);
+    store<f32>(y + i, g / (1 + Mathf.exp(-g)) * load<f32>(up + i));
+  }
+}
+
+export function swigluScalar(y: usize, gate: usize, up: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    const g = load<f32>(gate + o);
+    store<f32>(y + o, g / (1 + Mathf.exp(-g)) * load<f32>(up + o));
   }
 }
 
