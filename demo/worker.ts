@@ -1,11 +1,11 @@
 /// <reference lib="webworker" />
 // The model's thread. The page (main.ts) sends load / generate / inspect / stop; this worker owns
-// the OptModel and its wasm memory. Running here rather than on the page's main thread is what
+// the DecoderModel and its wasm memory. Running here rather than on the page's main thread is what
 // allows threads: the pool waits for its helpers with Atomics.wait, which a page's main thread may
 // not call, and the page stays responsive while a layer runs. The helpers themselves are Web
 // Workers the library starts on the same shared memory (the page is cross-origin isolated).
 import {
-  OptModel, SyntheticSource, Tokenizer, inspectPrompt, loadModelFromUrl, openModelFiles, openTokenizer, pickedFiles,
+  DecoderModel, SyntheticSource, Tokenizer, inspectPrompt, loadModelFromUrl, openModelFiles, openTokenizer, pickedFiles,
   streamGenerate, syntheticConfig, urlFiles, type Candidate, type FetchProgress, type LoadOptions, type ModelFiles,
 } from "../src/index.js";
 import type { FromWorker, Inspection, LensCell, ModelInfo, ToWorker } from "./messages.js";
@@ -14,7 +14,7 @@ declare const self: DedicatedWorkerGlobalScope;
 
 const post = (m: FromWorker, transfer: Transferable[] = []) => self.postMessage(m, transfer);
 
-let model: OptModel | null = null;
+let model: DecoderModel | null = null;
 let tokenizer: Tokenizer | null = null;
 let generation: AbortController | null = null;
 
@@ -79,7 +79,7 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
   if (spec.kind === "synthetic") {
     label = `synthetic:opt-125m (seed ${spec.seed})`;
     const config = syntheticConfig("opt-125m");
-    model = await OptModel.load(config, new SyntheticSource(config, spec.seed), { ...opts, label });
+    model = await DecoderModel.load(config, new SyntheticSource(config, spec.seed), { ...opts, label });
   } else if (spec.kind === "url") {
     label = spec.base;
     ({ model, tokenizer: tok } = await loadModelFromUrl(spec.base, { ...opts, onDownload: downloadReporter() }));
@@ -87,11 +87,11 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
     label = "local files";
     const { config, source, tokenizer: own } = await openModelFiles(reportingFiles(pickedFiles(spec.files)), label);
     tok = own;
-    model = await OptModel.load(config, source, { ...opts, label });
+    model = await DecoderModel.load(config, source, { ...opts, label });
   }
   tokenizer = tok ?? await defaultTokenizer();
   if (!tokenizer) throw new Error("the default tokenizer files (tokenizers/opt/) could not be read");
-  const d = model.d;
+  const d = model.dims;
   const info: ModelInfo = {
     label, layers: d.L, heads: d.H, hidden: d.C, vocab: d.V, maxPositions: d.maxPositions,
     dtype: model.dtype, build: model.build, threads: model.threads,
@@ -100,7 +100,7 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
   post({ type: "loaded", info });
 }
 
-function ready(): { model: OptModel; tokenizer: Tokenizer } {
+function ready(): { model: DecoderModel; tokenizer: Tokenizer } {
   if (!model || !tokenizer) throw new Error("load a model first");
   return { model, tokenizer };
 }

@@ -2,7 +2,7 @@
 //   - the hidden state's norm per token after each layer (how much each layer writes),
 //   - the logit lens: the next-token candidates read off each layer through the final norm and lm_head,
 //   - per head, which earlier tokens the last token attends to most, or the whole attention pattern.
-import type { OptModel } from "./models/opt/model.js";
+import type { DecoderModel } from "./models/decoder.js";
 import type { TextCodec } from "./generate/index.js";
 
 export interface Candidate { id: number; token: string; prob: number }
@@ -56,9 +56,9 @@ function topK(logits: Float32Array, n: number, k: number, token: (id: number) =>
  * The prompt through the model one layer at a time, recording after the embeddings and after each
  * layer: every token's hidden-state norm, the logit lens, and the attention (see InspectOptions).
  */
-export async function inspectPrompt(model: OptModel, codec: TextCodec, prompt: string | number[], o: InspectOptions = {}): Promise<Inspection> {
+export async function inspectPrompt(model: DecoderModel, codec: TextCodec, prompt: string | number[], o: InspectOptions = {}): Promise<Inspection> {
   const ids = typeof prompt === "string" ? codec.encode(prompt) : Array.from(prompt);
-  const { C, L, H, V } = model.d;
+  const { C, L, H, V } = model.dims;
   const decodable = Math.min(V, codec.vocabSize ?? V);
   const token = (id: number) => (id < decodable ? codec.decode([id]) : `<${id}>`);
   const tokens = ids.map(token);

@@ -6,9 +6,9 @@ import { fileURLToPath } from "node:url";
 import { openCheckpointDir } from "./formats/node.js";
 import { resolveModel, type ResolveOptions } from "./formats/hub.js";
 import type { TensorSource } from "./formats/types.js";
-import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
-import { OptModel, type LoadOptions } from "./models/opt/model.js";
-import { SyntheticSource, syntheticConfig } from "./models/opt/synthetic.js";
+import { familyOf, parseModelConfig, syntheticConfig, type ModelConfig } from "./models/families/index.js";
+import { DecoderModel, type LoadOptions } from "./models/decoder.js";
+import { SyntheticSource } from "./models/synthetic.js";
 import { loadTokenizer } from "./tokenizer/node.js";
 import type { Tokenizer } from "./tokenizer/index.js";
 
@@ -20,12 +20,22 @@ export const OPT_TOKENIZER_DIR = fileURLToPath(new URL("../tokenizers/opt/", imp
 export interface LoadModelOptions extends LoadOptions, ResolveOptions {
   /** Seed of a synthetic model's weights (default 0). */
   seed?: number;
+  /**
+   * A directory to load the tokenizer from instead of the model's (tokenizer.json, or vocab.json +
+   * merges.txt, with tokenizer_config.json).
+   */
+  tokenizer?: string;
 }
 
 export interface LoadedModel {
-  model: OptModel;
-  tokenizer: Tokenizer;
-  config: OptConfig;
+  model: DecoderModel;
+  /**
+   * The model directory's tokenizer (or opts.tokenizer's); OPT models without one get the OPT
+   * tokenizer shipped with the package; null for other families without tokenizer files (token
+   * ids still work).
+   */
+  tokenizer: Tokenizer | null;
+  config: ModelConfig;
   /** Where the weights came from: a directory, or the synthetic preset. */
   location: string;
 }
@@ -34,10 +44,15 @@ const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
 
 /** Config, checkpoint and tokenizer of a model spec, without loading weights into WebAssembly. */
 export async function openModel(spec: string, opts: LoadModelOptions = {}):
-  Promise<{ config: OptConfig; source: TensorSource; tokenizer: Tokenizer; location: string }> {
+  Promise<{ config: ModelConfig; source: TensorSource; tokenizer: Tokenizer | null; location: string }> {
+  if (opts.tokenizer !== undefined && !(existsSync(opts.tokenizer) && statSync(opts.tokenizer).isDirectory())) {
+    throw new Error(`wasm-lm: tokenizer directory '${opts.tokenizer}' does not exist`);
+  }
   if (spec.startsWith("synthetic:")) {
+    // Synthetic models of every family use the OPT tokenizer shipped (GPT-2's byte-level BPE): ids
+    // past a model's vocabulary are never generated, and the text is noise anyway.
     const config = syntheticConfig(spec.slice("synthetic:".length));
-    return { config, source: new SyntheticSource(config, opts.seed ?? 0), tokenizer: loadTokenizer(OPT_TOKENIZER_DIR), location: spec };
+    return { config, source: new SyntheticSource(config, opts.seed ?? 0), tokenizer: loadTokenizer(opts.tokenizer ?? OPT_TOKENIZER_DIR), location: spec };
   }
   let dir = spec;
   if (!(existsSync(spec) && statSync(spec).isDirectory())) {
@@ -45,20 +60,21 @@ export async function openModel(spec: string, opts: LoadModelOptions = {}):
       throw new Error(`wasm-lm: model '${spec}' is not a directory, a hub id (owner/name) or synthetic:<preset>`);
     }
     // Refuse a config we cannot run before the weights are downloaded.
-    dir = await resolveModel(spec, { ...opts, checkConfig: opts.checkConfig ?? ((text, path) => void parseOptConfig(text, path)) });
+    dir = await resolveModel(spec, { ...opts, checkConfig: opts.checkConfig ?? ((text, path) => void parseModelConfig(text, path)) });
   }
   const configPath = join(dir, "config.json");
   if (!existsSync(configPath)) throw new Error(`wasm-lm: ${configPath} not found (a model directory needs config.json)`);
-  const config = parseOptConfig(readFileSync(configPath, "utf8"), configPath);
+  const config = parseModelConfig(readFileSync(configPath, "utf8"), configPath);
   const source = openCheckpointDir(dir);
   const hasTokenizer = TOKENIZER_FILES.some((f) => existsSync(join(dir, f)));
-  const tokenizer = loadTokenizer(hasTokenizer ? dir : OPT_TOKENIZER_DIR);
+  const tokenizerDir = opts.tokenizer ?? (hasTokenizer ? dir : familyOf(config).name === "opt" ? OPT_TOKENIZER_DIR : null);
+  const tokenizer = tokenizerDir === null ? null : loadTokenizer(tokenizerDir);
   return { config, source, tokenizer, location: dir };
 }
 
 /** Open a model spec and load its weights into WebAssembly memory. */
 export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const { config, source, tokenizer, location } = await openModel(spec, opts);
-  const model = await OptModel.load(config, source, { ...opts, label: opts.label ?? location });
+  const model = await DecoderModel.load(config, source, { ...opts, label: opts.label ?? location });
   return { model, tokenizer, config, location };
 }

@@ -11,9 +11,23 @@
 // from inside a worker (the model then runs in a worker), or not at all.
 import { detectFeatures, importNodeBuiltin, type Wasm } from "./wasm.js";
 
-/** Kernels the pool can split, and which argument holds the range start (end = start + 1). */
-export const SPLITTABLE = ["linear", "linearF16", "linearI8", "attention"] as const;
-export type SplitKernel = (typeof SPLITTABLE)[number];
+/**
+ * How the pool splits each kernel it can run: the kernel's arguments in order (as assembly/index.ts
+ * exports it), the argument that starts the split range (the next one ends it), the unit ranges are
+ * cut at (16 output rows: whole register tiles of the linear kernels), and the argument that is
+ * per-thread scratch (each thread's moved by its index times the caller's stride).
+ */
+export const SPLITS = {
+  linear: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, scratch: null },
+  linearF16: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1", "scratch"], range: "n0", unit: 16, scratch: "scratch" },
+  linearI8: { args: ["y", "x", "q", "s", "b", "T", "K", "N", "n0", "n1", "G", "scratch"], range: "n0", unit: 16, scratch: "scratch" },
+  attention: {
+    args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],
+    range: "h0", unit: 1, scratch: "scratch",
+  },
+} as const satisfies Record<string, { args: readonly string[]; range: string; unit: number; scratch: string | null }>;
+export type SplitKernel = keyof typeof SPLITS;
+export const SPLITTABLE = Object.keys(SPLITS) as SplitKernel[];
 
 // Control block (Int32Array) slots.
 const SEQ = 0; // job number; workers wait for it to change
@@ -171,6 +185,16 @@ export class ThreadPool {
    * each thread's share of [start, start + total) cut at multiples of `unit`; when scratchArg ≥ 0,
    * thread p's args[scratchArg] is moved by p · scratchStride bytes.
    */
+  /**
+   * Run `kernel(...args)` (every argument, the full range included) split over the pool as SPLITS
+   * describes it: `total` is the range's size, `scratchStride` the bytes between threads' scratch.
+   */
+  split(kernel: SplitKernel, args: number[], total: number, scratchStride = 0): void {
+    const s = SPLITS[kernel];
+    const names = s.args as readonly string[];
+    this.run(kernel, args, names.indexOf(s.range), total, s.unit, s.scratch ? names.indexOf(s.scratch) : -1, scratchStride);
+  }
+
   run(kernel: SplitKernel, args: number[], rangeArg: number, total: number, unit = 1, scratchArg = -1, scratchStride = 0): void {
     if (this.closed) throw new Error("wasm-lm: the thread pool was closed");
     const c = this.ctrl;

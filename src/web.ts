@@ -4,7 +4,7 @@
 //
 //   urlFiles / pickedFiles   a model directory's files by name  (ModelFiles)
 //   openModelFiles           config.json first, then the tokenizer and the checkpoint
-//   loadModelFromUrl         all of it, then OptModel.load
+//   loadModelFromUrl         all of it, then DecoderModel.load
 //
 // A safetensors checkpoint is never whole in JavaScript memory: a download streams into the Cache
 // API and the model copies the weights into wasm from slices of the cached Blob (picked files: of
@@ -22,8 +22,8 @@ import {
   blobRangeReader, bytesRangeReader, httpRangeReader, openRangedCheckpoint, openRangedSafetensorsCheckpoint, type RangeReader,
 } from "./formats/ranged.js";
 import { errorText } from "./formats/types.js";
-import { parseOptConfig, type OptConfig } from "./models/opt/config.js";
-import { OptModel, type LoadOptions } from "./models/opt/model.js";
+import { parseModelConfig, type ModelConfig } from "./models/families/index.js";
+import { DecoderModel, type LoadOptions } from "./models/decoder.js";
 import { Tokenizer, type TokenizerFiles } from "./tokenizer/index.js";
 
 /** The Cache API cache used when `cache` is true (the default). */
@@ -91,10 +91,10 @@ export type ModelFiles = ((file: string) => Promise<Uint8Array | undefined>) & {
 };
 
 export interface LoadedFromUrl {
-  model: OptModel;
+  model: DecoderModel;
   /** The directory's tokenizer, or null when it has none (then use the OPT tokenizer: tokenizers/opt/). */
   tokenizer: Tokenizer | null;
-  config: OptConfig;
+  config: ModelConfig;
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -408,10 +408,10 @@ export async function openTokenizer(files: ModelFiles, label = "tokenizer"): Pro
 }
 
 /** config.json (checked: a model that cannot run is refused here) and the tokenizer files. */
-async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise<{ config: OptConfig; tokenizer: Tokenizer | null }> {
+async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise<{ config: ModelConfig; tokenizer: Tokenizer | null }> {
   const cfg = await files("config.json");
   if (!cfg) throw new Error(`wasm-lm: ${label}/config.json not found (a model directory needs config.json)`);
-  const config = parseOptConfig(text(cfg), `${label}/config.json`);
+  const config = parseModelConfig(text(cfg), `${label}/config.json`);
   return { config, tokenizer: await openTokenizer(files, label) };
 }
 
@@ -421,7 +421,7 @@ async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise
  * and its shards, or pytorch_model.bin). `label` names the directory in errors.
  */
 export async function openModelFiles(files: ModelFiles, label: string):
-  Promise<{ config: OptConfig; source: TensorSource | AsyncTensorSource; tokenizer: Tokenizer | null }> {
+  Promise<{ config: ModelConfig; source: TensorSource | AsyncTensorSource; tokenizer: Tokenizer | null }> {
   const { config, tokenizer } = await openConfigAndTokenizer(files, label);
   if (files.ranges) {
     // A safetensors checkpoint is read in pieces as the weights are copied into wasm.
@@ -460,12 +460,12 @@ export async function loadModelFromUrl(base: string, opts: LoadFromUrlOptions = 
     const headers = isHubId(base) && opts.token ? { authorization: `Bearer ${opts.token}` } : undefined;
     const source = await openRangedCheckpoint(async (file) =>
       httpRangeReader(root + file, { fetch: opts.fetch, headers, signal: opts.signal, label: `${label}/${file}` }), label);
-    const model = await OptModel.load(config, source, { ...opts, residentLayers: false, label: opts.label ?? label });
+    const model = await DecoderModel.load(config, source, { ...opts, residentLayers: false, label: opts.label ?? label });
     return { model, tokenizer, config };
   }
   const { config, source, tokenizer } = await openModelFiles(files, label);
   opts.signal?.throwIfAborted();
-  const model = await OptModel.load(config, source, { ...opts, label: opts.label ?? label });
+  const model = await DecoderModel.load(config, source, { ...opts, label: opts.label ?? label });
   return { model, tokenizer, config };
 }
 

@@ -6,7 +6,7 @@
 // prototype-named values are covered by hostile.test.ts.)
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { parseOptConfig, optDims, type OptConfig } from "../src/models/opt/config.js";
+import { parseOptConfig, optDims, type OptConfig } from "../src/models/families/index.js";
 import { parseShardIndex } from "../src/formats/multi.js";
 import { CheckpointError } from "../src/formats/types.js";
 import { parseMergesTxt, parseTokenizerJson, parseVocabJson } from "../src/tokenizer/files.js";

@@ -4,9 +4,9 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors } from "../src/formats/safetensors.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
-import { SyntheticSource, syntheticConfig } from "../src/models/opt/synthetic.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
+import { SyntheticSource, syntheticConfig } from "../src/models/synthetic.js";
 import { generate } from "../src/generate/index.js";
 import { BUILDS, FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
 
@@ -15,7 +15,7 @@ const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "ut
 const f32File = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors"))));
 const f16File = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.fp16.safetensors"))));
 
-async function agreement(model: OptModel): Promise<number> {
+async function agreement(model: DecoderModel): Promise<number> {
   const g = await generate(model, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
   let n = 0;
   while (n < 32 && g.new_tokens[n] === ref.generation.new_tokens[n]) n++;
@@ -26,7 +26,7 @@ describe("f16 weights", () => {
   for (const build of BUILDS) {
     for (const [name, open] of [["F32 file", f32File], ["F16 file", f16File]] as const) {
       it(`${build}, ${name}: the fixture's weights are f16-exact, so logits match transformers to 1e-4`, async () => {
-        const m = await OptModel.load(config, open(), { dtype: "f16", build, threads: 1 });
+        const m = await DecoderModel.load(config, open(), { dtype: "f16", build, threads: 1 });
         const d = maxAbsDiff(m.forward([ref.input_ids]).logits, ref.logits.flat());
         console.log(`f16 ${build} ${name}: logits max|Δ| ${d.max.toExponential(2)}`);
         expect(d.max).toBeLessThanOrEqual(1e-4);
@@ -39,7 +39,7 @@ describe("f16 weights", () => {
 describe("int8 weights", () => {
   it("the accuracy cost on the fixture is reported and bounded", async () => {
     for (const group of [16, 64]) {
-      const m = await OptModel.load(config, f32File(), { dtype: "int8", int8Group: group, threads: 1 });
+      const m = await DecoderModel.load(config, f32File(), { dtype: "int8", int8Group: group, threads: 1 });
       const d = maxAbsDiff(m.forward([ref.input_ids]).logits, ref.logits.flat());
       const agree = await agreement(m);
       console.log(`int8 group ${group}: logits max|Δ| vs transformers ${d.max.toExponential(2)}, greedy agrees for ${agree}/32 tokens`);
@@ -57,8 +57,8 @@ describe("compressed weights at OPT-125M's shape", () => {
   const A = [2, 31414, 232, 328, 20, 5, 2441, 9, 5, 232, 4];
   for (const dtype of ["f16", "int8"] as const) {
     it(`${dtype}: two threads equal one; cached decode equals the uncached forward; close to f32`, async () => {
-      const one = await OptModel.load(sc, new SyntheticSource(sc, 1), { dtype, build: "simd", threads: 1 });
-      const two = await OptModel.load(sc, new SyntheticSource(sc, 1), { dtype, build: "simd", threads: 2 });
+      const one = await DecoderModel.load(sc, new SyntheticSource(sc, 1), { dtype, build: "simd", threads: 1 });
+      const two = await DecoderModel.load(sc, new SyntheticSource(sc, 1), { dtype, build: "simd", threads: 2 });
       try {
         const a = one.forward([A]).logits;
         expect(maxAbsDiff(a, two.forward([A]).logits).max).toBe(0);
@@ -81,20 +81,20 @@ describe("compressed weights at OPT-125M's shape", () => {
 
 describe("saving int8 weights", () => {
   it("a saved int8 checkpoint reloads to the same model, without quantizing again", async () => {
-    const { modelTensors } = await import("../src/models/opt/save.js");
+    const { modelTensors } = await import("../src/models/save.js");
     const { writeSafetensors } = await import("../src/formats/safetensors.js");
-    const q = await OptModel.load(config, f32File(), { dtype: "int8", threads: 1 });
+    const q = await DecoderModel.load(config, f32File(), { dtype: "int8", threads: 1 });
     const { tensors, metadata } = modelTensors(q);
     expect(tensors.find((t) => t.name === "model.decoder.layers.0.fc1.weight")!.dtype).toBe("I8");
     expect(tensors.find((t) => t.name === "model.decoder.layers.0.fc1.weight_scale")!.shape).toEqual([256, 1]);
     expect(tensors.find((t) => t.name === "model.decoder.embed_tokens.weight")!.dtype).toBe("F16");
     const file = writeSafetensors(tensors, metadata);
-    const back = await OptModel.load(config, openSafetensors(file, "int8.safetensors"), { threads: 1 });
+    const back = await DecoderModel.load(config, openSafetensors(file, "int8.safetensors"), { threads: 1 });
     expect(back.dtype).toBe("int8");
     expect(maxAbsDiff(back.forward([ref.input_ids]).logits, q.forward([ref.input_ids]).logits).max).toBe(0);
-    await expect(OptModel.load(config, openSafetensors(file, "int8.safetensors"), { dtype: "f32" })).rejects.toThrow(/int8-quantized; load it with dtype int8/);
+    await expect(DecoderModel.load(config, openSafetensors(file, "int8.safetensors"), { dtype: "f32" })).rejects.toThrow(/int8-quantized; load it with dtype int8/);
     // A quantized matrix without its scales is refused, naming it.
     const noScale = writeSafetensors(tensors.filter((t) => t.name !== "model.decoder.layers.1.fc2.weight_scale"), metadata);
-    await expect(OptModel.load(config, openSafetensors(noScale, "bad.safetensors"))).rejects.toThrow(/'model.decoder.layers.1.fc2.weight' has no 'model.decoder.layers.1.fc2.weight_scale'/);
+    await expect(DecoderModel.load(config, openSafetensors(noScale, "bad.safetensors"))).rejects.toThrow(/'model.decoder.layers.1.fc2.weight' has no 'model.decoder.layers.1.fc2.weight_scale'/);
   });
 });

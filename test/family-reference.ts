@@ -84,7 +84,7 @@ interface LlamaDims {
   family: "llama" | "qwen2";
   V: number; C: number; L: number; H: number; Hkv: number; D: number; F: number;
   eps: number; theta: number; ropeFactor: number; tied: boolean;
-  qkvBias: boolean; oBias: boolean; act: (x: number) => number; slidingWindow: number | null;
+  qkvBias: boolean; oBias: boolean; mlpBias: boolean; act: (x: number) => number; slidingWindow: number | null;
 }
 interface Gpt2Dims {
   family: "gpt2";
@@ -152,7 +152,7 @@ export function dimsOf(config: HfConfig): Dims {
     H, Hkv, D, F: num(config, "intermediate_size"),
     eps: num(config, "rms_norm_eps", 1e-6), theta: num(config, "rope_theta", 10000), ropeFactor,
     tied: bool(config, "tie_word_embeddings", false),
-    qkvBias: family === "qwen2" || attnBias, oBias: attnBias,
+    qkvBias: family === "qwen2" || attnBias, oBias: attnBias, mlpBias: family === "llama" && bool(config, "mlp_bias", false),
     act: activation(String(config.hidden_act ?? "silu")),
     slidingWindow: typeof sw === "number" ? sw : null,
   };
@@ -195,8 +195,11 @@ export function checkpointLayout(config: HfConfig, opts: { gpt2Prefix?: boolean 
     if (d.oBias) add(l + "self_attn.o_proj.bias", C);
     add(l + "post_attention_layernorm.weight", C);
     add(l + "mlp.gate_proj.weight", F, C);
+    if (d.mlpBias) add(l + "mlp.gate_proj.bias", F);
     add(l + "mlp.up_proj.weight", F, C);
+    if (d.mlpBias) add(l + "mlp.up_proj.bias", F);
     add(l + "mlp.down_proj.weight", C, F);
+    if (d.mlpBias) add(l + "mlp.down_proj.bias", C);
   }
   add("model.norm.weight", C);
   if (!d.tied) add("lm_head.weight", d.V, C);
@@ -410,8 +413,9 @@ function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number
       vW: need(l + "self_attn.v_proj.weight", Hkv * D, C), vB: opt(d.qkvBias, l + "self_attn.v_proj.bias", Hkv * D),
       oW: need(l + "self_attn.o_proj.weight", C, H * D), oB: opt(d.oBias, l + "self_attn.o_proj.bias", C),
       n2: need(l + "post_attention_layernorm.weight", C),
-      gW: need(l + "mlp.gate_proj.weight", F, C), uW: need(l + "mlp.up_proj.weight", F, C),
-      dW: need(l + "mlp.down_proj.weight", C, F),
+      gW: need(l + "mlp.gate_proj.weight", F, C), gB: opt(d.mlpBias, l + "mlp.gate_proj.bias", F),
+      uW: need(l + "mlp.up_proj.weight", F, C), uB: opt(d.mlpBias, l + "mlp.up_proj.bias", F),
+      dW: need(l + "mlp.down_proj.weight", C, F), dB: opt(d.mlpBias, l + "mlp.down_proj.bias", C),
     };
   });
   const norm = need("model.norm.weight", C);
@@ -439,8 +443,8 @@ function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number
         const a = attention(q, k, v, mask, T, H, Hkv, D, 1 / Math.sqrt(D), "llama");
         x = add(x, linear(a, T, H * D, w.oW, w.oB, C));
         const h2 = rmsNorm(x, C, w.n2, d.eps);
-        const g = linear(h2, T, C, w.gW, null, F), u = linear(h2, T, C, w.uW, null, F);
-        x = add(x, linear(g.map((gv, n) => d.act(gv) * u[n]), T, F, w.dW, null, C));
+        const g = linear(h2, T, C, w.gW, w.gB, F), u = linear(h2, T, C, w.uW, w.uB, F);
+        x = add(x, linear(g.map((gv, n) => d.act(gv) * u[n]), T, F, w.dW, w.dB, C));
         outs.push(x);
       }
       const final = rmsNorm(x, C, norm, d.eps);

@@ -8,9 +8,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CheckpointError, openSafetensors, type TensorSource } from "../src/formats/index.js";
 import { OutOfMemoryError } from "../src/arena.js";
-import { parseOptConfig, type OptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
-import { SyntheticSource } from "../src/models/opt/synthetic.js";
+import { parseOptConfig, type OptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
+import { SyntheticSource } from "../src/models/synthetic.js";
 import { generate, streamGenerate } from "../src/generate/index.js";
 import { FIXTURE_DIR, reference } from "./helpers.js";
 
@@ -19,10 +19,10 @@ const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "ut
 const source = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors"))));
 const prompt: number[] = ref.input_ids;
 const greedy = (n: number): number[] => ref.generation.new_tokens.slice(0, n);
-let model: OptModel;
+let model: DecoderModel;
 
 beforeAll(async () => {
-  model = await OptModel.load(config, source(), { build: "simd", threads: 1 });
+  model = await DecoderModel.load(config, source(), { build: "simd", threads: 1 });
 });
 
 async function caught(p: Promise<unknown> | (() => unknown)): Promise<Error> {
@@ -35,7 +35,7 @@ async function caught(p: Promise<unknown> | (() => unknown)): Promise<Error> {
 }
 
 /** The model gives transformers' greedy tokens and its arena is back where it was. */
-async function healthy(m: OptModel, used: number, n = 8): Promise<void> {
+async function healthy(m: DecoderModel, used: number, n = 8): Promise<void> {
   expect(m.arena.used).toBe(used);
   expect((await generate(m, undefined, prompt, { maxNewTokens: n, ignoreEos: true })).new_tokens).toEqual(greedy(n));
   expect(m.arena.used).toBe(used);
@@ -60,7 +60,7 @@ describe("WebAssembly memory exhausted", () => {
 
   it("a host that refuses to grow memory is an OutOfMemoryError, and the model keeps working", async () => {
     // 320 pages = 20 MiB: what a constrained browser tab might allow.
-    const m = await OptModel.load(config, source(), { build: "simd", threads: 1, memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }) });
+    const m = await DecoderModel.load(config, source(), { build: "simd", threads: 1, memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }) });
     const used = m.arena.used;
     const e = await caught(() => m.createCache(400, 64));
     expect(e).toBeInstanceOf(OutOfMemoryError);
@@ -79,7 +79,7 @@ describe("WebAssembly memory exhausted", () => {
   const batch = Array.from({ length: 16 }, (_, b) => Array.from({ length: 64 }, (_, t) => (b * 64 + t) % 1000));
 
   it("a forward too large for wasm32 is an OutOfMemoryError, and the model still generates the same tokens", async () => {
-    const w = await OptModel.load(wide, new SyntheticSource(wide, 1), { build: "simd", threads: 1 });
+    const w = await DecoderModel.load(wide, new SyntheticSource(wide, 1), { build: "simd", threads: 1 });
     const before = (await generate(w, undefined, [2, 10, 20], { maxNewTokens: 6, ignoreEos: true })).new_tokens;
     const e = await caught(() => w.forward(batch, { logits: "all" }));
     expect(e).toBeInstanceOf(OutOfMemoryError);
@@ -90,18 +90,18 @@ describe("WebAssembly memory exhausted", () => {
     expect(w.forward(batch, { logits: "last" }).logits.length).toBe(16 * 2 ** 20);
   });
 
-  // Was a bug: OptModel.begin created the call's own KV cache, then `arena.reserve(plan)`
+  // Was a bug: DecoderModel.begin created the call's own KV cache, then `arena.reserve(plan)`
   // throws without releasing it: every failed call leaks its cache (here 70 kB; at OPT-125M's
   // shape a batch that just misses wasm32 leaks ~1 GB), until legitimate calls run out of memory.
   // Fix: in begin, `try { arena.reserve(plan) } catch (e) { if (ownCache) cache.release(); throw e; }`.
   it("… and leaves the arena where it was (wasm32 limit)", async () => {
-    const w = await OptModel.load(wide, new SyntheticSource(wide, 1), { build: "simd", threads: 1 });
+    const w = await DecoderModel.load(wide, new SyntheticSource(wide, 1), { build: "simd", threads: 1 });
     const used = w.arena.used;
     await caught(() => w.forward(batch, { logits: "all" }));
     expect(w.arena.used).toBe(used);
   });
   it("… and leaves the arena where it was (a host that refuses to grow: 3.7 MB leaked per call)", async () => {
-    const m = await OptModel.load(config, source(), { build: "simd", threads: 1, memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }) });
+    const m = await DecoderModel.load(config, source(), { build: "simd", threads: 1, memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }) });
     const used = m.arena.used;
     await caught(() => m.forward(Array.from({ length: 300 }, () => prompt), { logits: "all" }));
     expect(m.arena.used).toBe(used);
@@ -198,7 +198,7 @@ describe("aborted and failing generations", () => {
   // logits. Fix: KVCache records its arena and a `released` flag; begin refuses a cache whose
   // arena is not this.arena or that was released, naming which.
   it("a KV cache from another model is refused", async () => {
-    const other = await OptModel.load(config, source(), { build: "simd", threads: 1 });
+    const other = await DecoderModel.load(config, source(), { build: "simd", threads: 1 });
     const foreign = other.createCache(1, 32);
     expect((await caught(() => model.forward([prompt], { cache: foreign }))).message).toMatch(/cache/);
   });
@@ -228,7 +228,7 @@ describe("a checkpoint read that fails halfway through a streamed forward", () =
         inner.readF32(n, dst);
       },
     };
-    const streamed = await OptModel.load(config, flaky, { build: "simd", threads: 1, residentLayers: false });
+    const streamed = await DecoderModel.load(config, flaky, { build: "simd", threads: 1, residentLayers: false });
     const used = streamed.arena.used;
     for (let i = 0; i < 2; i++) {
       const e = await caught(generate(streamed, undefined, prompt, { maxNewTokens: 4, ignoreEos: true }));
@@ -243,7 +243,7 @@ describe("a checkpoint read that fails halfway through a streamed forward", () =
 
 describe("worker threads", () => {
   it("a pool closed between calls: the model continues on one thread with identical tokens", async () => {
-    const two = await OptModel.load(config, source(), { build: "simd", threads: 2 });
+    const two = await DecoderModel.load(config, source(), { build: "simd", threads: 2 });
     expect(two.threads).toBe(2);
     const used = two.arena.used;
     const a = await generate(two, undefined, prompt, { maxNewTokens: 16, ignoreEos: true });
@@ -258,7 +258,7 @@ describe("worker threads", () => {
   // A worker that dies between calls is noticed through its 'exit' event, one that dies idle
   // through the job acknowledgement (5 s): either way an error, then the model runs on one thread.
   it("a worker that dies: an error within seconds, then one thread", async () => {
-    const two = await OptModel.load(config, source(), { build: "simd", threads: 2 });
+    const two = await DecoderModel.load(config, source(), { build: "simd", threads: 2 });
     const workers = (two.pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
     await Promise.all(workers.map((w) => w.terminate()));
     const t0 = performance.now();

@@ -4,8 +4,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors } from "../src/formats/safetensors.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
 import { generate, streamGenerate, type TextCodec } from "../src/generate/index.js";
 import { applyRepetitionPenalty, Sampler } from "../src/generate/sampling.js";
 import { loadTokenizer } from "../src/tokenizer/node.js";
@@ -18,10 +18,10 @@ const tokenizer = loadTokenizer(TOKENIZER_FIXTURE_DIR);
 // The fixture's vocabulary is the first 512 OPT ids, so the OPT tokenizer decodes its output.
 const codec: TextCodec = { encode: (t) => tokenizer.encode(t), decode: (ids) => tokenizer.decode(ids), vocabSize: config.vocab_size };
 const prompt: number[] = ref.input_ids;
-let model: OptModel;
+let model: DecoderModel;
 
 beforeAll(async () => {
-  model = await OptModel.load(config, source(), { build: "simd" });
+  model = await DecoderModel.load(config, source(), { build: "simd" });
 });
 
 describe("generate", () => {
@@ -134,7 +134,7 @@ describe("generate", () => {
 
 describe("layers streamed one at a time", () => {
   it("gives the same logits as resident layers with one layer's memory", async () => {
-    const streamed = await OptModel.load(config, source(), { build: "simd", residentLayers: false });
+    const streamed = await DecoderModel.load(config, source(), { build: "simd", residentLayers: false });
     const a = streamed.forward([prompt]).logits;
     expect(maxAbsDiff(a, model.forward([prompt]).logits).max).toBe(0);
     expect(streamed.weights.layers.length).toBe(0);

@@ -18,8 +18,8 @@ import {
 import { resolveModel } from "../src/formats/hub.js";
 import { parseShardIndex } from "../src/formats/multi.js";
 import { parseTokenizerJson, parseVocabJson } from "../src/tokenizer/files.js";
-import { parseOptConfig, OPT_125M } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
+import { parseOptConfig, OPT_125M } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
 import { loadModel } from "../src/node.js";
 import {
   FIXTURE, Pickle, centralEntries, eocdOffset, fixtureBytes, fixtureConfigJson, fixtureTensors,
@@ -73,7 +73,7 @@ async function rejectsOneLine(p: Promise<unknown>, ...patterns: (string | RegExp
   return oneLineError(() => { if (err) throw err; }, ...patterns);
 }
 
-const load = (src: TensorSource, cfg = config) => OptModel.load(cfg, src, { build: "simd", threads: 1, label: "ckpt" });
+const load = (src: TensorSource, cfg = config) => DecoderModel.load(cfg, src, { build: "simd", threads: 1, label: "ckpt" });
 
 // ---------------------------------------------------------------------------------------------
 // safetensors: what formats.test.ts does not try
@@ -159,9 +159,9 @@ describe("safetensors, beyond the reader's field checks", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Checkpoint vs config, through OptModel.load: named, and before any weight is copied
+// Checkpoint vs config, through DecoderModel.load: named, and before any weight is copied
 
-describe("checkpoint against config.json (OptModel.load)", () => {
+describe("checkpoint against config.json (DecoderModel.load)", () => {
   const edit = (f: (ts: ReturnType<typeof fixtureTensors>) => ReturnType<typeof fixtureTensors>) =>
     openSafetensors(writeTensors(f(fixtureTensors())), "e.safetensors");
   const reshape = (name: string, shape: number[]) => edit((ts) => ts.map((t) => t.name === name
@@ -383,7 +383,7 @@ describe("config.json", () => {
       const c = parseOptConfig(cfg);
       const src = spySource();
       const t0 = performance.now();
-      await rejectsOneLine(OptModel.load(c, src, { threads: 1, label: "big" }), "big: config.json needs", ...patterns);
+      await rejectsOneLine(DecoderModel.load(c, src, { threads: 1, label: "big" }), "big: config.json needs", ...patterns);
       expect(performance.now() - t0).toBeLessThan(200);
       expect(src.calls).toEqual([]);
     });
@@ -394,7 +394,7 @@ describe("config.json", () => {
   // refused as needing 9.9 GiB. Fix: check weightBytes(d, resident ? d.L : 0) + layerBytes(d).
   it("with residentLayers: false, only the resident weights count against wasm32", async () => {
     const c = parseOptConfig({ ...OPT_125M, hidden_size: 2560, word_embed_proj_dim: 2560, num_attention_heads: 32, ffn_dim: 10240, num_hidden_layers: 32 });
-    const msg = await rejectsOneLine(OptModel.load(c, spySource(), { threads: 1, label: "big", residentLayers: false }));
+    const msg = await rejectsOneLine(DecoderModel.load(c, spySource(), { threads: 1, label: "big", residentLayers: false }));
     expect(msg).toContain("not an OPT checkpoint"); // the spy has no tensors: got past the memory check
   });
 
@@ -480,7 +480,7 @@ describe("hub download with a config the model cannot run", () => {
   it("stops after config.json: no weight file is requested", async () => {
     const requests: string[] = [];
     const files: Record<string, Buffer> = {
-      "config.json": Buffer.from(JSON.stringify({ ...cfgJson, model_type: "llama" })),
+      "config.json": Buffer.from(JSON.stringify({ ...cfgJson, model_type: "mamba" })),
       "model.safetensors": Buffer.from(fixtureBytes("model.safetensors")),
     };
     const server: Server = createServer((req, res) => {
@@ -493,10 +493,10 @@ describe("hub download with a config the model cannot run", () => {
     const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const cacheDir = tempDir("wasm-lm-hub-hostile-");
     try {
-      await rejectsOneLine(loadModel("test/llama-ish", { endpoint, cacheDir, threads: 1 }), "model_type 'llama' is not supported");
+      await rejectsOneLine(loadModel("test/mamba-ish", { endpoint, cacheDir, threads: 1 }), "model_type 'mamba' is not supported");
       expect(requests.some((u) => u.endsWith("model.safetensors"))).toBe(false);
       // resolveModel alone (no check) still downloads everything, as before.
-      await resolveModel("test/llama-ish", { endpoint, cacheDir });
+      await resolveModel("test/mamba-ish", { endpoint, cacheDir });
       expect(requests.some((u) => u.endsWith("model.safetensors"))).toBe(true);
     } finally {
       server.closeAllConnections();

@@ -11,9 +11,9 @@ import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors } from "../src/formats/safetensors.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
-import { SyntheticSource, syntheticConfig } from "../src/models/opt/synthetic.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
+import { SyntheticSource, syntheticConfig } from "../src/models/synthetic.js";
 import { generate, type GenerateOptions, type TextCodec } from "../src/generate/index.js";
 import { loadTokenizer } from "../src/tokenizer/node.js";
 import { OPT_TOKENIZER_DIR } from "../src/node.js";
@@ -22,14 +22,14 @@ import { FIXTURE_DIR, reference } from "./helpers.js";
 const ref = reference();
 const tok = loadTokenizer(OPT_TOKENIZER_DIR);
 const tinyConfig = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "utf8"));
-let tiny: OptModel;
-let opt125m: OptModel;
+let tiny: DecoderModel;
+let opt125m: DecoderModel;
 
 beforeAll(async () => {
-  tiny = await OptModel.load(tinyConfig, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))),
+  tiny = await DecoderModel.load(tinyConfig, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))),
     { build: "simd", threads: 1 });
   const c = syntheticConfig("opt-125m");
-  opt125m = await OptModel.load(c, new SyntheticSource(c, 0), { build: "simd", threads: 1 });
+  opt125m = await DecoderModel.load(c, new SyntheticSource(c, 0), { build: "simd", threads: 1 });
 });
 
 /** Expects a one-line Error (not a TypeError/RangeError) matching every pattern. */
@@ -52,7 +52,7 @@ async function rejectsClearly(p: Promise<unknown>, ...patterns: (string | RegExp
 }
 
 /** The tiny model still gives transformers' greedy tokens, with its arena where it was. */
-async function stillHealthy(model: OptModel, used: number): Promise<void> {
+async function stillHealthy(model: DecoderModel, used: number): Promise<void> {
   expect(model.arena.used).toBe(used);
   const r = await generate(model, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true });
   expect(r.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));

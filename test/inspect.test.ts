@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors } from "../src/formats/index.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
 import { inspectPrompt } from "../src/inspect.js";
 import { Tokenizer } from "../src/tokenizer/index.js";
 import { FIXTURE_DIR, reference, TOKENIZER_FIXTURE_DIR } from "./helpers.js";
@@ -19,10 +19,10 @@ const tokenizer = Tokenizer.fromFiles({
 
 describe("inspectPrompt", () => {
   it("lens, attention patterns and norms agree with forward", async () => {
-    const model = await OptModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))), { threads: 1 });
+    const model = await DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))), { threads: 1 });
     const ids: number[] = ref.input_ids;
     const T = ids.length;
-    const { V, H, L } = model.d;
+    const { V, H, L } = model.dims;
     const r = await inspectPrompt(model, tokenizer, ids, { lensPositions: 3, attentions: true, top: 4 });
     const f = model.forward([ids], { outputAttentions: true, outputHiddenStates: true });
     expect(r.layers).toHaveLength(L + 1);
@@ -56,7 +56,7 @@ describe("inspectPrompt", () => {
       }
     }
     // Norms: of forward's hidden states.
-    const C = model.d.C;
+    const C = model.dims.C;
     const emb = f.hiddenStates!.embeddings;
     expect(r.layers[0].norms[0]).toBeCloseTo(Math.hypot(...emb.subarray(0, C)), 4);
     expect(r.layers[1].attention).toBeDefined();

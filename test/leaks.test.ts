@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors } from "../src/formats/safetensors.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
 import { generate, streamGenerate } from "../src/generate/index.js";
 import { FIXTURE_DIR, reference } from "./helpers.js";
 
@@ -15,7 +15,7 @@ const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "ut
 
 describe("200 calls on one model", () => {
   it("arena.used returns to its start after each call; highWater does not grow after the first", async () => {
-    const model = await OptModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))),
+    const model = await DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))),
       { build: "simd", threads: 1 });
     const prompt: number[] = ref.input_ids;
     const start = model.arena.used;

@@ -6,10 +6,10 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors, writeSafetensors } from "../src/formats/safetensors.js";
-import { parseOptConfig, type OptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
-import { SyntheticSource } from "../src/models/opt/synthetic.js";
-import { modelTensors } from "../src/models/opt/save.js";
+import { parseOptConfig, type OptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
+import { SyntheticSource } from "../src/models/synthetic.js";
+import { modelTensors } from "../src/models/save.js";
 import { referenceForward } from "./opt-reference.js";
 import { asyncSource, FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
 
@@ -41,7 +41,7 @@ describe("OPT variants vs the float64 reference", () => {
     it(name, async () => {
       const config = { ...base, ...patch };
       const src = new SyntheticSource(config, 11);
-      const model = await OptModel.load(config, src, { threads: 1 });
+      const model = await DecoderModel.load(config, src, { threads: 1 });
       const ids = [2, 17, 250, 3, 99, 120, 7, 42, 5];
       const ours = model.forward([ids]).logits;
       const want = referenceForward(config, src, ids);
@@ -62,8 +62,8 @@ describe("OPT variants vs the float64 reference", () => {
       const { tensors, metadata } = modelTensors(model);
       const file = openSafetensors(writeSafetensors(tensors, metadata));
       for (const opts of [{}, { dtype: "int8", embedDType: "int8" }] as const) {
-        const resident = await OptModel.load(config, file, { ...opts, threads: 1 });
-        const streamed = await OptModel.load(config, asyncSource(file).source, { ...opts, threads: 1, residentLayers: false, residentEmbeddings: false });
+        const resident = await DecoderModel.load(config, file, { ...opts, threads: 1 });
+        const streamed = await DecoderModel.load(config, asyncSource(file).source, { ...opts, threads: 1, residentLayers: false, residentEmbeddings: false });
         expect(maxAbsDiff((await streamed.forwardAsync([ids])).logits, resident.forward([ids]).logits).max, JSON.stringify(opts)).toBe(0);
       }
     });

@@ -2,7 +2,7 @@
 // checking configurations the fixture does not cover (post-LN, project_in/out, activations,
 // no biases, no LayerNorm affine, untied lm_head). Slow and obvious on purpose.
 import type { TensorSource } from "../src/formats/types.js";
-import { optDims, type OptConfig } from "../src/models/opt/config.js";
+import { optDims, type OptConfig } from "../src/models/families/index.js";
 
 type Mat = Float64Array;
 

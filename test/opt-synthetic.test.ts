@@ -1,17 +1,17 @@
 // At OPT-125M's full shape (seeded random weights): the KV cache, left padding and batching must
 // agree with the model's own uncached, unbatched forward pass.
 import { beforeAll, describe, expect, it } from "vitest";
-import { OptModel } from "../src/models/opt/model.js";
-import { SyntheticSource, syntheticConfig } from "../src/models/opt/synthetic.js";
+import { DecoderModel } from "../src/models/decoder.js";
+import { SyntheticSource, syntheticConfig } from "../src/models/synthetic.js";
 import { maxAbsDiff } from "./helpers.js";
 
 const config = syntheticConfig("opt-125m");
 const V = config.vocab_size;
 const TOL = 1e-4;
-let model: OptModel;
+let model: DecoderModel;
 
 beforeAll(async () => {
-  model = await OptModel.load(config, new SyntheticSource(config, 7), { build: "simd", threads: 1 });
+  model = await DecoderModel.load(config, new SyntheticSource(config, 7), { build: "simd", threads: 1 });
 });
 
 const A = [2, 31414, 232, 328, 20, 5, 2441, 9, 5, 232, 4, 50118, 133];
@@ -71,7 +71,7 @@ describe("synthetic OPT-125M", () => {
   });
 
   it("two threads (linear split by rows, attention by heads) give the one-thread results exactly", async () => {
-    const two = await OptModel.load(config, new SyntheticSource(config, 7), { build: "simd", threads: 2 });
+    const two = await DecoderModel.load(config, new SyntheticSource(config, 7), { build: "simd", threads: 2 });
     try {
       expect(two.threads).toBe(2);
       const c1 = model.createCache(1, 20);

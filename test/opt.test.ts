@@ -6,8 +6,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors } from "../src/formats/safetensors.js";
 import { openPytorchBin } from "../src/formats/pytorch.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
 import { greedyBatch } from "../src/generate/index.js";
 import { argmax } from "../src/generate/sampling.js";
 import { generate } from "../src/generate/index.js";
@@ -24,7 +24,7 @@ const FILES: [string, (b: Uint8Array) => ReturnType<typeof openSafetensors> | Re
 const LOGIT_TOL = 1e-4;
 const report: string[] = [];
 
-function uncachedGreedy(model: OptModel, prompt: number[], n: number): number[] {
+function uncachedGreedy(model: DecoderModel, prompt: number[], n: number): number[] {
   const seq = [...prompt];
   for (let i = 0; i < n; i++) {
     const r = model.forward([seq], { logits: "last" });
@@ -36,10 +36,10 @@ function uncachedGreedy(model: OptModel, prompt: number[], n: number): number[] 
 for (const build of BUILDS) {
   for (const [file, open] of FILES) {
     describe(`tiny OPT, ${file}, ${build} build`, () => {
-      let model: OptModel;
+      let model: DecoderModel;
       beforeAll(async () => {
         const src = open(new Uint8Array(readFileSync(join(FIXTURE_DIR, file))));
-        model = await OptModel.load(config, src, { build, label: file });
+        model = await DecoderModel.load(config, src, { build, label: file });
       });
 
       it("logits and every layer's hidden states match transformers", () => {

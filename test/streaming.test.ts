@@ -6,10 +6,10 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSafetensors, writeSafetensors } from "../src/formats/index.js";
-import { parseOptConfig } from "../src/models/opt/config.js";
-import { OptModel } from "../src/models/opt/model.js";
-import { modelTensors } from "../src/models/opt/save.js";
-import { SyntheticSource, syntheticConfig } from "../src/models/opt/synthetic.js";
+import { parseOptConfig } from "../src/models/families/index.js";
+import { DecoderModel } from "../src/models/decoder.js";
+import { modelTensors } from "../src/models/save.js";
+import { SyntheticSource, syntheticConfig } from "../src/models/synthetic.js";
 import { generate, greedyBatch } from "../src/generate/index.js";
 import { inspectPrompt } from "../src/inspect.js";
 import { asyncSource, FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
@@ -20,9 +20,9 @@ const file = () => openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR,
 
 describe("a checkpoint read asynchronously", () => {
   it("loaded resident: logits bit-identical to the synchronous file", async () => {
-    const sync = await OptModel.load(config, file(), { build: "simd", threads: 1 });
+    const sync = await DecoderModel.load(config, file(), { build: "simd", threads: 1 });
     const { source } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1 });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1 });
     const a = sync.forward([ref.input_ids]).logits;
     expect(maxAbsDiff(m.forward([ref.input_ids]).logits, a).max).toBe(0);
     expect(maxAbsDiff((await m.forwardAsync([ref.input_ids])).logits, a).max).toBe(0);
@@ -30,7 +30,7 @@ describe("a checkpoint read asynchronously", () => {
 
   it("streamed: transformers' logits and 32 greedy tokens, one read per layer per pass", async () => {
     const { source, stats } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
     expect(m.streamsLayers).toBe(true);
     const d = maxAbsDiff((await m.forwardAsync([ref.input_ids])).logits, ref.logits.flat());
     console.log(`streamed from an async source: logits max|Δ| vs transformers ${d.max.toExponential(2)}`);
@@ -49,7 +49,7 @@ describe("a checkpoint read asynchronously", () => {
 
   it("streamed: the synchronous forward is a clear error, and the model is unharmed", async () => {
     const { source } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
     const used = m.arena.used;
     expect(() => m.forward([ref.input_ids])).toThrow(/streams its layers from an asynchronous source.*forwardAsync/);
     expect(m.arena.used).toBe(used);
@@ -58,7 +58,7 @@ describe("a checkpoint read asynchronously", () => {
 
   it("a read that fails mid-pass is the reader's error; the step is released; the next call works", async () => {
     const { source, stats } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
     const used = m.arena.used;
     stats.failOn = "model.decoder.layers.1.fc1.weight";
     await expect(generate(m, undefined, ref.input_ids, { maxNewTokens: 4 })).rejects.toThrow(/layers\.1\.fc1\.weight.*connection reset/);
@@ -73,9 +73,9 @@ describe("a checkpoint read asynchronously", () => {
 describe("the embedding and lm_head streamed too (residentEmbeddings false)", () => {
   it("fixture: transformers' logits and greedy tokens with the lm_head read in chunks through the layer slot", async () => {
     const { source, stats } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
     expect(m.streamsEmbeddings).toBe(true);
-    const resident = await OptModel.load(config, file(), { build: "simd", threads: 1 });
+    const resident = await DecoderModel.load(config, file(), { build: "simd", threads: 1 });
     const all = (await m.forwardAsync([ref.input_ids])).logits;
     const d = maxAbsDiff(all, ref.logits.flat());
     console.log(`embedding + lm_head streamed: logits max|Δ| vs transformers ${d.max.toExponential(2)}, vs resident ${maxAbsDiff(all, resident.forward([ref.input_ids]).logits).max}`);
@@ -94,7 +94,7 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
   });
 
   it("two threads: bit-identical to one (the lm_head chunks split by rows like any linear)", async () => {
-    const load = (threads: number) => OptModel.load(config, asyncSource(file()).source, { build: "simd", threads, residentLayers: false, residentEmbeddings: false });
+    const load = (threads: number) => DecoderModel.load(config, asyncSource(file()).source, { build: "simd", threads, residentLayers: false, residentEmbeddings: false });
     const [one, two] = [await load(1), await load(2)];
     try {
       expect(two.threads).toBe(2);
@@ -109,7 +109,7 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
 
   it("the synchronous API is a clear error; the model is unharmed", async () => {
     const { source } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
     const used = m.arena.used;
     expect(() => m.forward([ref.input_ids])).toThrow(/streams its embeddings.*forwardAsync/);
     const s = m.begin([ref.input_ids]);
@@ -128,13 +128,13 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
       s.end();
     }
     expect(m.arena.used).toBe(used);
-    await expect(OptModel.load(config, file(), { residentLayers: false, residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false and an AsyncTensorSource/);
-    await expect(OptModel.load(config, source, { residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false/);
+    await expect(DecoderModel.load(config, file(), { residentLayers: false, residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false and an AsyncTensorSource/);
+    await expect(DecoderModel.load(config, source, { residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false/);
   });
 
   it("a failed lm_head read is the reader's error; the next call works", async () => {
     const { source, stats } = asyncSource(file());
-    const m = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
+    const m = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false, residentEmbeddings: false });
     const used = m.arena.used;
     stats.failOn = "model.decoder.embed_tokens.weight";
     await expect(generate(m, undefined, ref.input_ids, { maxNewTokens: 2 })).rejects.toThrow(/embed_tokens\.weight.*connection reset/);
@@ -146,7 +146,7 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
 
 describe("an int8 token embedding (embedDType int8)", () => {
   it("fixture: accuracy printed; saved and reloaded (streamed, async) bit-identical", async () => {
-    const m = await OptModel.load(config, file(), { dtype: "int8", int8Group: 16, embedDType: "int8", build: "simd", threads: 1 });
+    const m = await DecoderModel.load(config, file(), { dtype: "int8", int8Group: 16, embedDType: "int8", build: "simd", threads: 1 });
     expect(m.weights.embedTokens.dtype).toBe("int8");
     const logits = m.forward([ref.input_ids]).logits;
     const d = maxAbsDiff(logits, ref.logits.flat());
@@ -160,18 +160,18 @@ describe("an int8 token embedding (embedDType int8)", () => {
     expect(tensors.find((t) => t.name === "model.decoder.embed_tokens.weight")!.dtype).toBe("I8");
     const saved = openSafetensors(writeSafetensors(tensors, metadata));
     const { source } = asyncSource(saved);
-    const back = await OptModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
+    const back = await DecoderModel.load(config, source, { build: "simd", threads: 1, residentLayers: false });
     expect(back.dtype).toBe("int8");
     expect(back.weights.embedTokens.dtype).toBe("int8");
     expect(maxAbsDiff((await back.forwardAsync([ref.input_ids])).logits, logits).max).toBe(0);
-    await expect(OptModel.load(config, saved, { embedDType: "f16" })).rejects.toThrow(/token embedding is int8-quantized; load it with embedDType int8/);
+    await expect(DecoderModel.load(config, saved, { embedDType: "f16" })).rejects.toThrow(/token embedding is int8-quantized; load it with embedDType int8/);
   });
 
   it("OPT-125M shape: top-1 agreement with f32 printed and bounded", async () => {
     const sc = syntheticConfig("opt-125m");
     const ids = [2, 31414, 232, 328, 20, 5, 2441, 9, 5, 232, 4, 1437, 50118, 133, 2193, 9];
-    const f32 = (await OptModel.load(sc, new SyntheticSource(sc, 3), { build: "simd", threads: 1 })).forward([ids]).logits;
-    const q = (await OptModel.load(sc, new SyntheticSource(sc, 3), { dtype: "int8", embedDType: "int8", build: "simd", threads: 1 })).forward([ids]).logits;
+    const f32 = (await DecoderModel.load(sc, new SyntheticSource(sc, 3), { build: "simd", threads: 1 })).forward([ids]).logits;
+    const q = (await DecoderModel.load(sc, new SyntheticSource(sc, 3), { dtype: "int8", embedDType: "int8", build: "simd", threads: 1 })).forward([ids]).logits;
     const V = sc.vocab_size;
     let top1 = 0;
     for (let t = 0; t < ids.length; t++) {

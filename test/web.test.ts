@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HubError } from "../src/formats/hubids.js";
 import { isAsyncSource, openSafetensors } from "../src/formats/index.js";
-import { OptModel } from "../src/models/opt/model.js";
+import { DecoderModel } from "../src/models/decoder.js";
 import {
   loadModelFromUrl, openModelFiles, pickedFiles, resolveModelUrl, urlFiles, type FetchProgress, type ModelCache,
 } from "../src/web.js";
@@ -28,7 +28,7 @@ const REPOS: Record<string, Record<string, Record<string, Buffer>>> = {
   "test/with-tokenizer": { main: { ...tiny, "vocab.json": tok("vocab.json"), "merges.txt": tok("merges.txt") } },
   "test/opt-bin": { main: { "config.json": fx("config.json"), "pytorch_model.bin": fx("pytorch_model.bin") } },
   "test/sharded": { main: shardedRepo() },
-  "test/bad-config": { main: { ...tiny, "config.json": Buffer.from(JSON.stringify({ ...JSON.parse(fx("config.json").toString()), model_type: "gpt2" })) } },
+  "test/bad-config": { main: { ...tiny, "config.json": Buffer.from(JSON.stringify({ ...JSON.parse(fx("config.json").toString()), model_type: "mamba" })) } },
   "test/no-config": { main: { "model.safetensors": fx("model.safetensors") } },
   "test/no-weights": { main: { "config.json": fx("config.json") } },
   "test/private": { main: tiny },
@@ -207,7 +207,7 @@ describe("loadModelFromUrl", () => {
 
   it("refuses a bad config.json before any weight file is requested", async () => {
     await expect(loadModelFromUrl("test/bad-config", { endpoint: HUB, cache: false }))
-      .rejects.toThrow(`${HUB}/test/bad-config/resolve/main/config.json: model_type 'gpt2' is not supported`);
+      .rejects.toThrow(`${HUB}/test/bad-config/resolve/main/config.json: model_type 'mamba' is not supported`);
     expect(log.filter((l) => WEIGHTS.test(l.url))).toEqual([]);
   });
 
@@ -284,7 +284,7 @@ describe("loadModelFromUrl", () => {
     expect(requested("model.safetensors")).toHaveLength(1); // the damaged entry was fetched again
     expect(cache.entries.get(url)!.body.length).toBe(whole.length);
     expect(events.filter((e) => e.file === "model.safetensors").at(-1)).toMatchObject({ done: whole.length, total: whole.length, cached: false });
-    const model = await OptModel.load(config, source, { threads: 1 });
+    const model = await DecoderModel.load(config, source, { threads: 1 });
     expect(await logitsDiff(model)).toBeLessThanOrEqual(LOGIT_TOL);
     // A cache that refuses the file (quota): the file is read into memory instead, still right.
     log = [];
@@ -375,7 +375,7 @@ describe("pickedFiles", () => {
     expect(source.tensors().length).toBe(openSafetensors(new Uint8Array(fx("model.safetensors"))).tensors().length);
     // A picked safetensors file is read in pieces (never whole), and loads to transformers' logits.
     expect(isAsyncSource(source)).toBe(true);
-    const model = await OptModel.load(config, source, { threads: 1 });
+    const model = await DecoderModel.load(config, source, { threads: 1 });
     expect(model.streamsLayers).toBe(false);
     expect(await logitsDiff(model)).toBeLessThanOrEqual(LOGIT_TOL);
     // A pytorch_model.bin is read whole.

@@ -35,7 +35,7 @@ export interface TensorSource {
 /**
  * A checkpoint whose tensor bytes are fetched when asked for (HTTP range requests, slices of a
  * File, an object store): its index is known up front, its data is not held in memory. The model
- * streams layers from one of these (see OptModel.load's residentLayers).
+ * streams layers from one of these (see DecoderModel.load's residentLayers).
  */
 export interface AsyncTensorSource {
   /** Every tensor in the checkpoint, in file order. */

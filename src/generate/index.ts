@@ -1,6 +1,6 @@
-// Text generation on an OptModel: prefill the prompt into a KV cache, then one token at a time.
+// Text generation on an DecoderModel: prefill the prompt into a KV cache, then one token at a time.
 // Logits are computed only for the positions that need them (the last of each sequence).
-import type { OptModel } from "../models/opt/model.js";
+import type { DecoderModel } from "../models/decoder.js";
 import { argmax, isSampling, Sampler, validateSampling, type SamplingOptions } from "./sampling.js";
 
 export { Sampler, argmax, type SamplingOptions } from "./sampling.js";
@@ -59,8 +59,8 @@ const yieldToEventLoop = () =>
   new Promise<void>((r) => (typeof setImmediate === "function" ? setImmediate(r) : setTimeout(r, 0)));
 
 // One generation at a time per model: calls queue instead of interleaving in one KV cache.
-const queues = new WeakMap<OptModel, Promise<unknown>>();
-async function exclusive<T>(model: OptModel, fn: () => Promise<T>): Promise<T> {
+const queues = new WeakMap<DecoderModel, Promise<unknown>>();
+async function exclusive<T>(model: DecoderModel, fn: () => Promise<T>): Promise<T> {
   const prev = queues.get(model) ?? Promise.resolve();
   const run = prev.then(fn, fn);
   queues.set(model, run.catch(() => undefined));
@@ -87,14 +87,14 @@ function throwIfAborted(signal?: AbortSignal): void {
 }
 
 /** Token-level generation for one prompt: yields each new token as it is chosen. */
-async function* tokenLoop(model: OptModel, prompt: number[], o: GenerateOptions,
+async function* tokenLoop(model: DecoderModel, prompt: number[], o: GenerateOptions,
   timings: { prefill: number; decode: number[] }, decodable: number): AsyncGenerator<number, FinishReason> {
   const maxNew = o.maxNewTokens ?? 32;
-  const ctx = model.d.maxPositions;
+  const ctx = model.dims.maxPositions;
   if (prompt.length === 0) throw new Error("wasm-lm: empty prompt: at least one token id is needed");
   if (prompt.length > ctx) throw new Error(`wasm-lm: prompt of ${prompt.length} tokens exceeds max_position_embeddings=${ctx} (pass truncate to keep its last tokens)`);
   const stops = new Set(o.stopTokenIds ?? []);
-  if (!o.ignoreEos && o.stopTokenIds === undefined) stops.add(model.config.eos_token_id);
+  if (!o.ignoreEos && o.stopTokenIds === undefined) for (const id of model.dims.eos) stops.add(id);
   const sampler = new Sampler(o);
   const sample = isSampling(o) || o.repetitionPenalty !== undefined;
   const room = Math.min(ctx, prompt.length + maxNew);
@@ -197,11 +197,11 @@ function finishTimings(t: { prefill: number; decode: number[] }, total: number, 
  * Stream new tokens as they are generated. The async iterator's return value is the full result.
  * Calls on one model are queued, never interleaved.
  */
-export async function* streamGenerate(model: OptModel, codec: TextCodec | undefined, prompt: string | number[],
+export async function* streamGenerate(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
   o: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
   checkOptions(o);
   let input = promptIds(codec, prompt);
-  const ctx = model.d.maxPositions;
+  const ctx = model.dims.maxPositions;
   const maxNew = o.maxNewTokens ?? 32;
   if (o.truncate && input.length + maxNew > ctx) {
     // Keep the prompt's end, leaving room for the new tokens (at least one prompt token stays).
@@ -216,7 +216,7 @@ export async function* streamGenerate(model: OptModel, codec: TextCodec | undefi
   await ready;
   const t0 = now();
   const timings = { prefill: 0, decode: [] as number[] };
-  const loop = tokenLoop(model, input, o, timings, Math.min(model.d.V, codec?.vocabSize ?? model.d.V));
+  const loop = tokenLoop(model, input, o, timings, Math.min(model.dims.V, codec?.vocabSize ?? model.dims.V));
   try {
     const stream = codec ? new TextStream(codec, o.stopStrings ?? []) : undefined;
     if (o.stopStrings?.length && !codec) throw new Error("wasm-lm: stopStrings need a tokenizer");
@@ -249,7 +249,7 @@ export async function* streamGenerate(model: OptModel, codec: TextCodec | undefi
 }
 
 /** Generate and return the whole result (ids, text, timings). */
-export async function generate(model: OptModel, codec: TextCodec | undefined, prompt: string | number[],
+export async function generate(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
   o: GenerateOptions = {}): Promise<GenerateResult> {
   const it = streamGenerate(model, codec, prompt, o);
   for (;;) {
@@ -262,14 +262,14 @@ export async function generate(model: OptModel, codec: TextCodec | undefined, pr
  * Greedy generation for a batch of left-padded prompts (B, T) with an attention mask, as
  * transformers' generate() does it: the new tokens of every row are real (mask 1).
  */
-export async function greedyBatch(model: OptModel, ids: number[][], attentionMask: number[][], maxNewTokens: number): Promise<number[][]> {
+export async function greedyBatch(model: DecoderModel, ids: number[][], attentionMask: number[][], maxNewTokens: number): Promise<number[][]> {
   const B = ids.length;
   const T = ids[0].length;
-  const cache = model.createCache(B, Math.min(model.d.maxPositions, T + maxNewTokens));
+  const cache = model.createCache(B, Math.min(model.dims.maxPositions, T + maxNewTokens));
   try {
     const out: number[][] = ids.map(() => []);
     let logits = (await model.forwardAsync(ids, { cache, attentionMask, logits: "last" })).logits;
-    const V = model.d.V;
+    const V = model.dims.V;
     for (let n = 0; n < maxNewTokens; n++) {
       const next = Array.from({ length: B }, (_, b) => argmax(logits, b * V, (b + 1) * V));
       next.forEach((id, b) => out[b].push(id));

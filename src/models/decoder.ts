@@ -1,21 +1,31 @@
-// OPT (transformers' modeling_opt.py), layer by layer, on the wasm kernels.
+// One decoder for every family (./families): OPT, GPT-2, LLaMA and Qwen2 are data over this loop.
 //
 //   step = model.begin(ids, { cache, attentionMask })   plan + reserve scratch for this call
-//   model.embed(step)                                   x = embed_tokens(ids)·project_in + embed_positions(pos + 2)
+//   model.embed(step)                                   x = embed_tokens(ids) (· project_in) (+ learned positions)
 //   model.layer(i, step)                                x = decoder layer i (x)        (any weights: resident or not)
 //   model.logits(step, rows)                            lm_head(project_out(final_norm(x[rows])))
 //   step.end()                                          scratch released
 //
+// A layer, whatever the family (Dims says which norm, positions, MLP, biases):
+//   h = norm(x);  q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ (+ b);  rope(q, k) for rotary families
+//   a = softmax(q·Kᵀ · scale + mask)·V   (query head h reads KV head h / (H / Hkv))
+//   x = x + a·Woᵀ;  h = norm(x);  x = x + down(act(up(h)))  or  x + down(silu(gate(h)) · up(h))
+// (post-norm OPT: x = norm(x + f(x)) instead.)
+//
 // `forward` chains them. Memory: weights are loaded once into the arena; a KV cache is a region
-// of the arena sized from the requested context; each call's scratch is planned from its shape,
-// reserved before any kernel runs (memory never grows during a pass) and released afterwards.
-import { Arena, OutOfMemoryError, align } from "../../arena.js";
-import { DTYPE_SIZE } from "../../formats/types.js";
-import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../../wasm.js";
-import { defaultThreads, ThreadPool } from "../../threads.js";
-import { isAsyncSource, type AsyncTensorSource, type TensorSource } from "../../formats/types.js";
-import { LAYER_NORM_EPS, optDims, POSITION_OFFSET, type OptConfig, type OptDims } from "./config.js";
-import { CheckpointNames, DEFAULT_INT8_GROUP, layerBytes, WEIGHT_DTYPES, WeightLoader, weightBytes, type Mat, type OptLayerWeights, type OptWeights, type WeightDType, type WeightFormat } from "./weights.js";
+// of the arena sized from the requested context; each call's scratch is planned from its shape
+// (./scratch.ts), reserved before any kernel runs (memory never grows during a pass) and released
+// afterwards. Streamed weights are ./streaming.ts's business.
+import { Arena, OutOfMemoryError, align } from "../arena.js";
+import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../wasm.js";
+import { defaultThreads, ThreadPool, type SplitKernel } from "../threads.js";
+import { isAsyncSource, type AsyncTensorSource, type TensorSource } from "../formats/types.js";
+import { attnScale, type Dims } from "./config.js";
+import type { Family } from "./family.js";
+import { familyOf, type ModelConfig } from "./families/index.js";
+import { placeScratch, scratchBytes, f32s } from "./scratch.js";
+import { NEED_EMBED, WeightStream } from "./streaming.js";
+import { CheckpointNames, DEFAULT_INT8_GROUP, layerBytes, WEIGHT_DTYPES, WeightLoader, weightBytes, type LayerWeights, type Mat, type ModelWeights, type WeightDType, type WeightFormat } from "./weights.js";
 
 export interface LoadOptions extends LoadWasmOptions {
   /** Called while weights are copied into WebAssembly memory. */
@@ -59,6 +69,7 @@ export interface LoadOptions extends LoadWasmOptions {
   embedDType?: WeightDType;
 }
 
+
 /** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
 const PARALLEL_MIN_MACS = 1 << 16;
 
@@ -71,7 +82,7 @@ export class KVCache {
   constructor(
     readonly B: number,
     readonly maxCtx: number,
-    /** k[layer][b], v[layer][b]: (H, maxCtx, D) f32 each. */
+    /** k[layer][b], v[layer][b]: (Hkv, maxCtx, D) f32 each. */
     readonly k: number[][],
     readonly v: number[][],
     /** mask[b]: u8[maxCtx], 1 where the key is a real token. */
@@ -103,36 +114,42 @@ export class KVCache {
   }
 }
 
+/** The scratch buffers of a step: what `begin` plans (see stepScratch) and points into the arena. */
+export interface StepBuffers {
+  x: number; // (rows, C) the residual stream
+  xn: number; // (rows, max(C, E)) normed x; OPT's projected embeddings
+  q: number; // (rows, C) queries; also each block's output before the residual add
+  k: number; v: number; // (rows, Hkv·D) this step's keys and values
+  att: number; // (rows, C) attention output
+  ffn: number; // (rows, F) MLP inner activations (the gate's, for gated MLPs)
+  ffnUp: number; // (rows, F) gated MLPs: up(x)
+  cs: number; // (rows, D) rotary cos | sin of each row's position
+  idsPtr: number; posPtr: number; // i32 (rows): embedding rows, learned-position rows
+  scores: number; // (past + T) f32 per thread, scoresStride bytes apart
+  quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
+  probs: number; // (H, T, past + T) f32, or 0
+  lnRows: number; lnE: number; logitsBuf: number; // logits: (R, C), (R, E), (R, V)
+  embRows: number; posRows: number; // streamed embeddings: token rows, position rows (R·C f32)
+  headOut: number; // streamed lm_head: one chunk's logits, (R, rows per chunk)
+}
+
 /** One call's view of the model: the batch, its scratch buffers, and where it is in the cache. */
-export interface Step {
+export interface Step extends StepBuffers {
   B: number;
   T: number;
   /** Cache length before this step. */
   past: number;
   cache: KVCache;
   ids: Int32Array; // (B*T)
-  positions: Int32Array; // (B*T) position-table rows
+  /** (B*T) position ids (learned tables: the table's row). */
+  positions: Int32Array;
   /** Real tokens per sequence once this step is in the cache. */
   seenAfter: number[];
   collectAttentions: boolean;
-  /** Scratch pointers, all (B*T, ·) f32 unless noted. */
-  x: number; // (rows, C) the residual stream
-  xn: number; // (rows, max(C, E))
-  q: number; k: number; v: number; att: number; // (rows, C)
-  ffn: number; // (rows, F)
-  idsPtr: number; posPtr: number; // i32 (rows)
-  scores: number; // (past + T) f32 per thread, scoresStride bytes apart
   scoresStride: number;
-  quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
-  probs: number; // (H, T, past + T) f32, or 0
-  lnRows: number; lnE: number; logitsBuf: number; maxLogitRows: number; // logits scratch
-  /**
-   * Streamed embeddings: the step's token rows (in the embedding's dtype) and position rows (f32),
-   * and for each of its tokens the row of its id and of its position there.
-   */
-  embRows: number; localIds: Int32Array; posRows: number; localPos: Int32Array;
-  /** Streamed lm_head: one chunk's logits, (R, rows per chunk). */
-  headOut: number;
+  maxLogitRows: number;
+  /** Streamed embeddings: for each token, the row of its id / its position in embRows / posRows. */
+  localIds: Int32Array; localPos: Int32Array;
   /** Filled by layer() when collectAttentions: per layer, (B, H, T, past+T). */
   attentions: Float32Array[];
   end(): void;
@@ -185,67 +202,57 @@ async function resolveThreads(requested: number | undefined): Promise<number> {
   return defaultThreads();
 }
 
-export class OptModel {
+/** Rotary inverse frequencies as transformers computes them in float32: 1 / θ^(2i/D). */
+function ropeInvFreq(d: Dims): Float32Array {
+  const half = d.D / 2;
+  const f = new Float32Array(half);
+  for (let i = 0; i < half; i++) f[i] = Math.fround(1 / Math.fround(Math.pow(d.ropeTheta, Math.fround((2 * i) / d.D))));
+  return f;
+}
+
+export class DecoderModel {
   readonly k: KernelExports;
-  readonly d: OptDims;
+  /** Sizes and the block recipe (see ./config.ts). */
+  readonly dims: Dims;
+  readonly family: Family;
   private openSteps = 0;
   /** The open step (its scratch is what kernels needing scratch use). */
   private step: Step | null = null;
-
-  /** Where streamed layers are read into, when layers are not resident. */
-  private slot: OptLayerWeights | null = null;
   /**
-   * Kept only when layers are streamed: it holds the checkpoint. With resident layers the model
-   * drops it, so the file's bytes can be collected — no second copy of the weights outside wasm.
+   * Streamed weights (residentLayers false), or null. It holds the checkpoint; with resident
+   * weights the model drops it, so the file's bytes can be collected — no second copy outside wasm.
    */
-  private readonly loader: WeightLoader | null;
-  private slotLayer = -1;
+  private readonly stream: WeightStream | null;
+  /** Bytes of scratch a compressed-weight GEMM needs per thread. */
+  private readonly quantScratchBytes: number;
+  private readonly invFreq: Float32Array;
 
   private constructor(
-    readonly config: OptConfig,
+    readonly config: ModelConfig,
     readonly wasm: Wasm,
     readonly arena: Arena,
-    readonly weights: OptWeights,
+    readonly weights: ModelWeights,
     loader: WeightLoader,
     /** Worker threads sharing the memory, or null for one thread. */
     readonly pool: ThreadPool | null,
   ) {
     this.k = wasm.k;
-    this.d = optDims(config);
-    const streamed = weights.layers.length === 0;
-    this.loader = streamed ? loader : null;
-    if (streamed) {
-      const start = arena.mark();
-      this.slot = loader.allocLayer();
-      if (weights.lmHead.w === 0) {
-        // The lm_head streams through the layer slot's memory in chunks of rows (the slot is free
-        // once the last layer has run).
-        const m = weights.lmHead;
-        const E = this.d.E;
-        const rowBytes = m.dtype === "int8" ? E + (E / m.g) * 4 : E * (m.dtype === "f16" ? 2 : 4);
-        this.headRows = Math.min(this.d.V, Math.floor((arena.mark() - start - 64) / rowBytes));
-        this.head = { ...m, w: start, s: m.dtype === "int8" ? align(start + this.headRows * E, 64) : 0 };
-      }
-    }
-    const maxK = Math.max(this.d.C, this.d.F, this.d.E);
-    this.quantScratchBytes = align(this.k.quantRows() * maxK * 4, 64);
+    this.family = familyOf(config);
+    this.dims = this.family.dims(config);
+    this.stream = weights.layers.length === 0 ? new WeightStream(loader, arena, this.dims, weights) : null;
+    const d = this.dims;
+    this.quantScratchBytes = align(this.k.quantRows() * Math.max(d.C, d.F, d.E) * 4, 64);
+    this.invFreq = d.positions === "rope" ? ropeInvFreq(d) : new Float32Array(0);
   }
-
-  /** Bytes of scratch a compressed-weight GEMM needs per thread. */
-  private readonly quantScratchBytes: number;
-  /** Streamed lm_head: the chunk in the slot's memory, and rows per chunk (0: resident). */
-  private head: Mat | null = null;
-  private headRows = 0;
-  /** Which chunk of the lm_head the slot holds (−1: none). */
-  private headChunk = -1;
 
   /** Whether the token embedding and lm_head are read from the checkpoint (residentEmbeddings: false). */
   get streamsEmbeddings(): boolean {
-    return this.head !== null;
+    return this.stream?.streamsEmbeddings ?? false;
   }
 
-  private get headChunks(): number {
-    return this.head ? Math.ceil(this.d.V / this.headRows) : 0;
+  /** Whether layers are read from the checkpoint as passes reach them (residentLayers: false). */
+  get streamsLayers(): boolean {
+    return this.stream !== null;
   }
 
   /** The dtype weight matrices are held in. */
@@ -254,21 +261,22 @@ export class OptModel {
   }
 
   /** Validate the checkpoint against the config, then copy the weights into WebAssembly memory. */
-  static async load(config: OptConfig, source: TensorSource | AsyncTensorSource, opts: LoadOptions = {}): Promise<OptModel> {
-    const d = optDims(config);
+  static async load(config: ModelConfig, source: TensorSource | AsyncTensorSource, opts: LoadOptions = {}): Promise<DecoderModel> {
+    const family = familyOf(config);
+    const d = family.dims(config);
     const label = opts.label ?? "checkpoint";
     const resident = opts.residentLayers ?? true;
     const residentEmbeddings = opts.residentEmbeddings ?? true;
     if (!residentEmbeddings && (resident || !isAsyncSource(source))) {
       throw new Error(`${label}: residentEmbeddings false needs residentLayers false and an AsyncTensorSource (a checkpoint read by ranges)`);
     }
-    const bytes = weightBytes(d, weightFormat(opts), resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(d, weightFormat(opts)));
+    const bytesOf = (fmt: WeightFormat) => weightBytes(family, d, fmt, resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(family, d, fmt));
+    const bytes = bytesOf(weightFormat(opts));
     if (bytes > 3.5 * 2 ** 30) {
       throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of ${opts.dtype ?? "f32"} weights ` +
-        `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, ffn_dim ${d.F}); ` +
-        `wasm32 memory holds at most 4 GiB`);
+        `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, MLP size ${d.F}); wasm32 memory holds at most 4 GiB`);
     }
-    const names = new CheckpointNames(source, d, label);
+    const names = new CheckpointNames(source, family, d, label);
     let fmt = weightFormat(opts);
     if (names.int8Group) {
       // A file written by `wasm-lm quantize`: its int8 matrices load as they are.
@@ -283,13 +291,12 @@ export class OptModel {
     const threads = await resolveThreads(opts.threads);
     // Memory starts at the weights' size (at most 16 MiB) and grows as the arena reserves: a model
     // streaming its weights needs only a few MB.
-    const need = weightBytes(d, fmt, resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(d, fmt));
-    const wasm = await loadWasm({ ...opts, shared: threads > 1, initialBytes: opts.initialBytes ?? Math.min(need, 16 << 20) });
+    const wasm = await loadWasm({ ...opts, shared: threads > 1, initialBytes: opts.initialBytes ?? Math.min(bytesOf(fmt), 16 << 20) });
     const arena = new Arena(wasm);
     const loader = new WeightLoader(arena, wasm.k, source, names, d, fmt, label);
     const weights = await loader.all(opts.onProgress, resident, residentEmbeddings);
     const pool = threads > 1 ? await ThreadPool.create(wasm, threads) : null;
-    return new OptModel(config, wasm, arena, weights, loader, pool);
+    return new DecoderModel(config, wasm, arena, weights, loader, pool);
   }
 
   get build() {
@@ -307,14 +314,14 @@ export class OptModel {
   }
 
   /** A KV cache for B sequences of up to maxCtx positions (default: the model's maximum). */
-  createCache(B = 1, maxCtx = this.d.maxPositions): KVCache {
-    const { L, C } = this.d;
+  createCache(B = 1, maxCtx = this.dims.maxPositions): KVCache {
+    const { L, KV } = this.dims;
     if (!Number.isInteger(B) || B < 1) throw new Error(`wasm-lm: batch size must be a positive integer, got ${B}`);
-    if (!Number.isInteger(maxCtx) || maxCtx < 1 || maxCtx > this.d.maxPositions) {
-      throw new Error(`wasm-lm: cache length ${maxCtx} is outside [1, max_position_embeddings=${this.d.maxPositions}]`);
+    if (!Number.isInteger(maxCtx) || maxCtx < 1 || maxCtx > this.dims.maxPositions) {
+      throw new Error(`wasm-lm: cache length ${maxCtx} is outside [1, ${this.dims.maxPositions}] (the model's maximum positions)`);
     }
     const start = this.arena.mark();
-    const per = maxCtx * C * 4;
+    const per = maxCtx * KV * 4;
     this.arena.reserve(2 * L * B * (per + 64) + B * (maxCtx + 64));
     const k: number[][] = [];
     const v: number[][] = [];
@@ -326,9 +333,30 @@ export class OptModel {
     return new KVCache(B, maxCtx, k, v, mask, this.arena, start, this.arena.mark());
   }
 
+  /** A step's scratch: every buffer's bytes (0: absent), for B·T rows over S positions and R logit rows. */
+  private stepScratch(rows: number, T: number, S: number, R: number, collectAttentions: boolean): Record<keyof StepBuffers, number> {
+    const { V, C, E, F, H, KV, D } = this.dims;
+    const parts = this.threads;
+    const st = this.stream;
+    const gated = this.dims.mlp === "gated";
+    return {
+      x: f32s(rows * C), xn: f32s(rows * Math.max(C, E)), q: f32s(rows * C), k: f32s(rows * KV), v: f32s(rows * KV), att: f32s(rows * C),
+      ffn: f32s(rows * F), ffnUp: gated ? f32s(rows * F) : 0,
+      cs: this.dims.positions === "rope" ? f32s(rows * D) : 0,
+      idsPtr: f32s(rows), posPtr: f32s(rows),
+      scores: parts * align(f32s(S), 64),
+      quantScratch: this.dtype === "f32" ? 0 : parts * this.quantScratchBytes,
+      probs: collectAttentions ? f32s(H * T * S) : 0,
+      lnRows: f32s(R * C), lnE: f32s(R * E), logitsBuf: f32s(R * V),
+      embRows: st?.embedRowBytes(rows) ?? 0,
+      posRows: st?.streamsEmbeddings && this.dims.positions === "learned" ? f32s(rows * C) : 0,
+      headOut: st?.streamsEmbeddings ? f32s(R * st.headRows) : 0,
+    };
+  }
+
   /** Plan and reserve this call's scratch; validate ids, mask and cache room. */
   begin(ids: ArrayLike<number>[], opts: BeginOptions = {}): Step {
-    const { V, C, E, F, H } = this.d;
+    const { V } = this.dims;
     const B = ids.length;
     if (B < 1) throw new Error("wasm-lm: empty batch");
     const T = ids[0].length;
@@ -354,55 +382,42 @@ export class OptModel {
     const ownCache = !opts.cache;
     if (opts.cache && !opts.cache.belongsTo(this.arena)) throw new Error("wasm-lm: this KV cache belongs to another model");
     if (opts.cache?.released) throw new Error("wasm-lm: this KV cache was released");
-    const cache = opts.cache ?? this.createCache(B, Math.min(T, this.d.maxPositions));
+    const cache = opts.cache ?? this.createCache(B, Math.min(T, this.dims.maxPositions));
     if (cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
     const past = cache.length;
     if (past + T > cache.maxCtx) {
       if (ownCache) cache.release();
       throw new Error(`wasm-lm: ${past} cached + ${T} new positions exceed the context of ${cache.maxCtx}` +
-        (cache.maxCtx === this.d.maxPositions ? " (max_position_embeddings)" : " (the cache's size)"));
+        (cache.maxCtx === this.dims.maxPositions ? " (the model's maximum positions)" : " (the cache's size)"));
     }
 
     const rows = B * T;
     const S = past + T;
     const R = Math.max(1, Math.min(opts.maxLogitRows ?? rows, rows));
-    const W = Math.max(C, E);
-    const f = (n: number) => align(n * 4, 64);
-    const parts = this.threads;
-    // Streamed embeddings: the step's token rows in the embedding's dtype (with int8 scales); room
-    // for f32 rows bounds every dtype.
-    const embBytes = this.head ? f(rows * (E + 2 * E / (this.head.g || E))) * 4 : 0;
-    const plan = f(rows * C) + f(rows * W) + 4 * f(rows * C) + f(rows * F) + 2 * f(rows) + parts * f(S) +
-      (opts.collectAttentions ? f(H * T * S) : 0) + f(R * C) + f(R * E) + f(R * V) + 64 +
-      (this.dtype === "f32" ? 0 : parts * this.quantScratchBytes) +
-      (this.head ? embBytes + f(rows * C) + f(R * this.headRows) : 0);
-
+    const table = this.stepScratch(rows, T, S, R, !!opts.collectAttentions);
     const arena = this.arena;
     const mark = arena.mark();
     try {
-      arena.reserve(plan);
+      arena.reserve(scratchBytes(table));
     } catch (e) {
       if (ownCache) cache.release();
       throw new OutOfMemoryError(`${(e as Error).message} (a forward pass of batch ${B} × ${T} tokens over ${S} positions)`);
     }
     arena.frozen = true;
-    const a = (n: number) => arena.alloc(n * 4);
     this.openSteps++;
     let ended = false;
+    const streamed = this.streamsEmbeddings;
     const step: Step = {
+      ...placeScratch(arena, table),
       B, T, past, cache,
       ids: Int32Array.from(ids.flatMap((r) => Array.from(r))),
       positions: new Int32Array(rows),
       seenAfter: [...cache.seen],
       collectAttentions: !!opts.collectAttentions,
-      x: a(rows * C), xn: a(rows * W), q: a(rows * C), k: a(rows * C), v: a(rows * C), att: a(rows * C),
-      ffn: a(rows * F), idsPtr: a(rows), posPtr: a(rows), scores: arena.alloc(parts * f(S)), scoresStride: f(S),
-      quantScratch: this.dtype === "f32" ? 0 : arena.alloc(parts * this.quantScratchBytes),
-      probs: opts.collectAttentions ? a(H * T * S) : 0,
-      lnRows: a(R * C), lnE: a(R * E), logitsBuf: a(R * V), maxLogitRows: R,
-      embRows: this.head ? arena.alloc(embBytes) : 0,
-      localIds: this.head ? new Int32Array(rows) : NONE, posRows: this.head ? a(rows * C) : 0, localPos: this.head ? new Int32Array(rows) : NONE,
-      headOut: this.head ? a(R * this.headRows) : 0,
+      scoresStride: align(f32s(S), 64),
+      maxLogitRows: R,
+      localIds: streamed ? new Int32Array(rows) : NONE,
+      localPos: streamed ? new Int32Array(rows) : NONE,
       attentions: [],
       end: () => {
         if (ended) return;
@@ -416,8 +431,10 @@ export class OptModel {
     };
 
     this.step = step;
-    // Positions as transformers computes them: cumsum(mask)·mask − 1 over past + new, then + 2.
-    // Padding gets −1 + 2 = 1; the key mask keeps padded keys out of every query's softmax.
+    // Position ids as transformers computes them for a padded batch: cumsum(mask) − 1 for real
+    // tokens, 1 for padding (OPT's table is offset by 2: cumsum(mask)·mask − 1 + 2, padding −1 + 2).
+    // The key mask keeps padded keys out of every query's softmax.
+    const offset = this.dims.positionOffset;
     for (let b = 0; b < B; b++) {
       const m = arena.u8(cache.mask[b], cache.maxCtx);
       let seen = cache.seen[b];
@@ -425,37 +442,60 @@ export class OptModel {
         const real = mask ? mask[b][t] !== 0 : true;
         m[past + t] = real ? 1 : 0;
         if (real) seen++;
-        step.positions[b * T + t] = (real ? seen - 1 : -1) + POSITION_OFFSET;
+        step.positions[b * T + t] = real ? seen - 1 + offset : 1;
       }
       step.seenAfter[b] = seen;
     }
+    if (this.dims.positions === "rope") this.rotaryTable(step);
     return step;
+  }
+
+  /**
+   * Each row's rotary cos | sin, in float32 as transformers' LLaMA computes them: angle_i =
+   * (position / factor) · inv_freq_i, both rounded to f32, and their cos and sin rounded to f32.
+   */
+  private rotaryTable(s: Step): void {
+    const { D, ropeFactor } = this.dims;
+    const half = D / 2;
+    const cs = this.arena.f32(s.cs, s.B * s.T * D);
+    for (let r = 0; r < s.B * s.T; r++) {
+      const t = Math.fround(s.positions[r] / ropeFactor);
+      for (let i = 0; i < half; i++) {
+        const a = Math.fround(t * this.invFreq[i]);
+        cs[r * D + i] = Math.cos(a);
+        cs[r * D + half + i] = Math.sin(a);
+      }
+    }
+  }
+
+  /** A splittable kernel on the pool when it is worth waking it (`parallel`), else on this thread. */
+  private run(kernel: SplitKernel, args: number[], total: number, parallel: boolean, scratchStride = 0): void {
+    if (parallel && this.pool && !this.pool.isClosed) this.pool.split(kernel, args, total, scratchStride);
+    else (this.k[kernel] as (...a: number[]) => void)(...args);
   }
 
   /** y = x·Wᵀ + b on the weights' dtype; split by output rows over the threads when it pays. */
   private linear(y: number, x: number, m: Mat, b: number, T: number, K: number, N: number): void {
-    const pool = this.pool && !this.pool.isClosed && T * K * N >= PARALLEL_MIN_MACS ? this.pool : null;
+    const parallel = T * K * N >= PARALLEL_MIN_MACS;
     const scratch = this.step?.quantScratch ?? 0;
-    // Output rows in multiples of 16 per thread: whole register tiles.
     switch (m.dtype) {
-      case "f32":
-        if (pool) pool.run("linear", [y, x, m.w, b, T, K, N, 0, N], 7, N, 16);
-        else this.k.linear(y, x, m.w, b, T, K, N, 0, N);
-        return;
-      case "f16":
-        if (pool) pool.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], 7, N, 16, 9, this.quantScratchBytes);
-        else this.k.linearF16(y, x, m.w, b, T, K, N, 0, N, scratch);
-        return;
-      case "int8":
-        if (pool) pool.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], 8, N, 16, 11, this.quantScratchBytes);
-        else this.k.linearI8(y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch);
-        return;
+      case "f32": return this.run("linear", [y, x, m.w, b, T, K, N, 0, N], N, parallel);
+      case "f16": return this.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], N, parallel, this.quantScratchBytes);
+      case "int8": return this.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], N, parallel, this.quantScratchBytes);
     }
   }
 
+  /** The family's norm over rows of C: LayerNorm (w, b) or RMSNorm (w). */
+  private norm(y: number, x: number, w: number, b: number, rows: number): void {
+    const { C, normEps } = this.dims;
+    if (this.dims.norm === "rms") this.k.rmsNorm(y, x, w, rows, C, normEps);
+    else this.k.layerNorm(y, x, w, b, rows, C, normEps);
+  }
+
   private embedTokens(y: number, ids: number, rows: number): void {
-    const m = this.head && this.step ? this.embRowsMat(this.step) : this.weights.embedTokens;
-    const E = this.d.E;
+    const table = this.weights.embedTokens;
+    const m = this.stream?.streamsEmbeddings && this.step ? this.stream.embRowsMat(this.step, table) : table;
+    const E = this.dims.E;
     switch (m.dtype) {
       case "f32": return this.k.embedGather(y, m.w, ids, rows, E);
       case "f16": return this.k.embedGatherF16(y, m.w, ids, rows, E);
@@ -463,15 +503,8 @@ export class OptModel {
     }
   }
 
-  private attention(out: number, q: number, k: number, v: number, mask: number, probs: number, s: Step, cacheLen: number): void {
-    const { H, D } = this.d;
-    const args = [out, q, k, v, mask, probs, s.scores, s.T, s.past, H, D, cacheLen, 0, H];
-    if (this.pool && !this.pool.isClosed && H > 1) this.pool.run("attention", args, 12, H, 1, 6, s.scoresStride);
-    else this.k.attention(...(args as Parameters<KernelExports["attention"]>));
-  }
-
   private activation(ptr: number, n: number): void {
-    switch (this.d.activation) {
+    switch (this.dims.activation) {
       case "relu": return this.k.relu(ptr, ptr, n);
       case "gelu": return this.k.gelu(ptr, ptr, n);
       case "gelu_tanh": return this.k.geluTanh(ptr, ptr, n);
@@ -480,53 +513,13 @@ export class OptModel {
   }
 
   /** Layer i's weights: resident, or read into the slot now (from a synchronous checkpoint). */
-  layerWeights(i: number): OptLayerWeights {
+  layerWeights(i: number): LayerWeights {
     this.checkLayer(i);
-    if (!this.slot) return this.weights.layers[i];
-    if (this.slotLayer !== i) {
-      if (this.loader!.remote) {
-        throw new Error(`wasm-lm: layer ${i} is not in memory: this model streams its layers from an asynchronous source, ` +
-          "so run it with forwardAsync or generate (or await prepareLayer(i) before layer(i))");
-      }
-      this.slotLayer = -1; // a failed read must not leave a half-filled slot labelled as layer i
-      this.loader!.fillLayer(i, this.slot);
-      this.slotLayer = i;
-    }
-    return this.slot;
+    return this.stream ? this.stream.layer(i) : this.weights.layers[i];
   }
 
   private checkLayer(i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.d.L) throw new Error(`wasm-lm: layer ${i} does not exist (0 … ${this.d.L - 1})`);
-  }
-
-  /**
-   * What is being fetched while the current layer runs: the next layer, or the next lm_head chunk
-   * when it streams too. Keys: layer i is i; lm_head chunk c is L + c; after the last comes 0.
-   */
-  private prefetch: { key: number; bytes: Promise<Fetched> } | null = null;
-
-  private fetchKey(key: number): Promise<Fetched> {
-    const loader = this.loader!;
-    if (key < this.d.L) return loader.fetchLayer(key);
-    const r0 = (key - this.d.L) * this.headRows;
-    return loader.fetchRows(loader.headName, r0, Math.min(this.headRows, this.d.V - r0));
-  }
-
-  /** The fetched bytes of `key`, and the next key's fetch started (its failure reported when awaited). */
-  private async fetchInTurn(key: number): Promise<Fetched> {
-    const ahead = this.prefetch;
-    this.prefetch = null;
-    // A fetch of something else (an inspector reading the lm_head between layers, say) is let
-    // finish first: fetches take the loader's two buffers by turns, one at a time.
-    if (ahead && ahead.key !== key) await ahead.bytes.catch(() => undefined);
-    const bytes = await (ahead?.key === key ? ahead.bytes : this.fetchKey(key));
-    const next = (key + 1) % (this.d.L + this.headChunks);
-    if (next !== key) {
-      const p = this.fetchKey(next);
-      p.catch(() => undefined); // a failure is reported to whoever awaits it, not as unhandled
-      this.prefetch = { key: next, bytes: p };
-    }
-    return bytes;
+    if (!Number.isInteger(i) || i < 0 || i >= this.dims.L) throw new Error(`wasm-lm: layer ${i} does not exist (0 … ${this.dims.L - 1})`);
   }
 
   /**
@@ -536,27 +529,7 @@ export class OptModel {
    */
   async prepareLayer(i: number): Promise<void> {
     this.checkLayer(i);
-    if (!this.slot || this.slotLayer === i) return;
-    const loader = this.loader!;
-    if (!loader.remote) {
-      this.layerWeights(i);
-      return;
-    }
-    this.slotLayer = -1;
-    this.headChunk = -1;
-    const bytes = await this.fetchInTurn(i);
-    loader.fillLayer(i, this.slot, bytes as Map<string, Uint8Array>);
-    this.slotLayer = i;
-  }
-
-  /** Streamed lm_head: chunk c's rows into the slot's memory. */
-  private async prepareHeadChunk(c: number): Promise<void> {
-    if (this.headChunk === c) return;
-    this.slotLayer = -1;
-    this.headChunk = -1;
-    const rows = await this.fetchInTurn(this.d.L + c) as RowBytes;
-    this.loader!.fillTableRows(this.head!, this.loader!.headName, 0, Math.min(this.headRows, this.d.V - c * this.headRows), rows);
-    this.headChunk = c;
+    await this.stream?.prepareLayer(i);
   }
 
   /**
@@ -564,99 +537,80 @@ export class OptModel {
    * when it streams, the rows of the step's tokens (each distinct id once) into the step's scratch.
    */
   async prepareEmbed(s: Step): Promise<void> {
-    if (!this.head) return;
-    const loader = this.loader!;
-    // Each distinct token id's row and each distinct position's row, read in parallel (a few KB
-    // each), placed in the step's scratch; localIds / localPos say which row each token uses.
-    const gather = async (table: string, m: Mat, keys: Int32Array, local: Int32Array) => {
-      const row = new Map<number, number>();
-      for (const key of keys) if (!row.has(key)) row.set(key, row.size);
-      const full = loader.names.full(table);
-      const info = loader.src.get(full)!;
-      const rb = info.shape[1] * DTYPE_SIZE[info.dtype];
-      const got = await Promise.all([...row.keys()].map(async (key) => ({
-        raw: await loader.remote!.readRawAsync(full, key * rb, rb),
-        scale: info.dtype === "I8" ? await loader.remote!.readRawAsync(`${full}_scale`, key * (info.shape[1] / m.g) * 4, (info.shape[1] / m.g) * 4) : null,
-      })));
-      got.forEach((r, j) => loader.fillTableRows(m, table, j, 1, r));
-      keys.forEach((key, t) => (local[t] = row.get(key)!));
-    };
-    await Promise.all([
-      gather("embed_tokens.weight", this.embRowsMat(s), s.ids, s.localIds),
-      gather("embed_positions.weight", { dtype: "f32", w: s.posRows, s: 0, g: 0 }, s.positions, s.localPos),
-    ]);
-    this.embedReady.add(s);
+    await this.stream?.prepareEmbed(s, this.weights.embedTokens);
   }
 
-  private readonly embedReady = new WeakSet<Step>();
-
-  private embRowsMat(s: Step): Mat {
-    const m = this.weights.embedTokens;
-    const rows = s.B * s.T;
-    return { ...m, w: s.embRows, s: m.dtype === "int8" ? align(s.embRows + rows * this.d.E, 64) : 0 };
-  }
-
-  /** Whether layers are read from the checkpoint as passes reach them (residentLayers: false). */
-  get streamsLayers(): boolean {
-    return this.slot !== null;
-  }
-
-  /** x = embed_tokens(ids) (· project_in) + embed_positions(positions). */
+  /** x = embed_tokens(ids) (· project_in) (+ embed_positions(positions)). */
   embed(s: Step): void {
-    const { k, d, weights: w } = this;
-    if (this.head && !this.embedReady.has(s)) throw new Error("wasm-lm: this model streams its embeddings: await prepareEmbed(step) before embed(step)");
+    const { k, dims: d, weights: w } = this;
+    const streamed = this.streamsEmbeddings;
+    if (streamed && !this.stream!.embedPrepared(s)) throw new Error("wasm-lm: this model streams its embeddings: await prepareEmbed(step) before embed(step)");
     const rows = s.B * s.T;
-    this.arena.i32(s.idsPtr, rows).set(this.head ? s.localIds : s.ids);
-    this.arena.i32(s.posPtr, rows).set(this.head ? s.localPos : s.positions);
+    this.arena.i32(s.idsPtr, rows).set(streamed ? s.localIds : s.ids);
     if (d.project) {
       this.embedTokens(s.xn, s.idsPtr, rows);
       this.linear(s.x, s.xn, { dtype: "f32", w: w.projectIn, s: 0, g: 0 }, 0, rows, d.E, d.C);
     } else {
       this.embedTokens(s.x, s.idsPtr, rows);
     }
-    k.embedGather(s.xn, this.head ? s.posRows : w.embedPositions, s.posPtr, rows, d.C);
-    k.add(s.x, s.x, s.xn, rows * d.C);
+    if (d.positions === "learned") {
+      this.arena.i32(s.posPtr, rows).set(streamed ? s.localPos : s.positions);
+      k.embedGather(s.xn, streamed ? s.posRows : w.embedPositions, s.posPtr, rows, d.C);
+      k.add(s.x, s.x, s.xn, rows * d.C);
+    }
   }
 
   /** Decoder layer i on the step's residual stream, with any weights (default: the resident ones). */
-  layer(i: number, s: Step, w: OptLayerWeights = this.layerWeights(i)): void {
-    const { k, d } = this;
-    const { C, F, H, D } = d;
+  layer(i: number, s: Step, w: LayerWeights = this.layerWeights(i)): void {
+    const { k, dims: d } = this;
+    const { C, KV, F, H, Hkv, D } = d;
     const rows = s.B * s.T;
     const n = rows * C;
-    const eps = LAYER_NORM_EPS;
     const cache = s.cache;
 
-    // Self-attention block. Pre-LN: x + attn(LN(x)). Post-LN (e.g. OPT-350M): LN(x + attn(x)).
+    // Attention block. Pre-norm: x + attn(norm(x)). Post-norm (OPT-350M): norm(x + attn(x)).
     const attnIn = d.preNorm ? s.xn : s.x;
-    if (d.preNorm) k.layerNorm(s.xn, s.x, w.attnNormW, w.attnNormB, rows, C, eps);
+    if (d.preNorm) this.norm(s.xn, s.x, w.attnNormW, w.attnNormB, rows);
     this.linear(s.q, attnIn, w.q, w.qB, rows, C, C);
-    this.linear(s.k, attnIn, w.k, w.kB, rows, C, C);
-    this.linear(s.v, attnIn, w.v, w.vB, rows, C, C);
+    this.linear(s.k, attnIn, w.k, w.kB, rows, C, KV);
+    this.linear(s.v, attnIn, w.v, w.vB, rows, C, KV);
+    if (d.positions === "rope") {
+      k.rope(s.q, s.cs, rows, H, D);
+      k.rope(s.k, s.cs, rows, Hkv, D);
+    }
     const S = s.past + s.T;
+    const scale = attnScale(d, i);
     const probs = s.collectAttentions ? new Float32Array(s.B * H * s.T * S) : null;
     for (let b = 0; b < s.B; b++) {
-      const off = b * s.T * C * 4;
-      k.kvStore(cache.k[i][b], s.k + off, s.T, s.past, H, D, cache.maxCtx);
-      k.kvStore(cache.v[i][b], s.v + off, s.T, s.past, H, D, cache.maxCtx);
-      this.attention(s.att + off, s.q + off, cache.k[i][b], cache.v[i][b], cache.mask[b], s.probs, s, cache.maxCtx);
+      const q = b * s.T * C * 4;
+      const kv = b * s.T * KV * 4;
+      k.kvStore(cache.k[i][b], s.k + kv, s.T, s.past, Hkv, D, cache.maxCtx);
+      k.kvStore(cache.v[i][b], s.v + kv, s.T, s.past, Hkv, D, cache.maxCtx);
+      this.run("attention", [s.att + q, s.q + q, cache.k[i][b], cache.v[i][b], cache.mask[b], s.probs, s.scores,
+        s.T, s.past, H, Hkv, D, cache.maxCtx, scale, 0, H], H, H > 1, s.scoresStride);
       if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
     }
     if (probs) s.attentions[i] = probs;
     this.linear(s.q, s.att, w.o, w.oB, rows, C, C);
     k.add(s.x, s.x, s.q, n);
-    if (!d.preNorm) k.layerNorm(s.x, s.x, w.attnNormW, w.attnNormB, rows, C, eps);
+    if (!d.preNorm) this.norm(s.x, s.x, w.attnNormW, w.attnNormB, rows);
 
-    // Feed-forward block.
-    const ffnIn = d.preNorm ? s.xn : s.x;
-    if (d.preNorm) k.layerNorm(s.xn, s.x, w.ffnNormW, w.ffnNormB, rows, C, eps);
-    this.linear(s.ffn, ffnIn, w.fc1, w.fc1B, rows, C, F);
-    this.activation(s.ffn, rows * F);
-    this.linear(s.q, s.ffn, w.fc2, w.fc2B, rows, F, C);
+    // MLP block: down(act(up(h))), or down(silu(gate(h)) · up(h)).
+    const mlpIn = d.preNorm ? s.xn : s.x;
+    if (d.preNorm) this.norm(s.xn, s.x, w.mlpNormW, w.mlpNormB, rows);
+    if (d.mlp === "gated") {
+      this.linear(s.ffn, mlpIn, w.gate, w.gateB, rows, C, F);
+      this.linear(s.ffnUp, mlpIn, w.up, w.upB, rows, C, F);
+      k.swiglu(s.ffn, s.ffn, s.ffnUp, rows * F);
+    } else {
+      this.linear(s.ffn, mlpIn, w.up, w.upB, rows, C, F);
+      this.activation(s.ffn, rows * F);
+    }
+    this.linear(s.q, s.ffn, w.down, w.downB, rows, F, C);
     k.add(s.x, s.x, s.q, n);
-    if (!d.preNorm) k.layerNorm(s.x, s.x, w.ffnNormW, w.ffnNormB, rows, C, eps);
+    if (!d.preNorm) this.norm(s.x, s.x, w.mlpNormW, w.mlpNormB, rows);
 
-    if (i === this.d.L - 1) {
+    if (i === d.L - 1) {
       // The cache now holds this step's positions.
       cache.length = S;
       s.seenAfter.forEach((n, b) => (cache.seen[b] = n));
@@ -665,13 +619,13 @@ export class OptModel {
 
   /** The final norm and project_out applied to the given rows of x, written to s.lnE as (R, E). */
   private finalRows(s: Step, rowIdx: number[]): number {
-    const { k, d, weights: w } = this;
+    const { dims: d, weights: w } = this;
     const R = rowIdx.length;
     if (R > s.maxLogitRows) throw new Error(`wasm-lm: ${R} logit rows requested, step planned for ${s.maxLogitRows}`);
     const src = this.arena.f32(s.x, s.B * s.T * d.C);
     const dst = this.arena.f32(s.lnRows, R * d.C);
     rowIdx.forEach((r, j) => dst.set(src.subarray(r * d.C, (r + 1) * d.C), j * d.C));
-    if (d.finalNorm) k.layerNorm(s.lnRows, s.lnRows, w.finalNormW, w.finalNormB, R, d.C, LAYER_NORM_EPS);
+    if (d.finalNorm) this.norm(s.lnRows, s.lnRows, w.finalNormW, w.finalNormB, R);
     if (d.project) this.linear(s.lnE, s.lnRows, { dtype: "f32", w: w.projectOut, s: 0, g: 0 }, 0, R, d.C, d.E);
     return d.project ? s.lnE : s.lnRows;
   }
@@ -682,28 +636,36 @@ export class OptModel {
    * model's logits; after an earlier layer they are the "logit lens" view of that layer.
    */
   logits(s: Step, rowIdx: number[]): Float32Array {
-    if (this.head) throw new Error("wasm-lm: this model streams its lm_head from an asynchronous source: use logitsAsync (or forwardAsync)");
+    if (this.streamsEmbeddings) throw new Error("wasm-lm: this model streams its lm_head from an asynchronous source: use logitsAsync (or forwardAsync)");
     return drive(this.logitsPass(s, rowIdx));
   }
 
   /** logits, for every model: a streamed lm_head is read chunk by chunk. */
   async logitsAsync(s: Step, rowIdx: number[]): Promise<Float32Array> {
-    return driveAsync(this.logitsPass(s, rowIdx), (need) => this.prepareHeadChunk(need - this.d.L));
+    return driveAsync(this.logitsPass(s, rowIdx), (need) => this.ready(need));
+  }
+
+  /** Meet a pass's need: the step's embedding rows, layer i, or lm_head chunk c (need L + c). */
+  private async ready(need: number): Promise<void> {
+    if (need === NEED_EMBED) return this.prepareEmbed(this.step!);
+    if (need < this.dims.L) return this.prepareLayer(need);
+    await this.stream!.prepareHeadChunk(need - this.dims.L);
   }
 
   /** The body of logits: yields L + c before it needs chunk c of a streamed lm_head in the slot. */
   private *logitsPass(s: Step, rowIdx: number[]): Generator<number, Float32Array, void> {
-    const { d, weights: w } = this;
+    const { dims: d, weights: w } = this;
     const h = this.finalRows(s, rowIdx);
     const R = rowIdx.length;
-    if (!this.head) {
+    const st = this.stream;
+    if (!st?.streamsEmbeddings) {
       this.linear(s.logitsBuf, h, w.lmHead, 0, R, d.E, d.V);
     } else {
-      for (let c = 0; c < this.headChunks; c++) {
+      for (let c = 0; c < st.headChunks; c++) {
         yield d.L + c;
-        const n0 = c * this.headRows;
-        const n = Math.min(this.headRows, d.V - n0);
-        this.linear(s.headOut, h, this.head, 0, R, d.E, n);
+        const n0 = c * st.headRows;
+        const n = Math.min(st.headRows, d.V - n0);
+        this.linear(s.headOut, h, st.head!, 0, R, d.E, n);
         const out = this.arena.f32(s.logitsBuf, R * d.V);
         const part = this.arena.f32(s.headOut, R * n);
         for (let r = 0; r < R; r++) out.set(part.subarray(r * n, (r + 1) * n), r * d.V + n0);
@@ -715,18 +677,18 @@ export class OptModel {
   /** The lm_head input (final norm, project_out) for every row: (B*T, E). */
   finalHidden(s: Step): Float32Array {
     const rows = s.B * s.T;
-    const out = new Float32Array(rows * this.d.E);
+    const out = new Float32Array(rows * this.dims.E);
     for (let r0 = 0; r0 < rows; r0 += s.maxLogitRows) {
       const idx = Array.from({ length: Math.min(s.maxLogitRows, rows - r0) }, (_, j) => r0 + j);
       const h = this.finalRows(s, idx);
-      out.set(this.arena.f32(h, idx.length * this.d.E), r0 * this.d.E);
+      out.set(this.arena.f32(h, idx.length * this.dims.E), r0 * this.dims.E);
     }
     return out;
   }
 
   /** A copy of the residual stream: (B*T, C). */
   hidden(s: Step): Float32Array {
-    return this.arena.f32(s.x, s.B * s.T * this.d.C).slice();
+    return this.arena.f32(s.x, s.B * s.T * this.dims.C).slice();
   }
 
   /**
@@ -734,20 +696,19 @@ export class OptModel {
    * model streaming its layers from an asynchronous source, use forwardAsync.
    */
   forward(ids: ArrayLike<number>[], opts: ForwardOptions = {}): ForwardResult {
-    if (this.head) throw new Error("wasm-lm: this model streams its embeddings from an asynchronous source: use forwardAsync or generate");
+    if (this.streamsEmbeddings) throw new Error("wasm-lm: this model streams its embeddings from an asynchronous source: use forwardAsync or generate");
     return drive(this.pass(ids, opts));
   }
 
   /** forward, awaiting each layer's weights (see prepareLayer): works for every model. */
   async forwardAsync(ids: ArrayLike<number>[], opts: ForwardOptions = {}): Promise<ForwardResult> {
-    return driveAsync(this.pass(ids, opts), (need) =>
-      need === EMBED ? this.prepareEmbed(this.step!) : need < this.d.L ? this.prepareLayer(need) : this.prepareHeadChunk(need - this.d.L));
+    return driveAsync(this.pass(ids, opts), (need) => this.ready(need));
   }
 
   /**
    * The body of forward. Before each part that may need weights from the checkpoint it yields
-   * what it needs — EMBED (the step's token rows), layer i, or L + c (lm_head chunk c) — and the
-   * driver gets it ready: synchronously (forward) or by awaiting a fetch (forwardAsync).
+   * what it needs — NEED_EMBED (the step's token rows), layer i, or L + c (lm_head chunk c) — and
+   * the driver gets it ready: synchronously (forward) or by awaiting a fetch (forwardAsync).
    */
   private *pass(ids: ArrayLike<number>[], opts: ForwardOptions): Generator<number, ForwardResult, void> {
     const which = opts.logits ?? "all";
@@ -761,17 +722,17 @@ export class OptModel {
       maxLogitRows: opts.maxLogitRows ?? Math.max(1, rowIdx.length),
     });
     try {
-      if (this.head) yield EMBED;
+      if (this.streamsEmbeddings) yield NEED_EMBED;
       this.embed(s);
       const layers: Float32Array[] = [];
       const embeddings = opts.outputHiddenStates ? this.hidden(s) : undefined;
-      for (let i = 0; i < this.d.L; i++) {
+      for (let i = 0; i < this.dims.L; i++) {
         yield i;
         this.layer(i, s, this.layerWeights(i));
         if (opts.outputHiddenStates) layers.push(this.hidden(s));
       }
       const logits = rowIdx.length ? yield* this.logitsPass(s, rowIdx) : new Float32Array(0);
-      const result: ForwardResult = { logits, logitsShape: [B, which === "all" ? T : which === "last" ? 1 : 0, this.d.V] };
+      const result: ForwardResult = { logits, logitsShape: [B, which === "all" ? T : which === "last" ? 1 : 0, this.dims.V] };
       if (opts.outputHiddenStates) result.hiddenStates = { embeddings: embeddings!, layers, final: this.finalHidden(s) };
       if (opts.outputAttentions) result.attentions = s.attentions;
       return result;
@@ -783,13 +744,6 @@ export class OptModel {
 
 /** The step's local row maps when the embeddings are resident (unused then). */
 const NONE = new Int32Array(0);
-
-/** What a pass yields before the embedding when the model streams it. */
-const EMBED = -1;
-
-/** A fetched layer (tensor name → bytes) or rows of a table (see WeightLoader.fetchRows). */
-type Fetched = Map<string, Uint8Array> | RowBytes;
-type RowBytes = { raw: Uint8Array; scale: Uint8Array | null };
 
 /** Runs a pass whose needs are met inside it (resident weights, or a synchronous checkpoint). */
 function drive<T>(pass: Generator<number, T, void>): T {

@@ -1,20 +1,13 @@
-// A full-size OPT with seeded random weights, made on demand tensor by tensor (no file, no copy).
+// A full-size model of any family with seeded random weights, made on demand tensor by tensor (no file, no copy).
 // Real weights cannot be downloaded on every machine, so this is the built-in default model and
 // what speed is measured on. Values: linear weights and embeddings uniform with std 0.02 (OPT's
 // init_std), biases std 0.01, LayerNorm weights 1 ± 0.1 — so activations have realistic scales.
-import type { TensorInfo, TensorSource } from "../../formats/types.js";
-import { OPT_125M, optDims, type OptConfig } from "./config.js";
-import { globalSpecs, layerSpecs, numelOf } from "./weights.js";
+import type { TensorInfo, TensorSource } from "../formats/types.js";
+import { LM_HEAD } from "./family.js";
+import { familyOf, type ModelConfig } from "./families/index.js";
+import { numelOf } from "./weights.js";
 
-export const SYNTHETIC_PRESETS: Record<string, OptConfig> = {
-  "opt-125m": OPT_125M,
-};
-
-export function syntheticConfig(preset: string): OptConfig {
-  const c = SYNTHETIC_PRESETS[preset];
-  if (!c) throw new Error(`wasm-lm: unknown synthetic preset '${preset}' (known: ${Object.keys(SYNTHETIC_PRESETS).join(", ")})`);
-  return { ...c };
-}
+export { SYNTHETIC_PRESETS, syntheticConfig } from "./families/index.js";
 
 // FNV-1a: a per-tensor seed, so a tensor's values do not depend on the order tensors are read.
 function hash(s: string): number {
@@ -44,13 +37,26 @@ export class SyntheticSource implements TensorSource {
   private infos: TensorInfo[];
   private byName: Map<string, TensorInfo>;
 
-  constructor(readonly config: OptConfig, readonly seed = 0) {
-    const d = optDims(config);
-    const specs = [...globalSpecs(d)];
-    for (let i = 0; i < d.L; i++) specs.push(...layerSpecs(d, i));
-    if (!d.tied) specs.push({ name: "lm_head.weight", shape: [d.V, d.E] });
-    this.infos = specs.map((s) => ({ name: s.name === "lm_head.weight" ? s.name : `model.decoder.${s.name}`, dtype: "F32", shape: s.shape }));
-    this.byName = new Map(this.infos.map((t) => [t.name, t]));
+  constructor(readonly config: ModelConfig, readonly seed = 0) {
+    const family = familyOf(config);
+    const d = family.dims(config);
+    const prefix = family.prefixes[0];
+    const refs = [...family.globals(d)];
+    for (let i = 0; i < d.L; i++) refs.push(...family.layer(d, i) as never[]);
+    this.infos = [];
+    this.byName = new Map();
+    for (const r of refs) {
+      const name = prefix + r.name;
+      if (this.byName.has(name)) continue; // GPT-2's c_attn holds q, k and v
+      const info: TensorInfo = { name, dtype: "F32", shape: r.shape };
+      this.infos.push(info);
+      this.byName.set(name, info);
+    }
+    if (!d.tied) {
+      const info: TensorInfo = { name: LM_HEAD, dtype: "F32", shape: [d.V, d.E] };
+      this.infos.push(info);
+      this.byName.set(LM_HEAD, info);
+    }
   }
 
   tensors(): TensorInfo[] {
@@ -72,7 +78,7 @@ export class SyntheticSource implements TensorSource {
     if (!info) throw new Error(`synthetic: no tensor '${name}'`);
     if (start < 0 || start + dst.length > numelOf(info.shape)) throw new Error(`synthetic: range past the end of '${name}'`);
     const seed = (hash(name) ^ Math.imul(this.seed + 1, 0x9e3779b1)) >>> 0;
-    const isNorm = name.includes("layer_norm");
+    const isNorm = /(layer_?norm|\.norm|(^|\.)ln_\w+)\.weight$/.test(name);
     const isBias = name.endsWith(".bias");
     if (isNorm && !isBias) fill(dst, seed, start, 1, 0.1);
     else if (isBias) fill(dst, seed, start, 0, 0.01);

@@ -1,21 +1,20 @@
-// One table of OPT weight names and shapes drives loading and validation: a missing, extra or
-// mis-shaped tensor fails at load, naming it — never in the middle of a forward pass.
-//
-// Names are those of transformers' OPTForCausalLM after stripping the decoder prefix:
-//   model.decoder.*  (files saved by transformers)   or   decoder.*  (Meta's facebook/opt-* files)
-// plus the optional top-level lm_head.weight.
+// One table of weight names and shapes — the family's (./family.ts) — drives loading and
+// validation: a missing, extra or mis-shaped tensor fails at load, naming it, never in the middle
+// of a forward pass.
 //
 // Weight matrices are stored in the dtype chosen at load:
 //   f32   as in the checkpoint
 //   f16   IEEE half floats (half the bytes; expanded inside the kernels)
 //   int8  symmetric int8 with one f32 scale per output row and group of G inputs (a quarter of the
 //         bytes), quantized at load inside wasm from the checkpoint's values
-// Vectors (biases, norms) and the position table stay f32: they are small.
-import type { Arena } from "../../arena.js";
-import { DTYPE_SIZE, type AsyncTensorSource, type TensorInfo, type TensorSource } from "../../formats/types.js";
-import { convertToF32 } from "../../formats/dtype.js";
-import type { KernelExports } from "../../wasm.js";
-import type { OptDims } from "./config.js";
+// Vectors (biases, norms) and the position table stay f32: they are small. GPT-2's Conv1D
+// matrices are transposed (and c_attn split into q, k, v) on the way in.
+import type { Arena } from "../arena.js";
+import { DTYPE_SIZE, type AsyncTensorSource, type TensorInfo, type TensorSource } from "../formats/types.js";
+import { convertToF32 } from "../formats/dtype.js";
+import type { KernelExports } from "../wasm.js";
+import type { Dims } from "./config.js";
+import { fieldShape, LM_HEAD, MATRIX_FIELDS, type Family, type GlobalField, type LayerField, type TensorRef } from "./family.js";
 
 export type WeightDType = "f32" | "f16" | "int8";
 export const WEIGHT_DTYPES: WeightDType[] = ["f32", "f16", "int8"];
@@ -40,99 +39,52 @@ export interface Mat {
   g: number;
 }
 
-export interface WeightSpec {
-  /** Name without the decoder prefix, e.g. "layers.0.fc1.weight", or "lm_head.weight". */
-  name: string;
-  shape: number[];
-}
-
-/** One decoder layer's weights (pointer 0 = absent). Shapes: (out, in). */
-export interface OptLayerWeights {
+/** One decoder layer's weights (pointer 0 = absent). Shapes (out, in), see LayerField. */
+export interface LayerWeights {
   attnNormW: number; attnNormB: number; // (C)
-  q: Mat; qB: number; // (C, C), (C)
-  k: Mat; kB: number; // (C, C), (C)
-  v: Mat; vB: number; // (C, C), (C)
-  o: Mat; oB: number; // (C, C), (C)
-  ffnNormW: number; ffnNormB: number; // (C)
-  fc1: Mat; fc1B: number; // (F, C), (F)
-  fc2: Mat; fc2B: number; // (C, F), (C)
+  q: Mat; qB: number; // (H·D, C), (H·D)
+  k: Mat; kB: number; // (Hkv·D, C), (Hkv·D)
+  v: Mat; vB: number; // (Hkv·D, C), (Hkv·D)
+  o: Mat; oB: number; // (C, H·D), (C)
+  mlpNormW: number; mlpNormB: number; // (C)
+  up: Mat; upB: number; // (F, C), (F)
+  gate: Mat; gateB: number; // (F, C), (F): gated MLPs
+  down: Mat; downB: number; // (C, F), (C)
 }
 
-export interface OptWeights {
+export interface ModelWeights {
   format: WeightFormat;
   embedTokens: Mat; // (V, E), also the lm_head when tied
-  embedPositions: number; // (P, C) f32
+  embedPositions: number; // (P, C) f32, or 0 (rotary positions)
   projectIn: number; // (C, E) f32, or 0
   projectOut: number; // (E, C) f32, or 0
   finalNormW: number; finalNormB: number; // (C) or 0
   lmHead: Mat; // (V, E): embedTokens when tied
-  layers: OptLayerWeights[];
+  layers: LayerWeights[];
 }
 
-type Cond = "bias" | "affine" | null;
-const LAYER_FIELDS: [keyof OptLayerWeights, string, (d: OptDims) => number[], Cond][] = [
-  ["attnNormW", "self_attn_layer_norm.weight", (d) => [d.C], "affine"],
-  ["attnNormB", "self_attn_layer_norm.bias", (d) => [d.C], "affine"],
-  ["q", "self_attn.q_proj.weight", (d) => [d.C, d.C], null],
-  ["qB", "self_attn.q_proj.bias", (d) => [d.C], "bias"],
-  ["k", "self_attn.k_proj.weight", (d) => [d.C, d.C], null],
-  ["kB", "self_attn.k_proj.bias", (d) => [d.C], "bias"],
-  ["v", "self_attn.v_proj.weight", (d) => [d.C, d.C], null],
-  ["vB", "self_attn.v_proj.bias", (d) => [d.C], "bias"],
-  ["o", "self_attn.out_proj.weight", (d) => [d.C, d.C], null],
-  ["oB", "self_attn.out_proj.bias", (d) => [d.C], "bias"],
-  ["ffnNormW", "final_layer_norm.weight", (d) => [d.C], "affine"],
-  ["ffnNormB", "final_layer_norm.bias", (d) => [d.C], "affine"],
-  ["fc1", "fc1.weight", (d) => [d.F, d.C], null],
-  ["fc1B", "fc1.bias", (d) => [d.F], "bias"],
-  ["fc2", "fc2.weight", (d) => [d.C, d.F], null],
-  ["fc2B", "fc2.bias", (d) => [d.C], "bias"],
-];
-
-const present = (d: OptDims, cond: Cond) => cond === null || (cond === "bias" ? d.bias : d.affine);
-
-/** The tensors of decoder layer i, keyed by the OptLayerWeights field they fill. */
-export function layerSpecs(d: OptDims, i: number): (WeightSpec & { field: keyof OptLayerWeights })[] {
-  return LAYER_FIELDS.filter(([, , , cond]) => present(d, cond))
-    .map(([field, suffix, shape]) => ({ field, name: `layers.${i}.${suffix}`, shape: shape(d) }));
-}
-
-/** Every tensor outside the layers, in load order. */
-export function globalSpecs(d: OptDims): WeightSpec[] {
-  const s: WeightSpec[] = [
-    { name: "embed_tokens.weight", shape: [d.V, d.E] },
-    { name: "embed_positions.weight", shape: [d.P, d.C] },
-  ];
-  if (d.project) {
-    s.push({ name: "project_in.weight", shape: [d.C, d.E] });
-    s.push({ name: "project_out.weight", shape: [d.E, d.C] });
-  }
-  if (d.finalNorm && d.affine) {
-    s.push({ name: "final_layer_norm.weight", shape: [d.C] });
-    s.push({ name: "final_layer_norm.bias", shape: [d.C] });
-  }
-  return s;
-}
+const LAYER_FIELDS: LayerField[] = ["attnNormW", "attnNormB", "q", "qB", "k", "kB", "v", "vB", "o", "oB", "mlpNormW", "mlpNormB", "up", "upB", "gate", "gateB", "down", "downB"];
 
 export const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
+const pad64 = (n: number) => Math.ceil(n / 64) * 64;
 const groupFor = (fmt: WeightFormat, K: number) => (K % fmt.group === 0 ? fmt.group : K);
 
 /** Bytes a (N, K) matrix takes in a format (with 64-byte alignment padding). */
 export function matBytes(fmt: WeightFormat, N: number, K: number): number {
-  const pad = (n: number) => Math.ceil(n / 64) * 64;
   switch (fmt.dtype) {
-    case "f32": return pad(N * K * 4);
-    case "f16": return pad(N * K * 2);
-    case "int8": return pad(N * K) + pad(N * (K / groupFor(fmt, K)) * 4);
+    case "f32": return pad64(N * K * 4);
+    case "f16": return pad64(N * K * 2);
+    case "int8": return pad64(N * K) + pad64(N * (K / groupFor(fmt, K)) * 4);
   }
 }
 
-const isMatField = (f: keyof OptLayerWeights) => f === "q" || f === "k" || f === "v" || f === "o" || f === "fc1" || f === "fc2";
-
 /** Bytes of one decoder layer's weights. */
-export function layerBytes(d: OptDims, fmt: WeightFormat = F32): number {
-  return layerSpecs(d, 0).reduce((a, s) => a + (isMatField(s.field) ? matBytes(fmt, s.shape[0], s.shape[1]) : Math.ceil(numelOf(s.shape) * 4 / 64) * 64), 0);
+export function layerBytes(family: Family, d: Dims, fmt: WeightFormat = F32): number {
+  return family.layer(d, 0).reduce((a, r) => {
+    const [N, K] = fieldShape(r);
+    return a + (MATRIX_FIELDS.has(r.field) ? matBytes(fmt, N, K) : pad64(N * 4));
+  }, 0);
 }
 
 export const F32: WeightFormat = { dtype: "f32", group: DEFAULT_INT8_GROUP };
@@ -146,23 +98,16 @@ export const F32: WeightFormat = { dtype: "f32", group: DEFAULT_INT8_GROUP };
 export const embedDType = (fmt: WeightFormat): WeightDType => fmt.embed ?? (fmt.dtype === "int8" ? "f16" : fmt.dtype);
 
 /** Bytes of the model's weights in a format, with `residentLayers` layers held at once. */
-export function weightBytes(d: OptDims, fmt: WeightFormat = F32, residentLayers = d.L, residentEmbeddings = true): number {
+export function weightBytes(family: Family, d: Dims, fmt: WeightFormat = F32, residentLayers = d.L, residentEmbeddings = true): number {
   const embed = residentEmbeddings ? matBytes({ ...fmt, dtype: embedDType(fmt) }, d.V, d.E) : 0;
   let n = embed;
-  if (residentEmbeddings) n += d.P * d.C * 4;
-  if (d.project) n += 2 * d.C * d.E * 4;
-  n += 2 * d.C * 4;
-  n += layerBytes(d, fmt) * residentLayers;
+  if (residentEmbeddings) n += pad64(d.P * d.C * 4);
+  if (d.project) n += 2 * pad64(d.C * d.E * 4);
+  n += 2 * pad64(d.C * 4);
+  n += layerBytes(family, d, fmt) * residentLayers;
   if (!d.tied) n += embed;
   return n;
 }
-
-/**
- * Maps the table's names to the checkpoint's: finds the decoder prefix, checks that every expected
- * tensor exists with the expected shape and that nothing unexpected is there.
- */
-/** Checkpoint names of the matrices that an int8 file may hold quantized (with a `_scale`). */
-const QUANTIZABLE = /(\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight|embed_tokens\.weight|^lm_head\.weight)$/;
 
 export class CheckpointNames {
   readonly prefix: string;
@@ -171,24 +116,39 @@ export class CheckpointNames {
   readonly int8Group: number = 0;
   /** The file's token embedding is int8 (quantize --embed-dtype int8). */
   readonly int8Embed: boolean = false;
+  private readonly globalRefs: Map<GlobalField, TensorRef<GlobalField>>;
 
-  constructor(src: Pick<TensorSource, "tensors" | "get">, d: OptDims, label: string) {
+  /**
+   * Maps the family's names to the checkpoint's: finds the prefix, checks that every expected
+   * tensor exists with the expected shape and that nothing unexpected is there.
+   */
+  constructor(src: Pick<TensorSource, "tensors" | "get">, readonly family: Family, d: Dims, label: string) {
     const names = src.tensors().map((t) => t.name);
-    const prefixes = ["model.decoder.", "decoder."];
-    const prefix = prefixes.find((p) => names.some((n) => n === `${p}embed_tokens.weight`));
-    if (!prefix) {
-      throw new Error(`${label}: no 'model.decoder.embed_tokens.weight' or 'decoder.embed_tokens.weight': ` +
-        `not an OPT checkpoint (first tensors: ${names.slice(0, 3).join(", ") || "none"})`);
+    const globals = family.globals(d);
+    this.globalRefs = new Map(globals.map((r) => [r.field, r]));
+    const embed = this.globalRefs.get("embedTokens")!.name;
+    const prefix = family.prefixes.find((p) => names.some((n) => n === `${p}${embed}`));
+    if (prefix === undefined) {
+      throw new Error(`${label}: no ${family.prefixes.map((p) => `'${p}${embed}'`).join(" or ")}: ` +
+        `not an ${family.title} checkpoint (first tensors: ${names.slice(0, 3).join(", ") || "none"})`);
     }
     this.prefix = prefix;
-    const lmHeadName = "lm_head.weight";
-    this.hasLmHead = names.includes(lmHeadName);
-    if (!d.tied && !this.hasLmHead) throw new Error(`${label}: missing tensor 'lm_head.weight' (tie_word_embeddings is false)`);
+    this.hasLmHead = names.includes(LM_HEAD);
+    if (!d.tied && !this.hasLmHead) throw new Error(`${label}: missing tensor '${LM_HEAD}' (tie_word_embeddings is false)`);
 
+    // Checkpoint name → shape; the matrices that a file written by wasm-lm quantize may hold as I8.
     const expected = new Map<string, number[]>();
-    for (const s of globalSpecs(d)) expected.set(prefix + s.name, s.shape);
-    for (let i = 0; i < d.L; i++) for (const s of layerSpecs(d, i)) expected.set(prefix + s.name, s.shape);
-    if (this.hasLmHead) expected.set(lmHeadName, [d.V, d.E]);
+    const quantizable = new Set<string>();
+    const add = (r: TensorRef<string>) => {
+      expected.set(this.full(r.name), r.shape);
+      if ((MATRIX_FIELDS.has(r.field as LayerField) && !r.conv) || r.field === "embedTokens") quantizable.add(this.full(r.name));
+    };
+    globals.forEach(add);
+    for (let i = 0; i < d.L; i++) family.layer(d, i).forEach(add);
+    if (this.hasLmHead) {
+      expected.set(LM_HEAD, [d.V, d.E]);
+      quantizable.add(LM_HEAD);
+    }
 
     for (const [name, shape] of expected) {
       const info = src.get(name);
@@ -198,8 +158,8 @@ export class CheckpointNames {
       }
       if (info.dtype === "I8") {
         // An int8 matrix comes with its scales: (N, K / group), one group size for the whole file.
-        if (!QUANTIZABLE.test(name)) throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices and the token embedding may be quantized`);
-        if (/embed_tokens\.weight$|^lm_head\.weight$/.test(name)) (this as { int8Embed: boolean }).int8Embed = true;
+        if (!quantizable.has(name)) throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices and the token embedding may be quantized`);
+        if (name === LM_HEAD || name === this.full(embed)) (this as { int8Embed: boolean }).int8Embed = true;
         const scale = src.get(`${name}_scale`);
         if (!scale) throw new Error(`${label}: int8 tensor '${name}' has no '${name}_scale'`);
         const [N, K] = shape;
@@ -217,12 +177,20 @@ export class CheckpointNames {
       }
     }
     for (const name of names) {
-      if (!expected.has(name)) throw new Error(`${label}: unexpected tensor '${name}' (not part of this OPT config)`);
+      if (!expected.has(name) && !family.ignored?.test(name)) throw new Error(`${label}: unexpected tensor '${name}' (not part of this ${family.title} config)`);
     }
   }
 
+  /** The checkpoint's name of a family name (the prefix added; lm_head.weight is top-level). */
   full(name: string): string {
-    return name === "lm_head.weight" ? name : this.prefix + name;
+    return name === LM_HEAD ? name : this.prefix + name;
+  }
+
+  /** The checkpoint's name of a global field's tensor. */
+  global(field: GlobalField): string {
+    const r = this.globalRefs.get(field);
+    if (!r) throw new Error(`wasm-lm: this ${this.family.name} model has no ${field} (a wasm-lm bug)`);
+    return this.full(r.name);
   }
 }
 
@@ -230,6 +198,9 @@ export class CheckpointNames {
 interface RangeSource extends TensorSource {
   readF32Range?(name: string, start: number, dst: Float32Array): void;
 }
+
+/** Makes elements [start, start + dst.length) of a matrix field's (out, in) values as f32. */
+type Values = (start: number, dst: Float32Array) => void;
 
 /**
  * The synchronous view the loader reads through when the checkpoint is an AsyncTensorSource: the
@@ -259,7 +230,8 @@ const FETCH_BYTES = 8 << 20;
 
 /**
  * Copies checkpoint tensors into the arena in the chosen format. Conversions go through one small
- * f32 staging region of the arena, so no second copy of a whole tensor is ever made; tensors of an
+ * f32 staging region of the arena, so no second copy of a whole tensor is ever made (GPT-2's
+ * Conv1D matrices excepted: one is transposed in JS memory at a time); tensors of an
  * AsyncTensorSource are fetched a layer, or a few MB of rows, at a time.
  */
 export class WeightLoader {
@@ -269,10 +241,14 @@ export class WeightLoader {
   readonly remote: AsyncTensorSource | null;
 
   constructor(readonly arena: Arena, readonly k: KernelExports, source: TensorSource | AsyncTensorSource,
-    readonly names: CheckpointNames, readonly d: OptDims, readonly fmt: WeightFormat, label = "checkpoint") {
+    readonly names: CheckpointNames, readonly d: Dims, readonly fmt: WeightFormat, label = "checkpoint") {
     const async = typeof (source as AsyncTensorSource).readRawMany === "function";
     this.remote = async ? source as AsyncTensorSource : null;
     this.src = async ? new StagedSource(source as AsyncTensorSource, label) : source as TensorSource;
+  }
+
+  get family(): Family {
+    return this.names.family;
   }
 
   /** The f32 staging region, made on first use (a file already in the target dtype needs none). */
@@ -293,19 +269,20 @@ export class WeightLoader {
     }
   }
 
-  private async vector(name: string, n: number): Promise<number> {
+  /** A global vector (or small f32 matrix) into fresh memory. */
+  private async vector(field: GlobalField, n: number): Promise<number> {
     const ptr = this.arena.alloc(n * 4);
-    const full = this.names.full(name);
+    const full = this.names.global(field);
     if (this.remote) (this.src as StagedSource).hold(new Map([[full, await this.remote.readRawAsync(full)]]));
     this.src.readF32(full, this.arena.f32(ptr, n));
     return ptr;
   }
 
-  private async mat(name: string, N: number, K: number, dtype = this.fmt.dtype): Promise<Mat> {
+  /** A (N, K) table (the token embedding, an untied lm_head) by its checkpoint name. */
+  private async table(full: string, N: number, K: number, dtype: WeightDType): Promise<Mat> {
     const m = this.allocMat(N, K, dtype);
-    const full = this.names.full(name);
     if (!this.remote) {
-      this.fillMat(m, name, N, K);
+      this.fillMat(m, full, N, K);
       return m;
     }
     // A few MB of rows per read: the tensor is never whole outside WebAssembly memory.
@@ -323,20 +300,20 @@ export class WeightLoader {
     return m;
   }
 
-  /** Read a (N, K) tensor into an allocated matrix. */
-  fillMat(m: Mat, name: string, N: number, K: number): void {
-    const full = this.names.full(name);
-    const ranged = typeof (this.src as RangeSource).readF32Range === "function";
-    const raw = ranged ? null : this.src.readRaw(full);
+  /** Read the (N, K) tensor `full` (a checkpoint name) into an allocated matrix. */
+  fillMat(m: Mat, full: string, N: number, K: number, values?: Values): void {
+    const src = this.src as RangeSource;
+    const ranged = !values && typeof src.readF32Range === "function";
+    const raw = values || ranged ? null : this.src.readRaw(full);
     const scale = this.src.get(full)!.dtype === "I8" ? this.src.readRaw(`${full}_scale`) : null;
-    this.fillRows(m, full, K, 0, N, raw, scale);
+    this.fillRows(m, full, K, 0, N, raw, scale, values ?? (ranged ? (start, dst) => src.readF32Range!(full, start, dst) : undefined));
   }
 
   /**
-   * Rows [r0, r0 + n) of the matrix `full` from their raw bytes in the file's dtype (null: the
-   * source makes the values, see RangeSource), and for an int8 file the rows' scales.
+   * Rows [r0, r0 + n) of the matrix `full` from their raw bytes in the file's dtype — or, with raw
+   * null, from `values` — and for an int8 file the rows' scales.
    */
-  private fillRows(m: Mat, full: string, K: number, r0: number, n: number, raw: Uint8Array | null, scale: Uint8Array | null): void {
+  private fillRows(m: Mat, full: string, K: number, r0: number, n: number, raw: Uint8Array | null, scale: Uint8Array | null, values?: Values): void {
     const a = this.arena;
     const fileDType = this.src.get(full)!.dtype;
     if (fileDType === "I8") {
@@ -351,10 +328,9 @@ export class WeightLoader {
       a.u8(m.w + r0 * K * (m.dtype === "f32" ? 4 : 2), raw.length).set(raw); // already in the target dtype
       return;
     }
-    const ranged = raw ? null : (this.src as RangeSource).readF32Range!.bind(this.src);
     if (m.dtype === "f32") {
       const dst = a.f32(m.w + r0 * K * 4, n * K);
-      if (ranged) ranged(full, r0 * K, dst);
+      if (values) values(r0 * K, dst);
       else convertToF32(dt, raw!, dst);
       return;
     }
@@ -366,7 +342,7 @@ export class WeightLoader {
       const c = Math.min(step, n - j);
       const r = r0 + j;
       const f = a.f32(stage, c * K);
-      if (ranged) ranged(full, r * K, f);
+      if (values) values(r * K, f);
       else convertToF32(dt, raw!.subarray(j * K * esize, (j + c) * K * esize), f);
       if (m.dtype === "f16") this.k.f32ToF16Rows(m.w + r * K * 2, stage, c * K);
       else this.k.quantizeI8(m.w + r * K, m.s + r * (K / m.g) * 4, stage, c, K, m.g);
@@ -374,24 +350,25 @@ export class WeightLoader {
   }
 
   /** Room for one decoder layer (a slot that layers can be streamed through). */
-  allocLayer(): OptLayerWeights {
-    const w = {} as Record<keyof OptLayerWeights, number | Mat>;
-    for (const [f] of LAYER_FIELDS) w[f] = isMatField(f) ? { dtype: this.fmt.dtype, w: 0, s: 0, g: 0 } : 0;
-    for (const s of layerSpecs(this.d, 0)) {
-      w[s.field] = isMatField(s.field) ? this.allocMat(s.shape[0], s.shape[1]) : this.arena.alloc(numelOf(s.shape) * 4);
+  allocLayer(): LayerWeights {
+    const w = {} as Record<LayerField, number | Mat>;
+    for (const f of LAYER_FIELDS) w[f] = MATRIX_FIELDS.has(f) ? { dtype: this.fmt.dtype, w: 0, s: 0, g: 0 } : 0;
+    for (const r of this.family.layer(this.d, 0)) {
+      const shape = fieldShape(r);
+      w[r.field] = MATRIX_FIELDS.has(r.field) ? this.allocMat(shape[0], shape[1]) : this.arena.alloc(numelOf(shape) * 4);
     }
-    return w as unknown as OptLayerWeights;
+    return w as unknown as LayerWeights;
   }
 
-  /** Checkpoint names of decoder layer i's tensors (with the scales of int8 ones). */
-  private layerFiles(i: number): string[] {
-    const out: string[] = [];
-    for (const s of layerSpecs(this.d, i)) {
-      const full = this.names.full(s.name);
-      out.push(full);
-      if (this.src.get(full)!.dtype === "I8") out.push(`${full}_scale`);
+  /** Checkpoint names of decoder layer i's tensors (with the scales of int8 ones), each once. */
+  layerFiles(i: number): string[] {
+    const out = new Set<string>();
+    for (const r of this.family.layer(this.d, i)) {
+      const full = this.names.full(r.name);
+      out.add(full);
+      if (this.src.get(full)!.dtype === "I8") out.add(`${full}_scale`);
     }
-    return out;
+    return [...out];
   }
 
   /**
@@ -426,30 +403,44 @@ export class WeightLoader {
   }
 
   /** Read decoder layer i's tensors into a slot (from `fetched`: its bytes from fetchLayer). */
-  fillLayer(i: number, slot: OptLayerWeights, fetched?: Map<string, Uint8Array>): void {
+  fillLayer(i: number, slot: LayerWeights, fetched?: Map<string, Uint8Array>): void {
     if (this.remote && !fetched) throw new Error(`wasm-lm: layer ${i} must be fetched first (the checkpoint is read asynchronously)`);
     if (fetched) (this.src as StagedSource).hold(fetched);
+    // A Conv1D tensor read whole as f32 once for all the fields packed from it (c_attn: q, k, v).
+    const whole = new Map<string, Float32Array>();
+    const f32Of = (full: string) => {
+      let t = whole.get(full);
+      if (!t) {
+        t = new Float32Array(numelOf(this.src.get(full)!.shape));
+        this.src.readF32(full, t);
+        whole.set(full, t);
+      }
+      return t;
+    };
     try {
-      for (const s of layerSpecs(this.d, i)) {
-        if (isMatField(s.field)) this.fillMat(slot[s.field] as Mat, s.name, s.shape[0], s.shape[1]);
-        else this.src.readF32(this.names.full(s.name), this.arena.f32(slot[s.field] as number, numelOf(s.shape)));
+      for (const r of this.family.layer(this.d, i)) {
+        const full = this.names.full(r.name);
+        const shape = fieldShape(r);
+        const dst = slot[r.field];
+        if (typeof dst !== "number") this.fillMat(dst, full, shape[0], shape[1], r.conv ? convValues(f32Of(full), r.shape[1], r.conv.col, shape[1]) : undefined);
+        else if (r.conv) this.arena.f32(dst, r.conv.n).set(f32Of(full).subarray(r.conv.col, r.conv.col + r.conv.n));
+        else this.src.readF32(full, this.arena.f32(dst, numelOf(shape)));
       }
     } finally {
       if (fetched) (this.src as StagedSource).hold(new Map());
     }
   }
 
-  /** The lm_head's name in the checkpoint's table (the embedding when tied). */
+  /** The lm_head's checkpoint name (the token embedding when tied). */
   get headName(): string {
-    return this.d.tied ? "embed_tokens.weight" : "lm_head.weight";
+    return this.d.tied ? this.names.global("embedTokens") : LM_HEAD;
   }
 
   /**
-   * Rows [r0, r0 + n) of a (rows, E) table (embed_tokens.weight or lm_head.weight) from an
-   * AsyncTensorSource, with their int8 scales, in the fetch buffers layers use by turns.
+   * Rows [r0, r0 + n) of a (rows, E) table (by checkpoint name: the token embedding or lm_head)
+   * from an AsyncTensorSource, with their int8 scales, in the fetch buffers layers use by turns.
    */
-  async fetchRows(name: string, r0: number, n: number): Promise<{ raw: Uint8Array; scale: Uint8Array | null }> {
-    const full = this.names.full(name);
+  async fetchRows(full: string, r0: number, n: number): Promise<RowBytes> {
     const info = this.src.get(full)!;
     const rowBytes = info.shape[1] * DTYPE_SIZE[info.dtype];
     const int8 = info.dtype === "I8";
@@ -463,9 +454,8 @@ export class WeightLoader {
     return { raw: buf.subarray(0, w), scale: int8 ? buf.subarray(w, w + n * sRow) : null };
   }
 
-  /** Rows of a (rows, K) table, fetched by fetchRows, into matrix m starting at its row `at`. */
-  fillTableRows(m: Mat, name: string, at: number, n: number, rows: { raw: Uint8Array; scale: Uint8Array | null }): void {
-    const full = this.names.full(name);
+  /** Rows of a (rows, K) table (by checkpoint name), fetched by fetchRows, into matrix m from its row `at`. */
+  fillTableRows(m: Mat, full: string, at: number, n: number, rows: RowBytes): void {
     this.fillRows(m, full, this.src.get(full)!.shape[1], at, n, rows.raw, rows.scale);
   }
 
@@ -474,40 +464,59 @@ export class WeightLoader {
    * embeddings, norms and heads are loaded and `layers` is empty: the model then streams layers
    * through one slot.
    */
-  async all(onProgress?: (done: number, total: number) => void, residentLayers = true, residentEmbeddings = true): Promise<OptWeights> {
+  async all(onProgress?: (done: number, total: number) => void, residentLayers = true, residentEmbeddings = true): Promise<ModelWeights> {
     const d = this.d;
-    const total = weightBytes(d, this.fmt, residentLayers ? d.L : 0, residentEmbeddings);
+    const total = weightBytes(this.family, d, this.fmt, residentLayers ? d.L : 0, residentEmbeddings);
     this.arena.reserve(total + 64 * 64); // grow memory once
     let done = 0;
     const tick = (bytes: number) => onProgress?.((done += bytes), total);
     const embedFmt = { ...this.fmt, dtype: embedDType(this.fmt) };
     // Not resident: a placeholder (w = 0) naming the dtype; the model reads rows as it needs them.
     const absent = (): Mat => ({ dtype: embedFmt.dtype, w: 0, s: 0, g: embedFmt.dtype === "int8" ? groupFor(this.fmt, d.E) : 0 });
-    const embedTokens = residentEmbeddings ? await this.mat("embed_tokens.weight", d.V, d.E, embedFmt.dtype) : absent();
+    const embedTokens = residentEmbeddings ? await this.table(this.names.global("embedTokens"), d.V, d.E, embedFmt.dtype) : absent();
     if (residentEmbeddings) tick(matBytes(embedFmt, d.V, d.E));
-    const embedPositions = residentEmbeddings ? await this.vector("embed_positions.weight", d.P * d.C) : 0;
-    const projectIn = d.project ? await this.vector("project_in.weight", d.C * d.E) : 0;
-    const projectOut = d.project ? await this.vector("project_out.weight", d.E * d.C) : 0;
-    const finalNormW = d.finalNorm && d.affine ? await this.vector("final_layer_norm.weight", d.C) : 0;
-    const finalNormB = d.finalNorm && d.affine ? await this.vector("final_layer_norm.bias", d.C) : 0;
+    const learned = d.positions === "learned";
+    const embedPositions = residentEmbeddings && learned ? await this.vector("embedPositions", d.P * d.C) : 0;
+    const projectIn = d.project ? await this.vector("projectIn", d.C * d.E) : 0;
+    const projectOut = d.project ? await this.vector("projectOut", d.E * d.C) : 0;
+    const finalNormW = d.finalNorm && d.normAffine ? await this.vector("finalNormW", d.C) : 0;
+    const finalNormB = d.finalNorm && d.normAffine && d.norm === "layer" ? await this.vector("finalNormB", d.C) : 0;
     tick(((residentEmbeddings ? d.P * d.C : 0) + (d.project ? 2 * d.C * d.E : 0) + 2 * d.C) * 4);
-    const layers: OptLayerWeights[] = [];
+    const layers: LayerWeights[] = [];
     for (let i = 0; residentLayers && i < d.L; i++) {
       const w = this.allocLayer();
       this.fillLayer(i, w, this.remote ? await this.fetchLayer(i) : undefined);
       layers.push(w);
-      tick(layerBytes(d, this.fmt));
+      tick(layerBytes(this.family, d, this.fmt));
     }
     // transformers ties lm_head to embed_tokens when tie_word_embeddings is true, even if the file has one.
-    const lmHead = d.tied ? embedTokens : residentEmbeddings ? await this.mat("lm_head.weight", d.V, d.E, embedFmt.dtype) : absent();
+    const lmHead = d.tied ? embedTokens : residentEmbeddings ? await this.table(LM_HEAD, d.V, d.E, embedFmt.dtype) : absent();
     if (!d.tied && residentEmbeddings) tick(matBytes(embedFmt, d.V, d.E));
     // Streamed matrices are converted during a pass, when the arena cannot grow: make the stage now.
-    const asIs = (name: string, dtype: WeightDType) => copiedAsIs(this.src.get(this.names.full(name))!.dtype, dtype);
-    const layersConvert = this.fmt.dtype !== "f32" && !layerSpecs(d, 0).filter((s) => isMatField(s.field)).every((s) => asIs(s.name, this.fmt.dtype));
-    const embedConverts = embedFmt.dtype !== "f32" && ![this.headName, "embed_tokens.weight"].every((n) => asIs(n, embedFmt.dtype));
+    const asIs = (full: string, dtype: WeightDType) => copiedAsIs(this.src.get(full)!.dtype, dtype);
+    const layerMats = this.family.layer(d, 0).filter((r) => MATRIX_FIELDS.has(r.field));
+    const layersConvert = this.fmt.dtype !== "f32" && !layerMats.every((r) => !r.conv && asIs(this.names.full(r.name), this.fmt.dtype));
+    const embedConverts = embedFmt.dtype !== "f32" && ![this.headName, this.names.global("embedTokens")].every((n) => asIs(n, embedFmt.dtype));
     if ((!residentLayers && layersConvert) || (!residentEmbeddings && embedConverts)) this.stage();
     return { format: this.fmt, embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
   }
+}
+
+/** Bytes of rows of a table fetched by fetchRows, with their int8 scales. */
+export type RowBytes = { raw: Uint8Array; scale: Uint8Array | null };
+
+/**
+ * Values of a GPT-2 Conv1D weight's columns [col, col + N) as an (N, K) matrix: element (n, k) of
+ * the field is t[k, col + n], where t is the (K, width) tensor.
+ */
+function convValues(t: Float32Array, width: number, col: number, K: number): Values {
+  return (start, dst) => {
+    for (let e = 0; e < dst.length;) {
+      const n = Math.floor((start + e) / K);
+      let k = (start + e) % K;
+      for (; k < K && e < dst.length; k++, e++) dst[e] = t[k * width + col + n];
+    }
+  };
 }
 
 /**

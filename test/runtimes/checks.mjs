@@ -122,7 +122,7 @@ export async function runChecks(env) {
   const refLogits = ref.logits.flat();
   const V = config.vocab_size;
   const runModel = async (build, threads) => {
-    const model = await lib.OptModel.load(config, lib.openSafetensors(fixture.safetensors, "model.safetensors"),
+    const model = await lib.DecoderModel.load(config, lib.openSafetensors(fixture.safetensors, "model.safetensors"),
       { build, threads, label: "opt-tiny", ...(await env.wasmSource(build, threads > 1)) });
     try {
       const r = model.forward([ref.input_ids]);

@@ -1,10 +1,12 @@
-// OPT's config.json, typed with Hugging Face's field names, validated, with derived sizes in one place.
-// What transformers' modeling_opt.py supports and we do not is refused here, naming the field.
+// OPT (transformers' modeling_opt.py): config.json typed with Hugging Face's field names and
+// validated, its Dims, and its checkpoint names. What modeling_opt.py supports and we do not is
+// refused here, naming the field.
 import { oneLine } from "../../formats/types.js";
-
-export type Activation = "relu" | "gelu" | "gelu_tanh" | "silu";
+import { activation, checkSizes, field, jsonObject, show, type Dims, type Json } from "../config.js";
+import { when, type Family, type GlobalField, type TensorRef } from "../family.js";
 
 export interface OptConfig {
+  model_type?: "opt";
   vocab_size: number;
   hidden_size: number;
   num_hidden_layers: number;
@@ -23,84 +25,22 @@ export interface OptConfig {
   eos_token_id: number;
 }
 
-/** Sizes and switches derived from the config, computed once. */
-export interface OptDims {
-  V: number; // vocabulary
-  C: number; // hidden size
-  E: number; // word embedding projection dim (= C unless project_in/out exist)
-  L: number; // layers
-  H: number; // heads
-  D: number; // head dim
-  F: number; // ffn dim
-  P: number; // positions table rows = max_position_embeddings + 2 (OPT's offset)
-  maxPositions: number;
-  preNorm: boolean;
-  finalNorm: boolean;
-  project: boolean;
-  bias: boolean;
-  affine: boolean;
-  activation: Activation;
-  tied: boolean;
-}
-
 /** OPT stores positions shifted by 2 (fairseq's padding_idx + 1). */
 export const POSITION_OFFSET = 2;
 /** LayerNorm eps is fixed in modeling_opt.py (nn.LayerNorm default). */
 export const LAYER_NORM_EPS = 1e-5;
 
-const ACTIVATIONS: Record<string, Activation> = {
-  relu: "relu",
-  gelu: "gelu",
-  gelu_new: "gelu_tanh",
-  gelu_pytorch_tanh: "gelu_tanh",
-  silu: "silu",
-  swish: "silu",
-};
-
-type Json = Record<string, unknown>;
-
-/** A value from the file, for a message: JSON, one line, cut short. */
-const show = (v: unknown): string => {
-  let t: string;
-  try {
-    t = JSON.stringify(v) ?? typeof v;
-  } catch {
-    t = typeof v;
-  }
-  return oneLine(t, 80);
-};
-
-/** Layers and heads beyond any OPT (175B has 96 layers and 96 heads), with room to spare. */
-const MAX_LAYERS = 1024;
-const MAX_HEADS = 1024;
-
-function field<T>(cfg: Json, label: string, name: string, kind: "int" | "bool" | "string", dflt?: T): T {
-  const v = cfg[name];
-  if (v === undefined || v === null) {
-    if (dflt !== undefined) return dflt;
-    throw new Error(`${label}: missing field '${name}'`);
-  }
-  const ok = kind === "int" ? Number.isSafeInteger(v) : kind === "bool" ? typeof v === "boolean" : typeof v === "string";
-  if (!ok) throw new Error(`${label}: field '${name}' must be ${kind === "int" ? "an integer" : `a ${kind === "bool" ? "boolean" : "string"}`}, got ${show(v)}`);
-  return v as T;
-}
-
 /** Parse and validate an OPT config.json (text or parsed object). `label` names the file in errors. */
 export function parseOptConfig(input: string | unknown, label = "config.json"): OptConfig {
-  let raw: unknown = input;
-  if (typeof input === "string") {
-    try {
-      raw = JSON.parse(input);
-    } catch (e) {
-      throw new Error(`${label}: not valid JSON (${oneLine((e as Error).message, 120)})`);
-    }
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${label}: expected a JSON object`);
-  const cfg = raw as Json;
+  const cfg = jsonObject(input, label);
   if (cfg.model_type !== undefined && cfg.model_type !== "opt") {
     const t = typeof cfg.model_type === "string" ? `'${oneLine(cfg.model_type, 80)}'` : show(cfg.model_type);
     throw new Error(`${label}: model_type ${t} is not supported (only 'opt')`);
   }
+  return readOptConfig(cfg, label);
+}
+
+function readOptConfig(cfg: Json, label: string): OptConfig {
   const hidden = field<number>(cfg, label, "hidden_size", "int");
   const c: OptConfig = {
     vocab_size: field(cfg, label, "vocab_size", "int"),
@@ -120,46 +60,53 @@ export function parseOptConfig(input: string | unknown, label = "config.json"): 
     bos_token_id: field(cfg, label, "bos_token_id", "int", 2),
     eos_token_id: field(cfg, label, "eos_token_id", "int", 2),
   };
-  const positive: (keyof OptConfig)[] = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-    "ffn_dim", "max_position_embeddings", "word_embed_proj_dim"];
-  for (const k of positive) {
-    const v = c[k] as number;
-    if (v < 1 || v > 1 << 24) throw new Error(`${label}: field '${k}' = ${v} is out of range [1, ${1 << 24}]`);
-  }
+  checkSizes(label, {
+    vocab_size: c.vocab_size, hidden_size: c.hidden_size, num_hidden_layers: c.num_hidden_layers, num_attention_heads: c.num_attention_heads,
+    ffn_dim: c.ffn_dim, max_position_embeddings: c.max_position_embeddings, word_embed_proj_dim: c.word_embed_proj_dim,
+  });
   if (c.hidden_size % c.num_attention_heads !== 0) {
     throw new Error(`${label}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
   }
-  if (c.num_hidden_layers > MAX_LAYERS) throw new Error(`${label}: field 'num_hidden_layers' = ${c.num_hidden_layers} is out of range [1, ${MAX_LAYERS}]`);
-  if (c.num_attention_heads > MAX_HEADS) throw new Error(`${label}: field 'num_attention_heads' = ${c.num_attention_heads} is out of range [1, ${MAX_HEADS}]`);
-  if (!Object.hasOwn(ACTIVATIONS, c.activation_function)) {
-    throw new Error(`${label}: activation_function '${oneLine(c.activation_function, 80)}' is not supported ` +
-      `(supported: ${Object.keys(ACTIVATIONS).join(", ")})`);
-  }
+  activation(label, "activation_function", c.activation_function);
   for (const k of ["pad_token_id", "bos_token_id", "eos_token_id"] as const) {
     if (c[k] < 0 || c[k] >= c.vocab_size) throw new Error(`${label}: field '${k}' = ${c[k]} is outside the vocabulary [0, ${c.vocab_size})`);
   }
   return c;
 }
 
-export function optDims(c: OptConfig): OptDims {
+export function optDims(c: OptConfig): Dims {
+  const H = c.num_attention_heads;
+  const D = c.hidden_size / H;
   return {
+    family: "opt",
     V: c.vocab_size,
     C: c.hidden_size,
     E: c.word_embed_proj_dim,
     L: c.num_hidden_layers,
-    H: c.num_attention_heads,
-    D: c.hidden_size / c.num_attention_heads,
+    H, Hkv: H, D, KV: H * D,
     F: c.ffn_dim,
-    P: c.max_position_embeddings + POSITION_OFFSET,
     maxPositions: c.max_position_embeddings,
+    norm: "layer",
+    normEps: LAYER_NORM_EPS,
+    normAffine: c.layer_norm_elementwise_affine,
     preNorm: c.do_layer_norm_before,
     // modeling_opt.py: the final LayerNorm exists only for pre-LN models that do not remove it.
     finalNorm: c.do_layer_norm_before && !c._remove_final_layer_norm,
     project: c.word_embed_proj_dim !== c.hidden_size,
-    bias: c.enable_bias,
-    affine: c.layer_norm_elementwise_affine,
-    activation: ACTIVATIONS[c.activation_function],
+    positions: "learned",
+    positionOffset: POSITION_OFFSET,
+    P: c.max_position_embeddings + POSITION_OFFSET,
+    ropeTheta: 0,
+    ropeFactor: 1,
+    mlp: "plain",
+    activation: activation("config.json", "activation_function", c.activation_function),
+    qkvBias: c.enable_bias,
+    oBias: c.enable_bias,
+    mlpBias: c.enable_bias,
     tied: c.tie_word_embeddings,
+    attnScaled: true,
+    attnScaleByLayer: false,
+    eos: [c.eos_token_id],
   };
 }
 
@@ -181,4 +128,45 @@ export const OPT_125M: OptConfig = {
   pad_token_id: 1,
   bos_token_id: 2,
   eos_token_id: 2,
+};
+
+export const OPT: Family<OptConfig> = {
+  name: "opt",
+  title: "OPT",
+  modelTypes: ["opt"],
+  architecture: "OPTForCausalLM",
+  parse: readOptConfig,
+  dims: optDims,
+  // transformers writes model.decoder.*; Meta's facebook/opt-* files have decoder.*.
+  prefixes: ["model.decoder.", "decoder."],
+  globals(d) {
+    const g: TensorRef<GlobalField>[] = [
+      { field: "embedTokens", name: "embed_tokens.weight", shape: [d.V, d.E] },
+      { field: "embedPositions", name: "embed_positions.weight", shape: [d.P, d.C] },
+    ];
+    if (d.project) {
+      g.push({ field: "projectIn", name: "project_in.weight", shape: [d.C, d.E] });
+      g.push({ field: "projectOut", name: "project_out.weight", shape: [d.E, d.C] });
+    }
+    if (d.finalNorm && d.normAffine) {
+      g.push({ field: "finalNormW", name: "final_layer_norm.weight", shape: [d.C] });
+      g.push({ field: "finalNormB", name: "final_layer_norm.bias", shape: [d.C] });
+    }
+    return g;
+  },
+  layer(d, i) {
+    const p = `layers.${i}.`;
+    const C = d.C;
+    return [
+      ...when(d.normAffine, { field: "attnNormW", name: `${p}self_attn_layer_norm.weight`, shape: [C] }, { field: "attnNormB", name: `${p}self_attn_layer_norm.bias`, shape: [C] }),
+      { field: "q", name: `${p}self_attn.q_proj.weight`, shape: [C, C] }, ...when(d.qkvBias, { field: "qB", name: `${p}self_attn.q_proj.bias`, shape: [C] }),
+      { field: "k", name: `${p}self_attn.k_proj.weight`, shape: [C, C] }, ...when(d.qkvBias, { field: "kB", name: `${p}self_attn.k_proj.bias`, shape: [C] }),
+      { field: "v", name: `${p}self_attn.v_proj.weight`, shape: [C, C] }, ...when(d.qkvBias, { field: "vB", name: `${p}self_attn.v_proj.bias`, shape: [C] }),
+      { field: "o", name: `${p}self_attn.out_proj.weight`, shape: [C, C] }, ...when(d.oBias, { field: "oB", name: `${p}self_attn.out_proj.bias`, shape: [C] }),
+      ...when(d.normAffine, { field: "mlpNormW", name: `${p}final_layer_norm.weight`, shape: [C] }, { field: "mlpNormB", name: `${p}final_layer_norm.bias`, shape: [C] }),
+      { field: "up", name: `${p}fc1.weight`, shape: [d.F, C] }, ...when(d.mlpBias, { field: "upB", name: `${p}fc1.bias`, shape: [d.F] }),
+      { field: "down", name: `${p}fc2.weight`, shape: [C, d.F] }, ...when(d.mlpBias, { field: "downB", name: `${p}fc2.bias`, shape: [C] }),
+    ];
+  },
+  presets: { "opt-125m": OPT_125M },
 };
