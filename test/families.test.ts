@@ -12,6 +12,7 @@ import { openSafetensors } from "../src/formats/safetensors.js";
 import { parseModelConfig, type ModelConfig } from "../src/models/families/index.js";
 import { DecoderModel, type LoadOptions } from "../src/models/decoder.js";
 import { generate, greedyBatch } from "../src/generate/index.js";
+import { inspectPrompt } from "../src/inspect.js";
 import { asyncSource, BUILDS, closeness, maxAbsDiff } from "./helpers.js";
 import { checkpointToSafetensors, getterFromSource, randomCheckpoint, referenceForward, type HfConfig } from "./family-reference.js";
 
@@ -123,6 +124,21 @@ for (const f of FIXTURES) {
       } finally {
         two.dispose();
       }
+    });
+
+    it("inspectPrompt: the logit lens of the last layer is the model's logits; GQA heads name their KV head", async () => {
+      const m = await load(f);
+      const ids: number[] = f.ref.input_ids;
+      const codec = { encode: () => [], decode: (x: number[]) => x.map((id) => `<${id}>`).join("") };
+      const r = await inspectPrompt(m, codec, ids, { attentions: true });
+      const { H, Hkv, L, V } = m.dims;
+      const last = f.ref.logits[ids.length - 1] as number[];
+      const top = last.indexOf(Math.max(...last));
+      expect(r.layers[L].top[0].id).toBe(top);
+      expect(r.layers[L].heads!.map((h) => h.kvHead)).toEqual(Array.from({ length: H }, (_, h) => Math.floor(h / (H / Hkv))));
+      const fwd = m.forward([ids], { outputAttentions: true, logits: "none" });
+      for (let l = 0; l < L; l++) expect(r.layers[l + 1].attention).toEqual(fwd.attentions![l]);
+      expect(V).toBe(f.ref.logits[0].length);
     });
 
     it("streamed layers, and weights streamed from an asynchronous source, give the resident logits exactly", async () => {

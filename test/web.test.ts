@@ -22,6 +22,12 @@ const tok = (f: string) => readFileSync(join(import.meta.dirname, "..", "tokeniz
 const LOGIT_TOL = 1e-4;
 
 const tiny = { "config.json": fx("config.json"), "model.safetensors": fx("model.safetensors") };
+/** The tiny LLaMA and GPT-2 fixtures (transformers' outputs in their reference.json). */
+const family = (name: string) => {
+  const f = (file: string) => readFileSync(join(import.meta.dirname, "fixtures", name, file));
+  return { files: { "config.json": f("config.json"), "model.safetensors": f("model.safetensors") }, ref: JSON.parse(f("reference.json").toString()) };
+};
+const FAMILY_REPOS = { "test/llama-tiny": family("llama-tiny"), "test/gpt2-tiny": family("gpt2-tiny") };
 /** repo → revision → file → bytes */
 const REPOS: Record<string, Record<string, Record<string, Buffer>>> = {
   "test/opt-tiny": { main: tiny, v1: tiny },
@@ -34,6 +40,7 @@ const REPOS: Record<string, Record<string, Record<string, Buffer>>> = {
   "test/private": { main: tiny },
   "test/gated": { main: tiny },
   "test/broken": { main: tiny },
+  ...Object.fromEntries(Object.entries(FAMILY_REPOS).map(([repo, f]) => [repo, { main: f.files }])),
 };
 
 interface Logged { url: string; auth?: string }
@@ -336,6 +343,20 @@ describe("loadModelFromUrl with stream: the checkpoint read by ranges", () => {
     expect([...cache.entries.keys()].some((k) => k.endsWith("model.safetensors"))).toBe(false);
     expect([...cache.entries.keys()].some((k) => k.endsWith("config.json"))).toBe(true);
   });
+
+  for (const [repo, f] of Object.entries(FAMILY_REPOS)) {
+    it(`${repo}: loaded whole and streamed (embeddings too), transformers' logits and greedy tokens`, async () => {
+      for (const o of [{ stream: false }, { stream: true, residentEmbeddings: false }]) {
+        const { model, tokenizer } = await loadModelFromUrl(repo, { endpoint: HUB, cache: false, threads: 1, ...o });
+        expect(tokenizer).toBeNull(); // the fixtures have no tokenizer files
+        expect(model.dims.family).toBe(repo.includes("llama") ? "llama" : "gpt2");
+        const d = maxAbsDiff((await model.forwardAsync([f.ref.input_ids])).logits, f.ref.logits.flat());
+        expect(d.max).toBeLessThanOrEqual(LOGIT_TOL);
+        const g = await generate(model, undefined, f.ref.input_ids, { maxNewTokens: 8, ignoreEos: true });
+        expect(g.new_tokens).toEqual(f.ref.generation.new_tokens.slice(0, 8));
+      }
+    });
+  }
 
   it("sharded safetensors stream; a pytorch_model.bin alone is a clear error; a bad config is refused first", async () => {
     const { model } = await loadModelFromUrl(`${HUB}/test/sharded/resolve/main`, { cache: false, stream: true, threads: 1 });
