@@ -133,13 +133,23 @@ export interface StepBuffers {
   headOut: number; // streamed lm_head: one chunk's logits, (R, rows per chunk)
 }
 
+/** Where batch row b of a step lives: sequence `b` of `cache`, holding `past` positions before it. */
+export interface StepRow {
+  cache: KVCache;
+  b: number;
+  past: number;
+}
+
 /** One call's view of the model: the batch, its scratch buffers, and where it is in the cache. */
 export interface Step extends StepBuffers {
   B: number;
   T: number;
-  /** Cache length before this step. */
+  /** Cache length before this step (with `caches`, the first row's; see rows). */
   past: number;
+  /** The step's cache (with `caches`, the first row's). */
   cache: KVCache;
+  /** Each batch row's cache, sequence and past length. */
+  rows: StepRow[];
   ids: Int32Array; // (B*T)
   /** (B*T) position ids (learned tables: the table's row). */
   positions: Int32Array;
@@ -158,6 +168,11 @@ export interface Step extends StepBuffers {
 export interface BeginOptions {
   /** Continue this cache (it must have room for T more positions). Default: a cache for this call only. */
   cache?: KVCache;
+  /**
+   * Instead of `cache`: one cache of batch 1 per row, each continued by its row from its own
+   * length — sequences at different positions decoded in one pass (continuous batching).
+   */
+  caches?: KVCache[];
   /** (B, T) 1 for real tokens, 0 for padding. Default: all ones. */
   attentionMask?: ArrayLike<number>[];
   /** How many rows the largest logits() call of this step will ask for. Default B*T. */
@@ -379,20 +394,32 @@ export class DecoderModel {
     }
     if (this.openSteps > 0) throw new Error("wasm-lm: a step is already open on this model (end() it first)");
 
-    const ownCache = !opts.cache;
-    if (opts.cache && !opts.cache.belongsTo(this.arena)) throw new Error("wasm-lm: this KV cache belongs to another model");
-    if (opts.cache?.released) throw new Error("wasm-lm: this KV cache was released");
-    const cache = opts.cache ?? this.createCache(B, Math.min(T, this.dims.maxPositions));
-    if (cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
-    const past = cache.length;
-    if (past + T > cache.maxCtx) {
-      if (ownCache) cache.release();
-      throw new Error(`wasm-lm: ${past} cached + ${T} new positions exceed the context of ${cache.maxCtx}` +
-        (cache.maxCtx === this.dims.maxPositions ? " (the model's maximum positions)" : " (the cache's size)"));
+    const given = opts.caches ?? (opts.cache ? [opts.cache] : []);
+    if (opts.caches && opts.cache) throw new Error("wasm-lm: give cache or caches, not both");
+    if (opts.caches && opts.caches.length !== B) throw new Error(`wasm-lm: ${opts.caches.length} caches for a batch of ${B}`);
+    if (opts.caches && new Set(opts.caches).size !== B) throw new Error("wasm-lm: one cache is given for two rows");
+    if (opts.caches && opts.collectAttentions) throw new Error("wasm-lm: collectAttentions needs one cache for the batch (not caches)");
+    for (const c of given) {
+      if (!c.belongsTo(this.arena)) throw new Error("wasm-lm: this KV cache belongs to another model");
+      if (c.released) throw new Error("wasm-lm: this KV cache was released");
+      if (opts.caches && c.B !== 1) throw new Error(`wasm-lm: each of caches must be for batch 1, got ${c.B}`);
     }
+    const ownCache = given.length === 0;
+    const cache = opts.caches?.[0] ?? opts.cache ?? this.createCache(B, Math.min(T, this.dims.maxPositions));
+    if (!opts.caches && cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
+    const stepRows: StepRow[] = opts.caches ? opts.caches.map((c) => ({ cache: c, b: 0, past: c.length }))
+      : Array.from({ length: B }, (_, b) => ({ cache, b, past: cache.length }));
+    for (const { cache: c, past } of stepRows) {
+      if (past + T > c.maxCtx) {
+        if (ownCache) cache.release();
+        throw new Error(`wasm-lm: ${past} cached + ${T} new positions exceed the context of ${c.maxCtx}` +
+          (c.maxCtx === this.dims.maxPositions ? " (the model's maximum positions)" : " (the cache's size)"));
+      }
+    }
+    const past = stepRows[0].past;
 
     const rows = B * T;
-    const S = past + T;
+    const S = Math.max(...stepRows.map((r) => r.past)) + T;
     const R = Math.max(1, Math.min(opts.maxLogitRows ?? rows, rows));
     const table = this.stepScratch(rows, T, S, R, !!opts.collectAttentions);
     const arena = this.arena;
@@ -409,10 +436,10 @@ export class DecoderModel {
     const streamed = this.streamsEmbeddings;
     const step: Step = {
       ...placeScratch(arena, table),
-      B, T, past, cache,
+      B, T, past, cache, rows: stepRows,
       ids: Int32Array.from(ids.flatMap((r) => Array.from(r))),
       positions: new Int32Array(rows),
-      seenAfter: [...cache.seen],
+      seenAfter: stepRows.map((r) => r.cache.seen[r.b]),
       collectAttentions: !!opts.collectAttentions,
       scoresStride: align(f32s(S), 64),
       maxLogitRows: R,
@@ -436,11 +463,12 @@ export class DecoderModel {
     // The key mask keeps padded keys out of every query's softmax.
     const offset = this.dims.positionOffset;
     for (let b = 0; b < B; b++) {
-      const m = arena.u8(cache.mask[b], cache.maxCtx);
-      let seen = cache.seen[b];
+      const row = stepRows[b];
+      const m = arena.u8(row.cache.mask[row.b], row.cache.maxCtx);
+      let seen = row.cache.seen[row.b];
       for (let t = 0; t < T; t++) {
         const real = mask ? mask[b][t] !== 0 : true;
-        m[past + t] = real ? 1 : 0;
+        m[row.past + t] = real ? 1 : 0;
         if (real) seen++;
         step.positions[b * T + t] = real ? seen - 1 + offset : 1;
       }
@@ -566,7 +594,6 @@ export class DecoderModel {
     const { C, KV, F, H, Hkv, D } = d;
     const rows = s.B * s.T;
     const n = rows * C;
-    const cache = s.cache;
 
     // Attention block. Pre-norm: x + attn(norm(x)). Post-norm (OPT-350M): norm(x + attn(x)).
     const attnIn = d.preNorm ? s.xn : s.x;
@@ -578,16 +605,17 @@ export class DecoderModel {
       k.rope(s.q, s.cs, rows, H, D);
       k.rope(s.k, s.cs, rows, Hkv, D);
     }
-    const S = s.past + s.T;
+    const S = s.past + s.T; // (attentions are collected only with one cache: every row's past is s.past)
     const scale = attnScale(d, i);
     const probs = s.collectAttentions ? new Float32Array(s.B * H * s.T * S) : null;
     for (let b = 0; b < s.B; b++) {
       const q = b * s.T * C * 4;
       const kv = b * s.T * KV * 4;
-      k.kvStore(cache.k[i][b], s.k + kv, s.T, s.past, Hkv, D, cache.maxCtx);
-      k.kvStore(cache.v[i][b], s.v + kv, s.T, s.past, Hkv, D, cache.maxCtx);
-      this.run("attention", [s.att + q, s.q + q, cache.k[i][b], cache.v[i][b], cache.mask[b], s.probs, s.scores,
-        s.T, s.past, H, Hkv, D, cache.maxCtx, scale, 0, H], H, H > 1, s.scoresStride);
+      const { cache: c, b: j, past } = s.rows[b];
+      k.kvStore(c.k[i][j], s.k + kv, s.T, past, Hkv, D, c.maxCtx);
+      k.kvStore(c.v[i][j], s.v + kv, s.T, past, Hkv, D, c.maxCtx);
+      this.run("attention", [s.att + q, s.q + q, c.k[i][j], c.v[i][j], c.mask[j], s.probs, s.scores,
+        s.T, past, H, Hkv, D, c.maxCtx, scale, 0, H], H, H > 1, s.scoresStride);
       if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
     }
     if (probs) s.attentions[i] = probs;
@@ -611,9 +639,11 @@ export class DecoderModel {
     if (!d.preNorm) this.norm(s.x, s.x, w.mlpNormW, w.mlpNormB, rows);
 
     if (i === d.L - 1) {
-      // The cache now holds this step's positions.
-      cache.length = S;
-      s.seenAfter.forEach((n, b) => (cache.seen[b] = n));
+      // The caches now hold this step's positions.
+      s.rows.forEach((r, b) => {
+        r.cache.length = r.past + s.T;
+        r.cache.seen[r.b] = s.seenAfter[b];
+      });
     }
   }
 
