@@ -19,6 +19,7 @@ export { WeightLoader, CheckpointNames, type ModelWeights, type LayerWeights, ty
 export { SyntheticSource } from "./models/synthetic.js";
 export * from "./tokenizer/index.js";
 export { generate, streamGenerate, greedyBatch, Sampler, argmax, type GenerateOptions, type GenerateResult, type TokenEvent, type TextCodec, type SamplingOptions } from "./generate/index.js";
+export { streamChat, chatPrompt, type ChatGenerateOptions } from "./generate/chat.js";
 export { inspectPrompt, formatInspection, type Inspection, type InspectOptions, type LayerView, type Candidate, type HeadFocus } from "./inspect.js";
 export {
   loadModelFromUrl, urlFiles, pickedFiles, openModelFiles, openTokenizer, resolveModelUrl, MODEL_CACHE,

@@ -1,6 +1,7 @@
-// Special-token settings, from transformers' tokenizer_config.json / special_tokens_map.json.
-// Missing settings default to OPT's (this package only runs OPT models): add_bos_token=true,
-// bos = eos = unk = "</s>", pad = "<pad>". An explicit null removes a token.
+// Special-token settings and the chat template, from transformers' tokenizer_config.json /
+// special_tokens_map.json. For vocab.json + merges.txt (OPT's repositories) missing settings
+// default to OPT's: add_bos_token=true, bos = eos = unk = "</s>", pad = "<pad>"; a tokenizer.json
+// has its own (its post-processor, its added tokens). An explicit null removes a token.
 
 import {
   type AddedTokenSpec,
@@ -14,9 +15,17 @@ import {
 /** A token given by its text, or with transformers' AddedToken flags. */
 export type TokenSpec = string | { content: string; lstrip?: boolean; rstrip?: boolean; singleWord?: boolean };
 
+/** tokenizer_config.json's chat_template: one template, or named ones ({ default, tool_use, ... }). */
+export type ChatTemplateSource = string | Readonly<Record<string, string>>;
+
 export interface TokenizerOptions {
   /** Prepend the BOS token in encode() (OPT: true, and BOS is "</s>" = id 2). */
   addBosToken?: boolean;
+  /** Append the EOS token in encode() (read for Llama-style tokenizer.json, as transformers does). */
+  addEosToken?: boolean;
+  /** tokenizer_class, e.g. "LlamaTokenizer": decides whether add_bos/eos_token rebuild the post-processor. */
+  tokenizerClass?: string;
+  chatTemplate?: ChatTemplateSource;
   /** Tokenize as if the text started with a space (GPT2Tokenizer's add_prefix_space). */
   addPrefixSpace?: boolean;
   bosToken?: TokenSpec | null;
@@ -74,6 +83,11 @@ export function parseTokenizerConfig(text: string, file = "tokenizer_config.json
 
   const addBos = bool(root, "add_bos_token", file);
   if (addBos !== undefined) options.addBosToken = addBos;
+  const addEos = bool(root, "add_eos_token", file);
+  if (addEos !== undefined) options.addEosToken = addEos;
+  if (typeof root.tokenizer_class === "string") options.tokenizerClass = root.tokenizer_class;
+  const chat = chatTemplateSource(root.chat_template, file);
+  if (chat !== undefined) options.chatTemplate = chat;
   const prefix = bool(root, "add_prefix_space", file);
   if (prefix !== undefined) options.addPrefixSpace = prefix;
   const cleanUp = bool(root, "clean_up_tokenization_spaces", file);
@@ -100,6 +114,24 @@ export function parseTokenizerConfig(text: string, file = "tokenizer_config.json
     });
   }
   return options;
+}
+
+/**
+ * chat_template is a string, or (transformers ≥ 4.43) a list of { name, template } saved from a
+ * dict of named templates.
+ */
+function chatTemplateSource(v: unknown, file: string): ChatTemplateSource | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string") return v;
+  const bad = () => fail(file, "chat_template must be a string or a list of {\"name\": ..., \"template\": ...}");
+  if (!Array.isArray(v)) return bad();
+  // No prototype: a template named "__proto__" or "toString" is just a name.
+  const named: Record<string, string> = Object.create(null);
+  for (const t of v) {
+    if (!isObject(t) || typeof t.name !== "string" || typeof t.template !== "string") return bad();
+    named[t.name] = t.template;
+  }
+  return named;
 }
 
 /** special_tokens_map.json overrides tokenizer_config.json key by key, as in transformers. */

@@ -19,16 +19,6 @@ export interface AddedTokenSpec {
   singleWord: boolean;
 }
 
-export interface ParsedTokenizerJson {
-  vocab: Map<string, number>;
-  merges: Merge[];
-  addedTokens: (AddedTokenSpec & { id: number })[];
-  addPrefixSpace: boolean;
-  /** From post_processor: true/false when it says whether a BOS is added, else undefined. */
-  addBosToken?: boolean;
-  bosToken?: string;
-}
-
 export function fail(file: string, problem: string): never {
   throw new Error(`${file}: ${problem}`);
 }
@@ -75,30 +65,37 @@ export function checkTokenId(v: unknown, file: string, what: string): number {
   return v;
 }
 
-/** Validates a token -> id object (vocab.json, or tokenizer.json's model.vocab). */
-function vocabFromObject(obj: unknown, file: string, where: string): Map<string, number> {
+/**
+ * Validates a token -> id object (vocab.json, or tokenizer.json's model.vocab) and returns its
+ * keys and largest id. Lean on purpose: building a 50,000-token vocabulary is most of what a
+ * tokenizer costs in memory (a third of an edge isolate's). No map, no entry pairs, no message
+ * built per token, and duplicate ids found by sorting a typed array.
+ */
+function checkVocab(obj: unknown, file: string, where: string): { tokens: string[]; maxId: number } {
   if (!isObject(obj)) fail(file, `${where} must be an object of token string -> id, got ${describe(obj)}`);
-  // Lean on purpose: building a 50,000-token vocabulary is most of what a tokenizer costs in memory
-  // (a third of an edge isolate's). No entry pairs, no message built per token, and duplicate ids
-  // found by sorting a typed array instead of with a second map.
-  const vocab = new Map<string, number>();
   const tokens = Object.keys(obj);
   const ids = new Int32Array(tokens.length);
   for (let i = 0; i < tokens.length; i++) {
     const v = obj[tokens[i]];
-    const id = typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_ID ? v
+    ids[i] = typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_ID ? v
       : checkTokenId(v, file, `value for ${quote(tokens[i])}`);
-    vocab.set(tokens[i], id);
-    ids[i] = id;
   }
-  if (vocab.size === 0) fail(file, `${where} is empty`);
+  if (tokens.length === 0) fail(file, `${where} is empty`);
   ids.sort();
   for (let i = 1; i < ids.length; i++) {
     if (ids[i] === ids[i - 1]) {
-      const [a, b] = tokens.filter((t) => vocab.get(t) === ids[i]);
+      const [a, b] = tokens.filter((t) => obj[t] === ids[i]);
       fail(file, `id ${ids[i]} is used by both ${quote(a)} and ${quote(b)}`);
     }
   }
+  return { tokens, maxId: ids[ids.length - 1] };
+}
+
+function vocabFromObject(obj: unknown, file: string, where: string): Map<string, number> {
+  const { tokens } = checkVocab(obj, file, where);
+  const values = obj as Record<string, number>;
+  const vocab = new Map<string, number>();
+  for (const t of tokens) vocab.set(t, values[t]);
   return vocab;
 }
 
@@ -133,23 +130,6 @@ export function parseMergesTxt(text: string, file = "merges.txt"): Merge[] {
   return merges;
 }
 
-function mergeFromJson(m: unknown, file: string, index: number): Merge {
-  if (typeof m === "string") {
-    const parts = m.split(" ");
-    if (parts.length === 2 && parts[0] !== "" && parts[1] !== "") return [parts[0], parts[1]];
-  } else if (
-    Array.isArray(m) &&
-    m.length === 2 &&
-    typeof m[0] === "string" &&
-    typeof m[1] === "string" &&
-    m[0] !== "" &&
-    m[1] !== ""
-  ) {
-    return [m[0], m[1]];
-  }
-  return fail(file, `model.merges[${index}] is not "left right" or ["left", "right"] (got ${describe(m)})`);
-}
-
 function optionalBool(obj: Record<string, unknown>, key: string, file: string, where: string): boolean {
   const v = obj[key];
   if (v === undefined || v === null) return false;
@@ -174,67 +154,103 @@ export function parseAddedToken(v: unknown, file: string, where: string, special
   };
 }
 
-function typeOf(v: unknown): unknown {
-  return isObject(v) ? v.type : undefined;
+/** A merge in tokenizer.json: "left right" (older files) or ["left", "right"]. Checked without allocating. */
+function checkMerge(m: unknown, file: string, index: number): void {
+  if (typeof m === "string") {
+    const sp = m.indexOf(" ");
+    if (sp > 0 && sp < m.length - 1 && m.indexOf(" ", sp + 1) < 0) return;
+  } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "string" && m[0] !== "" && m[1] !== "") {
+    return;
+  }
+  fail(file, `model.merges[${index}] is not "left right" or ["left", "right"] (got ${describe(m)})`);
 }
 
-/** A Hugging Face tokenizer.json for a GPT-2 style byte-level BPE. */
-export function parseTokenizerJson(text: string, file = "tokenizer.json"): ParsedTokenizerJson {
+/** An added token as tokenizer.json stores it (the fields @huggingface/tokenizers reads). */
+export interface TokenizerJsonAddedToken {
+  id: number;
+  content: string;
+  special: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  single_word: boolean;
+  normalized: boolean;
+}
+
+/** A checked tokenizer.json: what @huggingface/tokenizers' Tokenizer constructor takes. */
+export interface TokenizerJson {
+  model: Record<string, unknown> & { type: string };
+  added_tokens: TokenizerJsonAddedToken[];
+  normalizer: Record<string, unknown> | null;
+  pre_tokenizer: Record<string, unknown> | null;
+  post_processor: Record<string, unknown> | null;
+  decoder: Record<string, unknown> | null;
+  /** One past the largest id of the model's vocabulary and the added tokens. */
+  vocabSize: number;
+}
+
+const MODEL_TYPES = ["BPE", "Unigram", "WordPiece"];
+
+/**
+ * A Hugging Face tokenizer.json, checked as far as a bad file would otherwise fail later with a
+ * TypeError inside the library: the model's vocabulary and merges, the added tokens, and that
+ * each pipeline component is null or an object with a "type" (whether the library knows the type
+ * is checked when it is built).
+ */
+export function parseTokenizerJson(text: string, file = "tokenizer.json"): TokenizerJson {
   const root = parseJson(text, file);
   if (!isObject(root)) fail(file, `expected a JSON object at the top level, got ${describe(root)}`);
   const model = root.model;
   if (!isObject(model)) fail(file, `missing "model" object`);
-  if (model.type === undefined) fail(file, `missing model.type (expected "BPE")`);
-  if (model.type !== "BPE") fail(file, `model.type is ${describe(model.type)}, only "BPE" is supported`);
+  if (model.type === undefined) fail(file, `missing model.type (expected one of ${MODEL_TYPES.map((t) => `"${t}"`).join(", ")})`);
+  if (typeof model.type !== "string" || !MODEL_TYPES.includes(model.type)) {
+    fail(file, `model.type is ${describe(model.type)}, supported: ${MODEL_TYPES.map((t) => `"${t}"`).join(", ")}`);
+  }
   if (model.vocab === undefined) fail(file, `missing model.vocab`);
-  if (model.merges === undefined) fail(file, `missing model.merges`);
-  const vocab = vocabFromObject(model.vocab, file, "model.vocab");
-  if (!Array.isArray(model.merges)) fail(file, `model.merges must be an array (got ${describe(model.merges)})`);
-  const merges = model.merges.map((m, i) => mergeFromJson(m, file, i));
-  for (const key of ["continuing_subword_prefix", "end_of_word_suffix"]) {
-    const v = model[key];
-    if (v !== undefined && v !== null && v !== "") {
-      fail(file, `model.${key} ${describe(v)} is not supported (GPT-2 byte-level BPE has none)`);
-    }
+  let vocabSize: number;
+  if (model.type === "Unigram") {
+    // [[piece, score], ...]: the id is the index.
+    const v = model.vocab;
+    if (!Array.isArray(v) || v.length === 0) fail(file, `model.vocab of a Unigram model must be a non-empty array of [piece, score]`);
+    v.forEach((e, i) => {
+      if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number") fail(file, `model.vocab[${i}] is not [piece, score] (got ${describe(e)})`);
+    });
+    vocabSize = v.length;
+  } else {
+    vocabSize = checkVocab(model.vocab, file, "model.vocab").maxId + 1;
+  }
+  if (model.type === "BPE") {
+    if (model.merges === undefined) fail(file, `missing model.merges`);
+    if (!Array.isArray(model.merges)) fail(file, `model.merges must be an array (got ${describe(model.merges)})`);
+    model.merges.forEach((m, i) => checkMerge(m, file, i));
   }
 
-  if (root.normalizer !== undefined && root.normalizer !== null) {
-    fail(file, `normalizer ${describe(typeOf(root.normalizer))} is not supported (GPT-2 byte-level BPE has none)`);
-  }
-  let addPrefixSpace = false;
-  const pre = root.pre_tokenizer;
-  if (pre !== undefined && pre !== null) {
-    if (!isObject(pre) || pre.type !== "ByteLevel") {
-      fail(file, `pre_tokenizer ${describe(typeOf(pre))} is not supported (only GPT-2 "ByteLevel")`);
-    }
-    if (pre.use_regex === false) fail(file, `pre_tokenizer ByteLevel with use_regex=false is not supported`);
-    addPrefixSpace = optionalBool(pre, "add_prefix_space", file, "pre_tokenizer");
-  }
-
-  const addedTokens: ParsedTokenizerJson["addedTokens"] = [];
+  const added_tokens: TokenizerJsonAddedToken[] = [];
   if (root.added_tokens !== undefined && root.added_tokens !== null) {
     if (!Array.isArray(root.added_tokens)) fail(file, `added_tokens must be an array`);
     root.added_tokens.forEach((t, i) => {
       const where = `added_tokens[${i}]`;
       if (!isObject(t)) fail(file, `${where} must be an object (got ${describe(t)})`);
       const id = checkTokenId(t.id, file, `${where}.id`);
-      addedTokens.push({ ...parseAddedToken(t, file, where, false), id });
+      const spec = parseAddedToken(t, file, where, false);
+      added_tokens.push({ id, content: spec.content, special: spec.special, lstrip: spec.lstrip, rstrip: spec.rstrip,
+        single_word: spec.singleWord, normalized: t.normalized === undefined ? !spec.special : optionalBool(t, "normalized", file, where) });
+      vocabSize = Math.max(vocabSize, id + 1);
     });
   }
 
-  return { vocab, merges, addedTokens, addPrefixSpace, ...bosFromPostProcessor(root.post_processor) };
-}
-
-/**
- * transformers converts OPT's add_bos_token into a TemplateProcessing post-processor whose
- * single-sequence template starts with the BOS; a plain ByteLevel one means no BOS. Anything
- * else is left to tokenizer_config.json / the OPT defaults.
- */
-function bosFromPostProcessor(pp: unknown): { addBosToken?: boolean; bosToken?: string } {
-  if (pp === null || typeOf(pp) === "ByteLevel") return { addBosToken: false };
-  if (!isObject(pp) || pp.type !== "TemplateProcessing" || !Array.isArray(pp.single)) return {};
-  const first: unknown = pp.single[0];
-  const special = isObject(first) && isObject(first.SpecialToken) ? first.SpecialToken.id : undefined;
-  if (typeof special === "string") return { addBosToken: true, bosToken: special };
-  return { addBosToken: false };
+  const component = (key: string): Record<string, unknown> | null => {
+    const v = root[key];
+    if (v === undefined || v === null) return null;
+    if (!isObject(v) || typeof v.type !== "string") fail(file, `${key} must be null or an object with a "type" (got ${describe(v)})`);
+    return v;
+  };
+  return {
+    model: model as TokenizerJson["model"],
+    added_tokens,
+    normalizer: component("normalizer"),
+    pre_tokenizer: component("pre_tokenizer"),
+    post_processor: component("post_processor"),
+    decoder: component("decoder"),
+    vocabSize,
+  };
 }

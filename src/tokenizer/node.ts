@@ -12,11 +12,14 @@ const FILES = {
   mergesTxt: "merges.txt",
   tokenizerConfigJson: "tokenizer_config.json",
   specialTokensMapJson: "special_tokens_map.json",
+  chatTemplateJinja: "chat_template.jinja",
 } as const satisfies Record<keyof TokenizerFiles, string>;
 
 /**
- * Loads the tokenizer in `dir`: tokenizer.json if present, else vocab.json + merges.txt, with
- * tokenizer_config.json / special_tokens_map.json for special tokens and add_bos_token.
+ * Loads the tokenizer in `dir`: tokenizer.json if present (through @huggingface/tokenizers), else
+ * vocab.json + merges.txt (the slow GPT-2 tokenizer), with tokenizer_config.json /
+ * special_tokens_map.json for special tokens and add_bos_token, and the chat template from
+ * chat_template.jinja or tokenizer_config.json.
  * Errors name the directory and the file at fault.
  */
 export function loadTokenizer(dir: string): Tokenizer {
@@ -30,7 +33,7 @@ export function loadTokenizer(dir: string): Tokenizer {
     throw new Error(`loadTokenizer: no tokenizer in ${JSON.stringify(dir)} (expected tokenizer.json, or vocab.json and merges.txt)`);
   }
   try {
-    return Tokenizer.fromFiles(files);
+    return Tokenizer.fromFiles(files, `in ${JSON.stringify(dir)}`);
   } catch (e) {
     throw new Error(`loadTokenizer(${JSON.stringify(dir)}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }

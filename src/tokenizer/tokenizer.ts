@@ -1,21 +1,25 @@
-// OPT's tokenizer: GPT-2 byte-level BPE with fairseq ids, behaving like transformers' slow
-// GPT2Tokenizer with OPT's tokenizer_config.json (the reference for test/fixtures).
-//
-// Why no library: @huggingface/transformers drags in onnxruntime and sharp; its standalone
-// spin-off @huggingface/tokenizers (0.x) needs a tokenizer.json, which OPT repositories don't
-// ship, and follows the fast tokenizer, not the slow one OPT's reference ids come from;
-// gpt-tokenizer / js-tiktoken / gpt3-encoder hard-wire OpenAI vocabularies and ids.
+// The Tokenizer the rest of wasm-lm uses, over one of two implementations:
+//   tokenizer.json present        → @huggingface/tokenizers (tokenizer-json.ts): every current
+//                                    hub repository (GPT-2, SmolLM2, Qwen2, Llama 2/3, TinyLlama)
+//   vocab.json + merges.txt only  → the hand-written slow GPT-2 tokenizer (gpt2-slow.ts), exact
+//                                    to transformers' GPT2Tokenizer, for OPT's repositories
+// plus what both share: tokenizer_config.json's special tokens and chat template.
 //
 // Platform-neutral on purpose: everything takes file *contents*; src/tokenizer/node.ts reads them.
 
-import { BytePairEncoder, type Merge } from "./bpe.js";
-import { tokenToBytes, utf8Decode, utf8Encode } from "./bytes.js";
-import { mergeOptions, OPT_DEFAULTS, parseTokenizerConfig, type TokenSpec, type TokenizerOptions } from "./config.js";
-import { type AddedTokenSpec, parseMergesTxt, parseTokenizerJson, parseVocabJson } from "./files.js";
-import { AddedTokenSplitter, type MatchableToken, preTokenize, replaceLoneSurrogates } from "./pretokenize.js";
+import type { DecodeStream, TokenizerBackend } from "./backend.js";
+import { type ChatMessage, type ChatTemplateOptions, ChatTemplates } from "./chat.js";
+import { type ChatTemplateSource, mergeOptions, parseTokenizerConfig, type TokenizerOptions } from "./config.js";
+import { Gpt2SlowTokenizer } from "./gpt2-slow.js";
+import { TokenizerJsonBackend } from "./tokenizer-json.js";
+
+export type { DecodeStream } from "./backend.js";
 
 export interface EncodeOptions {
-  /** Prepend the BOS token ("</s>" = 2 for OPT) when the config says so. Default true. */
+  /**
+   * Add the special tokens the tokenizer adds around a text (its BOS, "</s>" = 2 for OPT, "<s>"
+   * for Llama 2; GPT-2 and Qwen2 add none). Default true.
+   */
   addSpecialTokens?: boolean;
 }
 
@@ -36,18 +40,8 @@ export interface TokenizerFiles {
   mergesTxt?: string;
   tokenizerConfigJson?: string;
   specialTokensMapJson?: string;
-}
-
-interface AddedToken extends MatchableToken, AddedTokenSpec {}
-
-interface Model {
-  vocab: Map<string, number>;
-  merges: Merge[];
-  addedTokens?: (AddedTokenSpec & { id: number })[];
-  addPrefixSpace?: boolean;
-  /** What tokenizer.json's post_processor says about the BOS, if anything. */
-  addBosToken?: boolean;
-  bosToken?: string;
+  /** chat_template.jinja (transformers ≥ 4.47 saves the template there); wins over tokenizer_config.json's. */
+  chatTemplateJinja?: string;
 }
 
 export class Tokenizer {
@@ -57,104 +51,72 @@ export class Tokenizer {
   readonly eosTokenId: number | null;
   readonly padTokenId: number | null;
   readonly unkTokenId: number | null;
+  /** Whether encode() starts with the BOS (unless addSpecialTokens is false). */
   readonly addBosToken: boolean;
   readonly addPrefixSpace: boolean;
   readonly cleanUpTokenizationSpaces: boolean;
+  /**
+   * Ids that end a chat turn: the EOS and the turn-end tokens (<|im_end|>, <|eot_id|>,
+   * <end_of_turn>, <|end|>) that the chat template writes. Generation from encodeChat() stops at these.
+   */
+  readonly chatStopTokenIds: readonly number[];
 
-  private readonly bpe: BytePairEncoder;
-  private readonly vocab: Map<string, number>;
-  private readonly idToString: (string | undefined)[];
-  private readonly added = new Map<string, AddedToken>();
-  private readonly addedById = new Map<number, AddedToken>();
-  private readonly specialIds = new Set<number>();
-  private readonly splitter: AddedTokenSplitter;
-  /** BPE symbol id -> vocab id, or -1 when the symbol is not in the vocab. */
-  private readonly symbolToId: Int32Array;
-  private readonly bytesCache: (Uint8Array | undefined)[];
+  private readonly chat: ChatTemplates;
 
-  private constructor(model: Model, options: TokenizerOptions) {
-    this.vocab = model.vocab;
-    this.bpe = new BytePairEncoder(model.merges);
-    let nextId = 0;
-    for (const id of model.vocab.values()) nextId = Math.max(nextId, id + 1);
+  private constructor(private readonly impl: TokenizerBackend, chatTemplate: ChatTemplateSource | undefined, where: string) {
+    this.vocabSize = impl.vocabSize;
+    this.bosTokenId = impl.bosTokenId;
+    this.eosTokenId = impl.eosTokenId;
+    this.padTokenId = impl.padTokenId;
+    this.unkTokenId = impl.unkTokenId;
+    this.addBosToken = impl.addBosToken;
+    this.addPrefixSpace = impl.addPrefixSpace;
+    this.cleanUpTokenizationSpaces = impl.cleanUpTokenizationSpaces;
 
-    for (const t of model.addedTokens ?? []) this.addToken(t, t.id);
-    for (const t of options.addedTokens ?? []) this.addToken(t, t.id);
-    for (const t of this.added.values()) nextId = Math.max(nextId, t.id + 1);
+    // As transformers passes them to templates: the special tokens' strings, when set.
+    const specialTokens: Record<string, string | readonly string[]> = { additional_special_tokens: impl.additionalSpecialTokens };
+    const named = { bos_token: this.bosTokenId, eos_token: this.eosTokenId, unk_token: this.unkTokenId, pad_token: this.padTokenId };
+    for (const [key, id] of Object.entries(named)) {
+      const token = id === null ? undefined : impl.idToToken(id);
+      if (token !== undefined) specialTokens[key] = token;
+    }
+    this.chat = new ChatTemplates(chatTemplate, where, specialTokens);
 
-    // Special tokens are added like transformers does: reuse the vocab id, else a new id.
-    const special = (spec: TokenSpec | null | undefined, fallback: string | undefined): number | null => {
-      if (spec === null) return null;
-      if (spec === undefined) {
-        // An OPT default that this vocabulary doesn't have is simply absent.
-        if (fallback === undefined || this.lookup(fallback) === undefined) return null;
-        spec = fallback;
-      }
-      const flags = typeof spec === "string" ? { content: spec } : spec;
-      const existing = this.lookup(flags.content);
-      const id = existing ?? nextId++;
-      if (!this.added.has(flags.content)) {
-        this.addToken(
-          {
-            content: flags.content,
-            special: true,
-            lstrip: flags.lstrip ?? false,
-            rstrip: flags.rstrip ?? false,
-            singleWord: flags.singleWord ?? false,
-          },
-          id,
-        );
-      }
-      this.specialIds.add(id);
-      return id;
-    };
-    this.bosTokenId = special(options.bosToken, model.bosToken ?? OPT_DEFAULTS.bosToken);
-    this.eosTokenId = special(options.eosToken, OPT_DEFAULTS.eosToken);
-    this.unkTokenId = special(options.unkToken, OPT_DEFAULTS.unkToken);
-    this.padTokenId = special(options.padToken, OPT_DEFAULTS.padToken);
-    special(options.maskToken, undefined);
-    for (const t of options.additionalSpecialTokens ?? []) special(t, undefined);
-    for (const t of this.added.values()) if (t.special) this.specialIds.add(t.id);
-
-    this.addBosToken = (options.addBosToken ?? model.addBosToken ?? OPT_DEFAULTS.addBosToken) && this.bosTokenId !== null;
-    this.addPrefixSpace = options.addPrefixSpace ?? model.addPrefixSpace ?? false;
-    this.cleanUpTokenizationSpaces = options.cleanUpTokenizationSpaces ?? false;
-
-    this.vocabSize = nextId;
-    this.idToString = new Array(nextId);
-    for (const [token, id] of model.vocab) this.idToString[id] = token;
-    for (const t of this.added.values()) this.idToString[t.id] = t.content;
-    this.bytesCache = new Array(nextId);
-
-    this.symbolToId = new Int32Array(this.bpe.symbolCount);
-    for (let s = 0; s < this.symbolToId.length; s++) this.symbolToId[s] = model.vocab.get(this.bpe.symbol(s)) ?? -1;
-    this.splitter = new AddedTokenSplitter(this.added.values());
+    const stops = new Set<number>();
+    if (this.eosTokenId !== null) stops.add(this.eosTokenId);
+    for (const t of this.chat.turnEndTokens()) {
+      const id = impl.tokenToId(t);
+      if (id !== undefined) stops.add(id);
+    }
+    this.chatStopTokenIds = [...stops];
   }
 
-  /** From OPT's vocab.json + merges.txt contents. Options default to OPT's settings. */
-  static fromVocabAndMerges(vocabJson: string, mergesTxt: string, options: TokenizerOptions = {}): Tokenizer {
-    return new Tokenizer({ vocab: parseVocabJson(vocabJson), merges: parseMergesTxt(mergesTxt) }, options);
+  /** From vocab.json + merges.txt contents (the slow GPT-2 tokenizer). Options default to OPT's settings. */
+  static fromVocabAndMerges(vocabJson: string, mergesTxt: string, options: TokenizerOptions = {}, where = "(vocab.json + merges.txt)"): Tokenizer {
+    return new Tokenizer(new Gpt2SlowTokenizer(vocabJson, mergesTxt, options), options.chatTemplate, where);
   }
 
-  /** From a Hugging Face tokenizer.json with a byte-level "BPE" model. */
-  static fromTokenizerJson(tokenizerJson: string, options: TokenizerOptions = {}): Tokenizer {
-    return new Tokenizer(parseTokenizerJson(tokenizerJson), options);
+  /** From a Hugging Face tokenizer.json, through @huggingface/tokenizers; options from tokenizer_config.json. */
+  static fromTokenizerJson(tokenizerJson: string, options: TokenizerOptions = {}, where = "(tokenizer.json)"): Tokenizer {
+    return new Tokenizer(new TokenizerJsonBackend(tokenizerJson, options), options.chatTemplate, where);
   }
 
   /**
    * From the contents of a model directory's files: tokenizer.json if given, else
-   * vocab.json + merges.txt; tokenizer_config.json and special_tokens_map.json when given.
+   * vocab.json + merges.txt; tokenizer_config.json, special_tokens_map.json and
+   * chat_template.jinja when given. `where` names the source in errors (e.g. the directory).
    */
-  static fromFiles(files: TokenizerFiles): Tokenizer {
+  static fromFiles(files: TokenizerFiles, where = "(tokenizer files)"): Tokenizer {
     const options = mergeOptions(
       files.tokenizerConfigJson === undefined ? undefined : parseTokenizerConfig(files.tokenizerConfigJson),
       files.specialTokensMapJson === undefined
         ? undefined
         : parseTokenizerConfig(files.specialTokensMapJson, "special_tokens_map.json"),
     );
-    if (files.tokenizerJson !== undefined) return Tokenizer.fromTokenizerJson(files.tokenizerJson, options);
+    if (files.chatTemplateJinja !== undefined) options.chatTemplate = files.chatTemplateJinja;
+    if (files.tokenizerJson !== undefined) return Tokenizer.fromTokenizerJson(files.tokenizerJson, options, where);
     if (files.vocabJson !== undefined && files.mergesTxt !== undefined) {
-      return Tokenizer.fromVocabAndMerges(files.vocabJson, files.mergesTxt, options);
+      return Tokenizer.fromVocabAndMerges(files.vocabJson, files.mergesTxt, options, where);
     }
     if (files.vocabJson !== undefined) throw new Error("tokenizer files: vocab.json given without merges.txt");
     if (files.mergesTxt !== undefined) throw new Error("tokenizer files: merges.txt given without vocab.json");
@@ -166,131 +128,67 @@ export class Tokenizer {
    * and on which the Python reference fails) are tokenized as U+FFFD.
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
-    const ids: number[] = [];
-    if ((options.addSpecialTokens ?? true) && this.addBosToken) ids.push(this.bosTokenId!);
-    this.run(text, (sym) => ids.push(this.symbolVocabId(sym)), (tok) => ids.push(tok.id));
-    return ids;
+    return this.impl.encode(text, options.addSpecialTokens ?? true);
   }
 
-  /** Token strings (byte-level alphabet, e.g. "Ġworld"), without BOS, like transformers' tokenize(). */
+  /** Token strings (e.g. "Ġworld", "▁world"), without special tokens, like transformers' tokenize(). */
   tokenize(text: string): string[] {
-    const tokens: string[] = [];
-    this.run(text, (sym) => tokens.push(this.bpe.symbol(sym)), (tok) => tokens.push(tok.content));
-    return tokens;
+    return this.impl.tokenize(text);
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
-    const skip = options.skipSpecialTokens ?? false;
-    const parts: Uint8Array[] = [];
-    let length = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (skip && this.specialIds.has(id)) continue;
-      const bytes = this.idBytes(id);
-      parts.push(bytes);
-      length += bytes.length;
-    }
-    const all = new Uint8Array(length);
-    let offset = 0;
-    for (const p of parts) {
-      all.set(p, offset);
-      offset += p.length;
-    }
-    const text = utf8Decode(all);
+    const text = this.impl.decode(ids, options.skipSpecialTokens ?? false);
     return options.cleanUpTokenizationSpaces ?? this.cleanUpTokenizationSpaces ? cleanUpTokenization(text) : text;
   }
 
-  /** Incremental decoding for generation: see DecodeStream. */
+  /**
+   * Turns ids into text one at a time, e.g. while generating. A token can end in the middle of
+   * a UTF-8 character (emoji and most non-Latin scripts are split across byte-level or <0x..>
+   * byte-fallback tokens); the stream holds such bytes back until the character is complete, so
+   * no piece contains a broken character, and the pieces concatenate to decode(allIds).
+   */
   createDecodeStream(options: Pick<DecodeOptions, "skipSpecialTokens"> = {}): DecodeStream {
-    return new DecodeStream(this, options.skipSpecialTokens ?? false);
+    return this.impl.createDecodeStream(options.skipSpecialTokens ?? false);
   }
 
-  /** The token string for an id (byte-level alphabet), or undefined if the id has none. */
+  /** The token string for an id, or undefined if the id has none. */
   idToToken(id: number): string | undefined {
-    return Number.isInteger(id) && id >= 0 ? this.idToString[id] : undefined;
+    return this.impl.idToToken(id);
   }
 
-  /** The id of a token string (byte-level alphabet or an added token), or undefined. */
+  /** The id of a token string (as the vocabulary writes it, or an added token), or undefined. */
   tokenToId(token: string): number | undefined {
-    return this.lookup(token);
+    return this.impl.tokenToId(token);
   }
 
   isSpecialId(id: number): boolean {
-    return this.specialIds.has(id);
+    return this.impl.isSpecialId(id);
   }
 
-  /** UTF-8 bytes that an id decodes to; throws for ids outside the vocabulary. */
-  idBytes(id: number): Uint8Array {
-    let bytes = Number.isInteger(id) && id >= 0 ? this.bytesCache[id] : undefined;
-    if (bytes) return bytes;
-    const token = this.idToToken(id);
-    if (token === undefined) {
-      throw new Error(`decode: token id ${String(id)} is not in the vocabulary (ids 0..${this.vocabSize - 1})`);
-    }
-    // Added tokens are literal text; vocab tokens are in the byte-level alphabet.
-    const added = this.addedById.get(id);
-    bytes = added ? utf8Encode(added.content) : tokenToBytes(token);
-    this.bytesCache[id] = bytes;
-    return bytes;
+  /** The chat template in use (the "default" of named ones), or null when the tokenizer has none. */
+  get chatTemplate(): string | null {
+    return this.chat.select();
   }
 
-  private lookup(token: string): number | undefined {
-    return this.added.get(token)?.id ?? this.vocab.get(token);
+  /**
+   * The conversation rendered with the tokenizer's chat template, as transformers'
+   * apply_chat_template(messages, tokenize=False, add_generation_prompt=...) does. Throws a
+   * one-line Error for malformed messages, a tokenizer without a template, and the template's
+   * own raise_exception (e.g. Llama 2's roles that do not alternate).
+   */
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
+    return this.chat.apply(messages, options);
   }
 
-  private addToken(spec: AddedTokenSpec, id: number): void {
-    if (this.added.has(spec.content)) return;
-    const token: AddedToken = { ...spec, id };
-    this.added.set(spec.content, token);
-    if (!this.addedById.has(id)) this.addedById.set(id, token);
-  }
-
-  private symbolVocabId(sym: number): number {
-    const id = this.symbolToId[sym];
-    if (id >= 0) return id;
-    // transformers maps out-of-vocab BPE symbols to unk; only a partial vocab can get here.
-    if (this.unkTokenId !== null) return this.unkTokenId;
-    throw new Error(`encode: BPE symbol ${JSON.stringify(this.bpe.symbol(sym))} is not in the vocabulary and there is no unk token`);
-  }
-
-  private run(text: string, onSymbol: (sym: number) => void, onAdded: (tok: AddedToken) => void): void {
-    let clean = replaceLoneSurrogates(text);
-    if (this.addPrefixSpace) clean = " " + clean;
-    for (const chunk of this.splitter.split(clean)) {
-      if (chunk.token) {
-        onAdded(chunk.token as AddedToken);
-        continue;
-      }
-      for (const piece of preTokenize(chunk.text)) {
-        for (const sym of this.bpe.encodeWord(piece, utf8Encode(piece))) onSymbol(sym);
-      }
-    }
-  }
-}
-
-/**
- * Turns ids into text one at a time, e.g. while generating. A token can end in the middle of
- * a UTF-8 character (emoji and most non-Latin scripts are split across tokens); those bytes are
- * held back until the character is complete, so no piece contains a broken character and the
- * pieces concatenate to exactly decode(allIds).
- */
-export class DecodeStream {
-  private readonly decoder = new TextDecoder("utf-8", { ignoreBOM: true });
-
-  constructor(
-    private readonly tokenizer: Tokenizer,
-    private readonly skipSpecialTokens: boolean,
-  ) {}
-
-  /** Text completed by this id (possibly ""). Throws for an id outside the vocabulary. */
-  push(id: number): string {
-    if (this.skipSpecialTokens && this.tokenizer.isSpecialId(id)) return "";
-    return this.decoder.decode(this.tokenizer.idBytes(id), { stream: true });
-  }
-
-  /** End of stream: bytes of an unfinished character come out as U+FFFD, as decode() would. */
-  flush(): string {
-    return this.decoder.decode();
+  /**
+   * The prompt ids of a conversation: the rendered template encoded without adding special
+   * tokens (the template writes them), as transformers' apply_chat_template(messages,
+   * tokenize=True) does. addGenerationPrompt defaults to true here: the ids are for generating
+   * the assistant's turn. Stop generating at chatStopTokenIds.
+   */
+  encodeChat(messages: ChatMessage[], options: ChatTemplateOptions = {}): number[] {
+    const text = this.applyChatTemplate(messages, { ...options, addGenerationPrompt: options.addGenerationPrompt ?? true });
+    return this.encode(text, { addSpecialTokens: false });
   }
 }
 
