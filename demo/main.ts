@@ -49,7 +49,7 @@ function modelSpec(): ModelSpec {
     }
     return { kind: "files", files: localFiles };
   }
-  return { kind: "synthetic", seed: Number($<HTMLInputElement>("seed").value) || 0 };
+  return { kind: "synthetic", preset: $<HTMLSelectElement>("preset").value, seed: Number($<HTMLInputElement>("seed").value) || 0 };
 }
 
 /** Files by their path in the picked or dropped directory; the worker matches them by base name (pickedFiles). */
@@ -103,11 +103,19 @@ function load(): void {
 function loaded(i: ModelInfo): void {
   info = i;
   status(`Loaded ${i.label}.`);
-  $("model-info").textContent = `${i.layers} layers × ${i.heads} heads, hidden size ${i.hidden}, vocabulary ${i.vocab}, ` +
-    `context ${i.maxPositions} · ${i.dtype} weights, ${i.build} build, ${i.threads} thread${i.threads > 1 ? "s" : ""} · ` +
+  const heads = i.kvHeads < i.heads ? `${i.heads} query heads over ${i.kvHeads} key/value head${i.kvHeads > 1 ? "s" : ""} (grouped-query attention)` : `${i.heads} heads`;
+  $("model-info").textContent = `${i.family}: ${i.layers} layers × ${heads}, hidden size ${i.hidden}, vocabulary ${i.vocab}, ` +
+    `context ${i.maxPositions} · ${i.tokenizer} · ${i.dtype} weights, ${i.build} build, ${i.threads} thread${i.threads > 1 ? "s" : ""} · ` +
     `wasm memory ${mb(i.memoryBytes)} · loaded in ${(i.loadMs / 1000).toFixed(1)} s` +
     (crossOriginIsolated ? "" : " · not cross-origin isolated: one thread only");
   $("hidden-size").textContent = String(i.hidden);
+  // The tiny test models' vocabularies (512) are smaller than the tokenizer's: prompt them with ids.
+  $<HTMLInputElement>("ids").placeholder = i.vocab > 31414 ? "2,31414,232 (overrides the text)" : `ids below ${i.vocab} (overrides the text)`;
+  const group = i.heads / i.kvHeads;
+  $("gqa-note").hidden = group === 1;
+  $("gqa-h").textContent = String(i.heads);
+  $("gqa-kv").textContent = String(i.kvHeads);
+  $("gqa-g").textContent = $("gqa-g2").textContent = String(group);
   $("layer").replaceChildren(...Array.from({ length: i.layers }, (_, l) => new Option(`layer ${l}`, String(l))));
   document.body.dataset.model = "loaded";
 }
@@ -268,22 +276,43 @@ function drawHeatmap(canvas: HTMLCanvasElement, att: Float32Array, h: number, T:
 
 let heatmapGeometry = { left: 0, top: 0, cell: 1 };
 
+/**
+ * A query head's name. With grouped-query attention (kvHeads < heads) it also names the key/value
+ * head it reads: query head h reads kv head h / (heads / kvHeads), as in the kernel and transformers.
+ */
+function headName(i: ModelInfo, h: number): string {
+  const group = i.heads / i.kvHeads;
+  if (group === 1) return `head ${h}`;
+  const kv = Math.floor(h / group);
+  return `head ${h} · kv ${kv}`;
+}
+
 function drawAttention(): void {
   if (!seen || !info) return;
   const T = seen.ids.length;
   const att = seen.attentions[layer];
+  const group = info.heads / info.kvHeads;
+  // The thumbnails stay one flat list in query-head order; with grouped-query attention each key/value
+  // head's query heads form a row (kv-first starts it), shaded alternately.
   const figures = Array.from({ length: info.heads }, (_, h) => {
     const fig = document.createElement("figure");
     const c = document.createElement("canvas");
     drawHeatmap(c, att, h, T, null);
-    fig.append(c, `head ${h}`);
+    fig.append(c, headName(info!, h));
     fig.classList.toggle("on", h === head);
+    if (group > 1) {
+      const kv = Math.floor(h / group);
+      fig.dataset.kv = String(kv);
+      if (kv % 2) fig.dataset.kvOdd = "";
+      fig.classList.toggle("kv-first", h % group === 0);
+      fig.title = `query head ${h} reads key/value head ${kv}, shared by query heads ${kv * group}–${kv * group + group - 1}`;
+    }
     fig.onclick = () => { head = h; drawAttention(); };
     return fig;
   });
   $("heads").replaceChildren(...figures);
   heatmapGeometry = drawHeatmap($<HTMLCanvasElement>("heatmap"), att, head, T, seen.tokens);
-  $("heatmap-caption").textContent = `layer ${layer}, head ${head} — hover a cell to read its weight`;
+  $("heatmap-caption").textContent = `layer ${layer}, ${headName(info, head)} — hover a cell to read its weight`;
 }
 
 $("heatmap").onmousemove = (e) => {
@@ -295,7 +324,7 @@ $("heatmap").onmousemove = (e) => {
   const q = Math.floor((y - top) / cell), k = Math.floor((x - left) / cell);
   if (q < 0 || k < 0 || q >= T || k >= T) return;
   const w = k > q ? "masked (a token cannot see later tokens)" : seen.attentions[layer][head * T * T + q * T + k].toFixed(3);
-  $("heatmap-caption").textContent = `layer ${layer}, head ${head}: ${q}:«${show(seen.tokens[q])}» looks at ${k}:«${show(seen.tokens[k])}» with weight ${w}`;
+  $("heatmap-caption").textContent = `layer ${layer}, ${info ? headName(info, head) : `head ${head}`}: ${q}:«${show(seen.tokens[q])}» looks at ${k}:«${show(seen.tokens[k])}» with weight ${w}`;
 };
 
 function drawNorms(): void {
@@ -412,6 +441,7 @@ $("stop").onclick = () => send({ type: "stop" });
 $("inspect-all").onclick = () => send({ type: "inspect", ids: [...promptIds, ...newIds] });
 $<HTMLSelectElement>("layer").onchange = (e) => { layer = Number((e.target as HTMLSelectElement).value); drawAttention(); };
 $<HTMLInputElement>("dir").onchange = (e) => useFiles(pickedByPath((e.target as HTMLInputElement).files ?? []));
+$<HTMLSelectElement>("preset").onchange = () => { (document.querySelector("input[name=source][value=synthetic]") as HTMLInputElement).checked = true; };
 $<HTMLInputElement>("url").oninput = () => { (document.querySelector("input[name=source][value=url]") as HTMLInputElement).checked = true; };
 const drop = $("drop");
 document.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -423,6 +453,7 @@ document.addEventListener("drop", (e) => {
 });
 
 // Settings from the address: ?model=/fixtures/opt-tiny&dtype=f32&ids=2,307,215&n=8&ignoreEos=1&run=1
+// (or ?model=synthetic&preset=smollm2-135m&dtype=int8)
 const q = new URLSearchParams(location.search);
 const model = q.get("model");
 if (model) {
@@ -430,7 +461,7 @@ if (model) {
   (document.querySelector(`input[name=source][value=${source}]`) as HTMLInputElement).checked = true;
   if (source === "url") $<HTMLInputElement>("url").value = model;
 }
-for (const [param, id] of [["dtype", "dtype"], ["threads", "threads"], ["ids", "ids"], ["prompt", "prompt"], ["n", "max-new"], ["seed", "seed"]]) {
+for (const [param, id] of [["preset", "preset"], ["dtype", "dtype"], ["threads", "threads"], ["ids", "ids"], ["prompt", "prompt"], ["n", "max-new"], ["seed", "seed"]]) {
   const v = q.get(param);
   if (v !== null) $<HTMLInputElement>(id).value = v;
 }

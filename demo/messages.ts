@@ -2,7 +2,8 @@
 import type { WeightDType } from "../src/index.js";
 
 export type ModelSpec =
-  | { kind: "synthetic"; seed: number }
+  /** A synthetic preset (syntheticConfig: opt-125m, gpt2, smollm2-135m) with seeded random weights. */
+  | { kind: "synthetic"; preset: string; seed: number }
   /** A model directory in the Hugging Face hub layout: <base>/config.json, model.safetensors, … */
   | { kind: "url"; base: string }
   /** Files picked or dropped by the user, by path in the directory (matched by base name: pickedFiles). */
@@ -17,7 +18,12 @@ export type ToWorker =
 
 export interface ModelInfo {
   label: string;
-  layers: number; heads: number; hidden: number; vocab: number; maxPositions: number;
+  /** The family's title (OPT, GPT-2, LLaMA, Qwen2). */
+  family: string;
+  /** heads: query heads; kvHeads: key/value heads (fewer with grouped-query attention: query head h reads kv head h / (heads / kvHeads)). */
+  layers: number; heads: number; kvHeads: number; hidden: number; vocab: number; maxPositions: number;
+  /** Where the tokenizer came from: the model's files, or OPT's shipped with the demo. */
+  tokenizer: string;
   dtype: string; build: string; threads: number; memoryBytes: number; loadMs: number;
 }
 

@@ -6,7 +6,7 @@
 //   /app/…                   the bundle (demo/out/: main.js, worker.js — the library comes from src/)
 //   /build/*.wasm            the kernels: src/wasm.ts finds them at new URL("../build/…", import.meta.url)
 //   /tokenizers/opt/…        OPT's tokenizer files, the default tokenizer
-//   /fixtures/opt-tiny/…     the tiny test model, in the Hugging Face layout
+//   /fixtures/<name>/…       the tiny test models (opt-tiny, llama-tiny, gpt2-tiny), in the Hugging Face layout
 //
 // Usage: npm run demo [-- --port 5178]   (PORT=… works too; port 0 picks a free one)
 import { spawnSync } from "node:child_process";
@@ -23,7 +23,7 @@ const ROUTES: [prefix: string, dir: string, ext?: string][] = [
   ["/app/", OUT],
   ["/build/", join(ROOT, "build"), ".wasm"],
   ["/tokenizers/opt/", join(ROOT, "tokenizers", "opt")],
-  ["/fixtures/opt-tiny/", join(ROOT, "test", "fixtures", "opt-tiny")],
+  ...["opt-tiny", "llama-tiny", "gpt2-tiny"].map((m): [string, string] => [`/fixtures/${m}/`, join(ROOT, "test", "fixtures", m)]),
 ];
 
 const TYPES: Record<string, string> = {

@@ -77,8 +77,9 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
   let label: string;
   let tok: Tokenizer | null = null;
   if (spec.kind === "synthetic") {
-    label = `synthetic:opt-125m (seed ${spec.seed})`;
-    const config = syntheticConfig("opt-125m");
+    // Every family's synthetic model reads text through OPT's tokenizer (as the CLI's synthetic: models do).
+    label = `synthetic:${spec.preset} (seed ${spec.seed})`;
+    const config = syntheticConfig(spec.preset);
     model = await DecoderModel.load(config, new SyntheticSource(config, spec.seed), { ...opts, label });
   } else if (spec.kind === "url") {
     label = spec.base;
@@ -89,11 +90,15 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
     tok = own;
     model = await DecoderModel.load(config, source, { ...opts, label });
   }
+  // A model directory without tokenizer files (the tiny LLaMA and GPT-2 fixtures, say) gets OPT's
+  // too: its labels are then OPT's pieces for those ids, and token ids are the way to prompt it.
   tokenizer = tok ?? await defaultTokenizer();
   if (!tokenizer) throw new Error("the default tokenizer files (tokenizers/opt/) could not be read");
   const d = model.dims;
   const info: ModelInfo = {
-    label, layers: d.L, heads: d.H, hidden: d.C, vocab: d.V, maxPositions: d.maxPositions,
+    label, family: model.family.title, layers: d.L, heads: d.H, kvHeads: d.Hkv, hidden: d.C, vocab: d.V, maxPositions: d.maxPositions,
+    tokenizer: tok ? "the model's tokenizer" : spec.kind === "synthetic" || d.family === "opt" ? "OPT's tokenizer"
+      : "OPT's tokenizer, for labels only (the model has none: prompt with token ids)",
     dtype: model.dtype, build: model.build, threads: model.threads,
     memoryBytes: model.wasm.memory.buffer.byteLength, loadMs: performance.now() - t0,
   };

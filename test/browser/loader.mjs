@@ -2,9 +2,10 @@
 // run.mjs calls loaderVisit twice, reloading the page in between: the first visit downloads the
 // tiny fixture from this server's hub layout (/test/opt-tiny/resolve/main/) with progress events,
 // the second must read every file from the cache (run.mjs checks the server saw no such request).
-// Both check the logits against transformers' and the directory's tokenizer. streamVisit loads the
-// same directory with stream: true (the checkpoint read by Range requests as the model runs, through
-// Chromium's fetch and its BYOB byte streams) and residentEmbeddings: false.
+// Both check the logits against transformers' and the directory's tokenizer. streamVisit loads a
+// tiny fixture of each family (OPT, LLaMA, GPT-2) with stream: true (the checkpoint read by Range
+// requests as the model runs, through Chromium's fetch and its BYOB byte streams) and
+// residentEmbeddings: false.
 export const LOADER_CACHE = "wasm-lm-browser-test";
 const FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt"];
 
@@ -44,25 +45,26 @@ export async function loaderVisit(lib, first) {
   return { failures, logits, keys, events: events.length, ms };
 }
 
-export async function streamVisit(lib) {
+/** One tiny fixture (opt-tiny, llama-tiny, gpt2-tiny) streamed from /test/<name>/resolve/main/. */
+export async function streamVisit(lib, name) {
   const failures = [];
   const t0 = performance.now();
-  const { model, tokenizer } = await lib.loadModelFromUrl("test/opt-tiny", {
+  const { model, tokenizer } = await lib.loadModelFromUrl(`test/${name}`, {
     endpoint: location.origin, cache: false, stream: true, residentEmbeddings: false, threads: 1,
   });
   const ms = performance.now() - t0;
   let logits = Infinity;
   let tokens = [];
   try {
-    const ref = await (await fetch("/fixtures/opt-tiny/reference.json")).json();
+    const ref = await (await fetch(`/fixtures/${name}/reference.json`)).json();
     const got = (await model.forwardAsync([ref.input_ids])).logits;
     const want = ref.logits.flat();
     logits = got.length === want.length ? Math.max(...want.map((v, i) => Math.abs(got[i] - v))) : Infinity;
-    if (!(logits <= 1e-4)) failures.push(`streamed: logits max|Δ| ${logits} > 1e-4`);
-    tokens = (await lib.generate(model, tokenizer, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens;
+    if (!(logits <= 1e-4)) failures.push(`streamed ${name}: logits max|Δ| ${logits} > 1e-4`);
+    tokens = (await lib.generate(model, tokenizer ?? undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens;
     const want8 = ref.generation.new_tokens.slice(0, 8);
-    if (tokens.join(",") !== want8.join(",")) failures.push(`streamed: tokens [${tokens}], transformers [${want8}]`);
-    if (!model.streamsLayers || !model.streamsEmbeddings) failures.push("streamed: the model holds its weights");
+    if (tokens.join(",") !== want8.join(",")) failures.push(`streamed ${name}: tokens [${tokens}], transformers [${want8}]`);
+    if (!model.streamsLayers || !model.streamsEmbeddings) failures.push(`streamed ${name}: the model holds its weights`);
   } finally {
     model.dispose();
   }

@@ -42,5 +42,5 @@ window.__run = async () => {
 
 /** loadModelFromUrl with the Cache API (loader.mjs); run.mjs calls it on a first visit and after a reload. */
 window.__loader = (first) => loaderVisit(lib, first);
-/** loadModelFromUrl with stream: true (loader.mjs); run.mjs checks the server saw Range requests. */
-window.__stream = () => streamVisit(lib);
+/** loadModelFromUrl with stream: true (loader.mjs) for one fixture; run.mjs checks the server saw Range requests. */
+window.__stream = (name) => streamVisit(lib, name);

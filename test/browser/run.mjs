@@ -6,9 +6,11 @@
 //                  main thread may not Atomics.wait); a module Web Worker runs them with threads: 2.
 //   not-isolated   no such headers: no SharedArrayBuffer, one thread everywhere, and threads: 2
 //                  must fail with wasm-lm's clear error, on the page and in the worker.
-// On each, the "loader" row: loadModelFromUrl on the page (loader.mjs) downloads the fixture from
+// Each runs the checks on every tiny fixture (MODEL_FIXTURES: OPT, LLaMA, GPT-2).
+// On each, the "loader" row: loadModelFromUrl on the page (loader.mjs) downloads the OPT fixture from
 // the server's hub layout with progress, then after a reload reads it from the Cache API — the
-// server must see no request for its files the second time.
+// server must see no request for its files the second time; and a "stream" row per fixture:
+// loadModelFromUrl with stream: true, the checkpoint read by Range requests.
 // page.mjs and worker.mjs are bundled by esbuild, resolving "wasm-lm" through package.json's
 // "browser" export. Needs `npm run build`. Exits 1 on any failure; last line "browser: N passed, M failed".
 import { createServer } from "node:http";
@@ -16,6 +18,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
+import { MODEL_FIXTURES, worstLogitsDiff } from "../runtimes/checks.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const HERE = join(ROOT, "test/browser");
@@ -47,10 +50,10 @@ await esbuild.build({
 const ROUTES = [
   ["/bundle/", bundleDir],
   ["/build/", join(ROOT, "build")],
-  ["/fixtures/opt-tiny/", join(ROOT, "test/fixtures/opt-tiny")],
+  ...MODEL_FIXTURES.map((m) => [`/fixtures/${m}/`, join(ROOT, "test/fixtures", m)]),
   ["/fixtures/opt-tokenizer/", join(ROOT, "test/fixtures/opt-tokenizer")],
-  // The same model in the hub layout (/<owner>/<name>/resolve/<revision>/), for loadModelFromUrl.
-  ["/test/opt-tiny/resolve/main/", join(ROOT, "test/fixtures/opt-tiny")],
+  // The same models in the hub layout (/<owner>/<name>/resolve/<revision>/), for loadModelFromUrl.
+  ...MODEL_FIXTURES.map((m) => [`/test/${m}/resolve/main/`, join(ROOT, "test/fixtures", m)]),
   ["/test/opt-tiny/resolve/main/", join(ROOT, "test/fixtures/opt-tokenizer")],
 ];
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain", ".html": "text/html" };
@@ -164,19 +167,23 @@ try {
       const failed = { ok: false, failures: [e.message], figures: {} };
       out = { page: failed, worker: failed };
     }
-    let stream;
+    const streams = [];
     try {
       loader = await loaderCheck(page, server);
-      const before = server.ranges ?? 0;
-      const r = await page.evaluate(() => window.__stream());
-      const ranges = (server.ranges ?? 0) - before;
-      if (ranges === 0) r.failures.push("the server saw no Range request");
-      console.log(`stream: ${ranges} range requests, load ${r.ms.toFixed(0)} ms, logits max|Δ| ${r.logits.toExponential(2)}`);
-      stream = { ok: r.failures.length === 0, failures: r.failures, logits: r.logits };
+      for (const m of MODEL_FIXTURES) {
+        try {
+          const before = server.ranges ?? 0;
+          const r = await page.evaluate((name) => window.__stream(name), m);
+          const ranges = (server.ranges ?? 0) - before;
+          if (ranges === 0) r.failures.push("the server saw no Range request");
+          console.log(`stream ${m}: ${ranges} range requests, load ${r.ms.toFixed(0)} ms, logits max|Δ| ${r.logits.toExponential(2)}`);
+          streams.push([`stream ${m}`, { ok: r.failures.length === 0, failures: r.failures, logits: r.logits }]);
+        } catch (e) {
+          streams.push([`stream ${m}`, { ok: false, failures: [e.message.split("\n")[0]] }]);
+        }
+      }
     } catch (e) {
-      const failed = { ok: false, failures: [e.message.split("\n")[0]] };
-      loader ??= failed;
-      stream = failed;
+      loader ??= { ok: false, failures: [e.message.split("\n")[0]] };
     } finally {
       await page.close();
       server.closeAllConnections(); // Chromium's keep-alive connections would hold close() open
@@ -185,17 +192,19 @@ try {
     for (const [where, r] of [["page", out.page], ["worker", out.worker]]) {
       const f = r.figures;
       const th = f.threads;
-      const logits = (f.builds ?? []).map((b) => f[`model_${b}_t1`]?.logitsMaxAbsDiff).filter((v) => v !== undefined);
+      const logits = worstLogitsDiff(f);
       rows.push({
         name: `${tag} ${where}`, ok: r.ok, builds: (f.builds ?? []).join("+") || "-",
-        logits: logits.length ? Math.max(...logits).toExponential(2) : "-",
+        models: (f.models ?? []).map((m) => m.replace(/-tiny$/, "")).join("+") || "-",
+        logits: logits === undefined ? "-" : logits.toExponential(2),
         threads: !th ? "-" : th.works ? `${th.threads}${th.bitIdentical ? " (bit-identical)" : " (DIFFERENT)"}` : "1 (clear error for 2)",
         why: r.failures.join("; "),
       });
     }
-    for (const [what, r] of [["loader", loader], ["stream", stream]]) {
+    for (const [what, r] of [["loader", loader], ...streams]) {
       rows.push({
         name: `${tag} ${what}`, ok: r.ok, builds: "auto", threads: "1",
+        models: what === "loader" ? "opt" : what.replace(/^stream (.*)-tiny$/, "$1"),
         logits: Number.isFinite(r.logits) ? r.logits.toExponential(2) : "-", why: r.failures.join("; "),
       });
     }
@@ -206,8 +215,8 @@ try {
 }
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\n${pad("chromium " + version, 26)}${pad("builds", 14)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}result`);
-for (const r of rows) console.log(`${pad(r.name, 26)}${pad(r.builds, 14)}${pad(r.threads, 22)}${pad(r.logits, 13)}${r.ok ? "pass" : `FAIL ${r.why}`}`);
+console.log(`\n${pad("chromium " + version, 34)}${pad("builds", 14)}${pad("models", 16)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}result`);
+for (const r of rows) console.log(`${pad(r.name, 34)}${pad(r.builds, 14)}${pad(r.models, 16)}${pad(r.threads, 22)}${pad(r.logits, 13)}${r.ok ? "pass" : `FAIL ${r.why}`}`);
 const passed = rows.filter((r) => r.ok).length;
 console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 console.log(`browser: ${passed} passed, ${rows.length - passed} failed`);

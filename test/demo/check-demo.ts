@@ -8,7 +8,12 @@
 //      the library's: loadModelFromUrl, src/web.ts);
 //   5. the same model picked as a local directory (webkitdirectory) generates the same tokens;
 //   6. the default synthetic OPT-125M (int8) loads and generates in the page;
-//   7. the demo's TypeScript type-checks (demo/tsconfig.json: DOM for the page, the library's types).
+//   7. the other families' tiny fixtures (/fixtures/llama-tiny: grouped-query attention, 4 query heads
+//      over 2 KV heads; /fixtures/gpt2-tiny) from a URL: transformers' 32 greedy tokens, a heatmap per
+//      query head labelled with the KV head it reads, the lens's last row = the argmax;
+//   8. synthetic SmolLM2-135M (int8, 9 query heads over 3 KV heads) and GPT-2 (int8) load and generate
+//      in the page (the picker's presets);
+//   9. the demo's TypeScript type-checks (demo/tsconfig.json: DOM for the page, the library's types).
 // A screenshot of step 3 is saved to test/demo/out/demo.png. Prints `demo: N passed, M failed`.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -21,11 +26,14 @@ import { bundleDemo, ensureWasm, startDemoServer } from "../../demo/serve.js";
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const FIXTURE = join(ROOT, "test", "fixtures", "opt-tiny");
 const OUT = join(ROOT, "test", "demo", "out");
-const ref = JSON.parse(readFileSync(join(FIXTURE, "reference.json"), "utf8")) as {
-  input_ids: number[]; argmax: number[]; generation: { new_tokens: number[] }; config: { num_hidden_layers: number; num_attention_heads: number };
-};
-const L = ref.config.num_hidden_layers;
-const H = ref.config.num_attention_heads;
+interface Reference {
+  input_ids: number[]; argmax: number[]; generation: { new_tokens: number[] };
+  config: { num_hidden_layers?: number; n_layer?: number; num_attention_heads?: number; n_head?: number; num_key_value_heads?: number };
+}
+const readRef = (name: string) => JSON.parse(readFileSync(join(ROOT, "test", "fixtures", name, "reference.json"), "utf8")) as Reference;
+const ref = readRef("opt-tiny");
+const L = ref.config.num_hidden_layers!;
+const H = ref.config.num_attention_heads!;
 
 /** Files a hub-layout directory may lack (the worker tries them in order and goes on). */
 const OPTIONAL = new Set(["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
@@ -100,6 +108,61 @@ async function canvasStats(page: Page, selector: string) {
     return { width: canvas.width, height: canvas.height, cell: Number(canvas.dataset.cell ?? 1), blue, orange, colours: colours.size,
       topLeft: Array.from(d.slice(0, 3)), topRight: Array.from(d.slice(right, right + 3)) };
   });
+}
+
+/** The heatmap thumbnails: one per query head, labelled with the KV head it reads (kv = h / (H / Hkv)) when Hkv < H, a row per KV head. */
+async function checkHeads(page: Page, what: string, heads: number, kvHeads: number): Promise<void> {
+  const figs = await page.$$eval("#heads figure", (fs) => fs.map((f) => ({
+    text: f.textContent ?? "", kv: (f as HTMLElement).dataset.kv ?? null, first: f.classList.contains("kv-first"),
+  })));
+  const group = heads / kvHeads;
+  const want = Array.from({ length: heads }, (_, h) => (group > 1 ? `head ${h} · kv ${Math.floor(h / group)}` : `head ${h}`));
+  check(`${what}: a heatmap for each of the ${heads} query heads, labelled ${group > 1 ? "with its KV head" : "by head"}`,
+    figs.length === heads && figs.every((f, h) => f.text === want[h]), figs.map((f) => f.text).join(" | "));
+  if (group > 1) {
+    check(`${what}: one row per KV head (${kvHeads} rows of ${group})`,
+      figs.filter((f) => f.first).length === kvHeads && figs.every((f, h) => f.kv === String(Math.floor(h / group)) && f.first === (h % group === 0)),
+      JSON.stringify(figs.map((f) => [f.kv, f.first])));
+    const note = await page.isVisible("#gqa-note");
+    check(`${what}: the grouped-query attention note is shown`, note && (await page.textContent("#gqa-g")) === String(group));
+    await page.click(`#heads figure:nth-child(${heads})`);
+    const caption = (await page.textContent("#heatmap-caption")) ?? "";
+    check(`${what}: the big heatmap's caption names the KV head`, caption.includes(want[heads - 1]), caption);
+  } else {
+    check(`${what}: no grouped-query attention note`, !(await page.isVisible("#gqa-note")));
+  }
+  for (let h = 0; h < figs.length; h++) {
+    const s = await canvasStats(page, `#heads figure:nth-child(${h + 1}) canvas`);
+    if (!(s.blue > 0 && sameIds(s.topLeft, [8, 48, 107]) && sameIds(s.topRight, [230, 232, 238]))) {
+      check(`${what} head ${h}: first token attends to itself, future masked`, false, JSON.stringify(s));
+      return;
+    }
+  }
+  check(`${what}: in every head the first token attends to itself, the future is masked`, true);
+}
+
+/** A tiny fixture of another family, from a URL: transformers' tokens, its heads, the lens. */
+async function checkFixture(page: Page, name: string): Promise<void> {
+  const r = readRef(name);
+  const layers = r.config.num_hidden_layers ?? r.config.n_layer!;
+  const heads = r.config.num_attention_heads ?? r.config.n_head!;
+  const kvHeads = r.config.num_key_value_heads ?? heads;
+  await page.reload();
+  const state = await loadModel(page, () => page.fill("#url", `/fixtures/${name}`).then(() => page.check("input[name=source][value=url]")));
+  check(`loads /fixtures/${name} from a URL`, state === "loaded", state);
+  if (state !== "loaded") return;
+  const infoText = (await page.textContent("#model-info")) ?? "";
+  check(`${name}: the info line says how many heads${kvHeads < heads ? " share each KV head" : ""}`,
+    infoText.includes(kvHeads < heads ? `${heads} query heads over ${kvHeads} key/value heads` : `${heads} heads`), infoText);
+  const n = r.generation.new_tokens.length;
+  const gen = await generateIds(page, r.input_ids, "", n);
+  check(`${name}: streams transformers' ${n} greedy tokens`, gen.state === "done" && sameIds(gen.ids, r.generation.new_tokens), firstDiff(gen.ids, r.generation.new_tokens));
+  const inspected = await waitFor(page, "inspected", [String(r.input_ids.length)], 10_000);
+  check(`${name}: inspector ran on the prompt`, inspected === String(r.input_ids.length), inspected);
+  await checkHeads(page, name, heads, kvHeads);
+  const lastRow = await page.$$eval(`#lens tbody tr[data-layer="${layers - 1}"] td`, (tds) => tds.map((td) => Number((td as HTMLElement).dataset.id)));
+  check(`${name}: the lens after the last layer is the model's argmax at every position`, sameIds(lastRow, r.argmax), firstDiff(lastRow, r.argmax));
+  await page.screenshot({ path: join(OUT, `demo-${name}.png`), fullPage: true });
 }
 
 async function main(): Promise<void> {
@@ -222,6 +285,38 @@ async function main(): Promise<void> {
     const synthRows = await page.$$eval("#lens tbody tr", (rows) => rows.length);
     check("its logit lens lists 12 layers + embeddings", synthRows === 13, `${synthRows}`);
     await page.screenshot({ path: join(OUT, "demo-synthetic.png"), fullPage: true });
+
+    // 7. The other families' tiny fixtures, from a URL (no tokenizer files: prompted with ids).
+    for (const name of ["llama-tiny", "gpt2-tiny"]) await checkFixture(page, name);
+
+    // 8. Synthetic SmolLM2-135M (LLaMA family, grouped-query attention), int8.
+    await page.reload();
+    const smol = await loadModel(page, async () => {
+      await page.selectOption("#preset", "smollm2-135m");
+      check("choosing a preset selects the synthetic source", await page.isChecked("input[name=source][value=synthetic]"));
+      await page.selectOption("#dtype", "int8");
+    }, 90_000);
+    check("synthetic SmolLM2-135M (int8) loads in the page", smol === "loaded", smol);
+    const smolInfo = (await page.textContent("#model-info")) ?? "";
+    check("its info names the family and the 9 query heads over 3 KV heads", /^LLaMA: 30 layers × 9 query heads over 3 key\/value heads/.test(smolInfo), smolInfo);
+    const smolGen = await generateIds(page, null, "The meaning of life is", 4, 120_000);
+    check("synthetic SmolLM2-135M generates", smolGen.state === "done" && smolGen.ids.length === 4 && smolGen.ids.every((id) => id < 49152),
+      `${smolGen.state} [${smolGen.ids.join(",")}]`);
+    await checkHeads(page, "SmolLM2-135M", 9, 3);
+    const smolRows = await page.$$eval("#lens tbody tr", (rows) => rows.length);
+    check("its logit lens lists 30 layers + embeddings", smolRows === 31, `${smolRows}`);
+    await page.screenshot({ path: join(OUT, "demo-smollm2.png"), fullPage: true });
+
+    // 8 (continued). Synthetic GPT-2 (124M), int8: the picker's third family.
+    await page.reload();
+    const gpt2 = await loadModel(page, async () => {
+      await page.selectOption("#preset", "gpt2");
+      await page.selectOption("#dtype", "int8");
+    }, 90_000);
+    const gpt2Info = (await page.textContent("#model-info")) ?? "";
+    check("synthetic GPT-2 (int8) loads in the page", gpt2 === "loaded" && gpt2Info.startsWith("GPT-2: 12 layers × 12 heads"), `${gpt2}: ${gpt2Info}`);
+    const gpt2Gen = await generateIds(page, null, "The meaning of life is", 4, 120_000);
+    check("synthetic GPT-2 generates", gpt2Gen.state === "done" && gpt2Gen.ids.length === 4, `${gpt2Gen.state} [${gpt2Gen.ids.join(",")}]`);
 
     check("no errors in the page or its console", problems.length === 0, problems.slice(0, 5).join(" | "));
     const unexpected = failedUrls.filter((u) => !OPTIONAL.has(new URL(u).pathname.split("/").pop()!));

@@ -6,10 +6,17 @@
 //   kernel     linear (GEMM T=5 and matvec T=1, awkward K=67, N=13, with bias) against a float64
 //              reference, in every build the runtime validates
 //   tokenizer  OPT's tokenizer from vocab.json + merges.txt against transformers' tokenizations
-//   logits     the tiny OPT fixture (test/fixtures/opt-tiny) against transformers' logits, max|Δ| ≤ 1e-4
+//   logits     each tiny fixture (MODEL_FIXTURES: OPT, LLaMA with grouped-query attention, GPT-2)
+//              against transformers' logits, max|Δ| ≤ 1e-4
 //   generate   greedy decoding of 32 tokens with the KV cache = transformers' new_tokens
-//   threads    the same model on 2 threads (shared memory + workers): bit-identical logits and tokens,
+//   threads    the same models on 2 threads (shared memory + workers): bit-identical logits and tokens,
 //              or — where the runtime cannot — a clear "wasm-lm: …" error at load
+
+/** The tiny fixtures every runtime runs (test/fixtures/<name>/: config.json, model.safetensors, reference.json). */
+export const MODEL_FIXTURES = ["opt-tiny", "llama-tiny", "gpt2-tiny"];
+
+/** A fixture file's binding name in workerd's env (run.mjs, entry-workerd.mjs): "llama-tiny", "CONFIG_JSON" → "LLAMA_TINY_CONFIG_JSON". */
+export const workerdBinding = (model, what) => `${model.replace(/\W/g, "_").toUpperCase()}_${what}`;
 
 const EPS = 2 ** -23;
 const LOGIT_TOL = 1e-4;
@@ -32,6 +39,12 @@ function maxAbsDiff(a, b) {
     if (d > max) max = d;
   }
   return max;
+}
+
+/** For the runners' tables: the worst logits difference over every model and build on one thread, or undefined. */
+export function worstLogitsDiff(figures) {
+  const diffs = Object.keys(figures).filter((k) => /^model_.*_t1$/.test(k)).map((k) => figures[k].logitsMaxAbsDiff);
+  return diffs.length ? Math.max(...diffs) : undefined;
 }
 
 const exp2 = (v) => (v === 0 ? "0" : v.toExponential(2));
@@ -71,8 +84,9 @@ function kernelCheck(lib, wasm) {
 }
 
 /**
- * Run every check. env: { runtime, lib, fixture: { configJson, safetensors, referenceJson,
- * vocabJson, mergesTxt, tokenizationJson }, wasmSource(build, shared) → Promise<{bytes}|{module}|{}>,
+ * Run every check. env: { runtime, lib, fixture: { models: [{ name, configJson, safetensors,
+ * referenceJson }] (MODEL_FIXTURES' files), vocabJson, mergesTxt, tokenizationJson },
+ * wasmSource(build, shared) → Promise<{bytes}|{module}|{}>,
  * threads: "expect" (must work) | "error" (must fail with a clear wasm-lm error) | "skip",
  * log(line) }. Returns { ok, failures, figures }.
  */
@@ -116,21 +130,23 @@ export async function runChecks(env) {
     if (bad === 0) log(`ok   ${line}`); else fail(line);
   });
 
-  // (b) logits and (c) greedy generation, in every build on one thread.
-  const ref = JSON.parse(fixture.referenceJson);
-  const config = lib.parseOptConfig(fixture.configJson, "config.json");
-  const refLogits = ref.logits.flat();
-  const V = config.vocab_size;
-  const runModel = async (build, threads) => {
-    const model = await lib.DecoderModel.load(config, lib.openSafetensors(fixture.safetensors, "model.safetensors"),
-      { build, threads, label: "opt-tiny", ...(await env.wasmSource(build, threads > 1)) });
+  // (b) logits and (c) greedy generation of every fixture, in every build on one thread.
+  const names = fixture.models.map((m) => m.name);
+  if (JSON.stringify(names) !== JSON.stringify(MODEL_FIXTURES)) fail(`fixtures: got [${names}], expected [${MODEL_FIXTURES}]`);
+  figures.models = names;
+  const runModel = async (m, build, threads) => {
+    const ref = JSON.parse(m.referenceJson);
+    const config = lib.parseModelConfig(m.configJson, `${m.name}/config.json`);
+    const model = await lib.DecoderModel.load(config, lib.openSafetensors(m.safetensors, `${m.name}/model.safetensors`),
+      { build, threads, label: m.name, ...(await env.wasmSource(build, threads > 1)) });
     try {
+      const V = model.dims.V;
       const r = model.forward([ref.input_ids]);
-      const logitsDiff = maxAbsDiff(r.logits, refLogits);
+      const logitsDiff = maxAbsDiff(r.logits, ref.logits.flat());
       const am = ref.input_ids.map((_, t) => lib.argmax(r.logits, t * V, (t + 1) * V));
       const g = await lib.generate(model, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
       const same = g.new_tokens.filter((id, i) => id === ref.generation.new_tokens[i]).length;
-      return { model: { build: model.build, threads: model.threads }, logits: r.logits, logitsDiff,
+      return { model: { build: model.build, threads: model.threads, family: model.dims.family }, logits: r.logits, logitsDiff,
         argmaxOk: JSON.stringify(am) === JSON.stringify(ref.argmax), tokens: g.new_tokens, same };
     } finally {
       model.dispose();
@@ -144,14 +160,16 @@ export async function runChecks(env) {
     if (genOk) log(`ok   ${line2}`); else fail(`${line2}: got [${r.tokens.join(",")}]`);
   };
   const oneThread = {};
-  for (const build of builds) {
-    await step(`model ${build} 1 thread`, async () => {
-      const r = await runModel(build, 1);
-      if (r.model.build !== build || r.model.threads !== 1) fail(`model ${build}: loaded ${r.model.build} on ${r.model.threads} threads`);
-      oneThread[build] = r;
-      figures[`model_${build}_t1`] = { logitsMaxAbsDiff: r.logitsDiff, tokensMatched: r.same };
-      report(`(${build}, 1 thread)`, r);
-    });
+  for (const m of fixture.models) {
+    for (const build of builds) {
+      await step(`model ${m.name} ${build} 1 thread`, async () => {
+        const r = await runModel(m, build, 1);
+        if (r.model.build !== build || r.model.threads !== 1) fail(`model ${m.name} ${build}: loaded ${r.model.build} on ${r.model.threads} threads`);
+        oneThread[`${m.name} ${build}`] = r;
+        figures[`model_${m.name}_${build}_t1`] = { logitsMaxAbsDiff: r.logitsDiff, tokensMatched: r.same };
+        report(`${m.name} (${r.model.family}, ${build}, 1 thread)`, r);
+      });
+    }
   }
 
   // Threads: 2 on the best build, where the runtime has shared memory and workers.
@@ -160,23 +178,31 @@ export async function runChecks(env) {
     log(`threads: not tried here (${env.threadsNote ?? "see the runner"})`);
     figures.threads = "skipped";
   } else {
-    let r = null, err = null;
-    try { r = await runModel(best, 2); } catch (e) { err = e; }
-    if (r) {
-      const identical = oneThread[best] ? maxAbsDiff(r.logits, oneThread[best].logits) === 0 : false;
-      figures.threads = { works: true, threads: r.model.threads, bitIdentical: identical };
-      if (r.model.threads !== 2) fail(`threads: asked 2, model runs on ${r.model.threads}`);
-      report(`(${best}, 2 threads)`, r);
-      const line = `threads: 2 threads give ${identical ? "bit-identical" : "DIFFERENT"} logits to 1 thread`;
-      if (identical) log(`ok   ${line}`); else fail(line);
-      if (env.threads === "error") log(`note threads: expected a clear error here, but threads worked: update the README table`);
-    } else {
-      const msg = String(err && err.message || err);
-      figures.threads = { works: false, error: msg };
-      if (env.threads === "expect") fail(`threads: 2 threads failed: ${msg}`);
-      else if (!msg.startsWith("wasm-lm:")) fail(`threads: 2 threads failed without a clear wasm-lm error: ${msg}`);
-      else log(`ok   threads: unavailable, with a clear error: "${msg}"`);
+    const all = [];
+    for (const m of fixture.models) {
+      let r = null, err = null;
+      try { r = await runModel(m, best, 2); } catch (e) { err = e; }
+      if (r) {
+        const one = oneThread[`${m.name} ${best}`];
+        const identical = one ? maxAbsDiff(r.logits, one.logits) === 0 : false;
+        all.push({ works: true, threads: r.model.threads, bitIdentical: identical });
+        if (r.model.threads !== 2) fail(`threads ${m.name}: asked 2, model runs on ${r.model.threads}`);
+        report(`${m.name} (${r.model.family}, ${best}, 2 threads)`, r);
+        const line = `threads ${m.name}: 2 threads give ${identical ? "bit-identical" : "DIFFERENT"} logits to 1 thread`;
+        if (identical) log(`ok   ${line}`); else fail(line);
+        if (env.threads === "error") log(`note threads ${m.name}: expected a clear error here, but threads worked: update the README table`);
+      } else {
+        const msg = String(err && err.message || err);
+        all.push({ works: false, error: msg });
+        if (env.threads === "expect") fail(`threads ${m.name}: 2 threads failed: ${msg}`);
+        else if (!msg.startsWith("wasm-lm:")) fail(`threads ${m.name}: 2 threads failed without a clear wasm-lm error: ${msg}`);
+        else log(`ok   threads ${m.name}: unavailable, with a clear error: "${msg}"`);
+      }
     }
+    // One summary for the runners' tables: works only if it worked for every model.
+    figures.threads = all.every((t) => t.works)
+      ? { works: true, threads: Math.min(...all.map((t) => t.threads)), bitIdentical: all.every((t) => t.bitIdentical) }
+      : { works: false, error: all.find((t) => !t.works).error };
   }
   return { ok: failures.length === 0, failures, figures };
 }

@@ -1,13 +1,15 @@
-// The edge check's Worker (see edge.mjs): OPT-125M inside workerd, its weights left in storage and
-// streamed a layer at a time (loadModelFromUrl with stream). The checkpoint is an int8 safetensors
-// file with its tokenizer (wasm-lm quantize's output directory) on an HTTP server that honours Range — the stand-in for R2, a static-asset host or the Hugging Face hub;
-// each decoder layer is one range request, the next fetched while the current one runs; the lm_head
-// (the tied token embedding) is read in chunks through the layer's slot, and each token's embedding
-// row on its own. Only the position table, one layer slot, the KV cache and the scratch live in
-// WebAssembly memory (with RESIDENT_EMBEDDINGS=1 the int8 embedding too: 41 MB more).
+// The edge check's Worker (see edge.mjs): OPT-125M or SmolLM2-135M inside workerd, its weights left
+// in storage and streamed a layer at a time (loadModelFromUrl with stream). The checkpoint is an int8
+// safetensors file with its tokenizer (wasm-lm quantize's output directory) on an HTTP server that
+// honours Range — the stand-in for R2, a static-asset host or the Hugging Face hub; each decoder
+// layer is one range request, the next fetched while the current one runs; the lm_head (the tied
+// token embedding) is read in chunks through the layer's slot, and each token's embedding row on its
+// own. Only the position table (OPT), one layer slot, the KV cache and the scratch live in
+// WebAssembly memory (with RESIDENT_EMBEDDINGS=1 the int8 embedding too: 37–41 MB more).
 //
 // MODE "empty" imports the same bundle and returns at once: the process's own memory, subtracted
-// from the model run's to get the isolate's. MODE "tokenizer" only loads the tokenizer, for its share. Run by `workerd test`, which calls test() below.
+// from the model run's to get the isolate's. MODE "tokenizer" only loads the tokenizer, for its
+// share. Run by `workerd test`, which calls test() below.
 import * as lib from "wasm-lm";
 import simd from "./wasm-lm.simd.wasm";
 
@@ -51,7 +53,7 @@ export default {
       `${g.timings.decode_ms_per_token.toFixed(0)} ms/token: ${JSON.stringify(g.text)}`);
     await linger();
     console.log(`RESULT ${JSON.stringify({
-      mode: "model", ok: true, tokens, text: g.text, loadMs, timings: g.timings,
+      mode: "model", ok: true, family: model.dims.family, layerDType: model.dtype, tokens, text: g.text, loadMs, timings: g.timings,
       wasmBytes: model.wasm.memory.buffer.byteLength, arenaUsed: model.arena.used,
     })}`);
   },

@@ -7,7 +7,7 @@
 // The fixture files come through text and data bindings (see run.mjs for the capnp config).
 // Run by `workerd test`, which calls the test() handler below.
 import * as lib from "wasm-lm";
-import { runChecks } from "./checks.mjs";
+import { MODEL_FIXTURES, runChecks, workerdBinding } from "./checks.mjs";
 import simd from "./wasm-lm.simd.wasm";
 import relaxed from "./wasm-lm.relaxed.wasm";
 import simdMt from "./wasm-lm.simd-mt.wasm";
@@ -24,9 +24,12 @@ export default {
       threads: env.THREADS,
       log,
       fixture: {
-        configJson: env.CONFIG_JSON,
-        referenceJson: env.REFERENCE_JSON,
-        safetensors: new Uint8Array(env.SAFETENSORS),
+        models: MODEL_FIXTURES.map((m) => ({
+          name: m,
+          configJson: env[workerdBinding(m, "CONFIG_JSON")],
+          referenceJson: env[workerdBinding(m, "REFERENCE_JSON")],
+          safetensors: new Uint8Array(env[workerdBinding(m, "SAFETENSORS")]),
+        })),
         vocabJson: env.VOCAB_JSON,
         mergesTxt: env.MERGES_TXT,
         tokenizationJson: env.TOKENIZATION_JSON,

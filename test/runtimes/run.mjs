@@ -1,6 +1,6 @@
 // npm run test:runtimes — the same checks (test/runtimes/checks.mjs: a kernel against float64, the
-// tokenizer, the tiny OPT fixture's logits and 32 greedy tokens against transformers, 2 threads)
-// in every JavaScript runtime we claim, each as its own process:
+// tokenizer, the tiny OPT, LLaMA (grouped-query) and GPT-2 fixtures' logits and 32 greedy tokens
+// against transformers, 2 threads) in every JavaScript runtime we claim, each as its own process:
 //
 //   node<N>          the machine's Node, plain (relaxed SIMD needs a flag on Node 20)
 //   node<N>-relaxed  the same with --experimental-wasm-relaxed-simd
@@ -18,6 +18,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { MODEL_FIXTURES, workerdBinding, worstLogitsDiff } from "./checks.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const HERE = join(ROOT, "test/runtimes");
@@ -55,9 +56,7 @@ async function prepareWorkerd(rt) {
   });
   const files = [
     ...BUILDS.map((b) => [`build/wasm-lm.${b}.wasm`, `wasm-lm.${b}.wasm`]),
-    ["test/fixtures/opt-tiny/config.json", "config.json"],
-    ["test/fixtures/opt-tiny/reference.json", "reference.json"],
-    ["test/fixtures/opt-tiny/model.safetensors", "model.safetensors"],
+    ...MODEL_FIXTURES.flatMap((m) => ["config.json", "reference.json", "model.safetensors"].map((f) => [`test/fixtures/${m}/${f}`, `${m}.${f}`])),
     ["test/fixtures/opt-tokenizer/vocab.json", "vocab.json"],
     ["test/fixtures/opt-tokenizer/merges.txt", "merges.txt"],
     ["test/fixtures/opt-tokenizer/tokenization.json", "tokenization.json"],
@@ -78,9 +77,9 @@ ${BUILDS.map((b) => `    (name = "wasm-lm.${b}.wasm", wasm = embed "wasm-lm.${b}
   bindings = [
     (name = "RUNTIME_NAME", text = "${rt.name}"),
     (name = "THREADS", text = "error"),
-    (name = "CONFIG_JSON", text = embed "config.json"),
-    (name = "REFERENCE_JSON", text = embed "reference.json"),
-    (name = "SAFETENSORS", data = embed "model.safetensors"),
+${MODEL_FIXTURES.map((m) => `    (name = "${workerdBinding(m, "CONFIG_JSON")}", text = embed "${m}.config.json"),
+    (name = "${workerdBinding(m, "REFERENCE_JSON")}", text = embed "${m}.reference.json"),
+    (name = "${workerdBinding(m, "SAFETENSORS")}", data = embed "${m}.model.safetensors"),`).join("\n")}
     (name = "SIMD_BYTES", data = embed "wasm-lm.simd.wasm"),
     (name = "VOCAB_JSON", text = embed "vocab.json"),
     (name = "MERGES_TXT", text = embed "merges.txt"),
@@ -155,19 +154,20 @@ for (const rt of RUNTIMES) {
   const th = f.threads;
   const threads = th === undefined ? "-" : th === "skipped" ? "not tried"
     : th.works ? `${th.threads}${th.bitIdentical ? " (bit-identical)" : " (DIFFERENT)"}` : "1 (clear error for 2)";
-  const logits = (f.builds ?? []).map((b) => f[`model_${b}_t1`]?.logitsMaxAbsDiff).filter((v) => v !== undefined);
+  const logits = worstLogitsDiff(f);
   rows.push({
     name: rt.name, version: ver, ok, builds: (f.builds ?? []).join("+") || "-", threads,
-    logits: logits.length ? Math.max(...logits).toExponential(2) : "-",
+    models: (f.models ?? []).map((m) => m.replace(/-tiny$/, "")).join("+") || "-",
+    logits: logits === undefined ? "-" : logits.toExponential(2),
     seconds: ((performance.now() - start) / 1000).toFixed(1),
     why: ok ? "" : r ? r.failures.join("; ") : `exit ${outcome.code ?? outcome.signal}, no result`,
   });
 }
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\n${pad("runtime", 16)}${pad("version", 12)}${pad("builds", 14)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}${pad("s", 6)}result`);
+console.log(`\n${pad("runtime", 16)}${pad("version", 12)}${pad("builds", 14)}${pad("models", 16)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}${pad("s", 6)}result`);
 for (const r of rows) {
-  console.log(`${pad(r.name, 16)}${pad(r.version, 12)}${pad(r.builds ?? "-", 14)}${pad(r.threads ?? "-", 22)}` +
+  console.log(`${pad(r.name, 16)}${pad(r.version, 12)}${pad(r.builds ?? "-", 14)}${pad(r.models ?? "-", 16)}${pad(r.threads ?? "-", 22)}` +
     `${pad(r.logits ?? "-", 13)}${pad(r.seconds ?? "-", 6)}${r.ok ? "pass" : `FAIL ${r.why}`}`);
 }
 const passed = rows.filter((r) => r.ok).length;
