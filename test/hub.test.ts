@@ -1,20 +1,29 @@
 // The hub download against a local stand-in for huggingface.co on 127.0.0.1 (and nothing else).
+// The stand-in answers like the hub: X-Repo-Commit on every answer about a known revision, an ETag
+// that is the git blob sha1 of a small file, X-Linked-Etag (sha256) and X-Linked-Size on LFS files.
 import { describe, it, expect, beforeAll, afterAll, beforeEach, vi } from "vitest";
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { HubError, modelCacheDir, parseModelId, resolveModel, type DownloadProgress } from "../src/formats/hub.js";
+import {
+  existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync,
+} from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { HubError, hubCacheRoot, modelCacheDir, parseModelId, resolveModel, type DownloadProgress } from "../src/formats/hub.js";
 import { openCheckpointDir } from "../src/formats/node.js";
 import { shardedRepo } from "./builders.js";
 
 const FIX = join(import.meta.dirname, "fixtures", "opt-tiny");
 const fx = (f: string) => readFileSync(join(FIX, f));
 const sha256 = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
+/** What git (and so the hub's ETag) calls a small file: sha1 of "blob <size>\0" + contents. */
+const gitSha1 = (b: Buffer) => createHash("sha1").update(`blob ${b.length}\0`).update(b).digest("hex");
+const isLfs = (file: string) => /\.(safetensors|bin)$/.test(file);
+/** The blob name huggingface_hub gives a file. */
+const etagOf = (file: string, body: Buffer) => (isLfs(file) ? sha256(body) : gitSha1(body));
 
-/** repo → revision → file → bytes */
+/** repo → branch or tag → file → bytes */
 type Repos = Record<string, Record<string, Record<string, Buffer>>>;
 
 const tiny = {
@@ -36,12 +45,31 @@ const REPOS: Repos = {
   "test/private": { main: tiny },
 };
 
-interface Logged { url: string; range?: string; auth?: string; host?: string }
+/** A revision's commit: a hash of its contents, so changing a file moves the branch. */
+function commitOf(repo: string, rev: string): string {
+  const files = REPOS[repo][rev];
+  const h = createHash("sha1").update(repo);
+  for (const f of Object.keys(files).sort()) h.update(`\0${f}\0${etagOf(f, files[f])}`);
+  return h.digest("hex");
+}
 
-/** What the server does wrong on purpose, per test. */
+/** The files of `rev` (a branch, a tag or a commit) of `repo`, and its commit. */
+function lookup(repo: string, rev: string): { files: Record<string, Buffer>; commit: string } | undefined {
+  const revs = REPOS[repo];
+  if (!revs) return undefined;
+  if (revs[rev]) return { files: revs[rev], commit: commitOf(repo, rev) };
+  const branch = Object.keys(revs).find((b) => commitOf(repo, b) === rev);
+  return branch ? { files: revs[branch], commit: rev } : undefined;
+}
+
+interface Logged { method: string; url: string; range?: string; auth?: string; host?: string }
+
+/** What the server does wrong (or differently) on purpose, per test. */
 interface Faults {
-  /** Destroy the socket after this many body bytes, for the first `times` requests of `file`. */
+  /** Destroy the socket after this many body bytes, for the first `times` GETs of `file`. */
   cut?: { file: string; bytes: number; times: number };
+  /** Send this many body bytes of `file`, then nothing more (the response never ends). */
+  stall?: { file: string; bytes: number };
   /** Answer ranged requests with the whole file (200). */
   ignoreRange?: boolean;
   /** ETag / X-Linked-Size that do not match the file. */
@@ -51,6 +79,8 @@ interface Faults {
   lfsRedirect?: boolean;
   /** Require this bearer token on the hub (not on the CDN). */
   token?: string;
+  /** A mirror that sends no X-Repo-Commit, and no ETag of any kind. */
+  plain?: boolean;
 }
 
 let hub: Server;
@@ -67,13 +97,9 @@ function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): P
   }));
 }
 
-/** Sends `body` honouring `Range: bytes=N-`, with ETag = sha256 like the hub's LFS files. */
-function sendFile(req: IncomingMessage, res: ServerResponse, file: string, body: Buffer, etag?: string): void {
-  const headers: Record<string, string> = {
-    etag: etag ?? `"${faults.badEtag === file ? sha256("other") : sha256(body)}"`,
-    "accept-ranges": "bytes",
-  };
-  if (faults.badSize === file) headers["x-linked-size"] = String(body.length + 1);
+/** Sends `body` honouring `Range: bytes=N-` (HEAD: the same headers, no body). */
+function sendFile(req: IncomingMessage, res: ServerResponse, file: string, body: Buffer, headers: Record<string, string>): void {
+  headers["accept-ranges"] = "bytes";
   let start = 0;
   const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
   if (m && !faults.ignoreRange) {
@@ -86,45 +112,60 @@ function sendFile(req: IncomingMessage, res: ServerResponse, file: string, body:
   }
   headers["content-length"] = String(body.length - start);
   res.writeHead(start ? 206 : 200, headers);
+  if (req.method === "HEAD") return void res.end();
   const cut = faults.cut;
   if (cut && cut.file === file && cut.times > 0) {
     cut.times--;
     res.write(body.subarray(start, start + cut.bytes), () => res.destroy());
     return;
   }
+  if (faults.stall?.file === file) return void res.write(body.subarray(start, start + faults.stall.bytes));
   res.end(body.subarray(start));
+}
+
+/** The hub's headers about one file: ETag, and for LFS files X-Linked-Etag / X-Linked-Size. */
+function fileHeaders(file: string, body: Buffer, commit: string): Record<string, string> {
+  if (faults.plain) return {};
+  const etag = faults.badEtag === file ? sha256("other") : etagOf(file, body);
+  const h: Record<string, string> = { "x-repo-commit": commit, etag: `"${etag}"` };
+  if (isLfs(file)) {
+    h["x-linked-etag"] = `"${etag}"`;
+    h["x-linked-size"] = String(faults.badSize === file ? body.length + 1 : body.length);
+  }
+  return h;
 }
 
 beforeAll(async () => {
   [hub, HUB] = await listen((req, res) => {
-    log.push({ url: req.url!, range: req.headers.range, auth: req.headers.authorization, host: "hub" });
+    log.push({ method: req.method!, url: req.url!, range: req.headers.range, auth: req.headers.authorization, host: "hub" });
     const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/([^/]+)$/.exec(req.url!);
     if (!m) return void res.writeHead(404).end("no route");
     const [, repo, rev, file] = m.map(decodeURIComponent);
-    const body = REPOS[repo]?.[rev]?.[file];
     const wantToken = repo === "test/private" ? "secret" : faults.token;
     if (wantToken && req.headers.authorization !== `Bearer ${wantToken}`) {
       return void res.writeHead(401, { "x-error-code": "RepositoryNotFound" }).end();
     }
-    if (!body) return void res.writeHead(404, { "x-error-code": "EntryNotFound" }).end();
-    if (faults.lfsRedirect && /\.(safetensors|bin)$/.test(file)) {
-      res.writeHead(302, {
-        location: `${CDN}/lfs/${encodeURIComponent(repo)}/${rev}/${file}`,
-        "x-linked-size": faults.badSize === file ? String(body.length + 1) : String(body.length),
-        "x-linked-etag": `"${faults.badEtag === file ? sha256("other") : sha256(body)}"`,
-      }).end();
+    const found = lookup(repo, rev);
+    if (!found) return void res.writeHead(404, { "x-error-code": "RevisionNotFound" }).end();
+    const body = found.files[file];
+    if (!body) {
+      return void res.writeHead(404, { "x-error-code": "EntryNotFound", ...(faults.plain ? {} : { "x-repo-commit": found.commit }) }).end();
+    }
+    const headers = fileHeaders(file, body, found.commit);
+    if (faults.lfsRedirect && isLfs(file)) {
+      res.writeHead(302, { ...headers, location: `${CDN}/lfs/${encodeURIComponent(repo)}/${found.commit}/${file}` }).end();
       return;
     }
-    sendFile(req, res, file, body);
+    sendFile(req, res, file, body, headers);
   });
   [cdn, CDN] = await listen((req, res) => {
-    log.push({ url: req.url!, range: req.headers.range, auth: req.headers.authorization, host: "cdn" });
+    log.push({ method: req.method!, url: req.url!, range: req.headers.range, auth: req.headers.authorization, host: "cdn" });
     const m = /^\/lfs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(req.url!);
-    const body = m && REPOS[decodeURIComponent(m[1])]?.[m[2]]?.[m[3]];
+    const body = m && lookup(decodeURIComponent(m[1]), m[2])?.files[m[3]];
     if (!body) return void res.writeHead(404).end();
     // The CDN's own ETag is not the sha256 (as with real object stores): only the hub's
-    // X-Linked-ETag on the redirect can be checked.
-    sendFile(req, res, m![3], body, `"${createHash("md5").update(body).digest("hex")}"`);
+    // X-Linked-Etag on the redirect can be checked.
+    sendFile(req, res, m![3], body, { etag: `"${createHash("md5").update(body).digest("hex")}"` });
   });
 });
 
@@ -136,93 +177,229 @@ afterAll(() => {
 });
 
 let cache = "";
+let legacy = "";
 beforeEach(() => {
   log = [];
   faults = {};
   cache = mkdtempSync(join(tmpdir(), "wasm-lm-hub-"));
+  legacy = join(cache, "old-wasm-lm-cache"); // never the user's ~/.cache/wasm-lm
   // The tests say everything explicitly; keep the caller's environment out of them.
-  for (const k of ["HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "WASM_LM_CACHE"]) {
+  for (const k of ["HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"]) {
     vi.stubEnv(k, undefined);
   }
+  vi.stubEnv("WASM_LM_CACHE", legacy);
   return () => vi.unstubAllEnvs();
 });
 
 const opts = (extra: object = {}) => ({ endpoint: HUB, cacheDir: cache, ...extra });
-const requests = (file: string) => log.filter((l) => l.url.endsWith(`/${file}`));
+const gets = (file: string) => log.filter((l) => l.method === "GET" && l.url.endsWith(`/${file}`));
+const heads = (file: string) => log.filter((l) => l.method === "HEAD" && l.url.endsWith(`/${file}`));
+const repoDir = (repo: string) => join(cache, `models--${repo.replace("/", "--")}`);
+const snapshotOf = (repo: string, rev = "main") => join(repoDir(repo), "snapshots", commitOf(repo, rev));
 
-describe("resolveModel", () => {
-  it("downloads config, weights and the optional files that exist into the cache layout", async () => {
+/** Every path under `dir`: files as "path", symlinks as "path -> target", directories as "path/". */
+function tree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      const rel = relative(dir, p);
+      if (e.isSymbolicLink()) out.push(`${rel} -> ${readlinkSync(p)}`);
+      else if (e.isDirectory()) {
+        out.push(`${rel}/`);
+        walk(p);
+      } else out.push(rel);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+/** A cache written the way huggingface_hub writes one (hf_hub_download / snapshot_download). */
+function pythonCache(repo: string, commit: string, files: Record<string, Buffer>, refs: Record<string, string> = { main: commit }): string {
+  const base = repoDir(repo);
+  mkdirSync(join(base, "blobs"), { recursive: true });
+  mkdirSync(join(base, "snapshots", commit), { recursive: true });
+  for (const [f, body] of Object.entries(files)) {
+    const etag = etagOf(f, body);
+    writeFileSync(join(base, "blobs", etag), body);
+    symlinkSync(`../../blobs/${etag}`, join(base, "snapshots", commit, f));
+  }
+  for (const [ref, c] of Object.entries(refs)) {
+    mkdirSync(join(base, "refs"), { recursive: true });
+    writeFileSync(join(base, "refs", ref), c);
+  }
+  return join(base, "snapshots", commit);
+}
+
+describe("resolveModel: the hub cache layout", () => {
+  it("downloads config, weights and the optional files that exist into a snapshot", async () => {
     const progress: DownloadProgress[] = [];
     const dir = await resolveModel("test/opt-tiny", opts({ onDownload: (p: DownloadProgress) => progress.push(p) }));
-    expect(dir).toBe(join(cache, "test--opt-tiny", "main"));
+    const commit = commitOf("test/opt-tiny", "main");
+    expect(dir).toBe(join(cache, "models--test--opt-tiny", "snapshots", commit));
     for (const f of ["config.json", "model.safetensors", "generation_config.json"]) {
       expect(readFileSync(join(dir, f)).equals(fx(f)), f).toBe(true);
     }
     expect(existsSync(join(dir, "vocab.json"))).toBe(false); // 404 for an optional file is fine
-    expect(readdirSync(dir).filter((f) => f.endsWith(".incomplete"))).toEqual([]);
     // model.safetensors was found first, so no other weight file was asked for
-    expect(requests("pytorch_model.bin")).toEqual([]);
-    expect(log.every((l) => l.url.startsWith("/test/opt-tiny/resolve/main/"))).toBe(true);
+    expect(log.filter((l) => l.url.endsWith("/pytorch_model.bin"))).toEqual([]);
+    // The branch is asked once; every file then comes from the commit it named.
+    expect(log[0]).toMatchObject({ method: "HEAD", url: "/test/opt-tiny/resolve/main/config.json" });
+    expect(log.slice(1).every((l) => l.url.startsWith(`/test/opt-tiny/resolve/${commit}/`))).toBe(true);
     const last = progress.filter((p) => p.file === "model.safetensors").at(-1)!;
     expect(last).toEqual({ file: "model.safetensors", loaded: fx("model.safetensors").length, total: fx("model.safetensors").length });
     expect(openCheckpointDir(dir).tensors().length).toBe(36);
   });
 
-  it("makes no request the second time", async () => {
+  it("writes exactly huggingface_hub's layout: blobs by etag, relative symlinks, refs/main, .no_exist", async () => {
     await resolveModel("test/opt-tiny", opts());
-    log = [];
-    const dir = await resolveModel("test/opt-tiny", opts());
-    expect(log).toEqual([]);
-    expect(existsSync(join(dir, "model.safetensors"))).toBe(true);
+    const c = commitOf("test/opt-tiny", "main");
+    const [cfg, model, gen] = [gitSha1(fx("config.json")), sha256(fx("model.safetensors")), gitSha1(fx("generation_config.json"))];
+    expect(tree(repoDir("test/opt-tiny"))).toEqual([
+      ".no_exist/", `.no_exist/${c}/`,
+      ...["merges.txt", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json"].map((f) => `.no_exist/${c}/${f}`),
+      "blobs/", `blobs/${cfg}`, `blobs/${gen}`, `blobs/${model}`,
+      "refs/", "refs/main",
+      "snapshots/", `snapshots/${c}/`,
+      `snapshots/${c}/config.json -> ../../blobs/${cfg}`,
+      `snapshots/${c}/generation_config.json -> ../../blobs/${gen}`,
+      `snapshots/${c}/model.safetensors -> ../../blobs/${model}`,
+    ].sort());
+    expect(readFileSync(join(repoDir("test/opt-tiny"), "refs", "main"), "utf8")).toBe(c); // no newline, as Python writes it
+    expect(readFileSync(join(repoDir("test/opt-tiny"), "blobs", model)).equals(fx("model.safetensors"))).toBe(true);
+    expect(statSync(join(repoDir("test/opt-tiny"), ".no_exist", c, "vocab.json")).size).toBe(0);
+    // The locks are gone once the downloads are done.
+    expect(readdirSync(join(cache, ".locks", "models--test--opt-tiny"))).toEqual([]);
   });
 
-  it("takes the endpoint and cache from HF_ENDPOINT and WASM_LM_CACHE", async () => {
-    vi.stubEnv("HF_ENDPOINT", HUB + "/");
-    vi.stubEnv("WASM_LM_CACHE", cache);
-    const dir = await resolveModel("test/opt-tiny");
-    expect(dir).toBe(join(cache, "test--opt-tiny", "main"));
-    expect(modelCacheDir("test/opt-tiny", { revision: "v1" })).toBe(join(cache, "test--opt-tiny", "v1"));
-  });
-
-  it("offline mode uses only the cache", async () => {
-    await expect(resolveModel("test/opt-tiny", opts({ offline: true }))).rejects.toThrow(
-      /offline mode: model 'test\/opt-tiny' .*not in the cache.*config\.json is missing/);
-    await resolveModel("test/opt-tiny", opts());
-    log = [];
-    expect(await resolveModel("test/opt-tiny", opts({ offline: true }))).toBe(join(cache, "test--opt-tiny", "main"));
+  it("loads a cache written by huggingface_hub offline, with no request", async () => {
+    const commit = "0123456789abcdef0123456789abcdef01234567";
+    const dir = pythonCache("test/opt-tiny", commit, tiny);
+    expect(await resolveModel("test/opt-tiny", opts({ offline: true }))).toBe(dir);
     vi.stubEnv("HF_HUB_OFFLINE", "1");
-    await expect(resolveModel("test/opt-bin", opts())).rejects.toThrow(/offline mode.*test\/opt-bin/);
+    expect(await resolveModel("test/opt-tiny", opts())).toBe(dir);
+    expect(await resolveModel("test/opt-tiny", opts({ revision: commit }))).toBe(dir);
+    expect(log).toEqual([]);
+    expect(openCheckpointDir(dir).tensors().length).toBe(36);
+  });
+
+  it("online, a model huggingface_hub already has costs HEAD requests only, and a commit none", async () => {
+    const commit = commitOf("test/opt-tiny", "main");
+    const dir = pythonCache("test/opt-tiny", commit, tiny);
+    expect(await resolveModel("test/opt-tiny", opts())).toBe(dir);
+    expect(log.filter((l) => l.method !== "HEAD")).toEqual([]);
+    // The optional files it lacked are now known missing: the next call is the ref check alone.
+    log = [];
+    expect(await resolveModel("test/opt-tiny", opts())).toBe(dir);
+    expect(log).toEqual([{ method: "HEAD", url: "/test/opt-tiny/resolve/main/config.json", host: "hub" }]);
+    log = [];
+    expect(await resolveModel("test/opt-tiny", opts({ revision: commit }))).toBe(dir);
     expect(log).toEqual([]);
   });
 
-  it("offline mode without a manifest accepts a complete directory, and names a missing shard", async () => {
-    await resolveModel("test/sharded", opts());
-    const dir = join(cache, "test--sharded", "main");
-    rmSync(join(dir, ".wasm-lm-complete.json"));
+  it("uses a checkpoint the snapshot has rather than fetch the one the hub prefers", async () => {
+    const files = { "config.json": fx("config.json"), "pytorch_model.bin": fx("pytorch_model.bin") };
+    REPOS["test/both"] = { main: { ...files, "model.safetensors": fx("model.safetensors") } };
+    try {
+      const dir = pythonCache("test/both", commitOf("test/both", "main"), files);
+      expect(await resolveModel("test/both", opts())).toBe(dir);
+      expect(log.filter((l) => l.url.includes("model.safetensors"))).toEqual([]);
+    } finally {
+      delete REPOS["test/both"];
+    }
+  });
+
+  it("a branch that moved: the ref is refreshed and only changed files are downloaded", async () => {
+    const first = await resolveModel("test/opt-tiny", opts());
+    const saved = REPOS["test/opt-tiny"].main;
+    REPOS["test/opt-tiny"].main = { ...saved, "generation_config.json": Buffer.from('{"max_length": 7}') };
+    try {
+      log = [];
+      const c2 = commitOf("test/opt-tiny", "main");
+      const second = await resolveModel("test/opt-tiny", opts());
+      expect(second).toBe(join(repoDir("test/opt-tiny"), "snapshots", c2));
+      expect(second).not.toBe(first);
+      expect(readFileSync(join(repoDir("test/opt-tiny"), "refs", "main"), "utf8")).toBe(c2);
+      expect(readFileSync(join(second, "generation_config.json"), "utf8")).toBe('{"max_length": 7}');
+      expect(log.filter((l) => l.method === "GET").map((l) => l.url)).toEqual([`/test/opt-tiny/resolve/${c2}/generation_config.json`]);
+      // Unchanged files share their blob; the old snapshot is left as it was.
+      expect(readlinkSync(join(second, "model.safetensors"))).toBe(readlinkSync(join(first, "model.safetensors")));
+      expect(readFileSync(join(first, "generation_config.json")).equals(fx("generation_config.json"))).toBe(true);
+      log = [];
+      expect(await resolveModel("test/opt-tiny", opts({ offline: true }))).toBe(second);
+      expect(log).toEqual([]);
+    } finally {
+      REPOS["test/opt-tiny"].main = saved;
+    }
+  });
+
+  it("offline with no ref, or an incomplete snapshot, is one clear line", async () => {
+    const where = `offline mode: model 'test/opt-tiny' (revision main) is not in the cache at ${repoDir("test/opt-tiny")}`;
+    await expect(resolveModel("test/opt-tiny", opts({ offline: true }))).rejects.toThrow(`${where}: no refs/main`);
+    const dir = await resolveModel("test/opt-tiny", opts());
+    rmSync(join(dir, "model.safetensors"));
+    log = [];
+    const err = await resolveModel("test/opt-tiny", opts({ offline: true })).catch((e) => e);
+    expect(err).toBeInstanceOf(HubError);
+    expect(err.message).toBe(`${where}: snapshots/${commitOf("test/opt-tiny", "main")}: no weights ` +
+      "(looked for model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json)");
+    vi.stubEnv("HF_HUB_OFFLINE", "1");
+    await expect(resolveModel("test/opt-bin", opts())).rejects.toThrow(/offline mode: model 'test\/opt-bin' \(revision main\).*no refs\/main/);
+    vi.stubEnv("HF_HUB_OFFLINE", undefined);
+    vi.stubEnv("TRANSFORMERS_OFFLINE", "1");
+    await expect(resolveModel("test/opt-bin", opts())).rejects.toThrow(/offline mode/);
+    expect(log).toEqual([]);
+  });
+
+  it("offline names a missing shard", async () => {
+    const dir = await resolveModel("test/sharded", opts());
     expect(await resolveModel("test/sharded", opts({ offline: true }))).toBe(dir);
     rmSync(join(dir, "model-00002-of-00002.safetensors"));
     await expect(resolveModel("test/sharded", opts({ offline: true }))).rejects.toThrow(/shard model-00002-of-00002\.safetensors is missing/);
-    expect(log.length).toBeGreaterThan(0);
   });
 
-  it("fetches a given revision into its own directory", async () => {
+  it("falls back on the cache when the hub cannot be reached", async () => {
+    const dir = await resolveModel("test/opt-tiny", opts());
+    const [s, url] = await listen(() => {});
+    await new Promise((r) => s.close(r)); // a port on 127.0.0.1 where nothing listens now
+    expect(await resolveModel("test/opt-tiny", { ...opts({ retries: 0 }), endpoint: url })).toBe(dir);
+  });
+
+  it("fetches a given revision into its own snapshot, with its own ref", async () => {
     const dir = await resolveModel("test/opt-tiny", opts({ revision: "v1" }));
-    expect(dir).toBe(join(cache, "test--opt-tiny", "v1"));
+    const c1 = commitOf("test/opt-tiny", "v1");
+    expect(dir).toBe(snapshotOf("test/opt-tiny", "v1"));
     expect(readFileSync(join(dir, "config.json"), "utf8")).toBe('{"rev":"v1"}');
-    expect(log.every((l) => l.url.startsWith("/test/opt-tiny/resolve/v1/"))).toBe(true);
+    expect(readFileSync(join(repoDir("test/opt-tiny"), "refs", "v1"), "utf8")).toBe(c1);
+    expect(existsSync(join(repoDir("test/opt-tiny"), "refs", "main"))).toBe(false);
+    expect(log[0].url).toBe("/test/opt-tiny/resolve/v1/config.json");
+    expect(log.slice(1).every((l) => l.url.startsWith(`/test/opt-tiny/resolve/${c1}/`))).toBe(true);
     await expect(resolveModel("test/opt-tiny", opts({ revision: "nope" }))).rejects.toThrow(
       `model 'test/opt-tiny' not found at ${HUB}/test/opt-tiny/resolve/nope/config.json`);
     await expect(resolveModel("test/opt-tiny", opts({ revision: "../x" }))).rejects.toThrow(/invalid revision/);
   });
 
+  it("a commit hash as revision: no ref file, and no request once complete", async () => {
+    const c = commitOf("test/opt-tiny", "main");
+    const dir = await resolveModel("test/opt-tiny", opts({ revision: c }));
+    expect(dir).toBe(snapshotOf("test/opt-tiny"));
+    expect(existsSync(join(repoDir("test/opt-tiny"), "refs"))).toBe(false);
+    log = [];
+    expect(await resolveModel("test/opt-tiny", opts({ revision: c }))).toBe(dir);
+    expect(log).toEqual([]);
+  });
+
   it("falls back to pytorch_model.bin, and downloads sharded checkpoints", async () => {
     const bin = await resolveModel("test/opt-bin", opts());
-    expect(requests("model.safetensors").length).toBe(1); // 404, then the index, then the .bin
-    expect(requests("model.safetensors.index.json").length).toBe(1);
+    expect(heads("model.safetensors").length).toBe(1); // 404, then the index, then the .bin
+    expect(gets("model.safetensors")).toEqual([]);
+    expect(heads("model.safetensors.index.json").length).toBe(1);
     expect(openCheckpointDir(bin).get("decoder.embed_tokens.weight")?.dtype).toBe("F16");
 
     const sharded = await resolveModel("test/sharded", opts());
-    expect(readdirSync(sharded).sort()).toEqual([".wasm-lm-complete.json", "config.json",
+    expect(readdirSync(sharded).sort()).toEqual(["config.json",
       "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]);
     expect(openCheckpointDir(sharded).tensors().length).toBe(36);
 
@@ -232,14 +409,30 @@ describe("resolveModel", () => {
   it("refuses an index whose shard names are paths", async () => {
     await expect(resolveModel("test/evil-index", opts())).rejects.toThrow(/not a plain file name/);
     expect(existsSync(join(cache, "escape.safetensors"))).toBe(false);
+    expect(existsSync(join(repoDir("test/evil-index"), "escape.safetensors"))).toBe(false);
     expect(log.some((l) => l.url.includes("escape"))).toBe(false);
   });
+
+  it("a mirror without X-Repo-Commit or ETag: snapshots/<revision>, blobs named by sha256", async () => {
+    faults.plain = true;
+    const dir = await resolveModel("test/opt-tiny", opts());
+    expect(dir).toBe(join(repoDir("test/opt-tiny"), "snapshots", "main"));
+    expect(readlinkSync(join(dir, "model.safetensors"))).toBe(`../../blobs/${sha256(fx("model.safetensors"))}`);
+    expect(existsSync(join(repoDir("test/opt-tiny"), "refs"))).toBe(false);
+    log = [];
+    expect(await resolveModel("test/opt-tiny", opts({ offline: true }))).toBe(dir);
+  });
+});
+
+describe("resolveModel: downloads", () => {
+  const blobs = () => join(repoDir("test/opt-tiny"), "blobs");
+  const modelPart = () => join(blobs(), `${sha256(fx("model.safetensors"))}.incomplete`);
 
   it("resumes after the connection is cut midway", async () => {
     const size = fx("model.safetensors").length;
     faults.cut = { file: "model.safetensors", bytes: 200_000, times: 1 };
     const dir = await resolveModel("test/opt-tiny", opts());
-    const reqs = requests("model.safetensors");
+    const reqs = gets("model.safetensors");
     expect(reqs.length).toBe(2);
     expect(reqs[0].range).toBeUndefined();
     const resumedAt = Number(/^bytes=(\d+)-$/.exec(reqs[1].range ?? "")?.[1]);
@@ -249,31 +442,87 @@ describe("resolveModel", () => {
     expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
   });
 
-  it("keeps the partial file when a call fails, and the next call resumes it", async () => {
+  it("keeps blobs/<sha256>.incomplete when a call fails, and the next call resumes it", async () => {
     faults.cut = { file: "model.safetensors", bytes: 100_000, times: 1 };
+    const c = commitOf("test/opt-tiny", "main");
     await expect(resolveModel("test/opt-tiny", opts({ retries: 0 }))).rejects.toThrow(
-      new RegExp(`connection lost downloading ${HUB}/test/opt-tiny/resolve/main/model.safetensors`));
-    const part = join(cache, "test--opt-tiny", "main", "model.safetensors.incomplete");
-    expect(statSync(part).size).toBeGreaterThan(0);
+      new RegExp(`connection lost downloading ${HUB}/test/opt-tiny/resolve/${c}/model.safetensors`));
+    expect(statSync(modelPart()).size).toBeGreaterThan(0);
     const dir = await resolveModel("test/opt-tiny", opts({ retries: 0 }));
-    expect(requests("model.safetensors").at(-1)!.range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(gets("model.safetensors").at(-1)!.range).toMatch(/^bytes=[1-9]\d*-$/);
     expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
-    expect(existsSync(part)).toBe(false);
+    expect(existsSync(modelPart())).toBe(false);
+  });
+
+  it("abort stops the download promptly and leaves a resumable .incomplete", async () => {
+    faults.stall = { file: "model.safetensors", bytes: 150_000 };
+    const ac = new AbortController();
+    let abortedAt = 0;
+    const call = resolveModel("test/opt-tiny", opts({
+      signal: ac.signal,
+      onDownload: (p: DownloadProgress) => {
+        if (p.file === "model.safetensors" && p.loaded >= 150_000 && !abortedAt) {
+          abortedAt = Date.now();
+          ac.abort();
+        }
+      },
+    }));
+    const err = await call.catch((e) => e);
+    expect(Date.now() - abortedAt).toBeLessThan(1000);
+    expect(err).toBe(ac.signal.reason);
+    expect((err as Error).name).toBe("AbortError");
+    expect(statSync(modelPart()).size).toBe(150_000);
+    expect(readdirSync(join(cache, ".locks", "models--test--opt-tiny"))).toEqual([]);
+
+    faults = {};
+    const dir = await resolveModel("test/opt-tiny", opts());
+    expect(gets("model.safetensors").at(-1)!.range).toBe("bytes=150000-");
+    expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
+
+    // Aborted before it starts: no request at all.
+    log = [];
+    await expect(resolveModel("test/opt-bin", opts({ signal: AbortSignal.abort() }))).rejects.toThrow(/aborted/);
+    expect(log).toEqual([]);
+  });
+
+  it("two concurrent calls download each blob once and both succeed", async () => {
+    const [a, b] = await Promise.all([resolveModel("test/opt-tiny", opts()), resolveModel("test/opt-tiny", opts())]);
+    expect(a).toBe(b);
+    expect(gets("model.safetensors").length).toBe(1);
+    expect(gets("config.json").length).toBe(1);
+    expect(readFileSync(join(a, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
+  });
+
+  it("waits for a live lock holder, and takes over a lock left by a dead process", async () => {
+    const locks = join(cache, ".locks", "models--test--opt-tiny");
+    mkdirSync(locks, { recursive: true });
+    const modelLock = join(locks, `${sha256(fx("model.safetensors"))}.wasm-lm.lock`);
+    const configLock = join(locks, `${gitSha1(fx("config.json"))}.wasm-lm.lock`);
+    writeFileSync(configLock, `99999999 ${hostname()}`); // no such process
+    writeFileSync(modelLock, `${process.pid} ${hostname()}`); // alive: wait until it is released
+    let released = false;
+    setTimeout(() => {
+      released = true;
+      rmSync(modelLock);
+    }, 300);
+    const dir = await resolveModel("test/opt-tiny", opts());
+    expect(released).toBe(true);
+    expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
+    expect(readdirSync(locks)).toEqual([]);
   });
 
   it("restarts from zero when the server ignores Range", async () => {
     faults.cut = { file: "model.safetensors", bytes: 100_000, times: 1 };
     faults.ignoreRange = true;
     const dir = await resolveModel("test/opt-tiny", opts());
-    expect(requests("model.safetensors").length).toBe(2);
+    expect(gets("model.safetensors").length).toBe(2);
     expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
   });
 
   it("restarts when the partial file is already complete (416)", async () => {
-    const dir = join(cache, "test--opt-tiny", "main");
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "model.safetensors.incomplete"), Buffer.concat([fx("model.safetensors"), Buffer.from("junk")]));
-    await resolveModel("test/opt-tiny", opts());
+    mkdirSync(blobs(), { recursive: true });
+    writeFileSync(modelPart(), Buffer.concat([fx("model.safetensors"), Buffer.from("junk")]));
+    const dir = await resolveModel("test/opt-tiny", opts());
     expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
   });
 
@@ -281,13 +530,15 @@ describe("resolveModel", () => {
     faults.badEtag = "model.safetensors";
     await expect(resolveModel("test/opt-tiny", opts())).rejects.toThrow(
       /model\.safetensors: downloaded file rejected \(sha256 does not match [0-9a-f]{64}\) from http:\/\/127\.0\.0\.1/);
-    const dir = join(cache, "test--opt-tiny", "main");
-    expect(readdirSync(dir).filter((f) => f.startsWith("model.safetensors"))).toEqual([]);
+    const dir = snapshotOf("test/opt-tiny");
+    const modelBlobs = () => readdirSync(blobs()).filter((f) => f.startsWith(sha256("other")) || f.startsWith(sha256(fx("model.safetensors"))));
+    expect(modelBlobs()).toEqual([]);
+    expect(existsSync(join(dir, "model.safetensors"))).toBe(false);
 
     faults = { badSize: "model.safetensors" };
     await expect(resolveModel("test/opt-tiny", opts())).rejects.toThrow(/model\.safetensors: downloaded file rejected \(size \d+ bytes, expected \d+\)/);
-    expect(readdirSync(dir).filter((f) => f.startsWith("model.safetensors"))).toEqual([]);
-    // The model is not marked complete: a healthy server later fills it in.
+    expect(modelBlobs()).toEqual([]);
+    // A healthy server later fills it in.
     faults = {};
     await resolveModel("test/opt-tiny", opts());
     expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
@@ -298,8 +549,9 @@ describe("resolveModel", () => {
     faults.token = "tok";
     const dir = await resolveModel("test/opt-tiny", opts({ token: "tok" }));
     expect(readFileSync(join(dir, "model.safetensors")).equals(fx("model.safetensors"))).toBe(true);
+    expect(readlinkSync(join(dir, "model.safetensors"))).toBe(`../../blobs/${sha256(fx("model.safetensors"))}`);
     const cdnReqs = log.filter((l) => l.host === "cdn");
-    expect(cdnReqs.length).toBe(1);
+    expect(cdnReqs.map((l) => l.method)).toEqual(["GET"]); // the HEAD stops at the hub's 302
     expect(cdnReqs[0].auth).toBeUndefined();
     expect(log.filter((l) => l.host === "hub").every((l) => l.auth === "Bearer tok")).toBe(true);
 
@@ -319,7 +571,7 @@ describe("resolveModel", () => {
   it("reports a model that does not exist with its URL", async () => {
     await expect(resolveModel("test/nope", opts())).rejects.toThrow(
       `model 'test/nope' not found at ${HUB}/test/nope/resolve/main/config.json`);
-    expect(existsSync(join(cache, "test--nope", "main", "config.json"))).toBe(false);
+    expect(existsSync(join(repoDir("test/nope"), "snapshots"))).toBe(false);
   });
 
   it("reports a network error with the URL", async () => {
@@ -342,23 +594,76 @@ describe("resolveModel", () => {
   });
 });
 
+describe("the cache root and the old wasm-lm cache", () => {
+  it("finds the root as huggingface_hub does: HF_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME, ~/.cache", () => {
+    vi.stubEnv("HOME", "/home/u");
+    expect(hubCacheRoot()).toBe("/home/u/.cache/huggingface/hub");
+    vi.stubEnv("XDG_CACHE_HOME", "/xdg");
+    expect(hubCacheRoot()).toBe("/xdg/huggingface/hub");
+    vi.stubEnv("HF_HOME", "~/hf");
+    expect(hubCacheRoot()).toBe("/home/u/hf/hub");
+    vi.stubEnv("HUGGINGFACE_HUB_CACHE", "/old-name");
+    expect(hubCacheRoot()).toBe("/old-name");
+    vi.stubEnv("HF_HUB_CACHE", "/hub-cache");
+    expect(hubCacheRoot()).toBe("/hub-cache");
+    expect(hubCacheRoot("/given")).toBe("/given");
+    expect(modelCacheDir("facebook/opt-125m")).toBe("/hub-cache/models--facebook--opt-125m");
+  });
+
+  it("takes the endpoint and the cache from HF_ENDPOINT and HF_HUB_CACHE", async () => {
+    vi.stubEnv("HF_ENDPOINT", HUB + "/");
+    vi.stubEnv("HF_HUB_CACHE", cache);
+    expect(await resolveModel("test/opt-tiny")).toBe(snapshotOf("test/opt-tiny"));
+  });
+
+  /** The old layout: <WASM_LM_CACHE>/<owner>--<name>/<revision>/ with the files and a manifest. */
+  function oldCache(files: Record<string, Buffer>): string {
+    const dir = join(legacy, "test--opt-tiny", "main");
+    mkdirSync(dir, { recursive: true });
+    for (const [f, b] of Object.entries(files)) writeFileSync(join(dir, f), b);
+    writeFileSync(join(dir, ".wasm-lm-complete.json"), JSON.stringify({ id: "test/opt-tiny", revision: "main", files: Object.keys(files) }));
+    return dir;
+  }
+
+  it("offline, a model in the old layout still loads, with no request", async () => {
+    const dir = oldCache(tiny);
+    expect(await resolveModel("test/opt-tiny", opts({ offline: true }))).toBe(dir);
+    expect(log).toEqual([]);
+    expect(openCheckpointDir(dir).tensors().length).toBe(36);
+  });
+
+  it("online, files of the old layout that hash to the hub's ETag are adopted instead of downloaded", async () => {
+    const old = oldCache({ ...tiny, "generation_config.json": Buffer.from("{}") }); // stale: not adopted
+    const dir = await resolveModel("test/opt-tiny", opts());
+    expect(dir).toBe(snapshotOf("test/opt-tiny"));
+    expect(log.filter((l) => l.method === "GET").map((l) => l.url.split("/").pop())).toEqual(["generation_config.json"]);
+    for (const f of ["config.json", "model.safetensors", "generation_config.json"]) {
+      expect(readFileSync(join(dir, f)).equals(fx(f)), f).toBe(true);
+      expect(lstatSync(join(dir, f)).isSymbolicLink()).toBe(true);
+    }
+    // A hard link where the file system allows: no second copy of the weights.
+    expect(statSync(join(dir, "model.safetensors")).ino).toBe(statSync(join(old, "model.safetensors")).ino);
+    expect(readFileSync(join(old, "generation_config.json"), "utf8")).toBe("{}"); // the old cache is not changed
+  });
+});
+
 describe("the CLI on a hub id", () => {
-  it("downloads through HF_ENDPOINT into WASM_LM_CACHE and generates transformers' tokens", async () => {
+  it("downloads through HF_ENDPOINT into HF_HUB_CACHE and generates transformers' tokens", async () => {
     const { execFile } = await import("node:child_process");
     const cli = new URL("../dist/cli.js", import.meta.url).pathname;
     const ref = JSON.parse(fx("reference.json").toString("utf8"));
     // Async: the fake hub runs in this process and must keep answering.
     const run = () => new Promise<{ code: number; out: string; err: string }>((resolve) => {
       execFile(process.execPath, [cli, "generate", "--model", "test/opt-tiny", "--ids", ref.input_ids.join(","), "-n", "8", "--ignore-eos", "--json"],
-        { env: { ...process.env, HF_ENDPOINT: HUB, WASM_LM_CACHE: cache, HF_HUB_OFFLINE: "" } },
+        { env: { ...process.env, HF_ENDPOINT: HUB, HF_HUB_CACHE: cache, WASM_LM_CACHE: legacy, HF_HUB_OFFLINE: "" } },
         (e, out, err) => resolve({ code: e ? (e as { code?: number }).code ?? 1 : 0, out, err }));
     });
     const r = await run();
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
-    expect(existsSync(join(cache, "test--opt-tiny", "main", "model.safetensors"))).toBe(true);
+    expect(existsSync(join(snapshotOf("test/opt-tiny"), "model.safetensors"))).toBe(true);
     log = [];
     expect((await run()).code).toBe(0);
-    expect(log).toEqual([]); // the second run used the cache
+    expect(log.map((l) => `${l.method} ${l.url}`)).toEqual(["HEAD /test/opt-tiny/resolve/main/config.json"]); // the ref check only
   });
 });

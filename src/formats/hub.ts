@@ -1,18 +1,32 @@
-// Node-only: download a model from the Hugging Face hub into a local cache.
+// Node-only: a model from the Hugging Face hub, kept in the hub's own cache, so a model Python
+// (huggingface_hub, transformers) already downloaded loads with no download, and ours serve Python.
 //
-// Layout: <cache>/<owner>--<name>/<revision>/<file>. Files arrive as <file>.incomplete and
-// are renamed only once complete and verified (size and sha256 when the server states them),
-// so a file without that suffix is trusted. A completed model also gets a manifest, which
-// lets the next call return without any request (a cached "main" is therefore not refreshed:
-// pin a commit as `revision`, or delete the directory, to update).
-// Not handled: two processes downloading the same file at once (they would share the
-// .incomplete file; the sha256 check catches the damage for LFS files).
+// Layout, as https://huggingface.co/docs/hub/local-cache and huggingface_hub's file_download.py
+// write it (root: see hubCacheRoot):
+//   <root>/models--<owner>--<name>/
+//     refs/<revision>            the commit a branch or tag resolved to (X-Repo-Commit); none for a commit
+//     blobs/<etag>               contents, named by the hub's ETag: an LFS file's sha256 (X-Linked-Etag),
+//                                a small file's git blob sha1
+//     blobs/<etag>.incomplete    a download in progress: resumed with Range, renamed once verified
+//     snapshots/<commit>/<file>  relative symlink to ../../blobs/<etag> (a copy where symlinks fail)
+//     .no_exist/<commit>/<file>  empty: the file is known not to exist at that commit
+//   <root>/.locks/models--<owner>--<name>/<etag>.wasm-lm.lock   one wasm-lm download per blob
+// Python's own locks (flock on <etag>.lock, same folder) cannot be seen from Node, so a Python
+// and a wasm-lm process fetching the same blob at the same moment are not kept apart: the size
+// and sha256 checks then reject a damaged LFS file.
+//
+// A branch or tag costs one request per call (HEAD on config.json for X-Repo-Commit); a commit
+// hash whose snapshot is complete costs none; offline, refs/<revision> names the snapshot.
+// The old wasm-lm cache (<WASM_LM_CACHE or ~/.cache/wasm-lm/hub>/<owner>--<name>/<revision>/) is
+// still read: offline it is used as it is; online its files are adopted into blobs/ (hard link,
+// else copy) when they hash to the hub's ETag, instead of being downloaded again.
 
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
-import { mkdir, open, rename, rm, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { copyFile, link, mkdir, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { homedir, hostname } from "node:os";
+import { dirname, join, relative } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { CHECKPOINT_FILES } from "./index.js";
 import { isPlainFileName, parseShardIndex, shardFiles } from "./multi.js";
 import { checkRevision, DEFAULT_ENDPOINT, HubError, hubFileUrl, parseModelId } from "./hubids.js";
@@ -31,11 +45,11 @@ export interface DownloadProgress {
 export interface ResolveOptions {
   /** Branch, tag or commit (default "main"). */
   revision?: string;
-  /** Cache root (default $WASM_LM_CACHE, else ~/.cache/wasm-lm/hub). */
+  /** Hub cache root (default: see hubCacheRoot — $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
   cacheDir?: string;
   /** Hub URL (default $HF_ENDPOINT, else https://huggingface.co). */
   endpoint?: string;
-  /** Use only the cache (default: $HF_HUB_OFFLINE is 1/true/yes/on). */
+  /** Use only the cache (default: $HF_HUB_OFFLINE or $TRANSFORMERS_OFFLINE is 1/true/yes/on). */
   offline?: boolean;
   /** Bearer token (default $HF_TOKEN); sent to the hub's origin only, never to a redirect target. */
   token?: string;
@@ -51,6 +65,8 @@ export interface ResolveOptions {
    * file: throw to stop there, so a model that cannot run is refused without fetching gigabytes.
    */
   checkConfig?: (text: string, path: string) => void;
+  /** Stops a download promptly (rejecting with signal.reason); the part on disk resumes next time. */
+  signal?: AbortSignal;
 }
 
 /** Files fetched when present; a 404 for them is normal. */
@@ -59,82 +75,200 @@ export const OPTIONAL_FILES = [
   "special_tokens_map.json", "generation_config.json",
 ] as const;
 
-const MANIFEST = ".wasm-lm-complete.json";
+/** A full commit hash: huggingface_hub uses such a revision as the snapshot name directly. */
+const COMMIT_HASH = /^[0-9a-f]{40}$/;
+/** What a commit from a header or a ref file must look like before it names a directory. */
+const COMMIT_LIKE = /^[0-9a-fA-F]{40,64}$/;
+/** A lock untouched this long, held from another host, is taken to be left by a dead process. */
+const LOCK_STALE_MS = 30_000;
+
+// ---------------------------------------------------------------------------------------------
+// Where things are
 
 function envFlag(v: string | undefined): boolean {
   return v !== undefined && ["1", "on", "yes", "true"].includes(v.trim().toLowerCase());
 }
 
-/** Where `resolveModel` keeps (or would keep) a model, without touching the network. */
-export function modelCacheDir(id: string, opts: Pick<ResolveOptions, "cacheDir" | "revision"> = {}): string {
-  const { owner, name } = parseModelId(id);
-  const root = opts.cacheDir ?? process.env.WASM_LM_CACHE ?? join(homedir(), ".cache", "wasm-lm", "hub");
-  return join(root, `${owner}--${name}`, ...checkRevision(opts.revision ?? "main").split("/"));
+function envPath(name: string): string | undefined {
+  const v = process.env[name];
+  if (!v) return undefined;
+  return v === "~" || v.startsWith("~/") ? join(homedir(), v.slice(1)) : v;
 }
+
+/**
+ * The hub cache root, as huggingface_hub's constants.py picks it: `cacheDir`, else $HF_HUB_CACHE
+ * (or the older $HUGGINGFACE_HUB_CACHE), else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
+ * else ~/.cache/huggingface/hub.
+ */
+export function hubCacheRoot(cacheDir?: string): string {
+  return cacheDir ?? envPath("HF_HUB_CACHE") ?? envPath("HUGGINGFACE_HUB_CACHE") ??
+    join(envPath("HF_HOME") ?? join(envPath("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "huggingface"), "hub");
+}
+
+/** The model's folder in the hub cache (refs/, blobs/, snapshots/), without touching the network. */
+export function modelCacheDir(id: string, opts: Pick<ResolveOptions, "cacheDir"> = {}): string {
+  const { owner, name } = parseModelId(id);
+  return join(hubCacheRoot(opts.cacheDir), `models--${owner}--${name}`);
+}
+
+/** Where wasm-lm ≤ this version kept a model: <WASM_LM_CACHE or ~/.cache/wasm-lm/hub>/<owner>--<name>/<revision>. */
+export function legacyModelDir(id: string, revision = "main"): string {
+  const { owner, name } = parseModelId(id);
+  const root = envPath("WASM_LM_CACHE") ?? join(homedir(), ".cache", "wasm-lm", "hub");
+  return join(root, `${owner}--${name}`, ...checkRevision(revision).split("/"));
+}
+
+/** The commit `revision` resolved to last time (itself when it is a commit hash), from refs/. */
+function cachedCommit(repoDir: string, revision: string): string | undefined {
+  if (COMMIT_HASH.test(revision)) return revision;
+  try {
+    const c = readFileSync(join(repoDir, "refs", ...revision.split("/")), "utf8").trim();
+    return COMMIT_LIKE.test(c) ? c : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why `dir` cannot be loaded (no config.json, no checkpoint, a missing shard), or undefined. */
+function snapshotProblem(dir: string): string | undefined {
+  if (!existsSync(join(dir, "config.json"))) return "config.json is missing";
+  for (const file of CHECKPOINT_FILES) {
+    const p = join(dir, file);
+    if (!existsSync(p)) continue;
+    if (file.endsWith(".index.json")) {
+      for (const shard of shardFiles(parseShardIndex(readFileSync(p), p))) {
+        if (!isPlainFileName(shard)) return `${file} names ${JSON.stringify(shard)}, not a plain file name`;
+        if (!existsSync(join(dir, shard))) return `shard ${shard} is missing`;
+      }
+    }
+    return undefined;
+  }
+  return `no weights (looked for ${CHECKPOINT_FILES.join(", ")})`;
+}
+
+/** The cached snapshot of `revision` (else the old wasm-lm directory), or a one-line error. */
+function fromCache(id: string, revision: string, repoDir: string): string {
+  const commit = cachedCommit(repoDir, revision);
+  let problem = `no refs/${revision}`;
+  if (commit) {
+    const dir = join(repoDir, "snapshots", commit);
+    const p = snapshotProblem(dir);
+    if (!p) return dir;
+    problem = `snapshots/${commit}: ${p}`;
+  } else {
+    // From a server that sends no X-Repo-Commit, the snapshot is named by the revision (and
+    // huggingface_hub, finding no ref, looks there too).
+    const dir = join(repoDir, "snapshots", ...revision.split("/"));
+    if (!snapshotProblem(dir)) return dir;
+  }
+  const legacy = legacyModelDir(id, revision);
+  if (!snapshotProblem(legacy)) return legacy;
+  throw new HubError(`offline mode: model '${id}' (revision ${revision}) is not in the cache at ${repoDir}: ${problem}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// resolveModel
 
 interface Ctx {
   id: string;
   owner: string;
   name: string;
   revision: string;
-  dir: string;
+  repoDir: string;
+  locksDir: string;
+  legacyDir: string;
   endpoint: string;
   token?: string;
   retries: number;
   onProgress?: (p: DownloadProgress) => void;
+  signal?: AbortSignal;
+  /** X-Repo-Commit, when the server sends it. */
+  commit?: string;
+  /** What URLs name: the commit once known, so every file comes from the same one. */
+  urlRevision: string;
+  /** snapshots/<commit> (snapshots/<revision> from a server that sends no commit). */
+  snapshot: string;
 }
 
 /**
  * Returns a local directory holding the model `id` (config.json, the weights, tokenizer files
- * when the repository has them), downloading what the cache lacks.
+ * when the repository has them) — a snapshot in the hub cache — downloading what it lacks.
  */
 export async function resolveModel(id: string, opts: ResolveOptions = {}): Promise<string> {
   const { owner, name } = parseModelId(id);
   const revision = checkRevision(opts.revision ?? "main");
-  const dir = modelCacheDir(id, { ...opts, revision });
+  const root = hubCacheRoot(opts.cacheDir);
+  const repoDir = join(root, `models--${owner}--${name}`);
+  opts.signal?.throwIfAborted();
 
-  const cached = readManifest(dir);
-  if (cached && cached.every((f) => existsSync(join(dir, f)))) return dir;
-
-  if (opts.offline ?? envFlag(process.env.HF_HUB_OFFLINE)) {
-    checkOfflineDir(dir, id, revision);
-    return dir;
+  // A commit never changes: a complete snapshot of it needs no request.
+  if (COMMIT_HASH.test(revision) && !snapshotProblem(join(repoDir, "snapshots", revision))) {
+    return join(repoDir, "snapshots", revision);
+  }
+  if (opts.offline ?? (envFlag(process.env.HF_HUB_OFFLINE) || envFlag(process.env.TRANSFORMERS_OFFLINE))) {
+    return fromCache(id, revision, repoDir);
   }
 
   const ctx: Ctx = {
-    id, owner, name, revision, dir,
+    id, owner, name, revision, repoDir,
+    locksDir: join(root, ".locks", `models--${owner}--${name}`),
+    legacyDir: legacyModelDir(id, revision),
     endpoint: (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
     token: opts.token ?? process.env.HF_TOKEN ?? process.env.HUGGING_FACE_HUB_TOKEN,
     retries: opts.retries ?? 3,
     onProgress: opts.onDownload,
+    signal: opts.signal,
+    urlRevision: revision,
+    snapshot: join(repoDir, "snapshots", ...revision.split("/")),
   };
-  await mkdir(dir, { recursive: true });
 
-  const got: string[] = [];
-  const cfg = await download(ctx, "config.json");
-  if (cfg !== "ok") {
-    const hint = cfg === "denied" ? " (private or gated repositories need HF_TOKEN)" : "";
+  // The ref check: one HEAD, which also describes config.json.
+  let head: Head;
+  try {
+    head = await retrying(ctx, () => headOnce(ctx, "config.json"));
+  } catch (e) {
+    // The hub is out of reach: use what the cache has, as huggingface_hub does.
+    if (e instanceof Transient) {
+      try {
+        return fromCache(id, revision, repoDir);
+      } catch {
+        // nothing cached either: the network error says more
+      }
+    }
+    throw e;
+  }
+  if (head.status !== "ok") {
+    const hint = head.status === "denied" ? " (private or gated repositories need HF_TOKEN)" : "";
     throw new HubError(`model '${id}' not found at ${fileUrl(ctx, "config.json")}${hint}`);
   }
-  got.push("config.json");
+  if (head.commit !== undefined) {
+    if (!COMMIT_LIKE.test(head.commit)) throw new HubError(`${fileUrl(ctx, "config.json")}: invalid X-Repo-Commit ${JSON.stringify(head.commit)}`);
+    ctx.commit = head.commit;
+    ctx.urlRevision = head.commit;
+    ctx.snapshot = join(repoDir, "snapshots", head.commit);
+    if (revision !== head.commit) await writeRef(repoDir, revision, head.commit);
+  }
+
+  await ensure(ctx, "config.json", head);
   if (opts.checkConfig) {
-    const path = join(dir, "config.json");
+    const path = join(ctx.snapshot, "config.json");
     opts.checkConfig(readFileSync(path, "utf8"), path);
   }
 
+  // A checkpoint already in the snapshot is used as it is (say pytorch_model.bin from Python),
+  // even when the hub also has a preferred one.
+  const have = CHECKPOINT_FILES.find((f) => existsSync(join(ctx.snapshot, f)));
   let weights = false;
-  for (const file of CHECKPOINT_FILES) {
-    const r = await download(ctx, file);
+  for (const file of have ? [have] : CHECKPOINT_FILES) {
+    const r = await ensure(ctx, file);
     if (r === "denied") throw new HubError(`access denied to ${fileUrl(ctx, file)} (set HF_TOKEN)`);
     if (r === "missing") continue;
-    got.push(file);
     if (file.endsWith(".index.json")) {
-      const wm = parseShardIndex(readFileSync(join(dir, file)), `${id}/${file}`);
+      const wm = parseShardIndex(readFileSync(join(ctx.snapshot, file)), `${id}/${file}`);
       for (const shard of shardFiles(wm)) {
-        if (await download(ctx, shard) !== "ok") {
+        if (await ensure(ctx, shard) !== "ok") {
           throw new HubError(`shard ${shard} named by ${file} is missing at ${fileUrl(ctx, shard)}`);
         }
-        got.push(shard);
       }
     }
     weights = true;
@@ -144,63 +278,170 @@ export async function resolveModel(id: string, opts: ResolveOptions = {}): Promi
     throw new HubError(`model '${id}' has no weights at ${ctx.endpoint}/${owner}/${name} ` +
       `(looked for ${CHECKPOINT_FILES.join(", ")})`);
   }
-
-  for (const file of OPTIONAL_FILES) {
-    const r = await download(ctx, file);
-    if (r === "ok") got.push(file);
-  }
-  await writeFile(join(dir, MANIFEST), JSON.stringify({ id, revision, files: got }, null, 1) + "\n");
-  return dir;
+  for (const file of OPTIONAL_FILES) await ensure(ctx, file);
+  return ctx.snapshot;
 }
 
-function readManifest(dir: string): string[] | undefined {
+async function writeRef(repoDir: string, revision: string, commit: string): Promise<void> {
+  const path = join(repoDir, "refs", ...revision.split("/"));
   try {
-    const m = JSON.parse(readFileSync(join(dir, MANIFEST), "utf8")) as { files?: unknown };
-    if (Array.isArray(m.files) && m.files.every((f) => typeof f === "string" && isPlainFileName(f))) {
-      return m.files as string[];
-    }
+    if (readFileSync(path, "utf8") === commit) return;
   } catch {
-    // no manifest, or a damaged one: treat the model as not complete
+    // no ref yet
   }
-  return undefined;
-}
-
-/** Offline without a manifest: accept a directory that has config.json and a full checkpoint. */
-function checkOfflineDir(dir: string, id: string, revision: string): void {
-  const where = `offline mode: model '${id}' (revision ${revision}) is not in the cache at ${dir}`;
-  if (!existsSync(join(dir, "config.json"))) throw new HubError(`${where}: config.json is missing`);
-  for (const file of CHECKPOINT_FILES) {
-    const p = join(dir, file);
-    if (!existsSync(p)) continue;
-    if (file.endsWith(".index.json")) {
-      for (const shard of shardFiles(parseShardIndex(readFileSync(p), p))) {
-        if (!existsSync(join(dir, shard))) throw new HubError(`${where}: shard ${shard} is missing`);
-      }
-    }
-    return;
-  }
-  throw new HubError(`${where}: no weights (looked for ${CHECKPOINT_FILES.join(", ")})`);
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${randomUUID()}.tmp`; // a unique name: concurrent calls write the same ref
+  await writeFile(tmp, commit);
+  await rename(tmp, path);
 }
 
 function fileUrl(ctx: Ctx, file: string): string {
-  return hubFileUrl(ctx.endpoint, ctx.owner, ctx.name, ctx.revision, file);
+  return hubFileUrl(ctx.endpoint, ctx.owner, ctx.name, ctx.urlRevision, file);
 }
+
+/** Puts `file` in the snapshot unless it is there or known missing; fetches its blob if needed. */
+async function ensure(ctx: Ctx, file: string, head?: Head): Promise<"ok" | "missing" | "denied"> {
+  if (!isPlainFileName(file)) throw new HubError(`refusing to download ${JSON.stringify(file)}: not a plain file name`);
+  const dest = join(ctx.snapshot, file);
+  if (existsSync(dest)) return "ok";
+  const noExist = ctx.commit && join(ctx.repoDir, ".no_exist", ctx.commit, file);
+  if (noExist && existsSync(noExist)) return "missing";
+
+  head ??= await retrying(ctx, () => headOnce(ctx, file));
+  if (head.status === "denied") return "denied";
+  if (head.status === "missing") {
+    if (noExist) {
+      await mkdir(dirname(noExist), { recursive: true });
+      await writeFile(noExist, "");
+    }
+    return "missing";
+  }
+  const blob = await fetchBlob(ctx, file, head);
+  await linkIntoSnapshot(blob, dest);
+  return "ok";
+}
+
+/** Points snapshots/<commit>/<file> at its blob: a relative symlink, or a copy where there are none. */
+async function linkIntoSnapshot(blob: string, dest: string): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  await rm(dest, { force: true });
+  try {
+    await symlink(relative(dirname(dest), blob), dest);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST" && existsSync(dest)) return; // made by a concurrent call
+    if (code !== "EPERM" && code !== "EACCES" && code !== "ENOSYS" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
+    // Windows without developer mode: huggingface_hub's degraded mode keeps a copy in snapshots/.
+    const tmp = `${dest}.${randomUUID()}.tmp`;
+    await copyFile(blob, tmp);
+    await rename(tmp, dest);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP: one request function (manual redirects, the token on the hub's origin only), HEAD, GET
 
 /** A failure worth retrying (with resume): the network, or a 5xx. */
 class Transient extends HubError {}
+/** The partial file could not be resumed (or was bad after a resume): delete it and retry. */
+class Restart extends HubError {}
 
-/** Downloads one file into the cache unless already there. */
-async function download(ctx: Ctx, file: string): Promise<"ok" | "missing" | "denied"> {
-  if (!isPlainFileName(file)) throw new HubError(`refusing to download ${JSON.stringify(file)}: not a plain file name`);
-  if (existsSync(join(ctx.dir, file))) return "ok";
+interface Head {
+  status: "ok" | "missing" | "denied";
+  commit?: string;
+  /** The blob name: X-Linked-Etag (LFS sha256), else ETag (git sha1), normalized; unset when unusable. */
+  etag?: string;
+  size?: number;
+}
+
+interface Hop {
+  res: Response;
+  url: string;
+  commit?: string;
+  linkedEtag?: string;
+  linkedSize?: string;
+  crossOrigin: boolean;
+}
+
+/**
+ * Fetches `url`, following redirects by hand: the hub states X-Linked-Size / X-Linked-Etag and
+ * X-Repo-Commit on its 302 to the LFS storage, and the token must not travel to another origin.
+ * A HEAD stops at a redirect to another origin (its headers are the ones wanted).
+ */
+async function request(ctx: Ctx, url: string, method: "GET" | "HEAD", range?: number): Promise<Hop> {
+  const origin = new URL(url).origin;
+  let u = url;
+  let commit: string | undefined;
+  let linkedEtag: string | undefined;
+  let linkedSize: string | undefined;
+  for (let hop = 0; hop < 10; hop++) {
+    const headers: Record<string, string> = { "accept-encoding": "identity" };
+    if (range) headers.range = `bytes=${range}-`;
+    if (ctx.token && new URL(u).origin === origin) headers.authorization = `Bearer ${ctx.token}`;
+    let res: Response;
+    try {
+      res = await fetch(u, { method, headers, redirect: "manual", signal: ctx.signal });
+    } catch (e) {
+      ctx.signal?.throwIfAborted();
+      throw new Transient(`network error fetching ${u}: ${errorText(e)}`);
+    }
+    commit ??= res.headers.get("x-repo-commit") ?? undefined;
+    linkedEtag ??= res.headers.get("x-linked-etag") ?? undefined;
+    linkedSize ??= res.headers.get("x-linked-size") ?? undefined;
+    const loc = res.headers.get("location");
+    if (res.status >= 300 && res.status < 400 && loc) {
+      const next = new URL(loc, u);
+      if (method === "HEAD" && next.origin !== origin) return { res, url: u, commit, linkedEtag, linkedSize, crossOrigin: true };
+      await res.body?.cancel();
+      u = next.href;
+      continue;
+    }
+    return { res, url: u, commit, linkedEtag, linkedSize, crossOrigin: false };
+  }
+  throw new HubError(`too many redirects fetching ${url}`);
+}
+
+/** Fails on a status that is not success: 5xx is Transient. */
+async function failOn(res: Response, u: string): Promise<never> {
+  await res.body?.cancel();
+  const msg = `HTTP ${res.status} ${res.statusText} fetching ${u}`;
+  throw res.status >= 500 ? new Transient(msg) : new HubError(msg);
+}
+
+/** huggingface_hub's _normalize_etag (no W/, no quotes), kept only if it is a safe file name. */
+function blobName(etag: string | null | undefined): string | undefined {
+  const v = etag?.trim().replace(/^W\//, "").replace(/"/g, "");
+  return v && /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(v) && !v.endsWith(".incomplete") ? v : undefined;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const SHA1 = /^[0-9a-f]{40}$/;
+
+async function headOnce(ctx: Ctx, file: string): Promise<Head> {
+  const hop = await request(ctx, fileUrl(ctx, file), "HEAD");
+  const { res } = hop;
+  const commit = hop.commit;
+  if (res.status === 404) return { status: "missing", commit };
+  if (res.status === 401 || res.status === 403) return { status: "denied", commit };
+  if (!hop.crossOrigin && (res.status < 200 || res.status >= 300)) await failOn(res, hop.url);
+  const etag = blobName(hop.linkedEtag ?? res.headers.get("etag"));
+  let size = hop.linkedSize !== undefined && /^\d+$/.test(hop.linkedSize) ? Number(hop.linkedSize) : undefined;
+  const len = res.headers.get("content-length");
+  if (size === undefined && !hop.crossOrigin && len !== null && /^\d+$/.test(len) && !res.headers.get("content-encoding")) size = Number(len);
+  return { status: "ok", commit, etag, size };
+}
+
+/** Runs `what`, retrying Transient failures (a resume continues the part) and Restarts. */
+async function retrying<T>(ctx: Ctx, what: () => Promise<T>): Promise<T> {
   let restarts = 0;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await fetchOnce(ctx, file);
+      return await what();
     } catch (e) {
-      if (e instanceof Restart && restarts++ < 2) continue; // a resume went wrong: start over
+      ctx.signal?.throwIfAborted();
+      if (e instanceof Restart && restarts++ < 2) continue;
       if (e instanceof Transient && attempt < ctx.retries) {
-        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+        await pause(200 * (attempt + 1), ctx.signal);
         continue;
       }
       throw e instanceof Restart ? new HubError(e.message) : e;
@@ -208,68 +449,58 @@ async function download(ctx: Ctx, file: string): Promise<"ok" | "missing" | "den
   }
 }
 
-/** The partial file could not be resumed (or was bad after a resume): delete it and retry. */
-class Restart extends HubError {}
+async function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch (e) {
+    signal?.throwIfAborted();
+    throw e;
+  }
+}
 
-async function fetchOnce(ctx: Ctx, file: string): Promise<"ok" | "missing" | "denied"> {
-  const dest = join(ctx.dir, file);
-  const part = dest + ".incomplete";
+// ---------------------------------------------------------------------------------------------
+// Blobs: one writer per blob (a lock), resumable .incomplete, verified, renamed into place
+
+/**
+ * Returns the path of the blob for `file` (blobs/<etag>), fetching it unless present: adopted
+ * from the old wasm-lm cache when it hashes to the ETag, else downloaded. A server without a
+ * usable ETag gets the blob named by the content's sha256.
+ */
+async function fetchBlob(ctx: Ctx, file: string, head: Head): Promise<string> {
+  const blobs = join(ctx.repoDir, "blobs");
+  const key = head.etag ?? `wasm-lm-${sha256(fileUrl(ctx, file)).slice(0, 32)}`;
+  if (head.etag && existsSync(join(blobs, head.etag))) return join(blobs, head.etag);
+  await mkdir(blobs, { recursive: true });
+  const release = await acquireLock(join(ctx.locksDir, `${key}.wasm-lm.lock`), ctx.signal);
+  try {
+    if (head.etag && existsSync(join(blobs, head.etag))) return join(blobs, head.etag); // another process finished it
+    if (head.etag && await adoptLegacy(ctx, file, head.etag)) return join(blobs, head.etag);
+    const part = join(blobs, `${key}.incomplete`);
+    const sha = await retrying(ctx, () => getOnce(ctx, file, part, head));
+    const final = join(blobs, head.etag ?? sha);
+    await rename(part, final);
+    return final;
+  } finally {
+    await release();
+  }
+}
+
+/** Downloads `file` into `part` (resuming what is there); verifies size and sha256; returns the sha256. */
+async function getOnce(ctx: Ctx, file: string, part: string, head: Head): Promise<string> {
   const start = existsSync(part) ? statSync(part).size : 0;
   const url = fileUrl(ctx, file);
+  const { res, url: u, linkedSize } = await request(ctx, url, "GET", start);
 
-  // Follow redirects by hand: the hub states X-Linked-Size / X-Linked-ETag on its 302 to the
-  // LFS storage, and the token must not travel to another origin.
-  const origin = new URL(url).origin;
-  let u = url;
-  let res: Response | undefined;
-  let linkedSize: string | null = null;
-  let linkedEtag: string | null = null;
-  for (let hop = 0; hop < 10; hop++) {
-    const headers: Record<string, string> = { "accept-encoding": "identity" };
-    if (start > 0) headers.range = `bytes=${start}-`;
-    if (ctx.token && new URL(u).origin === origin) headers.authorization = `Bearer ${ctx.token}`;
-    try {
-      res = await fetch(u, { headers, redirect: "manual" });
-    } catch (e) {
-      throw new Transient(`network error fetching ${u}: ${errorText(e)}`);
-    }
-    linkedSize ??= res.headers.get("x-linked-size");
-    linkedEtag ??= res.headers.get("x-linked-etag");
-    const loc = res.headers.get("location");
-    if (res.status >= 300 && res.status < 400 && loc) {
-      await res.body?.cancel();
-      u = new URL(loc, u).href;
-      continue;
-    }
-    break;
-  }
-  if (!res || (res.status >= 300 && res.status < 400)) throw new HubError(`too many redirects fetching ${url}`);
-
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return "missing";
-  }
-  if (res.status === 401 || res.status === 403) {
-    await res.body?.cancel();
-    return "denied";
-  }
   if (res.status === 416 && start > 0) {
     await res.body?.cancel();
     await rm(part, { force: true });
     throw new Restart(`${file}: server refused to resume at byte ${start}`);
   }
-  if (res.status >= 500) {
-    await res.body?.cancel();
-    throw new Transient(`HTTP ${res.status} ${res.statusText} fetching ${u}`);
-  }
-  if (res.status !== 200 && res.status !== 206) {
-    await res.body?.cancel();
-    throw new HubError(`HTTP ${res.status} ${res.statusText} fetching ${u}`);
-  }
+  if (res.status !== 200 && res.status !== 206) await failOn(res, u);
 
   // 200 to a ranged request: the server ignored Range, so the body is the whole file.
   let from = start;
-  let total: number | undefined;
+  let total = head.size;
   if (res.status === 206) {
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get("content-range") ?? "");
     if (!m || Number(m[1]) !== start) {
@@ -277,14 +508,14 @@ async function fetchOnce(ctx: Ctx, file: string): Promise<"ok" | "missing" | "de
       await rm(part, { force: true });
       throw new Restart(`${file}: server answered a resume at byte ${start} with ${res.headers.get("content-range")}`);
     }
-    if (m[3] !== "*") total = Number(m[3]);
+    if (m[3] !== "*") total ??= Number(m[3]);
   } else {
     from = 0;
     const len = res.headers.get("content-length");
-    if (len !== null && !res.headers.get("content-encoding")) total = Number(len);
+    if (len !== null && !res.headers.get("content-encoding")) total ??= Number(len);
   }
-  if (linkedSize !== null && /^\d+$/.test(linkedSize)) total = Number(linkedSize);
-  const sha = sha256Of(linkedEtag) ?? sha256Of(res.headers.get("etag"));
+  if (linkedSize !== undefined && /^\d+$/.test(linkedSize)) total ??= Number(linkedSize);
+  const want = head.etag && SHA256.test(head.etag) ? head.etag : undefined;
 
   // Hash the part already on disk, then the rest as it arrives.
   const hash = createHash("sha256");
@@ -300,6 +531,7 @@ async function fetchOnce(ctx: Ctx, file: string): Promise<"ok" | "missing" | "de
       try {
         r = await reader?.read();
       } catch (e) {
+        ctx.signal?.throwIfAborted();
         // What arrived is on disk, so the retry resumes from here.
         throw new Transient(`connection lost downloading ${url} after ${loaded} bytes: ${errorText(e)}`);
       }
@@ -313,22 +545,95 @@ async function fetchOnce(ctx: Ctx, file: string): Promise<"ok" | "missing" | "de
     await fh.close();
   }
 
+  const got = hash.digest("hex");
   let bad: string | undefined;
   if (total !== undefined && loaded !== total) bad = `size ${loaded} bytes, expected ${total}`;
-  else if (sha && hash.digest("hex") !== sha) bad = `sha256 does not match ${sha}`;
+  else if (want && got !== want) bad = `sha256 does not match ${want}`;
   if (bad) {
     await rm(part, { force: true });
     const msg = `${file}: downloaded file rejected (${bad}) from ${url}`;
     if (from > 0) throw new Restart(msg); // the kept part may be stale: try once from scratch
     throw new HubError(msg);
   }
-  await rename(part, dest);
-  return "ok";
+  return got;
 }
 
-/** A sha256 from an ETag (the hub's LFS ETags are the file's sha256), else undefined. */
-function sha256Of(etag: string | null): string | undefined {
-  const v = etag?.replace(/^W\//, "").replace(/"/g, "").trim().toLowerCase();
-  return v && /^[0-9a-f]{64}$/.test(v) ? v : undefined;
+/** Takes the old cache's copy of `file` as blob `etag` when its sha256 (LFS) or git sha1 matches. */
+async function adoptLegacy(ctx: Ctx, file: string, etag: string): Promise<boolean> {
+  const src = join(ctx.legacyDir, file);
+  if (!existsSync(src) || !(SHA256.test(etag) || SHA1.test(etag))) return false;
+  const { size } = statSync(src);
+  const hash = SHA256.test(etag) ? createHash("sha256") : createHash("sha1").update(`blob ${size}\0`);
+  for await (const chunk of createReadStream(src)) hash.update(chunk as Buffer);
+  if (hash.digest("hex") !== etag) return false;
+  const blob = join(ctx.repoDir, "blobs", etag);
+  const tmp = `${blob}.${randomUUID()}.adopt`;
+  try {
+    await link(src, tmp); // no second copy on the same file system
+  } catch {
+    await copyFile(src, tmp);
+  }
+  await rename(tmp, blob);
+  return true;
 }
 
+/**
+ * A lock file created exclusively, holding "<pid> <host>", touched while held. Waits while
+ * another live holder has it; takes it over from a dead process on this host, or after
+ * LOCK_STALE_MS untouched from another host. Returns the release function.
+ */
+async function acquireLock(path: string, signal?: AbortSignal): Promise<() => Promise<void>> {
+  await mkdir(dirname(path), { recursive: true });
+  const me = `${process.pid} ${hostname()}`;
+  for (;;) {
+    signal?.throwIfAborted();
+    try {
+      const fh = await open(path, "wx");
+      try {
+        await fh.writeFile(me);
+      } finally {
+        await fh.close();
+      }
+      const timer = setInterval(() => {
+        const now = new Date();
+        utimes(path, now, now).catch(() => {});
+      }, LOCK_STALE_MS / 6);
+      timer.unref();
+      return async () => {
+        clearInterval(timer);
+        await rm(path, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    if (await lockIsStale(path)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    await pause(100, signal);
+  }
+}
+
+async function lockIsStale(path: string): Promise<boolean> {
+  try {
+    const [text, st] = await Promise.all([readFile(path, "utf8"), stat(path)]);
+    const [pid, host] = text.split(" ");
+    if (host === hostname() && /^\d+$/.test(pid)) return !processAlive(Number(pid));
+    return Date.now() - st.mtimeMs > LOCK_STALE_MS;
+  } catch {
+    return false; // just released: try again
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function sha256(s: string): string {
+  return createHash("sha256").update(s).digest("hex");
+}
