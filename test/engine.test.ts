@@ -8,7 +8,7 @@ import { openSafetensors } from "../src/formats/safetensors.js";
 import { parseModelConfig } from "../src/models/families/index.js";
 import { DecoderModel, type LoadOptions } from "../src/models/decoder.js";
 import { generate } from "../src/generate/index.js";
-import { Engine, QueueFullError, type EngineRequest, type EngineToken } from "../src/server/engine.js";
+import { Engine, EngineClosedError, QueueFullError, type EngineRequest, type EngineToken } from "../src/server/engine.js";
 
 const dir = (name: string) => fileURLToPath(new URL(`./fixtures/${name}/`, import.meta.url));
 async function load(name: string, o: LoadOptions = {}) {
@@ -104,7 +104,7 @@ describe("engine limits and cancellation", () => {
     expect(third.ids).toHaveLength(40);
     await engine.drain();
     expect(engine.stats.active + engine.stats.queued).toBe(0);
-    expect(() => engine.generate({ prompt: [2], maxTokens: 1 })).toThrow("shutting down");
+    expect(() => engine.generate({ prompt: [2], maxTokens: 1 })).toThrow(EngineClosedError);
     expect(model.arena.mark()).toBe(mark); // nothing left over per request
   });
 });

@@ -1,6 +1,7 @@
 // Text generation on an DecoderModel: prefill the prompt into a KV cache, then one token at a time.
 // Logits are computed only for the positions that need them (the last of each sequence).
 import type { DecoderModel } from "../models/decoder.js";
+import { TextStream } from "./text.js";
 import { argmax, isSampling, Sampler, validateSampling, type SamplingOptions } from "./sampling.js";
 
 export { Sampler, argmax, type SamplingOptions } from "./sampling.js";
@@ -126,50 +127,6 @@ async function* tokenLoop(model: DecoderModel, prompt: number[], o: GenerateOpti
   }
 }
 
-/**
- * Decode streaming: emit only text that can no longer change — not a half UTF-8 character at the
- * end (it decodes to U+FFFD until its last byte arrives), and not a tail that may begin a stop string.
- */
-class TextStream {
-  private ids: number[] = [];
-  private emitted = 0;
-  /** Everything decoded so far, up to (excluding) the first stop string. */
-  text = "";
-  stopped = false;
-  constructor(private codec: TextCodec, private stops: string[] = []) {}
-
-  push(id: number): string {
-    this.ids.push(id);
-    const full = this.codec.decode(this.ids);
-    let end = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
-    const hits = this.stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
-    if (hits.length) {
-      this.stopped = true;
-      end = Math.min(...hits);
-      this.text = full.slice(0, end);
-    } else {
-      this.text = full;
-      let hold = 0;
-      for (const s of this.stops) {
-        for (let k = Math.min(s.length - 1, end); k > hold; k--) {
-          if (full.slice(end - k, end) === s.slice(0, k)) { hold = k; break; }
-        }
-      }
-      end -= hold;
-    }
-    if (end <= this.emitted) return "";
-    const piece = full.slice(this.emitted, end);
-    this.emitted = end;
-    return piece;
-  }
-
-  flush(): string {
-    const piece = this.text.slice(this.emitted);
-    this.emitted = this.text.length;
-    return piece;
-  }
-}
-
 function promptIds(codec: TextCodec | undefined, prompt: string | number[]): number[] {
   if (typeof prompt === "string") {
     if (!codec) throw new Error("wasm-lm: a text prompt needs a tokenizer");
@@ -218,7 +175,7 @@ export async function* streamGenerate(model: DecoderModel, codec: TextCodec | un
   const timings = { prefill: 0, decode: [] as number[] };
   const loop = tokenLoop(model, input, o, timings, Math.min(model.dims.V, codec?.vocabSize ?? model.dims.V));
   try {
-    const stream = codec ? new TextStream(codec, o.stopStrings ?? []) : undefined;
+    const stream = codec ? new TextStream((ids) => codec.decode(ids), o.stopStrings ?? []) : undefined;
     if (o.stopStrings?.length && !codec) throw new Error("wasm-lm: stopStrings need a tokenizer");
     const newTokens: number[] = [];
     let finish: FinishReason = "length";

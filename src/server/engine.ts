@@ -45,6 +45,14 @@ export class QueueFullError extends Error {
   }
 }
 
+/** Thrown (synchronously from generate) once drain() has been called: the server is stopping. */
+export class EngineClosedError extends Error {
+  constructor() {
+    super("wasm-lm: the server is shutting down");
+    this.name = "EngineClosedError";
+  }
+}
+
 export interface EngineOptions {
   /** Requests decoded together at most (KV-cache slots). Default 8. */
   maxBatch?: number;
@@ -153,7 +161,7 @@ export class Engine {
    * reason. Leaving the iteration early (return()) or aborting req.signal cancels it.
    */
   generate(req: EngineRequest): AsyncGenerator<EngineToken, EngineFinish> {
-    if (this.draining) throw new Error("wasm-lm: the engine is shutting down");
+    if (this.draining) throw new EngineClosedError();
     this.check(req);
     if (req.signal?.aborted) throw req.signal.reason ?? new DOMException("aborted", "AbortError");
     // Queued requests wait for slots: room for as many as there are free slots, plus maxQueue.
