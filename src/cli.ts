@@ -6,16 +6,23 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import cliProgress from "cli-progress";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { DEFAULT_MODEL, loadModel, OPT_TOKENIZER_DIR, type LoadModelOptions } from "./node.js";
-import { generate, streamGenerate, type GenerateOptions } from "./generate/index.js";
+import { generate, streamGenerate, type GenerateOptions, type TextCodec } from "./generate/index.js";
+import { chatPrompt, streamChat } from "./generate/chat.js";
+import { type ChatMessage, type Tokenizer, validateMessages } from "./tokenizer/index.js";
 import { loadTokenizer } from "./tokenizer/node.js";
-import { SyntheticSource, syntheticConfig } from "./models/opt/synthetic.js";
+import { SyntheticSource } from "./models/synthetic.js";
+import { configJson, syntheticConfig, SYNTHETIC_PRESETS } from "./models/families/index.js";
 import { writeSafetensors } from "./formats/safetensors.js";
 import { f32ArrayToF16Bytes } from "./formats/dtype.js";
 import { inspectPrompt, formatInspection } from "./inspect.js";
-import { modelTensors } from "./models/opt/save.js";
+import { modelTensors } from "./models/save.js";
 import type { BuildChoice } from "./wasm.js";
-import type { WeightDType } from "./models/opt/weights.js";
+import type { WeightDType } from "./models/weights.js";
+import { Engine } from "./server/engine.js";
+import { createHandler } from "./server/handler.js";
+import { serveNode } from "./server/node.js";
 
 const int = (name: string) => (v: string) => {
   if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be an integer`);
@@ -32,7 +39,7 @@ const idList = (v: string) => {
   return parts.map(Number);
 };
 
-interface CommonOpts { model: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
+interface CommonOpts { model: string; tokenizer?: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
 
 /** Load with a progress bar on stderr (only when it is a terminal and not in --json mode). */
 async function load(o: CommonOpts) {
@@ -58,12 +65,13 @@ async function load(o: CommonOpts) {
     revision: o.revision,
     offline: o.offline,
     seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
+    tokenizer: o.tokenizer,
     onDownload: (p) => step(p.file, p.loaded, p.total ?? p.loaded),
     onProgress: (done, total) => step("weights → wasm", done, total),
   };
   try {
     const loaded = await loadModel(o.model, opts);
-    const tokenizerDir = loaded.location.startsWith("synthetic:") || !existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")) ? OPT_TOKENIZER_DIR : loaded.location;
+    const tokenizerDir = o.tokenizer ?? (loaded.location.startsWith("synthetic:") || !existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")) ? OPT_TOKENIZER_DIR : loaded.location);
     return { ...loaded, tokenizerDir, loadMs: performance.now() - t0 };
   } finally {
     bar?.stop();
@@ -84,6 +92,9 @@ function modelOptions(cmd: Command, withSeed = true): Command {
   return cmd;
 }
 
+const TOKENIZER_HELP = "load the tokenizer (and its chat template) from this directory instead of the model's";
+const MESSAGES_HELP = "a chat: a JSON array of {\"role\", \"content\"} messages ('-' = stdin), rendered with the tokenizer's chat template and an assistant turn opened";
+
 // Set before the subcommands are made: they inherit both.
 const program = new Command("wasm-lm")
   .description("OPT language models in WebAssembly")
@@ -93,6 +104,8 @@ const program = new Command("wasm-lm")
 modelOptions(program.command("generate").description("generate text from a prompt (greedy unless a sampling option is given)"))
   .option("-p, --prompt <text>", "prompt text")
   .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
+  .option("--messages <file>", MESSAGES_HELP + "; generation also stops at the template's end-of-turn tokens")
+  .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("-n, --max-new-tokens <n>", "new tokens at most", int("--max-new-tokens"), 32)
   .option("--temperature <t>", "sampling temperature (> 0)", num("--temperature"))
   .option("--top-k <k>", "sample from the k most likely tokens", int("--top-k"))
@@ -103,15 +116,23 @@ modelOptions(program.command("generate").description("generate text from a promp
   .option("--truncate", "keep the last tokens of a prompt longer than the model's context")
   .option("--json", "print one JSON object (input_ids, new_tokens, text, timings)")
   .action(async (o) => {
-    if ((o.prompt === undefined) === (o.ids === undefined)) throw new UsageError("give exactly one of --prompt or --ids");
-    const { model, tokenizer, loadMs } = await load(o);
+    if ([o.prompt, o.ids, o.messages].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --prompt, --ids or --messages");
+    const messages = o.messages === undefined ? undefined : readMessages(o.messages); // a bad file fails before the model loads
+    const loaded = await load(o);
+    const { model, loadMs } = loaded;
+    const tokenizer = o.ids === undefined ? needTokenizer(loaded) : loaded.tokenizer ?? IDS_ONLY;
     const gen: GenerateOptions = {
       maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
       repetitionPenalty: o.repetitionPenalty, seed: o.seed, stopStrings: o.stop, ignoreEos: o.ignoreEos, truncate: o.truncate,
     };
-    const prompt = o.ids ?? o.prompt;
+    let prompt: string | number[] = o.ids ?? o.prompt;
+    if (messages) {
+      // As transformers' apply_chat_template(add_generation_prompt=True, tokenize=True); the turn
+      // ends at the chat stop ids, and at the model's EOS unless --ignore-eos.
+      ({ ids: prompt, stopTokenIds: gen.stopTokenIds } = chatPrompt(model, needTokenizer(loaded), messages, { ignoreEos: o.ignoreEos }));
+    }
     if (o.json) {
-      const r = await generate(model, tokenizer, prompt, gen);
+      const r = await generate(model, loaded.tokenizer ?? undefined, prompt, gen);
       process.stdout.write(JSON.stringify({ model: o.model, build: model.build, dtype: model.dtype, threads: model.threads, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n");
       return;
     }
@@ -130,6 +151,53 @@ modelOptions(program.command("generate").description("generate text from a promp
       `${model.dtype}, build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`);
   });
 
+modelOptions(program.command("chat").description("an interactive chat with the model's chat template: one user message per line on stdin, /reset, /exit"))
+  .option("--tokenizer <dir>", TOKENIZER_HELP)
+  .option("--system <text>", "a system message to start the conversation with")
+  .option("-n, --max-new-tokens <n>", "new tokens per reply at most", int("--max-new-tokens"), 256)
+  .option("--temperature <t>", "sampling temperature (> 0)", num("--temperature"))
+  .option("--top-k <k>", "sample from the k most likely tokens", int("--top-k"))
+  .option("--top-p <p>", "nucleus sampling: smallest set with probability ≥ p", num("--top-p"))
+  .option("--repetition-penalty <r>", "penalise tokens already present (> 0, 1 = off)", num("--repetition-penalty"))
+  .option("--json", "one JSON object per reply (input_ids, new_tokens, text, finish_reason) instead of streamed text")
+  .action(async (o) => {
+    const loaded = await load(o);
+    const { model } = loaded;
+    const tokenizer = needTokenizer(loaded);
+    if (tokenizer.chatTemplate === null) tokenizer.applyChatTemplate([]); // the one-line "no chat template" error, before any input
+    const start: ChatMessage[] = o.system === undefined ? [] : [{ role: "system", content: o.system }];
+    let history = [...start];
+    const gen: GenerateOptions = { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, repetitionPenalty: o.repetitionPenalty, seed: o.seed };
+    const interactive = process.stdin.isTTY && !o.json;
+    const lines = createInterface({ input: process.stdin, terminal: false });
+    if (interactive) process.stdout.write("> ");
+    for await (const line of lines) {
+      const text = line.trim();
+      if (text === "/exit" || text === "/quit") break;
+      if (text === "/reset") {
+        history = [...start];
+      } else if (text !== "") {
+        history.push({ role: "user", content: line });
+        // Keep the prompt and the reply within the context: drop the oldest exchanges first.
+        while (history.length > start.length + 1 &&
+          chatPrompt(model, tokenizer, history).ids.length + gen.maxNewTokens! > model.dims.maxPositions) {
+          history.splice(start.length, history[start.length + 1]?.role === "assistant" ? 2 : 1);
+        }
+        const it = streamChat(model, tokenizer, history, { ...gen, truncate: true });
+        let r = await it.next();
+        while (!r.done) {
+          if (!o.json) process.stdout.write(r.value.text);
+          r = await it.next();
+        }
+        history.push({ role: "assistant", content: r.value.text });
+        const { input_ids, new_tokens, finish_reason } = r.value;
+        process.stdout.write(o.json ? JSON.stringify({ input_ids, new_tokens, text: r.value.text, finish_reason }) + "\n" : "\n");
+      }
+      if (interactive) process.stdout.write("> ");
+    }
+    lines.close();
+  });
+
 modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))
   .requiredOption("--ids <ids>", "token ids, comma-separated", idList)
   .option("--last", "only the last position")
@@ -142,33 +210,39 @@ modelOptions(program.command("logits").description("vocabulary logits for every 
     process.stdout.write(JSON.stringify({ logits: rows }) + "\n");
   });
 
-program.command("tokenize").description("token ids of a text (with OPT's leading </s>)")
+program.command("tokenize").description("token ids of a text (with the tokenizer's special tokens, e.g. OPT's leading </s>) or of a chat")
   .option("-m, --model <dir>", "model directory or a directory holding only tokenizer files (default: the OPT tokenizer shipped)")
+  .option("--tokenizer <dir>", "the tokenizer directory (the same as --model; wins over it)")
   .option("--text <text>", "the text")
   .option("--text-file <path>", "read the text from a file ('-' = stdin)")
-  .option("--no-special", "do not add the leading </s>")
+  .option("--messages <file>", MESSAGES_HELP + "; encoded without adding special tokens (the template writes them)")
+  .option("--no-special", "do not add the special tokens (e.g. the leading </s>)")
   .option("--json", "print {\"ids\": […]} (the default and only format)")
   .action((o) => {
-    if ((o.text === undefined) === (o.textFile === undefined)) throw new UsageError("give exactly one of --text or --text-file");
-    const text = o.text ?? readFileSync(o.textFile === "-" ? 0 : o.textFile, "utf8");
-    const tok = loadTokenizer(o.model ?? OPT_TOKENIZER_DIR);
-    process.stdout.write(JSON.stringify({ ids: tok.encode(text, { addSpecialTokens: o.special }) }) + "\n");
+    if ([o.text, o.textFile, o.messages].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --text, --text-file or --messages");
+    const messages = o.messages === undefined ? undefined : readMessages(o.messages);
+    const text = o.text ?? (o.textFile === undefined ? "" : readFileSync(o.textFile === "-" ? 0 : o.textFile, "utf8"));
+    const tok = loadTokenizer(o.tokenizer ?? o.model ?? OPT_TOKENIZER_DIR);
+    const ids = messages ? tok.encodeChat(messages) : tok.encode(text, { addSpecialTokens: o.special });
+    process.stdout.write(JSON.stringify({ ids }) + "\n");
   });
 
 modelOptions(program.command("inspect").description("what each layer does: hidden-state norms, logit lens, attention"))
+  .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("-p, --prompt <text>", "prompt text")
   .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
   .option("--top <k>", "candidates per layer", int("--top"), 5)
   .option("--json", "print the inspection as JSON")
   .action(async (o) => {
     if ((o.prompt === undefined) === (o.ids === undefined)) throw new UsageError("give exactly one of --prompt or --ids");
-    const { model, tokenizer } = await load(o);
-    const r = await inspectPrompt(model, tokenizer, o.ids ?? o.prompt, { top: o.top });
+    const loaded = await load(o);
+    const tokenizer = o.prompt !== undefined ? needTokenizer(loaded) : loaded.tokenizer ?? IDS_ONLY;
+    const r = await inspectPrompt(loaded.model, tokenizer, o.ids ?? o.prompt, { top: o.top });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatInspection(r));
   });
 
 program.command("synth").description("write a seeded random model in the Hugging Face layout (config.json + model.safetensors + tokenizer)")
-  .option("--preset <name>", "model shape", "opt-125m")
+  .option("--preset <name>", `model shape: ${Object.keys(SYNTHETIC_PRESETS).join(", ")}`, "opt-125m")
   .option("--seed <n>", "weights seed", int("--seed"), 0)
   .addOption(new Option("--dtype <dtype>", "stored dtype").choices(["f32", "f16"]).default("f32"))
   .requiredOption("--out <dir>", "output directory")
@@ -184,7 +258,7 @@ program.command("synth").description("write a seeded random model in the Hugging
         : { name: t.name, dtype: "F32" as const, shape: t.shape, data: new Uint8Array(f.buffer) };
     });
     writeFileSync(join(o.out, "model.safetensors"), writeSafetensors(tensors, { format: "pt", "wasm-lm-synthetic": `${o.preset} seed ${o.seed}` }));
-    writeFileSync(join(o.out, "config.json"), JSON.stringify({ architectures: ["OPTForCausalLM"], model_type: "opt", torch_dtype: o.dtype === "f16" ? "float16" : "float32", ...config }, null, 2) + "\n");
+    writeFileSync(join(o.out, "config.json"), configJson(config, { torch_dtype: o.dtype === "f16" ? "float16" : "float32" }));
     for (const f of ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]) {
       if (existsSync(join(OPT_TOKENIZER_DIR, f))) copyFileSync(join(OPT_TOKENIZER_DIR, f), join(o.out, f));
     }
@@ -193,20 +267,84 @@ program.command("synth").description("write a seeded random model in the Hugging
 
 modelOptions(program.command("quantize").description("save a model's weights in the dtype they are loaded in (int8 by default), as a Hugging Face directory"))
   .requiredOption("--out <dir>", "output directory (config.json + model.safetensors + tokenizer)")
+  .option("--tokenizer <dir>", "copy the tokenizer files from this directory instead of the model's")
   .action(async (o) => {
     o.dtype ??= "int8";
     const { model, tokenizerDir } = await load(o);
     const { tensors, metadata } = modelTensors(model);
     mkdirSync(o.out, { recursive: true });
     writeFileSync(join(o.out, "model.safetensors"), writeSafetensors(tensors, metadata));
-    writeFileSync(join(o.out, "config.json"), JSON.stringify({ architectures: ["OPTForCausalLM"], model_type: "opt", ...model.config }, null, 2) + "\n");
-    for (const f of ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]) {
+    writeFileSync(join(o.out, "config.json"), configJson(model.config));
+    for (const f of ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"]) {
       if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(o.out, f));
     }
     process.stderr.write(`wrote ${o.out} (${model.dtype}${model.dtype === "int8" ? `, group ${model.weights.format.group}` : ""})\n`);
   });
 
+modelOptions(program.command("serve").description("serve the model over HTTP with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health)"))
+  .option("--tokenizer <dir>", TOKENIZER_HELP)
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--port <n>", "port to listen on (0: any free one)", int("--port"), 8080)
+  .option("--api-key <key>", "require 'Authorization: Bearer <key>' on /v1/* (or set WASM_LM_API_KEY)")
+  .option("--model-id <name>", "the model's name in the API (default: the --model spec)")
+  .option("--max-batch <n>", "requests decoded together at most (KV-cache slots; default 8)", int("--max-batch"))
+  .option("--max-queue <n>", "requests waiting for a slot at most; more get 429 (default 64)", int("--max-queue"))
+  .option("--ctx <n>", "context of each slot: prompt + completion tokens (default: the model's, at most 2048)", int("--ctx"))
+  .option("--max-body <bytes>", "largest request body (default 1048576)", int("--max-body"))
+  .option("--cors <origin>", "allow browser requests from this origin ('*' for any)")
+  .action(async (o) => {
+    const apiKey: string | undefined = o.apiKey ?? (process.env.WASM_LM_API_KEY || undefined);
+    const { model, tokenizer } = await load(o);
+    const engine = new Engine(model, { maxBatch: o.maxBatch, maxQueue: o.maxQueue, ctx: o.ctx, decodable: tokenizer?.vocabSize });
+    const modelId: string = o.modelId ?? o.model;
+    const handler = createHandler({ engine, tokenizer, modelId, eosTokenIds: model.dims.eos, apiKey, maxBodyBytes: o.maxBody, cors: o.cors });
+    const server = await serveNode(handler, { host: o.host, port: o.port });
+    process.stderr.write(`wasm-lm: serving ${modelId} at ${server.url}/v1${tokenizer ? "" : " (no tokenizer: token-id prompts only)"}\n`);
+    // SIGINT/SIGTERM: stop accepting, let the requests in flight finish, exit 0; a second signal exits at once.
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.once("SIGINT", () => process.exit(130));
+        process.once("SIGTERM", () => process.exit(143));
+        const { active, queued } = engine.stats;
+        process.stderr.write(`wasm-lm: shutting down after ${active + queued} request${active + queued === 1 ? "" : "s"} in flight\n`);
+        void Promise.all([engine.drain(), server.close()]).then(() => resolve());
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    process.exit(0);
+  });
+
 class UsageError extends Error {}
+
+/** The loaded model's tokenizer, or an error saying how to get one (text needs a tokenizer). */
+function needTokenizer(loaded: { tokenizer: Tokenizer | null; location: string }): Tokenizer {
+  if (!loaded.tokenizer) throw new Error(`${loaded.location} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt): pass --tokenizer DIR, or token ids with --ids`);
+  return loaded.tokenizer;
+}
+
+/** An OpenAI-style chat from a JSON file ('-' = stdin), checked: one-line errors naming the file. */
+function readMessages(path: string): ChatMessage[] {
+  const where = path === "-" ? "--messages (stdin)" : `--messages ${path}`;
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path === "-" ? 0 : path, "utf8"));
+  } catch (e) {
+    throw new Error(`${where}: ${e instanceof SyntaxError ? "not valid JSON: " : ""}${(e as Error).message}`);
+  }
+  try {
+    validateMessages(value);
+  } catch (e) {
+    throw new Error(`${where}: ${(e as Error).message}`);
+  }
+  return value;
+}
+
+/** For a model without a tokenizer given token ids: tokens shown as <id>. */
+const IDS_ONLY: TextCodec = {
+  encode: () => { throw new Error("a text prompt needs a tokenizer"); },
+  decode: (ids) => ids.map((id) => `<${id}>`).join(""),
+};
 
 try {
   await program.parseAsync(process.argv);

@@ -1,11 +1,12 @@
 // The command line as a user runs it: the built dist/cli.js (npm test builds first).
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
+import { loadTokenizer } from "../src/tokenizer/node.js";
 
 const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 const ref = reference();
@@ -70,7 +71,7 @@ describe("wasm-lm CLI", () => {
   it("errors are one clear line with a non-zero exit", () => {
     expectOneLineError(run(["generate", "--model", "/nonexistent/dir", "--prompt", "x"]), 1, /not a directory, a hub id/);
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2,x"]), 2, /comma-separated/);
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR]), 2, /exactly one of --prompt or --ids/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR]), 2, /exactly one of --prompt, --ids or --messages/);
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2,600"]), 1, /token id 600 .* outside the vocabulary/);
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--temperature", "-1"]), 1, /temperature/);
     const dir = mkdtempSync(join(tmpdir(), "wasm-lm-cli-"));
@@ -116,7 +117,7 @@ describe("wasm-lm CLI", () => {
   });
 
   it("--help works for every command", () => {
-    for (const c of ["generate", "logits", "tokenize", "inspect", "synth", "quantize"]) {
+    for (const c of ["generate", "logits", "tokenize", "inspect", "synth", "quantize", "chat"]) {
       const r = run([c, "--help"]);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/Usage: wasm-lm/);
@@ -143,4 +144,104 @@ describe("wasm-lm CLI", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+});
+
+// Chat: the tiny OPT model paired (--tokenizer) with the hand-built Llama-2-style tokenizer
+// (277 ids, under the model's 512; Llama-2-chat's template; </s> = 2 ends a turn).
+describe("wasm-lm CLI: --tokenizer, --messages and chat", () => {
+  const LLAMA_TOK = fileURLToPath(new URL("./fixtures/llama2-style-tokenizer/", import.meta.url));
+  const GPT2_TOK = fileURLToPath(new URL("./fixtures/gpt2-tokenizer/", import.meta.url));
+  const LLAMA_TINY = fileURLToPath(new URL("./fixtures/llama-tiny/", import.meta.url));
+  const tok = loadTokenizer(LLAMA_TOK);
+  const messages = [{ role: "system", content: "Be kind." }, { role: "user", content: "Hello world" }];
+  const dir = mkdtempSync(join(tmpdir(), "wasm-lm-chat-"));
+  const file = (name: string, content: string) => {
+    writeFileSync(join(dir, name), content);
+    return join(dir, name);
+  };
+  const chatFile = file("chat.json", JSON.stringify(messages));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("tokenize --messages: the template with an assistant turn opened, encoded without adding special tokens", () => {
+    const r = run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", chatFile, "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const ids = JSON.parse(r.out).ids;
+    expect(ids).toEqual(tok.encode("<s>[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\nHello world [/INST]", { addSpecialTokens: false }));
+    expect(ids.filter((id: number) => id === 1)).toHaveLength(1); // the template's <s>, no second BOS
+    // From stdin, and --tokenizer wins over -m.
+    const s = run(["tokenize", "-m", GPT2_TOK, "--tokenizer", LLAMA_TOK, "--messages", "-", "--json"], JSON.stringify(messages));
+    expect(JSON.parse(s.out).ids).toEqual(ids);
+  });
+
+  it("tokenize --tokenizer with text still adds the tokenizer's own special tokens", () => {
+    expect(JSON.parse(run(["tokenize", "--tokenizer", LLAMA_TOK, "--text", "Hello world", "--json"]).out).ids).toEqual([1, 271, 276]);
+    expect(JSON.parse(run(["tokenize", "--tokenizer", GPT2_TOK, "--text", "Hello world", "--json"]).out).ids).toEqual([15496, 995]);
+  });
+
+  it("generate --messages: the chat's prompt ids, and the reply stops at the chat stop ids", () => {
+    // 48 prompt tokens + 12 fit the model's 64 positions.
+    const r = run(["generate", "--model", FIXTURE_DIR, "--tokenizer", LLAMA_TOK, "--messages", chatFile, "-n", "12", "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.input_ids).toEqual(tok.encodeChat(messages));
+    // The same prompt as plain ids, never stopping: the chat run is its prefix up to the first </s>.
+    const free = JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--tokenizer", LLAMA_TOK, "--ids", j.input_ids.join(","), "-n", "12", "--ignore-eos", "--json"]).out);
+    const stop = free.new_tokens.indexOf(2);
+    expect(j.new_tokens).toEqual(stop < 0 ? free.new_tokens : free.new_tokens.slice(0, stop + 1));
+    expect(j.finish_reason).toBe(stop < 0 ? "length" : "eos");
+    for (const id of j.new_tokens) expect(id).toBeLessThan(tok.vocabSize); // ids the tokenizer cannot decode are never chosen
+  });
+
+  it("--ids needs no tokenizer; text without one names --tokenizer", () => {
+    const r = run(["generate", "--model", LLAMA_TINY, "--ids", "1,5,6", "-n", "3", "--ignore-eos", "--json"]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).new_tokens).toHaveLength(3);
+    expectOneLineError(run(["generate", "--model", LLAMA_TINY, "--prompt", "hi"]), 1, /has no tokenizer files .*pass --tokenizer DIR, or token ids with --ids/);
+    const t = run(["generate", "--model", LLAMA_TINY, "--tokenizer", LLAMA_TOK, "--prompt", "Hello", "-n", "2", "--ignore-eos", "--json"]);
+    expect(t.code, t.err).toBe(0);
+    expect(JSON.parse(t.out).input_ids).toEqual([1, 271]);
+  });
+
+  it("errors: a bad messages file, no template, a missing tokenizer directory — one line each", () => {
+    expectOneLineError(run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("bad.json", "[{")]), 1, /--messages .*bad\.json: not valid JSON/);
+    expectOneLineError(run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("role.json", '[{"role": 1, "content": "x"}]')]), 1,
+      /--messages .*role\.json: chat messages\[0\]\.role must be a string, got number/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--messages", file("obj.json", '{"role": "user"}')]), 1, /chat messages must be an array/);
+    expectOneLineError(run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("order.json", '[{"role": "assistant", "content": "x"}]')]), 1,
+      /chat template: Conversation roles must alternate user\/assistant\/user\/assistant\/\.\.\./);
+    expectOneLineError(run(["tokenize", "--tokenizer", GPT2_TOK, "--messages", chatFile]), 1, /no chat template for the tokenizer in ".*gpt2-tokenizer\/?"/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--messages", chatFile, "-n", "2"]), 1, /no chat template for the tokenizer in ".*tokenizers\/opt\/?"/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--tokenizer", join(dir, "nope"), "--ids", "2"]), 1, /tokenizer directory .*nope.* does not exist/);
+    expectOneLineError(run(["tokenize", "--text", "x", "--messages", chatFile]), 2, /exactly one of --text, --text-file or --messages/);
+  });
+
+  it("chat: one reply per stdin line, the history carried into the next prompt, /exit ends it", () => {
+    const chat = (args: string[], input: string) => {
+      const r = run(["chat", "--model", FIXTURE_DIR, "--tokenizer", LLAMA_TOK, "-n", "6", "--json", ...args], input);
+      expect(r.code, r.err).toBe(0);
+      return r.out.trim().split("\n").map((l) => JSON.parse(l));
+    };
+    const user = (content: string) => ({ role: "user", content });
+    const turns = chat([], "Hello world\n\nHi again\n/exit\nnot read\n");
+    expect(turns).toHaveLength(2);
+    expect(turns[0].input_ids).toEqual(tok.encodeChat([user("Hello world")]));
+    expect(turns[1].input_ids).toEqual(tok.encodeChat([user("Hello world"), { role: "assistant", content: turns[0].text }, user("Hi again")]));
+    // With a system message the second prompt would pass the model's 64 positions: the oldest
+    // exchange is dropped, the system message kept.
+    const sys = chat(["--system", "Be kind."], "Hello world\nHi again\n");
+    expect(sys[0].input_ids).toEqual(tok.encodeChat(messages));
+    const full = tok.encodeChat([...messages, { role: "assistant", content: sys[0].text }, user("Hi again")]);
+    expect(full.length + 6).toBeGreaterThan(64);
+    expect(sys[1].input_ids).toEqual(tok.encodeChat([messages[0], user("Hi again")]));
+    for (const t of [...turns, ...sys]) {
+      expect(t.new_tokens.length).toBeLessThanOrEqual(6);
+      expect(t.text).not.toContain("</s>"); // the stop token stays out of the reply
+    }
+    // Streamed text mode prints each reply on its own line.
+    const text = run(["chat", "--model", FIXTURE_DIR, "--tokenizer", LLAMA_TOK, "-n", "3"], "Hello world\n/reset\nHello world\n");
+    expect(text.code, text.err).toBe(0);
+    const [a, b] = text.out.split("\n");
+    expect(a).toBe(b); // /reset: the same first turn again, greedy
+    expectOneLineError(run(["chat", "--model", FIXTURE_DIR, "-n", "2"], "hi\n"), 1, /no chat template for the tokenizer/);
+  });
 });
