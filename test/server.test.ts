@@ -61,6 +61,17 @@ describe("completions", () => {
     expect(j.choices[0].prompt_token_ids).toEqual(ref.input_ids);
   });
 
+  it("streamed with return_token_ids: one chunk per token carrying its id; the last chunk has them all", async () => {
+    const got = await post(`${s.url}/v1/completions`, { prompt: ref.input_ids, max_tokens: 8, temperature: 0, stream: true, return_token_ids: true }, auth);
+    expect(got.status).toBe(200);
+    const chunks = sseData(await got.text()).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+    const per = chunks.filter((c) => c.choices[0].finish_reason === null).map((c) => c.choices[0].token_ids);
+    for (const ids of per) expect(ids).toHaveLength(1);
+    const last = chunks[chunks.length - 1].choices[0];
+    expect(per.flat()).toEqual(last.token_ids);
+    expect(last.token_ids.length).toBeGreaterThan(0);
+  });
+
   it("max_tokens defaults to 16, as OpenAI's", async () => {
     const got = await client.completions.create({ model: "opt-tiny", prompt: PROMPTS[1], temperature: 0 });
     const want = await expected(PROMPTS[1], 16);

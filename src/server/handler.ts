@@ -232,8 +232,10 @@ class GenerationContext {
         let r = await steps.next();
         for (; !r.done; r = await steps.next()) {
           const logprobs = plan.logprobs === null ? null : completionLogprobs([r.value], plan);
-          if (r.value.piece === "" && logprobs === null) continue;
-          yield { ...head, choices: [{ index: 0, text: r.value.piece, logprobs, finish_reason: null }], ...usageNull };
+          // With return_token_ids every token is a chunk of its own (its text may still be "").
+          const ids = plan.returnTokenIds ? { token_ids: [r.value.token.id] } : {};
+          if (r.value.piece === "" && logprobs === null && !plan.returnTokenIds) continue;
+          yield { ...head, choices: [{ index: 0, text: r.value.piece, logprobs, finish_reason: null, ...ids }], ...usageNull };
         }
         const o = r.value;
         if (o.rest) yield { ...head, choices: [{ index: 0, text: o.rest, logprobs: null, finish_reason: null }], ...usageNull };
