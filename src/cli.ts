@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DEFAULT_MODEL, loadModel, OPT_TOKENIZER_DIR, type LoadModelOptions } from "./node.js";
-import { generate, streamGenerate, type GenerateOptions, type TextCodec } from "./generate/index.js";
+import { generate, streamGenerate, topIds, type GenerateOptions, type GenerateResult, type TextCodec } from "./generate/index.js";
 import { chatPrompt, streamChat } from "./generate/chat.js";
 import { type ChatMessage, type Tokenizer, validateMessages } from "./tokenizer/index.js";
 import { loadTokenizer } from "./tokenizer/node.js";
@@ -41,7 +41,39 @@ const idList = (v: string) => {
 
 interface CommonOpts { model: string; tokenizer?: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
 
-/** Load with a progress bar on stderr (only when it is a terminal and not in --json mode). */
+/** package.json's version, found from this file upwards (dist/cli.js and src/cli.ts alike). */
+function packageVersion(): string {
+  let dir = new URL(".", import.meta.url);
+  for (let up = 0; up < 3; up++, dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8"));
+      if (pkg.name === "wasm-lm" && typeof pkg.version === "string") return pkg.version;
+    } catch {
+      // not here: one level up
+    }
+  }
+  return "unknown";
+}
+
+// The real model each synthetic preset has the shape of.
+const REAL_MODEL: Record<string, string> = {
+  "opt-125m": "facebook/opt-125m",
+  gpt2: "openai-community/gpt2",
+  "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+  "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
+};
+
+/** The one line a synthetic model gets on stderr: its text is noise, and where real text comes from. */
+function syntheticNotice(spec: string): string {
+  const real = REAL_MODEL[spec.slice("synthetic:".length)] ?? "facebook/opt-125m";
+  return `wasm-lm: ${spec}${spec === DEFAULT_MODEL ? " (the default model)" : ""} has random weights (its text is noise): ` +
+    `for real text use --model ${real}, or the hub id or directory of another supported model (OPT, GPT-2, LLaMA/SmolLM2, Qwen2)`;
+}
+
+/**
+ * Load with a progress bar on stderr (only when it is a terminal and not in --json mode); a
+ * synthetic model gets one line on stderr saying its weights are random.
+ */
 async function load(o: CommonOpts) {
   const t0 = performance.now();
   const bar = process.stderr.isTTY && !o.json
@@ -69,13 +101,16 @@ async function load(o: CommonOpts) {
     onDownload: (p) => step(p.file, p.loaded, p.total ?? p.loaded),
     onProgress: (done, total) => step("weights → wasm", done, total),
   };
+  let loaded;
   try {
-    const loaded = await loadModel(o.model, opts);
-    const tokenizerDir = o.tokenizer ?? (loaded.location.startsWith("synthetic:") || !existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")) ? OPT_TOKENIZER_DIR : loaded.location);
-    return { ...loaded, tokenizerDir, loadMs: performance.now() - t0 };
+    loaded = await loadModel(o.model, opts);
   } finally {
     bar?.stop();
   }
+  const synthetic = loaded.location.startsWith("synthetic:");
+  if (synthetic) process.stderr.write(syntheticNotice(loaded.location) + "\n");
+  const tokenizerDir = o.tokenizer ?? (synthetic || !existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")) ? OPT_TOKENIZER_DIR : loaded.location);
+  return { ...loaded, tokenizerDir, loadMs: performance.now() - t0 };
 }
 
 function modelOptions(cmd: Command, withSeed = true): Command {
@@ -93,16 +128,19 @@ function modelOptions(cmd: Command, withSeed = true): Command {
 }
 
 const TOKENIZER_HELP = "load the tokenizer (and its chat template) from this directory instead of the model's";
+const PROMPT_FILE_HELP = "read the prompt from a file ('-' = stdin); one final newline is dropped";
 const MESSAGES_HELP = "a chat: a JSON array of {\"role\", \"content\"} messages ('-' = stdin), rendered with the tokenizer's chat template and an assistant turn opened";
 
 // Set before the subcommands are made: they inherit both.
 const program = new Command("wasm-lm")
-  .description("OPT language models in WebAssembly")
+  .description("small language models (OPT, GPT-2, LLaMA, Qwen2) in WebAssembly")
   .exitOverride()
+  .version(packageVersion(), "-v, --version", "print the version")
   .configureOutput({ outputError: (str, write) => write(`wasm-lm: ${str.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")} (see --help)\n`) });
 
 modelOptions(program.command("generate").description("generate text from a prompt (greedy unless a sampling option is given)"))
   .option("-p, --prompt <text>", "prompt text")
+  .option("--prompt-file <path>", PROMPT_FILE_HELP)
   .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
   .option("--messages <file>", MESSAGES_HELP + "; generation also stops at the template's end-of-turn tokens")
   .option("--tokenizer <dir>", TOKENIZER_HELP)
@@ -114,16 +152,27 @@ modelOptions(program.command("generate").description("generate text from a promp
   .option("--stop <text...>", "stop when the text contains one of these strings")
   .option("--ignore-eos", "keep generating after the end-of-sequence token")
   .option("--truncate", "keep the last tokens of a prompt longer than the model's context")
-  .option("--json", "print one JSON object (input_ids, new_tokens, text, timings)")
+  .option("--logprobs <n>", "with --json or --jsonl: each new token's log-probability, and the n most likely tokens' (0-20)", (v) => {
+    const n = int("--logprobs")(v);
+    if (n < 0 || n > 20) throw new InvalidArgumentError("--logprobs must be an integer in [0, 20]");
+    return n;
+  })
+  .option("--json", "print one JSON object (input_ids, new_tokens, text, finish_reason, logprobs with --logprobs, timings)")
+  .option("--jsonl", "print one JSON object per token as it is generated ({\"id\", \"text\"} and \"logprob\", \"top_logprobs\" with --logprobs), then --json's object")
   .action(async (o) => {
-    if ([o.prompt, o.ids, o.messages].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --prompt, --ids or --messages");
-    const messages = o.messages === undefined ? undefined : readMessages(o.messages); // a bad file fails before the model loads
-    const loaded = await load(o);
+    if ([o.prompt, o.promptFile, o.ids, o.messages].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --prompt, --prompt-file, --ids or --messages");
+    if (o.json && o.jsonl) throw new UsageError("give at most one of --json or --jsonl");
+    if (o.logprobs !== undefined && !o.json && !o.jsonl) throw new UsageError("--logprobs needs --json or --jsonl (they print them)");
+    // A bad file fails before the model loads.
+    const messages = o.messages === undefined ? undefined : readMessages(o.messages);
+    if (o.promptFile !== undefined) o.prompt = readPromptFile(o.promptFile);
+    const loaded = await load({ ...o, json: o.json || o.jsonl });
     const { model, loadMs } = loaded;
     const tokenizer = o.ids === undefined ? needTokenizer(loaded) : loaded.tokenizer ?? IDS_ONLY;
     const gen: GenerateOptions = {
       maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
       repetitionPenalty: o.repetitionPenalty, seed: o.seed, stopStrings: o.stop, ignoreEos: o.ignoreEos, truncate: o.truncate,
+      logprobs: o.logprobs,
     };
     let prompt: string | number[] = o.ids ?? o.prompt;
     if (messages) {
@@ -131,9 +180,17 @@ modelOptions(program.command("generate").description("generate text from a promp
       // ends at the chat stop ids, and at the model's EOS unless --ignore-eos.
       ({ ids: prompt, stopTokenIds: gen.stopTokenIds } = chatPrompt(model, needTokenizer(loaded), messages, { ignoreEos: o.ignoreEos }));
     }
+    const summary = (r: GenerateResult) => JSON.stringify({ model: o.model, build: model.build, dtype: model.dtype, threads: model.threads, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n";
     if (o.json) {
-      const r = await generate(model, loaded.tokenizer ?? undefined, prompt, gen);
-      process.stdout.write(JSON.stringify({ model: o.model, build: model.build, dtype: model.dtype, threads: model.threads, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n");
+      process.stdout.write(summary(await generate(model, loaded.tokenizer ?? undefined, prompt, gen)));
+      return;
+    }
+    if (o.jsonl) {
+      // The events as streamGenerate yields them (id -1: text held back until the end), then the summary.
+      const it = streamGenerate(model, loaded.tokenizer ?? undefined, prompt, gen);
+      let r = await it.next();
+      for (; !r.done; r = await it.next()) process.stdout.write(JSON.stringify(r.value) + "\n");
+      process.stdout.write(summary(r.value));
       return;
     }
     const input = typeof prompt === "string" ? prompt : tokenizer.decode(prompt);
@@ -201,13 +258,17 @@ modelOptions(program.command("chat").description("an interactive chat with the m
 modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))
   .requiredOption("--ids <ids>", "token ids, comma-separated", idList)
   .option("--last", "only the last position")
-  .option("--json", "print {\"logits\": [[…], …]} (the default and only format)")
+  .option("--top-k <n>", "only the n largest logits of each position: {\"top\": [[{\"id\", \"logit\"}, …] per position]}, largest first", int("--top-k"))
+  .option("--json", "JSON, the only format: {\"logits\": [[…vocabulary floats…] per position]}, or --top-k's {\"top\": …}")
   .action(async (o) => {
+    if (o.topK !== undefined && o.topK < 1) throw new UsageError("--top-k must be ≥ 1");
     const { model } = await load({ ...o, json: true });
     const r = model.forward([o.ids], { logits: o.last ? "last" : "all" });
     const V = r.logitsShape[2];
-    const rows = Array.from({ length: r.logitsShape[1] }, (_, i) => Array.from(r.logits.subarray(i * V, (i + 1) * V)));
-    process.stdout.write(JSON.stringify({ logits: rows }) + "\n");
+    const rows = Array.from({ length: r.logitsShape[1] }, (_, i) => r.logits.subarray(i * V, (i + 1) * V));
+    process.stdout.write(JSON.stringify(o.topK === undefined
+      ? { logits: rows.map((row) => Array.from(row)) }
+      : { top: rows.map((row) => topIds(row, o.topK).map((id) => ({ id, logit: row[id] }))) }) + "\n");
   });
 
 program.command("tokenize").description("token ids of a text (with the tokenizer's special tokens, e.g. OPT's leading </s>) or of a chat")
@@ -230,11 +291,13 @@ program.command("tokenize").description("token ids of a text (with the tokenizer
 modelOptions(program.command("inspect").description("what each layer does: hidden-state norms, logit lens, attention"))
   .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("-p, --prompt <text>", "prompt text")
+  .option("--prompt-file <path>", PROMPT_FILE_HELP)
   .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
   .option("--top <k>", "candidates per layer", int("--top"), 5)
   .option("--json", "print the inspection as JSON")
   .action(async (o) => {
-    if ((o.prompt === undefined) === (o.ids === undefined)) throw new UsageError("give exactly one of --prompt or --ids");
+    if ([o.prompt, o.promptFile, o.ids].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --prompt, --prompt-file or --ids");
+    if (o.promptFile !== undefined) o.prompt = readPromptFile(o.promptFile);
     const loaded = await load(o);
     const tokenizer = o.prompt !== undefined ? needTokenizer(loaded) : loaded.tokenizer ?? IDS_ONLY;
     const r = await inspectPrompt(loaded.model, tokenizer, o.ids ?? o.prompt, { top: o.top });
@@ -321,6 +384,15 @@ class UsageError extends Error {}
 function needTokenizer(loaded: { tokenizer: Tokenizer | null; location: string }): Tokenizer {
   if (!loaded.tokenizer) throw new Error(`${loaded.location} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt): pass --tokenizer DIR, or token ids with --ids`);
   return loaded.tokenizer;
+}
+
+/** A prompt from a file ('-' = stdin), one final newline dropped (an editor's, not the prompt's). */
+function readPromptFile(path: string): string {
+  try {
+    return readFileSync(path === "-" ? 0 : path, "utf8").replace(/\r?\n$/, "");
+  } catch (e) {
+    throw new Error(`${path === "-" ? "--prompt-file (stdin)" : `--prompt-file ${path}`}: ${(e as Error).message}`);
+  }
 }
 
 /** An OpenAI-style chat from a JSON file ('-' = stdin), checked: one-line errors naming the file. */

@@ -1,7 +1,7 @@
 // The command line as a user runs it: the built dist/cli.js (npm test builds first).
 import { afterAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -71,7 +71,7 @@ describe("wasm-lm CLI", () => {
   it("errors are one clear line with a non-zero exit", () => {
     expectOneLineError(run(["generate", "--model", "/nonexistent/dir", "--prompt", "x"]), 1, /not a directory, a hub id/);
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2,x"]), 2, /comma-separated/);
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR]), 2, /exactly one of --prompt, --ids or --messages/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR]), 2, /exactly one of --prompt, --prompt-file, --ids or --messages/);
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2,600"]), 1, /token id 600 .* outside the vocabulary/);
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--temperature", "-1"]), 1, /temperature/);
     const dir = mkdtempSync(join(tmpdir(), "wasm-lm-cli-"));
@@ -115,6 +115,117 @@ describe("wasm-lm CLI", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("--version prints package.json's version", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+    for (const flag of ["--version", "-v"]) {
+      const r = run([flag]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out.trim()).toBe(pkg.version);
+    }
+  });
+
+  it("generate --logprobs: the greedy token is the most likely, alternatives sorted, probabilities ≤ 1", () => {
+    const r = run(["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "8", "--ignore-eos", "--logprobs", "5", "--json"]);
+    expect(r.code, r.err).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    expect(j.logprobs).toHaveLength(8);
+    j.logprobs.forEach((t: { id: number; logprob: number; top_logprobs: { id: number; logprob: number }[] }, i: number) => {
+      expect(t.id).toBe(j.new_tokens[i]);
+      expect(t.top_logprobs).toHaveLength(5);
+      expect(t.top_logprobs[0]).toEqual({ id: t.id, logprob: t.logprob });
+      for (let k = 1; k < 5; k++) expect(t.top_logprobs[k].logprob).toBeLessThanOrEqual(t.top_logprobs[k - 1].logprob);
+      expect(new Set(t.top_logprobs.map((c) => c.id)).size).toBe(5);
+      const mass = t.top_logprobs.reduce((a, c) => a + Math.exp(c.logprob), 0);
+      expect(mass).toBeLessThanOrEqual(1 + 1e-6);
+      expect(Math.exp(t.logprob)).toBeGreaterThan(0);
+    });
+    // 0: the chosen token's only.
+    const z = JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "2", "--ignore-eos", "--logprobs", "0", "--json"]).out);
+    expect(z.logprobs.map((t: { top_logprobs: unknown[] }) => t.top_logprobs)).toEqual([[], []]);
+    expect(z.logprobs[0].logprob).toBe(j.logprobs[0].logprob);
+    // Without --logprobs there are none; they need a JSON output, and 21 is too many.
+    expect(JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "-n", "1", "--json"]).out)).not.toHaveProperty("logprobs");
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--logprobs", "2"]), 2, /--logprobs needs --json or --jsonl/);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--logprobs", "21", "--json"]), 2, /--logprobs must be an integer in \[0, 20\]/);
+  });
+
+  it("generate --jsonl: one object per token as it comes, then --json's object", () => {
+    const args = ["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "12", "--ignore-eos", "--logprobs", "2"];
+    const json = JSON.parse(run([...args, "--json"]).out);
+    const r = run([...args, "--jsonl"]);
+    expect(r.code, r.err).toBe(0);
+    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l));
+    const summary = lines.pop();
+    expect(summary.new_tokens).toEqual(json.new_tokens);
+    expect(summary.logprobs).toEqual(json.logprobs);
+    expect(summary.text).toBe(json.text);
+    for (const k of ["model", "input_ids", "finish_reason", "timings"]) expect(summary).toHaveProperty(k);
+    const tokens = lines.filter((l) => l.id >= 0);
+    expect(tokens.map((l) => l.id)).toEqual(json.new_tokens);
+    expect(lines.map((l) => l.text).join("")).toBe(json.text);
+    expect(tokens.map(({ id, logprob, top_logprobs }) => ({ id, logprob, top_logprobs }))).toEqual(json.logprobs);
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--json", "--jsonl"]), 2, /at most one of --json or --jsonl/);
+  });
+
+  it("--prompt-file (a path or '-' = stdin) gives --prompt's ids; one final newline is dropped", () => {
+    const text = " Wednesday suchh been S came made One where p come"; // the reference prompt's ids after </s>
+    const byPrompt = JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--prompt", text, "-n", "4", "--ignore-eos", "--json"]).out);
+    expect(byPrompt.input_ids).toEqual(ref.input_ids);
+    const stdin = run(["generate", "--model", FIXTURE_DIR, "--prompt-file", "-", "-n", "4", "--ignore-eos", "--json"], text + "\n");
+    expect(stdin.code, stdin.err).toBe(0);
+    expect(JSON.parse(stdin.out).input_ids).toEqual(byPrompt.input_ids);
+    expect(JSON.parse(stdin.out).new_tokens).toEqual(byPrompt.new_tokens);
+    const dir = mkdtempSync(join(tmpdir(), "wasm-lm-prompt-"));
+    try {
+      writeFileSync(join(dir, "p.txt"), text);
+      const f = run(["inspect", "--model", FIXTURE_DIR, "--prompt-file", join(dir, "p.txt"), "--json"]);
+      expect(f.code, f.err).toBe(0);
+      expect(JSON.parse(f.out).layers[2].top[0].id).toBe(ref.argmax[ref.argmax.length - 1]);
+      expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--prompt-file", join(dir, "nope.txt")]), 1, /--prompt-file .*nope\.txt: ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--prompt-file", "-", "--prompt", "x"], "y"), 2, /exactly one of --prompt, --prompt-file, --ids or --messages/);
+    expectOneLineError(run(["inspect", "--model", FIXTURE_DIR, "--prompt-file", "-", "--ids", "2"], "y"), 2, /exactly one of --prompt, --prompt-file or --ids/);
+  });
+
+  it("logits --top-k: the k largest logits of each position, largest first", () => {
+    const r = run(["logits", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "--top-k", "3"]);
+    expect(r.code, r.err).toBe(0);
+    const top: { id: number; logit: number }[][] = JSON.parse(r.out).top;
+    expect(top).toHaveLength(ref.input_ids.length);
+    top.forEach((row, pos) => {
+      expect(row).toHaveLength(3);
+      expect(row[0].id).toBe(ref.argmax[pos]);
+      for (const { id, logit } of row) expect(Math.abs(logit - ref.logits[pos][id])).toBeLessThanOrEqual(1e-4);
+      expect(row[1].logit).toBeLessThanOrEqual(row[0].logit);
+      expect(row[2].logit).toBeLessThanOrEqual(row[1].logit);
+      // Nothing left out is larger than the smallest kept.
+      const kept = new Set(row.map((c) => c.id));
+      const rest = ref.logits[pos].filter((_: number, id: number) => !kept.has(id));
+      expect(Math.max(...rest)).toBeLessThanOrEqual(row[2].logit + 1e-4);
+    });
+    const last = JSON.parse(run(["logits", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "--last", "--top-k", "1"]).out).top;
+    expect(last).toEqual([[top[top.length - 1][0]]]);
+    expectOneLineError(run(["logits", "--model", FIXTURE_DIR, "--ids", "2", "--top-k", "0"]), 2, /--top-k must be ≥ 1/);
+  });
+
+  it("a synthetic model says once on stderr that its weights are random; a directory model does not", () => {
+    const s = run(["logits", "--ids", "2", "--last", "--top-k", "1"]); // the default model
+    expect(s.code, s.err).toBe(0);
+    expect(JSON.parse(s.out).top).toHaveLength(1); // stdout stays clean
+    expect(s.err.match(/random weights/g)).toHaveLength(1);
+    expect(s.err).toMatch(/^wasm-lm: synthetic:opt-125m \(the default model\) has random weights .*--model facebook\/opt-125m/);
+    const g = run(["generate", "--model", "synthetic:gpt2", "--ids", "2", "-n", "1", "--json"]);
+    expect(g.code, g.err).toBe(0);
+    expect(g.err.trim().split("\n")).toHaveLength(1);
+    expect(g.err).toMatch(/synthetic:gpt2 has random weights .*--model openai-community\/gpt2/);
+    const d = run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "-n", "1"]);
+    expect(d.code, d.err).toBe(0);
+    expect(d.err).not.toMatch(/random weights/);
+  }, 120_000);
 
   it("--help works for every command", () => {
     for (const c of ["generate", "logits", "tokenize", "inspect", "synth", "quantize", "chat"]) {

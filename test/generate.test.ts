@@ -7,7 +7,7 @@ import { openSafetensors } from "../src/formats/safetensors.js";
 import { parseOptConfig } from "../src/models/families/index.js";
 import { DecoderModel } from "../src/models/decoder.js";
 import { generate, streamGenerate, type TextCodec } from "../src/generate/index.js";
-import { applyRepetitionPenalty, Sampler } from "../src/generate/sampling.js";
+import { applyRepetitionPenalty, logSoftmax, Sampler, topIds } from "../src/generate/sampling.js";
 import { loadTokenizer } from "../src/tokenizer/node.js";
 import { FIXTURE_DIR, maxAbsDiff, reference, TOKENIZER_FIXTURE_DIR } from "./helpers.js";
 
@@ -70,6 +70,58 @@ describe("generate", () => {
     const l = Float32Array.from([2, -2, 1]);
     applyRepetitionPenalty(l, [0, 1, 1], 2);
     expect(Array.from(l)).toEqual([1, -4, 1]);
+  });
+
+  it("logprobs: log-softmax of the logits before temperature; the greedy token is the most likely", async () => {
+    // Reference for the first token: float64 log-softmax of the prompt's last logits.
+    const row = Array.from(model.forward([prompt], { logits: "last" }).logits);
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+    const r = await generate(model, codec, prompt, { maxNewTokens: 6, ignoreEos: true, logprobs: 4 });
+    expect(r.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 6));
+    expect(r.logprobs).toHaveLength(6);
+    expect(r.logprobs![0].logprob).toBeCloseTo(row[r.new_tokens[0]] - lse, 5);
+    r.logprobs!.forEach((t, i) => {
+      expect(t.id).toBe(r.new_tokens[i]);
+      expect(t.top_logprobs.map((c) => c.logprob)).toEqual(t.top_logprobs.map((c) => c.logprob).sort((a, b) => b - a));
+      expect(t.top_logprobs[0]).toEqual({ id: t.id, logprob: t.logprob });
+      expect(t.top_logprobs.reduce((a, c) => a + Math.exp(c.logprob), 0)).toBeLessThanOrEqual(1 + 1e-6);
+    });
+    // The stream carries the same numbers, token by token.
+    const events = [];
+    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 6, ignoreEos: true, logprobs: 4 })) if (t.id >= 0) events.push(t);
+    expect(events.map(({ id, logprob, top_logprobs }) => ({ id, logprob, top_logprobs }))).toEqual(r.logprobs);
+    // Sampled at temperature 3, the first token's log-probability is still the untempered one.
+    const hot = await generate(model, undefined, prompt, { maxNewTokens: 1, temperature: 3, seed: 7, logprobs: 0 });
+    expect(hot.logprobs![0].logprob).toBeCloseTo(row[hot.new_tokens[0]] - lse, 5);
+    expect(hot.logprobs![0].top_logprobs).toEqual([]);
+    // None unless asked for.
+    const plain = await generate(model, undefined, prompt, { maxNewTokens: 2, ignoreEos: true });
+    expect(plain).not.toHaveProperty("logprobs");
+    for await (const t of streamGenerate(model, undefined, prompt, { maxNewTokens: 2, ignoreEos: true })) expect(t).not.toHaveProperty("logprob");
+    for (const bad of [-1, 21, 1.5]) await expect(generate(model, undefined, prompt, { logprobs: bad })).rejects.toThrow(/logprobs = .* must be an integer in \[0, 20\]/);
+  });
+
+  it("logprobs come after the repetition penalty: the penalised greedy token is still the most likely", async () => {
+    const penalised = await generate(model, undefined, prompt, { maxNewTokens: 16, ignoreEos: true, repetitionPenalty: 2, logprobs: 1 });
+    expect(penalised.new_tokens).not.toEqual(ref.generation.new_tokens.slice(0, 16)); // the penalty changes the choice
+    const off = await generate(model, undefined, prompt, { maxNewTokens: 16, ignoreEos: true, repetitionPenalty: 2 });
+    expect(penalised.new_tokens).toEqual(off.new_tokens); // asking for logprobs changes nothing
+    for (const t of penalised.logprobs!) expect(t.top_logprobs).toEqual([{ id: t.id, logprob: t.logprob }]);
+  });
+
+  it("logSoftmax and topIds: −Infinity kept, ties to the lower id, k past the length", () => {
+    const x = Float32Array.from([1, 3, -Infinity, 3, 0, 2, 5]);
+    const lp = logSoftmax(x);
+    expect(lp[2]).toBe(-Infinity);
+    expect(Array.from(lp).reduce((a, v) => a + Math.exp(v), 0)).toBeCloseTo(1, 6);
+    expect(topIds(x, 3)).toEqual([6, 1, 3]);
+    expect(topIds(x, 1)).toEqual([6]);
+    expect(topIds(x, 0)).toEqual([]);
+    expect(topIds(x, 10)).toEqual([6, 1, 3, 5, 0, 4, 2]);
+    const big = Float32Array.from({ length: 1037 }, (_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1);
+    const sorted = Array.from(big.keys()).sort((a, b) => big[b] - big[a] || a - b);
+    expect(topIds(big, 17)).toEqual(sorted.slice(0, 17));
   });
 
   it("stops on a token id, on EOS, on a stop string", async () => {

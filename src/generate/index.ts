@@ -2,9 +2,9 @@
 // Logits are computed only for the positions that need them (the last of each sequence).
 import type { DecoderModel } from "../models/decoder.js";
 import { TextStream } from "./text.js";
-import { argmax, isSampling, Sampler, validateSampling, type SamplingOptions } from "./sampling.js";
+import { applyRepetitionPenalty, argmax, logSoftmax, Sampler, topIds, validateSampling, type SamplingOptions } from "./sampling.js";
 
-export { Sampler, argmax, type SamplingOptions } from "./sampling.js";
+export { Sampler, argmax, logSoftmax, topIds, type SamplingOptions } from "./sampling.js";
 
 /** What generation needs from a tokenizer. */
 export interface TextCodec {
@@ -29,6 +29,23 @@ export interface GenerateOptions extends SamplingOptions {
    * does not fit (default), or keep the prompt's last max_position_embeddings − maxNewTokens tokens.
    */
   truncate?: boolean;
+  /**
+   * Return each new token's log-probability (0), and with N > 0 the N most likely tokens' too
+   * (at most 20) — OpenAI's `logprobs`. Taken from the logits after the repetition penalty and
+   * before temperature, top-k and top-p, as the server reports them.
+   */
+  logprobs?: number;
+}
+
+/** A token id with its log-probability. */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+}
+
+/** One new token's log-probability and the most likely alternatives, largest first (OpenAI's shape, ids for tokens). */
+export interface TokenLogprobs extends TokenLogprob {
+  top_logprobs: TokenLogprob[];
 }
 
 export interface Timings {
@@ -45,6 +62,8 @@ export interface GenerateResult {
   new_tokens: number[];
   text: string;
   finish_reason: FinishReason;
+  /** With `logprobs`: one entry per new token. */
+  logprobs?: TokenLogprobs[];
   timings: Timings;
 }
 
@@ -52,6 +71,9 @@ export interface TokenEvent {
   id: number;
   /** Text that became final with this token ("" while a UTF-8 character is incomplete). */
   text: string;
+  /** With `logprobs`: log p(id), and the most likely tokens (empty for logprobs 0). */
+  logprob?: number;
+  top_logprobs?: TokenLogprob[];
 }
 
 const now = () => performance.now();
@@ -81,6 +103,9 @@ function checkOptions(o: GenerateOptions): void {
   if (o.stopTokenIds !== undefined && !(Array.isArray(o.stopTokenIds) && o.stopTokenIds.every(Number.isInteger))) {
     throw new Error("wasm-lm: stopTokenIds must be an array of integer token ids");
   }
+  if (o.logprobs !== undefined && !(Number.isInteger(o.logprobs) && o.logprobs >= 0 && o.logprobs <= 20)) {
+    throw new Error(`wasm-lm: logprobs = ${o.logprobs} must be an integer in [0, 20]`);
+  }
 }
 
 function throwIfAborted(signal?: AbortSignal): void {
@@ -89,7 +114,7 @@ function throwIfAborted(signal?: AbortSignal): void {
 
 /** Token-level generation for one prompt: yields each new token as it is chosen. */
 async function* tokenLoop(model: DecoderModel, prompt: number[], o: GenerateOptions,
-  timings: { prefill: number; decode: number[] }, decodable: number): AsyncGenerator<number, FinishReason> {
+  timings: { prefill: number; decode: number[] }, decodable: number): AsyncGenerator<{ id: number } | TokenLogprobs, FinishReason> {
   const maxNew = o.maxNewTokens ?? 32;
   const ctx = model.dims.maxPositions;
   if (prompt.length === 0) throw new Error("wasm-lm: empty prompt: at least one token id is needed");
@@ -97,7 +122,6 @@ async function* tokenLoop(model: DecoderModel, prompt: number[], o: GenerateOpti
   const stops = new Set(o.stopTokenIds ?? []);
   if (!o.ignoreEos && o.stopTokenIds === undefined) for (const id of model.dims.eos) stops.add(id);
   const sampler = new Sampler(o);
-  const sample = isSampling(o) || o.repetitionPenalty !== undefined;
   const room = Math.min(ctx, prompt.length + maxNew);
   const cache = model.createCache(1, room);
   const history = [...prompt];
@@ -110,9 +134,11 @@ async function* tokenLoop(model: DecoderModel, prompt: number[], o: GenerateOpti
     for (let n = 0; ; n++) {
       // Rows of the lm_head past the tokenizer's vocabulary (padding rows) can never be printed.
       if (decodable < logits.length) logits.fill(-Infinity, decodable);
-      const id = sample ? sampler.next(logits, history) : argmax(logits);
+      if (o.repetitionPenalty !== undefined) applyRepetitionPenalty(logits, history, o.repetitionPenalty);
+      const lp = o.logprobs !== undefined ? logSoftmax(logits) : null;
+      const id = sampler.pick(logits);
       history.push(id);
-      yield id;
+      yield lp ? { id, logprob: lp[id], top_logprobs: topIds(lp, o.logprobs!).map((t) => ({ id: t, logprob: lp[t] })) } : { id };
       if (stops.has(id)) return "eos";
       if (n + 1 >= maxNew) return "length";
       if (cache.length >= room) return "context";
@@ -178,13 +204,20 @@ export async function* streamGenerate(model: DecoderModel, codec: TextCodec | un
     const stream = codec ? new TextStream((ids) => codec.decode(ids), o.stopStrings ?? []) : undefined;
     if (o.stopStrings?.length && !codec) throw new Error("wasm-lm: stopStrings need a tokenizer");
     const newTokens: number[] = [];
+    const logprobs: TokenLogprobs[] = [];
     let finish: FinishReason = "length";
     for (;;) {
       const r = await loop.next();
       if (r.done) { finish = r.value; break; }
-      newTokens.push(r.value);
-      const text = stream ? stream.push(r.value) : "";
-      yield { id: r.value, text };
+      const tok = r.value;
+      newTokens.push(tok.id);
+      const text = stream ? stream.push(tok.id) : "";
+      if ("top_logprobs" in tok) {
+        logprobs.push(tok);
+        yield { id: tok.id, text, logprob: tok.logprob, top_logprobs: tok.top_logprobs };
+      } else {
+        yield { id: tok.id, text };
+      }
       if (stream?.stopped) {
         finish = "stop_string";
         break;
@@ -197,6 +230,7 @@ export async function* streamGenerate(model: DecoderModel, codec: TextCodec | un
       new_tokens: newTokens,
       text: stream ? stream.text : "",
       finish_reason: finish,
+      ...(o.logprobs !== undefined ? { logprobs } : {}),
       timings: finishTimings(timings, now() - t0, newTokens.length),
     };
   } finally {

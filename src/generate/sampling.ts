@@ -56,6 +56,12 @@ export class Sampler {
   next(logits: Float32Array, history: number[]): number {
     const o = this.opts;
     if (o.repetitionPenalty !== undefined) applyRepetitionPenalty(logits, history, o.repetitionPenalty);
+    return this.pick(logits);
+  }
+
+  /** Pick a token from logits already penalised: temperature, top-k, top-p (greedy without them). */
+  pick(logits: Float32Array): number {
+    const o = this.opts;
     if (!isSampling(o)) return argmax(logits);
 
     const t = o.temperature ?? 1;
@@ -90,4 +96,29 @@ export class Sampler {
     }
     return idx[idx.length - 1];
   }
+}
+
+/** log softmax of a row (−Infinity stays −Infinity). */
+export function logSoftmax(x: Float32Array): Float32Array {
+  let m = -Infinity;
+  for (const v of x) if (v > m) m = v;
+  let s = 0;
+  for (const v of x) s += Math.exp(v - m);
+  const lse = m + Math.log(s);
+  return x.map((v) => v - lse);
+}
+
+/** The indices of the k largest entries, largest first (the lower index first among equals). */
+export function topIds(x: ArrayLike<number>, k: number): number[] {
+  const top: number[] = [];
+  if (k <= 0) return top;
+  for (let i = 0; i < x.length; i++) {
+    if (top.length < k || x[i] > x[top[top.length - 1]]) {
+      let j = Math.min(top.length, k - 1);
+      if (top.length < k) top.push(i);
+      while (j > 0 && x[top[j - 1]] < x[i]) { top[j] = top[j - 1]; j--; }
+      top[j] = i;
+    }
+  }
+  return top;
 }

@@ -7,7 +7,7 @@
 // last tokens through the model as B rows, each row over its own cache; a finished, failed or
 // cancelled request frees its slot at once. Sampling and stop conditions stay per request.
 import type { DecoderModel, KVCache } from "../models/decoder.js";
-import { argmax, isSampling, Sampler, validateSampling, type SamplingOptions } from "../generate/sampling.js";
+import { applyRepetitionPenalty, argmax, isSampling, logSoftmax, Sampler, topIds, validateSampling, type SamplingOptions } from "../generate/sampling.js";
 
 /** One generation request, in token ids (text, chat templates and stop strings are the caller's). */
 export interface EngineRequest {
@@ -293,11 +293,15 @@ export class Engine {
   private choose(job: Job, row: Float32Array): void {
     const logits = row.slice();
     if (this.decodable < logits.length) logits.fill(-Infinity, this.decodable);
+    // Penalties first (repetition as transformers', then OpenAI's presence and frequency), then the
+    // log-probabilities (before temperature, as generate reports them), then the choice.
     const { presencePenalty: pp = 0, frequencyPenalty: fp = 0 } = job.req;
+    const rp = job.req.sampling?.repetitionPenalty;
+    if (rp !== undefined) applyRepetitionPenalty(logits, job.history, rp);
     if (pp || fp) for (const [id, n] of job.counts) logits[id] -= pp + fp * n;
     const k = job.req.topLogprobs;
     const lp = k !== undefined ? logSoftmax(logits) : null;
-    const id = job.sampler ? job.sampler.next(logits, job.history) : argmax(logits);
+    const id = job.sampler ? job.sampler.pick(logits) : argmax(logits);
     const tok: EngineToken = { id };
     if (lp) {
       tok.logprob = lp[id];
@@ -312,28 +316,4 @@ export class Engine {
     else if (job.produced >= job.req.maxTokens || job.slot!.length >= this.ctx) job.finish = "length";
     job.notify();
   }
-}
-
-/** log softmax of a row (−Infinity stays −Infinity). */
-function logSoftmax(x: Float32Array): Float32Array {
-  let m = -Infinity;
-  for (const v of x) if (v > m) m = v;
-  let s = 0;
-  for (const v of x) s += Math.exp(v - m);
-  const lse = m + Math.log(s);
-  return x.map((v) => v - lse);
-}
-
-/** The k largest entries' indices, largest first. */
-function topIds(x: Float32Array, k: number): number[] {
-  const top: number[] = [];
-  for (let i = 0; i < x.length; i++) {
-    if (top.length < k || x[i] > x[top[top.length - 1]]) {
-      let j = Math.min(top.length, k - 1);
-      if (top.length < k) top.push(i);
-      while (j > 0 && x[top[j - 1]] < x[i]) { top[j] = top[j - 1]; j--; }
-      top[j] = i;
-    }
-  }
-  return top;
 }
