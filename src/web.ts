@@ -400,7 +400,6 @@ export async function openTokenizer(files: ModelFiles, label = "tokenizer"): Pro
   }
   await read("tokenizerConfigJson", "tokenizer_config.json");
   await read("specialTokensMapJson", "special_tokens_map.json");
-  await read("chatTemplateJinja", "chat_template.jinja");
   try {
     return Tokenizer.fromFiles(t);
   } catch (e) {
