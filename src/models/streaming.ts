@@ -122,7 +122,10 @@ export class WeightStream {
     // A fetch of something else (an inspector reading the lm_head between layers, say) is let
     // finish first: fetches take the loader's two buffers by turns, one at a time.
     if (ahead && ahead.key !== key) await ahead.bytes.catch(() => undefined);
-    const bytes = await (ahead?.key === key ? ahead.bytes : this.fetchKey(key));
+    // The prefetch of a pass's first layer was started by the previous pass — in an edge runtime
+    // possibly by a request that has ended, whose I/O the runtime then refuses to hand to this one
+    // ("This promise was created by a request that has since ended"): fetch again if it failed.
+    const bytes = await (ahead?.key === key ? ahead.bytes.catch(() => this.fetchKey(key)) : this.fetchKey(key));
     const next = (key + 1) % (this.d.L + this.headChunks);
     if (next !== key) {
       const p = this.fetchKey(next);

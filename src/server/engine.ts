@@ -170,7 +170,7 @@ export class Engine {
     this.queue.push(job);
     const onAbort = () => this.cancel(job);
     req.signal?.addEventListener("abort", onAbort, { once: true });
-    void this.pump();
+    // The consumer's first next() runs the step that admits it (or waits for the running one).
     return this.stream(job, onAbort);
   }
 
@@ -181,7 +181,8 @@ export class Engine {
         if (job.error !== null) throw job.error;
         if (job.cancelled) throw job.req.signal?.reason ?? new DOMException("generation cancelled", "AbortError");
         if (job.finish) return job.finish;
-        await job.waitForNews();
+        if (this.running) await job.waitForNews();
+        else await this.step();
       }
     } finally {
       job.req.signal?.removeEventListener("abort", onAbort);
@@ -191,7 +192,7 @@ export class Engine {
 
   /** Stop accepting requests and resolve once every queued and active one has finished. */
   drain(): Promise<void> {
-    this.draining ??= this.running || this.queue.length || this.active.length
+    this.draining ??= this.queue.length || this.active.length
       ? new Promise<void>((r) => (this.idle = r)) : Promise.resolve();
     return this.draining;
   }
@@ -220,8 +221,14 @@ export class Engine {
     job.cancelled = true;
     const q = this.queue.indexOf(job);
     if (q >= 0) this.queue.splice(q, 1);
-    // An active job leaves the batch before the next step (the loop frees its slot).
+    // An active job leaves the batch now, or after the step running now (which may hold its slot).
+    const a = this.running ? -1 : this.active.indexOf(job);
+    if (a >= 0) {
+      this.active.splice(a, 1);
+      this.retire(job);
+    }
     job.notify();
+    if (this.draining && !this.running && !this.queue.length && !this.active.length) this.idle?.();
   }
 
   /** Free a finished or cancelled job's slot. */
@@ -233,60 +240,62 @@ export class Engine {
     job.notify();
   }
 
-  /** The decoding loop: runs while there is work, one step at a time. */
-  private async pump(): Promise<void> {
-    if (this.running) return;
+  /**
+   * One step of the loop: waiting requests join (their prompts prefilled alone), finished ones
+   * leave, then one decode pass for the batch. There is no free-running loop: a consumer waiting
+   * for its next token runs the step when none is running, so every step happens while some
+   * request that wants tokens is alive — which edge runtimes (workerd) require, since they cancel
+   * the timers and I/O of a request once it has ended.
+   */
+  private async step(): Promise<void> {
     this.running = true;
     try {
-      while (this.queue.length || this.active.length) {
-        // Join: a waiting request takes a free slot and its prompt is prefilled alone.
-        while (this.queue.length && this.free.length) {
-          const job = this.queue.shift()!;
-          job.slot = this.free.pop()!;
-          job.slot.clear();
-          try {
-            if (job.req.maxTokens === 0) {
-              job.finish = "length";
-            } else {
-              const r = await this.model.forwardAsync([job.req.prompt], { cache: job.slot, logits: "last" });
-              this.choose(job, r.logits);
-            }
-          } catch (e) {
-            job.error = e;
+      // Let requests arrive, cancel and read their tokens before the step.
+      await yieldToEventLoop();
+      while (this.queue.length && this.free.length) {
+        const job = this.queue.shift()!;
+        job.slot = this.free.pop()!;
+        job.slot.clear();
+        try {
+          if (job.req.maxTokens === 0) {
+            job.finish = "length";
+          } else {
+            const r = await this.model.forwardAsync([job.req.prompt], { cache: job.slot, logits: "last" });
+            this.choose(job, r.logits);
           }
-          if (job.done) this.retire(job);
-          else this.active.push(job);
+        } catch (e) {
+          job.error = e;
         }
-        // Leave: cancelled jobs free their slots.
-        this.active = this.active.filter((j) => {
-          if (!j.done) return true;
-          this.retire(j);
-          return false;
-        });
-        if (this.active.length) {
-          const batch = this.active;
-          try {
-            const r = await this.model.forwardAsync(batch.map((j) => [j.last]), { caches: batch.map((j) => j.slot!), logits: "last" });
-            this.steps++;
-            this.rows += batch.length;
-            const V = this.model.dims.V;
-            batch.forEach((j, b) => { if (!j.done) this.choose(j, r.logits.subarray(b * V, (b + 1) * V)); });
-          } catch (e) {
-            for (const j of batch) j.error = e;
-          }
-          this.active = this.active.filter((j) => {
-            if (!j.done) return true;
-            this.retire(j);
-            return false;
-          });
+        if (job.done) this.retire(job);
+        else this.active.push(job);
+      }
+      this.active = this.active.filter((j) => this.keep(j));
+      if (this.active.length) {
+        const batch = this.active;
+        try {
+          const r = await this.model.forwardAsync(batch.map((j) => [j.last]), { caches: batch.map((j) => j.slot!), logits: "last" });
+          this.steps++;
+          this.rows += batch.length;
+          const V = this.model.dims.V;
+          batch.forEach((j, b) => { if (!j.done) this.choose(j, r.logits.subarray(b * V, (b + 1) * V)); });
+        } catch (e) {
+          for (const j of batch) j.error = e;
         }
-        // Let requests arrive, cancel and read their tokens between steps.
-        await yieldToEventLoop();
+        this.active = this.active.filter((j) => this.keep(j));
       }
     } finally {
       this.running = false;
+      // Wake every waiting consumer: those with tokens take them; one of the rest runs the next step.
+      for (const j of [...this.active, ...this.queue]) j.notify();
       if (this.draining && !this.queue.length && !this.active.length) this.idle?.();
     }
+  }
+
+  /** Whether a job stays in the batch (a done one leaves and frees its slot). */
+  private keep(job: Job): boolean {
+    if (!job.done) return true;
+    this.retire(job);
+    return false;
   }
 
   /** Choose a job's next token from its logits row; finish it on a stop id, maxTokens or a full slot. */

@@ -444,14 +444,19 @@ async function* follow(generation: AsyncGenerator<EngineToken, EngineFinish>, pl
   const text = plan.decode ? new TextStream(plan.decode, plan.stopStrings) : null;
   const ids: number[] = [];
   let finish: EngineFinish;
-  for (;;) {
-    const r = await generation.next();
-    if (r.done) { finish = r.value; break; }
-    ids.push(r.value.id);
-    const offset = text?.text.length ?? 0;
-    const piece = text && !plan.stopIds.has(r.value.id) ? text.push(r.value.id) : "";
-    yield { token: r.value, piece, offset };
-    if (text?.stopped) { finish = "stop"; break; }
+  try {
+    for (;;) {
+      const r = await generation.next();
+      if (r.done) { finish = r.value; break; }
+      ids.push(r.value.id);
+      const offset = text?.text.length ?? 0;
+      const piece = text && !plan.stopIds.has(r.value.id) ? text.push(r.value.id) : "";
+      yield { token: r.value, piece, offset };
+      if (text?.stopped) { finish = "stop"; break; }
+    }
+  } finally {
+    // A stop string, a disconnect or an error ends the engine request too: its slot is freed now.
+    await generation.return("stop");
   }
   const rest = text?.flush() ?? "";
   return { finish, ids, text: text?.text ?? "", rest };
