@@ -70,6 +70,17 @@ for (const [name, o] of CASES) {
 }
 
 describe("engine limits and cancellation", () => {
+  it("waiting by polling (pollMs, as in workerd) gives the same tokens as being woken", async () => {
+    const model = await load("llama-tiny");
+    const run = async (pollMs: number) => {
+      const engine = new Engine(model, { maxBatch: 3, ctx: 40, pollMs });
+      return Promise.all(PROMPTS.map((p) => collect(engine.generate({ prompt: p, maxTokens: 10 }))));
+    };
+    const woken = await run(0);
+    const polled = await run(1);
+    expect(polled.map((r) => r.ids)).toEqual(woken.map((r) => r.ids));
+  });
+
   it("stop ids end a request with 'stop'; maxTokens and a full slot with 'length'", async () => {
     const model = await load("opt-tiny");
     const engine = new Engine(model, { maxBatch: 2, ctx: 16 });

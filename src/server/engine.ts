@@ -64,7 +64,16 @@ export interface EngineOptions {
   batching?: boolean;
   /** Ids the tokenizer can decode: rows of the lm_head past it (padding) are never chosen. */
   decodable?: number;
+  /**
+   * How a request waits while another one's step runs: 0 — woken by that step (a promise it
+   * resolves); n > 0 — by polling every n ms. Default 0, except 1 in Cloudflare Workers / workerd,
+   * where a promise resolved by another request's code is never delivered (the waiting request
+   * is then cancelled as hung).
+   */
+  pollMs?: number;
 }
+
+const inWorkers = () => (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent === "Cloudflare-Workers";
 
 export interface EngineStats {
   active: number;
@@ -132,6 +141,7 @@ export class Engine {
   private steps = 0;
   private rows = 0;
   private readonly decodable: number;
+  private readonly pollMs: number;
 
   constructor(readonly model: DecoderModel, opts: EngineOptions = {}) {
     const d = model.dims;
@@ -144,6 +154,8 @@ export class Engine {
     this.ctx = int("ctx", opts.ctx ?? Math.min(d.maxPositions, 2048), 1);
     if (this.ctx > d.maxPositions) throw new Error(`wasm-lm: ctx = ${this.ctx} exceeds the model's ${d.maxPositions} positions`);
     this.decodable = Math.min(d.V, opts.decodable ?? d.V);
+    this.pollMs = opts.pollMs ?? (inWorkers() ? 1 : 0);
+    if (!(this.pollMs >= 0 && Number.isFinite(this.pollMs))) throw new Error(`wasm-lm: pollMs = ${opts.pollMs} must be a number ≥ 0`);
     // Every slot reserved now: serving never grows memory, and slots are reused, never released.
     this.free = Array.from({ length: this.maxBatch }, () => model.createCache(1, this.ctx));
   }
@@ -181,8 +193,9 @@ export class Engine {
         if (job.error !== null) throw job.error;
         if (job.cancelled) throw job.req.signal?.reason ?? new DOMException("generation cancelled", "AbortError");
         if (job.finish) return job.finish;
-        if (this.running) await job.waitForNews();
-        else await this.step();
+        if (!this.running) await this.step();
+        else if (this.pollMs > 0) await new Promise<void>((r) => setTimeout(r, this.pollMs));
+        else await job.waitForNews();
       }
     } finally {
       job.req.signal?.removeEventListener("abort", onAbort);
