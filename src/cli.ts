@@ -98,7 +98,7 @@ async function load(o: CommonOpts) {
     offline: o.offline,
     seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
     tokenizer: o.tokenizer,
-    onDownload: (p) => step(p.file, p.loaded, p.total ?? p.loaded),
+    onDownload: (p) => step(p.file, p.loaded, p.total || p.loaded),
     onProgress: (done, total) => step("weights → wasm", done, total),
   };
   let loaded;

@@ -12,7 +12,8 @@
 // read whole. A cache entry is kept only once its whole body has arrived (and matched
 // Content-Length), so a cut connection never leaves a truncated file to be served later. Entries are keyed by the file's
 // resolved URL, revision included; a cached "main" is not refreshed: pin a commit as `revision`,
-// or delete the cache (caches.delete(MODEL_CACHE)), to update.
+// or delete the cache (caches.delete(MODEL_CACHE)), to update. Requests, retries, bodies and
+// progress events go through ./http.ts, as the Node hub download's do.
 
 import {
   CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type AsyncTensorSource, type TensorSource,
@@ -21,7 +22,10 @@ import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./for
 import {
   blobRangeReader, bytesRangeReader, httpRangeReader, openRangedCheckpoint, openRangedSafetensorsCheckpoint, type RangeReader,
 } from "./formats/ranged.js";
-import { errorText } from "./formats/types.js";
+import {
+  bodyStream, checkLength, declaredLength, discard, HttpError, Progress, readBody, redactUrl, send, statusError, statusLine, withRetries,
+  type DownloadProgress,
+} from "./http.js";
 import { parseModelConfig, type ModelConfig } from "./models/families/index.js";
 import { DecoderModel, type LoadOptions } from "./models/decoder.js";
 import { Tokenizer, type TokenizerFiles } from "./tokenizer/index.js";
@@ -29,17 +33,11 @@ import { Tokenizer, type TokenizerFiles } from "./tokenizer/index.js";
 /** The Cache API cache used when `cache` is true (the default). */
 export const MODEL_CACHE = "wasm-lm-v1";
 
-/** One download progress event. */
-export interface FetchProgress {
-  /** The file's name in the model directory (e.g. "model.safetensors"). */
-  file: string;
-  /** Bytes received so far. */
-  done: number;
-  /** Content-Length, or 0 when the server does not say; the file's last event has total = done. */
-  total: number;
-  /** True when the file is read from the Cache API rather than the network. */
-  cached: boolean;
-}
+/**
+ * One download progress event: `{ file, loaded, total, cached }` (and `done`, the old name of
+ * `loaded`). The same event as the Node hub download's (src/http.ts DownloadProgress).
+ */
+export type FetchProgress = DownloadProgress;
 
 /** What the loader needs of a Cache API `Cache` (from `caches.open`), so a stand-in can be given. */
 export type ModelCache = Pick<Cache, "match" | "put" | "delete">;
@@ -64,6 +62,11 @@ export interface FetchModelOptions {
    * complete. (Not `onProgress`: LoadOptions uses that name for copying weights into wasm memory.)
    */
   onDownload?: (p: FetchProgress) => void;
+  /**
+   * How many times a failed download or range read is tried again (default 3): a network error,
+   * a dropped connection, HTTP 408, 429 or 5xx, after the server's Retry-After or a growing pause.
+   */
+  retries?: number;
   /** Aborts the downloads (the promise rejects with the signal's reason); with `stream`, also every later read of the model. */
   signal?: AbortSignal;
 }
@@ -142,6 +145,7 @@ interface Fetcher {
   headers?: Record<string, string>;
   cache: Promise<ModelCache | null>;
   onDownload?: (p: FetchProgress) => void;
+  retries?: number;
   signal?: AbortSignal;
 }
 
@@ -158,6 +162,7 @@ export function urlFiles(base: string, opts: FetchModelOptions = {}): ModelFiles
     headers: hub && opts.token ? { authorization: `Bearer ${opts.token}` } : undefined,
     cache: openCache(opts.cache),
     onDownload: opts.onDownload,
+    retries: opts.retries,
     signal: opts.signal,
   };
   const check = (file: string) => {
@@ -194,41 +199,52 @@ async function fetchFile(f: Fetcher, url: string, file: string): Promise<Uint8Ar
   const hit = cache ? await cache.match(url).catch(() => undefined) : undefined;
   if (hit) {
     try {
-      return await readBody(f, hit, url, file, true);
+      return await readWhole(f, hit, url, file, true);
     } catch (e) {
       if (f.signal?.aborted) throw e;
       await cache!.delete(url).catch(() => false); // a damaged entry: fetch it again
     }
   }
-  const res = await download(f, url);
-  if (!res) return undefined;
-  const bytes = await readBody(f, res, url, file, false);
+  const got = await retrying(f, async () => {
+    const res = await download(f, url);
+    return res && { bytes: await readWhole(f, res, url, file, false), type: res.headers.get("content-type") };
+  });
+  if (!got) return undefined;
   if (cache) {
-    const headers = { "content-type": res.headers.get("content-type") ?? "application/octet-stream", "content-length": String(bytes.length) };
+    const headers = { "content-type": got.type ?? "application/octet-stream", "content-length": String(got.bytes.length) };
     // Only now, with the whole body here. A failed put (quota) costs the next visit a download, nothing more.
-    await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers })).catch(() => undefined);
+    await cache.put(url, new Response(got.bytes as Uint8Array<ArrayBuffer>, { headers })).catch(() => undefined);
   }
-  return bytes;
+  return got.bytes;
+}
+
+/** `attempt` under the retry policy (src/http.ts); the HttpError that ends it starts "wasm-lm: " as the loader's errors do. */
+async function retrying<T>(f: Fetcher, attempt: () => Promise<T>): Promise<T> {
+  try {
+    return await withRetries(attempt, { retries: f.retries, signal: f.signal });
+  } catch (e) {
+    if (e instanceof HttpError) e.message = `wasm-lm: ${e.message}`;
+    throw e;
+  }
 }
 
 /** GET url: the response, undefined for a 404, a one-line error naming the URL otherwise. */
 async function download(f: Fetcher, url: string): Promise<Response | undefined> {
   let res: Response;
   try {
-    res = await f.fetch(url, { headers: f.headers, signal: f.signal });
+    res = await send(url, { headers: f.headers, signal: f.signal }, { fetch: f.fetch });
   } catch (e) {
-    if (f.signal?.aborted) throw f.signal.reason;
-    throw new Error(`wasm-lm: network error fetching ${url}: ${errorText(e)} (offline, or the server does not allow this origin: CORS)`);
+    if (e instanceof HttpError) e.message += " (offline, or the server does not allow this origin: CORS)";
+    throw e;
   }
   if (res.ok) return res;
-  await res.body?.cancel().catch(() => undefined);
+  await discard(res);
   if (res.status === 404) return undefined;
-  const status = `HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}`;
   if (res.status === 401 || res.status === 403) {
-    throw new Error(`wasm-lm: access denied to ${url} (${status})` +
+    throw new Error(`wasm-lm: access denied to ${redactUrl(url)} (${statusLine(res)})` +
       (f.hub ? ": a private or gated model needs a token ({ token }), with the model's terms accepted on the hub" : ""));
   }
-  throw new Error(`wasm-lm: ${status} fetching ${url}`);
+  throw statusError(res, url);
 }
 
 /**
@@ -250,107 +266,42 @@ async function cachedBlob(f: Fetcher, url: string, file: string): Promise<Blob |
   if (hit) {
     const blob = await complete(hit);
     if (blob) {
-      f.onDownload?.({ file, done: blob.size, total: blob.size, cached: true });
+      new Progress(file, f.onDownload, { loaded: blob.size, cached: true }).end();
       return blob;
     }
     await cache.delete(url).catch(() => false); // a damaged entry: fetch it again
   }
-  const res = await download(f, url);
-  if (!res) return undefined;
-  const length = res.headers.get("content-length");
-  const total = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
-  const encoding = res.headers.get("content-encoding");
-  const mayBeEncoded = (encoding !== null && encoding !== "identity") || res.type === "cors"; // see readBody
-  let done = 0;
-  let last = -Infinity;
-  let short: Error | null = null;
-  const counted = res.body!.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, out) {
-      done += chunk.length;
-      const now = Date.now();
-      if (f.onDownload && now - last >= 100) {
-        last = now;
-        f.onDownload({ file, done, total: total ?? 0, cached: false });
-      }
-      out.enqueue(chunk);
-    },
-    flush(out) {
-      // The entry is kept only if the body is whole: erroring the stream makes put() fail.
-      if (total !== undefined && done !== total && !(done > total && mayBeEncoded)) {
-        out.error(short = new Error(`wasm-lm: incomplete download of ${url}: ${done} bytes, Content-Length ${total}`));
-      }
-    },
-  }));
-  const headers = { "content-type": res.headers.get("content-type") ?? "application/octet-stream", ...(total !== undefined && !mayBeEncoded ? { "content-length": String(total) } : {}) };
-  try {
-    await cache.put(url, new Response(counted, { headers }));
-  } catch (e) {
-    if (f.signal?.aborted) throw f.signal.reason;
-    if (short) throw short;
-    if (total === undefined || done < total) throw new Error(`wasm-lm: connection lost downloading ${url} after ${done} bytes: ${errorText(e)}`);
-    return null; // the cache refused the whole file (quota): read it into memory instead
-  }
-  f.onDownload?.({ file, done, total: done, cached: false });
-  return (await complete(await cache.match(url).catch(() => undefined))) ?? null;
+  return retrying(f, async () => {
+    const res = await download(f, url);
+    if (!res) return undefined;
+    const length = declaredLength(res);
+    const progress = new Progress(file, f.onDownload, { total: length.total });
+    // The entry is kept only if the body is whole: a short one errors the stream, so put() fails.
+    const body = bodyStream(res, { what: url, signal: f.signal, progress }, (n) => checkLength(url, n, length));
+    const headers = {
+      "content-type": res.headers.get("content-type") ?? "application/octet-stream",
+      ...(length.total !== undefined && !length.mayBeLonger ? { "content-length": String(length.total) } : {}),
+    };
+    try {
+      await cache.put(url, new Response(body.stream, { headers }));
+    } catch {
+      f.signal?.throwIfAborted();
+      if (body.error) throw body.error; // the body broke off (tried again), not the cache
+      return null; // the cache refused the file (quota): read it into memory instead
+    }
+    progress.end();
+    return (await complete(await cache.match(url).catch(() => undefined))) ?? null;
+  });
 }
 
-/** The whole body, with progress events; throws when it is shorter (or longer) than Content-Length. */
-async function readBody(f: Fetcher, res: Response, url: string, file: string, cached: boolean): Promise<Uint8Array> {
-  const length = res.headers.get("content-length");
-  const total = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
-  // A compressed body arrives decoded, longer than its Content-Length. Cross-origin, the
-  // Content-Encoding header may be hidden from us (not CORS-safelisted), so assume it may be.
-  const encoding = res.headers.get("content-encoding");
-  const mayBeEncoded = (encoding !== null && encoding !== "identity") || res.type === "cors";
-  // With a known size the bytes go straight into one buffer (no second copy of a large file);
-  // a size beyond what wasm32 could hold, or one that cannot be allocated, is read in chunks.
-  let buf: Uint8Array | null = null;
-  try {
-    if (total && total <= 2 ** 32) buf = new Uint8Array(total);
-  } catch {
-    buf = null;
-  }
-  const chunks: Uint8Array[] = [];
-  let done = 0;
-  let last = -Infinity;
-  const reader = res.body?.getReader();
-  for (;;) {
-    if (!reader) break;
-    let r: ReadableStreamReadResult<Uint8Array>;
-    try {
-      r = await reader.read();
-    } catch (e) {
-      if (f.signal?.aborted) throw f.signal.reason;
-      throw new Error(`wasm-lm: connection lost downloading ${url} after ${done} bytes: ${errorText(e)}`);
-    }
-    if (r.done) break;
-    const v = r.value;
-    if (buf && done + v.length <= buf.length) buf.set(v, done);
-    else {
-      if (buf) chunks.push(buf.subarray(0, done));
-      buf = null;
-      chunks.push(v);
-    }
-    done += v.length;
-    const now = Date.now();
-    if (f.onDownload && now - last >= 100) {
-      last = now;
-      f.onDownload({ file, done, total: total ?? 0, cached });
-    }
-  }
-  if (total !== undefined && done !== total && !(done > total && mayBeEncoded)) {
-    throw new Error(`wasm-lm: incomplete download of ${url}: ${done} bytes, Content-Length ${total}`);
-  }
-  f.onDownload?.({ file, done, total: done, cached });
-  if (buf) return done === buf.length ? buf : buf.subarray(0, done);
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(done);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+/** The whole body, with progress events; throws (transient) when it is shorter (or longer) than Content-Length. */
+async function readWhole(f: Fetcher, res: Response, url: string, file: string, cached: boolean): Promise<Uint8Array> {
+  const length = declaredLength(res);
+  const progress = new Progress(file, f.onDownload, { total: length.total, cached });
+  const bytes = (await readBody(res, { what: url, signal: f.signal, progress }))!;
+  checkLength(url, bytes.length, length);
+  progress.end();
+  return bytes;
 }
 
 /**
@@ -459,7 +410,7 @@ export async function loadModelFromUrl(base: string, opts: LoadFromUrlOptions = 
     const { config, tokenizer } = await openConfigAndTokenizer(files, label);
     const headers = isHubId(base) && opts.token ? { authorization: `Bearer ${opts.token}` } : undefined;
     const source = await openRangedCheckpoint(async (file) =>
-      httpRangeReader(root + file, { fetch: opts.fetch, headers, signal: opts.signal, label: `${label}/${file}` }), label);
+      httpRangeReader(root + file, { fetch: opts.fetch, headers, signal: opts.signal, retries: opts.retries, label: `${label}/${file}` }), label);
     const model = await DecoderModel.load(config, source, { ...opts, residentLayers: false, label: opts.label ?? label });
     return { model, tokenizer, config };
   }

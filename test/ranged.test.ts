@@ -324,10 +324,10 @@ describe("httpRangeReader errors", () => {
 
     faults.status = 500;
     e = await rejection(httpRangeReader(u).read(10, 10));
-    expect(e.message).toBe(`${u}: HTTP 500 Internal Server Error for bytes 10-19`);
+    expect(e.message).toBe(`${u}: HTTP 500 Internal Server Error fetching bytes 10-19`);
   });
 
-  it("a body shorter than asked is 'truncated' (short body, or a connection cut)", async () => {
+  it("a body shorter than asked is 'truncated', a connection cut 'connection lost'", async () => {
     faults.short = 100;
     const u = serve("m.safetensors", TINY);
     let e = await rejection(httpRangeReader(u).read(0, 1000));
@@ -337,10 +337,10 @@ describe("httpRangeReader errors", () => {
     faults = { cut: 5000 };
     e = await rejection(httpRangeReader(u).read(0, 60000));
     expect(e).toBeInstanceOf(RangeReadError);
-    expect(e.message).toMatch(new RegExp(`^${u}: bytes 0-59999: truncated, the connection was lost after \\d+ bytes`));
+    expect(e.message).toMatch(new RegExp(`^${u}: connection lost downloading bytes 0-59999 after \\d+ bytes: `));
   });
 
-  it("a source tries a dropped connection, a 5xx or a 429 again (3 tries); not a 404 or a bad answer", async () => {
+  it("a source tries a dropped connection, a 5xx or a 429 again (4 tries: src/http.ts's policy); not a 404 or a bad answer", async () => {
     const u = serve("m.safetensors", TINY);
     const src = await openUrl(u);
     const whole = openSafetensors(TINY);
@@ -356,11 +356,11 @@ describe("httpRangeReader errors", () => {
       faults.flaky = { times: 1, status };
       expectBytes(await src.readRawAsync(LAYER0[0], 0, 64), whole.readRaw(LAYER0[0]).subarray(0, 64));
     }
-    faults.flaky = { times: 3, status: 502 };
+    faults.flaky = { times: 4, status: 502 };
     log = [];
     const e = await rejection(src.readRawAsync(LAYER0[0]));
-    expect(e.message).toMatch(/HTTP 502 Bad Gateway for bytes \d+-\d+ \(after 3 tries\)$/);
-    expect(log).toHaveLength(3);
+    expect(e.message).toMatch(/HTTP 502 Bad Gateway fetching bytes \d+-\d+ \(after 4 tries\)$/);
+    expect(log).toHaveLength(4);
     faults = { shiftRange: 1 };
     log = [];
     expect((await rejection(src.readRawAsync(LAYER0[0]))).message).toContain("the server sent Content-Range");
@@ -422,7 +422,7 @@ describe("httpRangeReader errors", () => {
     await new Promise((resolve) => closed.close(resolve));
     const e = await rejection(httpRangeReader(dead).read(0, 10));
     expect(e).toBeInstanceOf(RangeReadError);
-    expect(e.message).toMatch(new RegExp(`^${dead}: network error: .*ECONNREFUSED`));
+    expect(e.message).toMatch(new RegExp(`^${dead}: network error fetching bytes 0-9: .*ECONNREFUSED`));
 
     const ac = new AbortController();
     ac.abort();

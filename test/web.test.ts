@@ -51,6 +51,8 @@ interface Faults {
   cut?: { file: string; bytes: number };
   /** Send the file in pieces of this many bytes, a few ms apart (progress events). */
   slow?: number;
+  /** Answer the first `times` requests for `file` with 503 and Retry-After: 0. */
+  busy?: { file: string; times: number };
 }
 
 let server: Server;
@@ -67,6 +69,7 @@ beforeAll(async () => {
     if (repo === "test/private" && req.headers.authorization !== "Bearer secret") return void res.writeHead(401).end();
     if (repo === "test/gated") return void res.writeHead(403).end();
     if (repo === "test/broken" && file === "model.safetensors") return void res.writeHead(500).end();
+    if (faults.busy?.file === file && faults.busy.times-- > 0) return void res.writeHead(503, { "retry-after": "0" }).end();
     const body = REPOS[repo]?.[rev]?.[file];
     if (!body) return void res.writeHead(404).end();
     const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
@@ -151,8 +154,8 @@ describe("loadModelFromUrl", () => {
     for (const file of ["config.json", "model.safetensors"]) {
       const mine = events.filter((e) => e.file === file);
       expect(mine.length, file).toBeGreaterThan(0);
-      expect(mine.at(-1), file).toEqual({ file, done: fx(file).length, total: fx(file).length, cached: false });
-      expect(mine.every((e, i) => i === 0 || e.done >= mine[i - 1].done)).toBe(true);
+      expect(mine.at(-1), file).toEqual({ file, loaded: fx(file).length, total: fx(file).length, cached: false, done: fx(file).length });
+      expect(mine.every((e, i) => e.done === e.loaded && (i === 0 || e.loaded >= mine[i - 1].loaded))).toBe(true);
     }
     expect([...cache.entries.keys()].sort()).toEqual([`${HUB}/test/opt-tiny/resolve/main/config.json`, `${HUB}/test/opt-tiny/resolve/main/model.safetensors`]);
 
@@ -166,7 +169,8 @@ describe("loadModelFromUrl", () => {
     }
     expect(log.filter((l) => WEIGHTS.test(l.url) || l.url.endsWith("/config.json"))).toEqual([]);
     const last = events.filter((e) => e.file === "model.safetensors").at(-1);
-    expect(last).toEqual({ file: "model.safetensors", done: fx("model.safetensors").length, total: fx("model.safetensors").length, cached: true });
+    const size = fx("model.safetensors").length;
+    expect(last).toEqual({ file: "model.safetensors", loaded: size, total: size, cached: true, done: size });
   });
 
   it("keys the cache by revision: another revision is downloaded", async () => {
@@ -190,8 +194,8 @@ describe("loadModelFromUrl", () => {
     // ~30 ms per piece, events at most every 100 ms: several, but far fewer than the pieces
     expect(events.length).toBeGreaterThan(2);
     expect(events.length).toBeLessThan(Math.ceil(size / 32768));
-    expect(events.slice(0, -1).every((e) => e.total === size && e.done <= size && !e.cached)).toBe(true);
-    expect(events.at(-1)).toEqual({ file: "model.safetensors", done: size, total: size, cached: false });
+    expect(events.slice(0, -1).every((e) => e.total === size && e.loaded <= size && !e.cached)).toBe(true);
+    expect(events.at(-1)).toEqual({ file: "model.safetensors", loaded: size, total: size, cached: false, done: size });
   });
 
   it("reads a URL in the hub layout, sharded safetensors and pytorch_model.bin", async () => {
@@ -245,6 +249,16 @@ describe("loadModelFromUrl", () => {
       .rejects.toThrow(/test\/no-weights\/resolve\/main: no checkpoint found/);
   });
 
+  it("tries a 503 again (src/http.ts's policy), `retries` times", async () => {
+    faults.busy = { file: "config.json", times: 2 };
+    const bytes = await urlFiles("test/opt-tiny", { endpoint: HUB, cache: false })("config.json");
+    expect(Buffer.from(bytes!).equals(fx("config.json"))).toBe(true);
+    expect(requested("config.json")).toHaveLength(3);
+    faults.busy = { file: "config.json", times: 1 };
+    await expect(urlFiles("test/opt-tiny", { endpoint: HUB, cache: false, retries: 0 })("config.json")).rejects.toThrow(
+      `wasm-lm: HTTP 503 Service Unavailable fetching ${HUB}/test/opt-tiny/resolve/main/config.json`);
+  });
+
   it("names the URL when the network fails", async () => {
     const closed = createServer();
     await new Promise<void>((ok) => closed.listen(0, "127.0.0.1", () => ok()));
@@ -290,7 +304,7 @@ describe("loadModelFromUrl", () => {
     expect(isAsyncSource(source)).toBe(true);
     expect(requested("model.safetensors")).toHaveLength(1); // the damaged entry was fetched again
     expect(cache.entries.get(url)!.body.length).toBe(whole.length);
-    expect(events.filter((e) => e.file === "model.safetensors").at(-1)).toMatchObject({ done: whole.length, total: whole.length, cached: false });
+    expect(events.filter((e) => e.file === "model.safetensors").at(-1)).toMatchObject({ loaded: whole.length, total: whole.length, cached: false });
     const model = await DecoderModel.load(config, source, { threads: 1 });
     expect(await logitsDiff(model)).toBeLessThanOrEqual(LOGIT_TOL);
     // A cache that refuses the file (quota): the file is read into memory instead, still right.

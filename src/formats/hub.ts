@@ -20,27 +20,22 @@
 // The old wasm-lm cache (<WASM_LM_CACHE or ~/.cache/wasm-lm/hub>/<owner>--<name>/<revision>/) is
 // still read: offline it is used as it is; online its files are adopted into blobs/ (hard link,
 // else copy) when they hash to the hub's ETag, instead of being downloaded again.
+// Requests, retries, bodies and progress events go through ../http.ts.
 
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { copyFile, link, mkdir, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { homedir, hostname } from "node:os";
 import { dirname, join, relative } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { CHECKPOINT_FILES } from "./index.js";
 import { isPlainFileName, parseShardIndex, shardFiles } from "./multi.js";
 import { checkRevision, DEFAULT_ENDPOINT, HubError, hubFileUrl, parseModelId } from "./hubids.js";
-import { errorText } from "./types.js";
+import {
+  declaredLength, discard, HttpError, isTransient, Progress, readChunks, send, sleep, statusError, withRetries, type DownloadProgress,
+} from "../http.js";
 
 export { HubError, parseModelId } from "./hubids.js";
-
-export interface DownloadProgress {
-  file: string;
-  /** Bytes on disk so far, including a resumed part. */
-  loaded: number;
-  /** Expected size, when the server says. */
-  total?: number;
-}
+export type { DownloadProgress } from "../http.js";
 
 export interface ResolveOptions {
   /** Branch, tag or commit (default "main"). */
@@ -54,11 +49,15 @@ export interface ResolveOptions {
   /** Bearer token (default $HF_TOKEN); sent to the hub's origin only, never to a redirect target. */
   token?: string;
   /**
-   * Download progress, per chunk. (Not `onProgress`: the model loader's LoadOptions use that
-   * name for weight loading, and src/node.ts merges both option sets.)
+   * Download progress: at most ~10 events a second per file, plus a last one per file when it is
+   * complete (`loaded` counts a resumed part). (Not `onProgress`: the model loader's LoadOptions
+   * use that name for weight loading, and src/node.ts merges both option sets.)
    */
   onDownload?: (p: DownloadProgress) => void;
-  /** How many times a dropped connection or 5xx is retried, resuming (default 3). */
+  /**
+   * How many times a failed try is tried again, resuming (default 3): a dropped connection, HTTP
+   * 408, 429 or 5xx, after the server's Retry-After or a growing pause (see src/http.ts).
+   */
   retries?: number;
   /**
    * Called with config.json (text, local path) as soon as it is downloaded, before any weight
@@ -195,6 +194,14 @@ interface Ctx {
  * when the repository has them) — a snapshot in the hub cache — downloading what it lacks.
  */
 export async function resolveModel(id: string, opts: ResolveOptions = {}): Promise<string> {
+  try {
+    return await resolve(id, opts);
+  } catch (e) {
+    throw e instanceof HttpError ? new HubError(e.message, { cause: e }) : e;
+  }
+}
+
+async function resolve(id: string, opts: ResolveOptions): Promise<string> {
   const { owner, name } = parseModelId(id);
   const revision = checkRevision(opts.revision ?? "main");
   const root = hubCacheRoot(opts.cacheDir);
@@ -228,7 +235,7 @@ export async function resolveModel(id: string, opts: ResolveOptions = {}): Promi
     head = await retrying(ctx, () => headOnce(ctx, "config.json"));
   } catch (e) {
     // The hub is out of reach: use what the cache has, as huggingface_hub does.
-    if (e instanceof Transient) {
+    if (isTransient(e)) {
       try {
         return fromCache(id, revision, repoDir);
       } catch {
@@ -339,10 +346,9 @@ async function linkIntoSnapshot(blob: string, dest: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP: one request function (manual redirects, the token on the hub's origin only), HEAD, GET
+// HTTP (through ../http.ts): one request function (manual redirects, the token on the hub's
+// origin only), HEAD, GET
 
-/** A failure worth retrying (with resume): the network, or a 5xx. */
-class Transient extends HubError {}
 /** The partial file could not be resumed (or was bad after a resume): delete it and retry. */
 class Restart extends HubError {}
 
@@ -378,13 +384,7 @@ async function request(ctx: Ctx, url: string, method: "GET" | "HEAD", range?: nu
     const headers: Record<string, string> = { "accept-encoding": "identity" };
     if (range) headers.range = `bytes=${range}-`;
     if (ctx.token && new URL(u).origin === origin) headers.authorization = `Bearer ${ctx.token}`;
-    let res: Response;
-    try {
-      res = await fetch(u, { method, headers, redirect: "manual", signal: ctx.signal });
-    } catch (e) {
-      ctx.signal?.throwIfAborted();
-      throw new Transient(`network error fetching ${u}: ${errorText(e)}`);
-    }
+    const res = await send(u, { method, headers, redirect: "manual", signal: ctx.signal });
     commit ??= res.headers.get("x-repo-commit") ?? undefined;
     linkedEtag ??= res.headers.get("x-linked-etag") ?? undefined;
     linkedSize ??= res.headers.get("x-linked-size") ?? undefined;
@@ -392,7 +392,7 @@ async function request(ctx: Ctx, url: string, method: "GET" | "HEAD", range?: nu
     if (res.status >= 300 && res.status < 400 && loc) {
       const next = new URL(loc, u);
       if (method === "HEAD" && next.origin !== origin) return { res, url: u, commit, linkedEtag, linkedSize, crossOrigin: true };
-      await res.body?.cancel();
+      await discard(res);
       u = next.href;
       continue;
     }
@@ -401,11 +401,10 @@ async function request(ctx: Ctx, url: string, method: "GET" | "HEAD", range?: nu
   throw new HubError(`too many redirects fetching ${url}`);
 }
 
-/** Fails on a status that is not success: 5xx is Transient. */
+/** Fails on a status that is not success (transient for 408, 429, 5xx). */
 async function failOn(res: Response, u: string): Promise<never> {
-  await res.body?.cancel();
-  const msg = `HTTP ${res.status} ${res.statusText} fetching ${u}`;
-  throw res.status >= 500 ? new Transient(msg) : new HubError(msg);
+  await discard(res);
+  throw statusError(res, u);
 }
 
 /** huggingface_hub's _normalize_etag (no W/, no quotes), kept only if it is a safe file name. */
@@ -431,30 +430,18 @@ async function headOnce(ctx: Ctx, file: string): Promise<Head> {
   return { status: "ok", commit, etag, size };
 }
 
-/** Runs `what`, retrying Transient failures (a resume continues the part) and Restarts. */
+/**
+ * Runs `what` under the retry policy (a retried download resumes the part on disk); a Restart
+ * (the part was deleted) starts it over, twice at most.
+ */
 async function retrying<T>(ctx: Ctx, what: () => Promise<T>): Promise<T> {
-  let restarts = 0;
-  for (let attempt = 0; ; attempt++) {
+  for (let restarts = 0; ; restarts++) {
     try {
-      return await what();
+      return await withRetries(what, { retries: ctx.retries, signal: ctx.signal });
     } catch (e) {
-      ctx.signal?.throwIfAborted();
-      if (e instanceof Restart && restarts++ < 2) continue;
-      if (e instanceof Transient && attempt < ctx.retries) {
-        await pause(200 * (attempt + 1), ctx.signal);
-        continue;
-      }
-      throw e instanceof Restart ? new HubError(e.message) : e;
+      if (!(e instanceof Restart)) throw e;
+      if (restarts >= 2) throw new HubError(e.message);
     }
-  }
-}
-
-async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  try {
-    await sleep(ms, undefined, { signal });
-  } catch (e) {
-    signal?.throwIfAborted();
-    throw e;
   }
 }
 
@@ -492,7 +479,7 @@ async function getOnce(ctx: Ctx, file: string, part: string, head: Head): Promis
   const { res, url: u, linkedSize } = await request(ctx, url, "GET", start);
 
   if (res.status === 416 && start > 0) {
-    await res.body?.cancel();
+    await discard(res);
     await rm(part, { force: true });
     throw new Restart(`${file}: server refused to resume at byte ${start}`);
   }
@@ -504,15 +491,14 @@ async function getOnce(ctx: Ctx, file: string, part: string, head: Head): Promis
   if (res.status === 206) {
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get("content-range") ?? "");
     if (!m || Number(m[1]) !== start) {
-      await res.body?.cancel();
+      await discard(res);
       await rm(part, { force: true });
       throw new Restart(`${file}: server answered a resume at byte ${start} with ${res.headers.get("content-range")}`);
     }
     if (m[3] !== "*") total ??= Number(m[3]);
   } else {
     from = 0;
-    const len = res.headers.get("content-length");
-    if (len !== null && !res.headers.get("content-encoding")) total ??= Number(len);
+    if (!res.headers.get("content-encoding")) total ??= declaredLength(res).total;
   }
   if (linkedSize !== undefined && /^\d+$/.test(linkedSize)) total ??= Number(linkedSize);
   const want = head.etag && SHA256.test(head.etag) ? head.etag : undefined;
@@ -522,25 +508,15 @@ async function getOnce(ctx: Ctx, file: string, part: string, head: Head): Promis
   if (from > 0) {
     for await (const chunk of createReadStream(part)) hash.update(chunk as Buffer);
   }
+  // Each chunk is on disk before the next is read, so a retry after a lost connection resumes there.
   const fh = await open(part, from > 0 ? "a" : "w");
+  const progress = new Progress(file, ctx.onProgress, { loaded: from, total });
   let loaded = from;
   try {
-    const reader = res.body?.getReader();
-    for (;;) {
-      let r: ReadableStreamReadResult<Uint8Array> | undefined;
-      try {
-        r = await reader?.read();
-      } catch (e) {
-        ctx.signal?.throwIfAborted();
-        // What arrived is on disk, so the retry resumes from here.
-        throw new Transient(`connection lost downloading ${url} after ${loaded} bytes: ${errorText(e)}`);
-      }
-      if (!r || r.done) break;
-      await fh.write(r.value);
-      hash.update(r.value);
-      loaded += r.value.length;
-      ctx.onProgress?.({ file, loaded, total });
-    }
+    loaded += await readChunks(res, { what: url, signal: ctx.signal, progress }, async (chunk) => {
+      await fh.write(chunk);
+      hash.update(chunk);
+    });
   } finally {
     await fh.close();
   }
@@ -555,6 +531,7 @@ async function getOnce(ctx: Ctx, file: string, part: string, head: Head): Promis
     if (from > 0) throw new Restart(msg); // the kept part may be stale: try once from scratch
     throw new HubError(msg);
   }
+  progress.end();
   return got;
 }
 
@@ -610,7 +587,7 @@ async function acquireLock(path: string, signal?: AbortSignal): Promise<() => Pr
       await rm(path, { force: true });
       continue;
     }
-    await pause(100, signal);
+    await sleep(100, signal);
   }
 }
 

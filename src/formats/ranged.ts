@@ -1,11 +1,13 @@
 // safetensors checkpoints read on demand, by byte ranges: the header is fetched once, each tensor
 // when asked for (HTTP Range requests, slices of a browser File), so a model can stream its layers
-// without the file in memory. Platform-neutral: only fetch, Blob and Uint8Array.
+// without the file in memory. Platform-neutral: only fetch, Blob and Uint8Array. Requests, bodies
+// and the retry policy are ../http.ts's.
 //
 // A read asks for one span of the file; `readRawMany` merges tensors that lie close together into
 // one span, so a decoder layer (whose tensors are adjacent in HF's files) costs one request.
 
 import { type AsyncTensorSource, type TensorInfo, errorText, fail, oneLine, q } from "./types.js";
+import { HttpError, readBody, redactUrl, send, statusError, withRetries, type RetryOptions } from "../http.js";
 import { type SafetensorsEntry, parseSafetensorsHeader, safetensorsHeaderLength } from "./safetensors.js";
 import { parseShardIndex, shardFiles } from "./multi.js";
 
@@ -27,32 +29,34 @@ export interface RangeReader {
    * it). With `into` of at least `length` bytes, they land at its start and a view of it is returned.
    */
   read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * How a source retries this reader's transient failures (RangeReadError.transient): how many
+   * times, and the signal that ends a pause. A streamed model makes hundreds of requests per
+   * answer (a layer each per token), so a failed read is tried again under src/http.ts's policy.
+   */
+  readonly retry?: Pick<RetryOptions, "retries" | "signal">;
 }
 
 /** A read that failed for a reason other than the file's contents: HTTP status, network, a bad server. */
-export class RangeReadError extends Error {
+export class RangeReadError extends HttpError {
   override name = "RangeReadError";
-  constructor(message: string, readonly status?: number,
-    /** Worth another try: the network failed, the connection dropped, HTTP 5xx or 429. */
-    readonly transient = false) {
-    super(message);
+  constructor(message: string, status?: number,
+    /** Worth another try: the network failed, the connection dropped, HTTP 408, 429 or 5xx. */
+    transient = false, retryAfterMs?: number) {
+    super(message, status, transient, retryAfterMs);
   }
 }
-
-/**
- * Tries per read. A streamed model makes hundreds of requests per answer (a layer each per token),
- * so a dropped connection, a 5xx or a 429 is tried again, after these pauses, before it fails.
- */
-const RETRY_MS = [250, 1000];
 
 export interface HttpRangeOptions {
   /** Default: the global fetch. */
   fetch?: typeof fetch;
   /** Sent with every request, e.g. `{ authorization: "Bearer hf_…" }` (fetch drops it on a cross-origin redirect). */
   headers?: Record<string, string>;
-  /** Starts every error message (default: the url). */
+  /** Starts every error message (default: the url, secrets redacted). */
   label?: string;
   signal?: AbortSignal;
+  /** Tries after the first of a failed read (default 3: see src/http.ts). */
+  retries?: number;
 }
 
 /**
@@ -60,9 +64,10 @@ export interface HttpRangeOptions {
  * /resolve/ to a CDN that honours Range). The size comes from the first answer's Content-Range.
  */
 export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): RangeReader {
-  const label = oneLine(opts.label ?? url);
+  const label = oneLine(opts.label ?? redactUrl(url));
   let size: number | undefined;
-  const err = (msg: string, status?: number, transient = false) => new RangeReadError(`${label}: ${msg}`, status, transient);
+  const err = (msg: string, status?: number, transient = false, retryAfterMs?: number) =>
+    new RangeReadError(`${label}: ${msg}`, status, transient, retryAfterMs);
   const learn = (total: number) => {
     if (size !== undefined && total !== size) throw err(`file size changed from ${size} to ${total} bytes between reads`);
     size = total;
@@ -82,18 +87,16 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
     checkSpan(label, offset, length);
     if (length === 0) return new Uint8Array(0);
     const span = `${offset}-${offset + length - 1}`;
-    const doFetch = opts.fetch ?? globalThis.fetch;
-    let res: Response;
+    let res: Response | undefined;
     try {
-      res = await doFetch(url, { headers: { ...opts.headers, range: `bytes=${span}` }, signal: opts.signal });
-    } catch (e) {
-      if (opts.signal?.aborted) throw opts.signal.reason;
-      throw err(`network error: ${errorText(e)}`, undefined, true);
-    }
-    try {
+      res = await send(url, { headers: { ...opts.headers, range: `bytes=${span}` }, signal: opts.signal },
+        { fetch: opts.fetch, what: `bytes ${span}` });
       return await answer(res, offset, length, `bytes ${span}`, into);
+    } catch (e) {
+      // http.ts's errors (network, a lost connection, a status) with the label in front
+      throw e instanceof HttpError && !(e instanceof RangeReadError) ? err(e.message, e.status, e.transient, e.retryAfterMs) : e;
     } finally {
-      await res.body?.cancel().catch(() => undefined); // whatever was not read (rejects once it is being read)
+      await res?.body?.cancel().catch(() => undefined); // whatever was not read (rejects once it is being read)
     }
   }
 
@@ -113,14 +116,14 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       }
       learn(total);
       const want = b - a + 1;
-      const body = await readBody(res, want, `${label}: ${range}`, opts.signal, into);
+      const body = await readBody(res, { max: want, into, what: range, signal: opts.signal });
       if (!body) throw err(`the server sent more than the ${want} bytes of Content-Range ${JSON.stringify(oneLine(cr!))}`);
       if (body.length !== want) throw err(`truncated: ${body.length} of the ${want} bytes of ${range}`, undefined, true);
       return body;
     }
     if (res.status === 200) {
       // Range ignored: the body is the whole file, which will do if that is all that was asked for.
-      const body = offset === 0 ? await readBody(res, length, `${label}: the whole file`, opts.signal, into) : undefined;
+      const body = offset === 0 ? await readBody(res, { max: length, into, what: "the whole file", signal: opts.signal }) : undefined;
       if (!body) {
         throw err("the server does not support range requests (it answered a ranged GET with HTTP 200 and the " +
           "whole file), so the model cannot be streamed from it");
@@ -139,10 +142,10 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       throw err(`access denied (HTTP ${res.status}): a private or gated model needs a token ` +
         "(headers: { authorization: 'Bearer hf_…' })", res.status);
     }
-    throw err(`HTTP ${res.status} ${oneLine(res.statusText)} for ${range}`.trimEnd(), res.status, res.status >= 500 || res.status === 429);
+    throw statusError(res, range);
   }
 
-  return { get size() { return size; }, read };
+  return { get size() { return size; }, read, retry: { retries: opts.retries, signal: opts.signal } };
 }
 
 /** Reads spans of a Blob or File (e.g. one picked in a browser) without reading it whole. */
@@ -189,7 +192,7 @@ export class RangedSafetensors implements AsyncTensorSource {
     if (!isCount(offset) || !isCount(length) || offset + length > n) {
       fail(this.label, `tensor ${q(name)}: bytes [${offset}, ${offset + length}) are outside its ${n} bytes`);
     }
-    return retried(scratch, (into) => readExact(this.reader, e.begin + offset, length, this.label, into));
+    return retried(this.reader, scratch, (into) => readExact(this.reader, e.begin + offset, length, this.label, into));
   }
 
   async readRawMany(names: string[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
@@ -352,27 +355,23 @@ export interface MergedRead {
  * at every read, so the views are made once all reads are done, over where the memory ended up.
  */
 async function runReads(reads: MergedRead[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
-  return retried(scratch, (into) => runReadsOnce(reads, into));
+  return retried(reads[0]?.reader, scratch, (into) => runReadsOnce(reads, into));
 }
 
 /**
- * `attempt(scratch)`, tried again after a transient failure (RETRY_MS). A BYOB read that failed
- * took the scratch's memory with it (it is detached): the next try gets fresh memory of its size.
+ * `attempt(scratch)` under the retry policy (src/http.ts) with the reader's `retry` options. A
+ * BYOB read that failed took the scratch's memory with it (it is detached): the next try gets
+ * fresh memory of its size.
  */
-async function retried<T>(scratch: Uint8Array | undefined, attempt: (scratch?: Uint8Array) => Promise<T>): Promise<T> {
+async function retried<T>(reader: RangeReader | undefined, scratch: Uint8Array | undefined,
+  attempt: (scratch?: Uint8Array) => Promise<T>): Promise<T> {
   const size = scratch?.length ?? 0;
-  for (let i = 0; ; i++) {
-    try {
-      return await attempt(scratch);
-    } catch (e) {
-      if (!(e instanceof RangeReadError && e.transient) || i >= RETRY_MS.length) {
-        if (i > 0 && e instanceof Error) e.message += ` (after ${i + 1} tries)`;
-        throw e;
-      }
-      await new Promise((r) => setTimeout(r, RETRY_MS[i]));
+  return withRetries(() => attempt(scratch), {
+    ...reader?.retry,
+    onRetry: () => {
       if (scratch && scratch.byteLength === 0) scratch = new Uint8Array(size);
-    }
-  }
+    },
+  });
 }
 
 async function runReadsOnce(reads: MergedRead[], scratch?: Uint8Array): Promise<Map<string, Uint8Array>> {
@@ -443,72 +442,6 @@ async function readExact(r: RangeReader, offset: number, length: number, label: 
     fail(label, `bytes ${offset}-${offset + length - 1}: read ${b.length} of ${length} bytes (file shorter than its header says, or changed?)`);
   }
   return b;
-}
-
-/**
- * The body, up to `max` bytes; undefined as soon as there is more (Content-Length or the bytes
- * themselves). Written straight into `into` (or one preallocated buffer), so a 64 MiB read is not copied again.
- */
-async function readBody(res: Response, max: number, what: string, signal?: AbortSignal, into?: Uint8Array): Promise<Uint8Array | undefined> {
-  const declared = Number(res.headers.get("content-length") ?? NaN);
-  if (!res.headers.get("content-encoding") && declared > max) return undefined;
-  if (into && into.length >= max && res.body && !(typeof SharedArrayBuffer !== "undefined" && into.buffer instanceof SharedArrayBuffer)) {
-    let byob: ReadableStreamBYOBReader | undefined;
-    try {
-      byob = res.body.getReader({ mode: "byob" });
-    } catch { /* not a byte stream: read its chunks below */ }
-    if (byob) return readInto(byob, into, max, what, signal);
-  }
-  const out = into && into.length >= max ? into.subarray(0, max) : new Uint8Array(max);
-  let n = 0;
-  const reader = res.body?.getReader();
-  for (;;) {
-    let r: ReadableStreamReadResult<Uint8Array> | undefined;
-    try {
-      r = await reader?.read();
-    } catch (e) {
-      if (signal?.aborted) throw signal.reason;
-      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`, undefined, true);
-    }
-    if (!r || r.done) return out.subarray(0, n);
-    if (n + r.value.length > max) {
-      await reader!.cancel();
-      return undefined;
-    }
-    out.set(r.value, n);
-    n += r.value.length;
-  }
-}
-
-/**
- * readBody through a BYOB reader: the stream writes straight into `into`'s memory, so no chunk is
- * allocated per read (a stream of layer reads then leaves no garbage: workerd, Chromium and Node
- * fetch bodies are byte streams). Each read moves the memory to a new ArrayBuffer, detaching the
- * old one: the view returned is over where it ended up.
- */
-async function readInto(reader: ReadableStreamBYOBReader, into: Uint8Array, max: number, what: string,
-  signal?: AbortSignal): Promise<Uint8Array | undefined> {
-  let buffer = into.buffer as ArrayBuffer;
-  const start = into.byteOffset;
-  let n = 0;
-  for (;;) {
-    const room = max - n;
-    let r: ReadableStreamReadResult<Uint8Array>;
-    try {
-      // Once `max` bytes are in, one more byte read (into a byte of its own) tells "done" from "too long".
-      r = await reader.read(room > 0 ? new Uint8Array(buffer, start + n, room) : new Uint8Array(1));
-    } catch (e) {
-      if (signal?.aborted) throw signal.reason;
-      throw new RangeReadError(`${what}: truncated, the connection was lost after ${n} bytes (${errorText(e)})`, undefined, true);
-    }
-    if (room > 0 && r.value) buffer = r.value.buffer as ArrayBuffer;
-    if (r.done) return new Uint8Array(buffer, start, n);
-    if (room === 0) {
-      await reader.cancel();
-      return undefined;
-    }
-    n += r.value.byteLength;
-  }
 }
 
 function checkSpan(label: string, offset: number, length: number): void {
