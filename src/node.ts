@@ -3,8 +3,9 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { openCheckpointDir } from "./formats/node.js";
+import { openCheckpointDir, type CheckpointDirOptions } from "./formats/node.js";
 import { resolveModel, type ResolveOptions } from "./formats/hub.js";
+export type { ResolveOptions } from "./formats/hub.js";
 import type { TensorSource } from "./formats/types.js";
 import { familyOf, parseModelConfig, syntheticConfig, type ModelConfig } from "./models/families/index.js";
 import { DecoderModel, type LoadOptions } from "./models/decoder.js";
@@ -17,7 +18,7 @@ export const DEFAULT_MODEL = "synthetic:opt-125m";
 /** The OPT tokenizer files shipped with the package (every OPT size uses the same tokenizer). */
 export const OPT_TOKENIZER_DIR = fileURLToPath(new URL("../tokenizers/opt/", import.meta.url));
 
-export interface LoadModelOptions extends LoadOptions, ResolveOptions {
+export interface LoadModelOptions extends LoadOptions, ResolveOptions, CheckpointDirOptions {
   /** Seed of a synthetic model's weights (default 0). */
   seed?: number;
   /**
@@ -65,7 +66,7 @@ export async function openModel(spec: string, opts: LoadModelOptions = {}):
   const configPath = join(dir, "config.json");
   if (!existsSync(configPath)) throw new Error(`wasm-lm: ${configPath} not found (a model directory needs config.json)`);
   const config = parseModelConfig(readFileSync(configPath, "utf8"), configPath);
-  const source = openCheckpointDir(dir);
+  const source = openCheckpointDir(dir, { verifyChecksums: opts.verifyChecksums });
   const hasTokenizer = TOKENIZER_FILES.some((f) => existsSync(join(dir, f)));
   const tokenizerDir = opts.tokenizer ?? (hasTokenizer ? dir : familyOf(config).name === "opt" ? OPT_TOKENIZER_DIR : null);
   const tokenizer = tokenizerDir === null ? null : loadTokenizer(tokenizerDir);

@@ -55,7 +55,7 @@ export interface HandlerOptions {
   onError?: (error: unknown) => void;
 }
 
-type Handler = (request: Request) => Promise<Response>;
+export type Handler = (request: Request) => Promise<Response>;
 
 /** The default of max_tokens for completions, as OpenAI's. Chat's default is the rest of the context. */
 const COMPLETION_MAX_TOKENS = 16;

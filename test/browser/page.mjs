@@ -6,6 +6,7 @@
 // .wasm itself (new URL("../build/…", import.meta.url) in the bundle), the worker passes { bytes }.
 // __loader runs the library's fetch loader with the Cache API (loader.mjs).
 import * as lib from "wasm-lm";
+import * as kernels from "wasm-lm/kernels";
 import { runChecks } from "../runtimes/checks.mjs";
 import { fetchFixture } from "./shared.mjs";
 import { loaderVisit, streamVisit } from "./loader.mjs";
@@ -34,7 +35,7 @@ window.__run = async () => {
       `${typeof SharedArrayBuffer}, so wasm-lm runs on one thread here and threads: 2 must fail with a clear error`);
   }
   const fixture = await fetchFixture(location.href);
-  const page = await runChecks({ runtime: `${tag} page`, lib, fixture, threads: "error", log: (l) => say(`[${tag} page] ${l}`),
+  const page = await runChecks({ runtime: `${tag} page`, lib, kernels, fixture, threads: "error", log: (l) => say(`[${tag} page] ${l}`),
     wasmSource: async () => ({}) });
   const worker = await inWorker(isolated ? "expect" : "error", `${tag} worker`);
   return { isolated, page, worker };

@@ -2,6 +2,7 @@
 // as { bytes } (the README's browser example). Here Atomics.wait is allowed, so with a cross-origin
 // isolated page wasm-lm's thread pool (nested Web Workers from a Blob URL) runs threads: 2.
 import * as lib from "wasm-lm";
+import * as kernels from "wasm-lm/kernels";
 import { runChecks } from "../runtimes/checks.mjs";
 import { fetchFixture } from "./shared.mjs";
 
@@ -14,7 +15,7 @@ self.onmessage = async (e) => {
       const res = await fetch(new URL(`../build/wasm-lm.${build}${shared ? "-mt" : ""}.wasm`, import.meta.url));
       return { bytes: new Uint8Array(await res.arrayBuffer()) };
     };
-    const result = await runChecks({ runtime: tag, lib, fixture, threads, log, wasmSource });
+    const result = await runChecks({ runtime: tag, lib, kernels, fixture, threads, log, wasmSource });
     self.postMessage({ result });
   } catch (err) {
     self.postMessage({ result: { ok: false, failures: [`threw ${err?.stack ?? err}`], figures: {} } });

@@ -10,9 +10,10 @@
 //   cli fixture     npx wasm-lm generate --model <copied opt-tiny> --ids … --ignore-eos --json:
 //                   32 tokens = transformers' (the fixture's reference.json)
 //   cli tokenize    echo hi | npx wasm-lm tokenize --text-file - --json  = the repository's CLI
-//   esm imports     a script importing "wasm-lm", "wasm-lm/node", "wasm-lm/server" and resolving
-//                   "wasm-lm/build/*.wasm": generate, then the same through createHandler
-//   types           tsc (NodeNext) on a .ts file importing the three entry points
+//   esm imports     a script importing "wasm-lm", "wasm-lm/node", "wasm-lm/server", "wasm-lm/kernels",
+//                   "wasm-lm/internals" and resolving "wasm-lm/build/*.wasm": generate, then the same
+//                   through createHandler; a kernel call; an Arena over loadWasm()
+//   types           tsc (NodeNext) on a .ts file importing the five entry points
 //
 // `npm pack` runs prepack (a clean build); --no-build packs the current dist/ and build/ instead
 // (npm pack --ignore-scripts: what CI does after `npm test` has built them). `npx --no` never
@@ -145,6 +146,8 @@ try {
     writeFileSync(join(app, "smoke.mjs"), `import { generate } from "wasm-lm";
 import { loadModel } from "wasm-lm/node";
 import { createHandler, Engine } from "wasm-lm/server";
+import { loadKernels } from "wasm-lm/kernels";
+import { Arena, loadWasm } from "wasm-lm/internals";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -158,7 +161,11 @@ const res = await handler(new Request("http://localhost/v1/completions", {
 }));
 const body = await res.json();
 const wasm = fileURLToPath(import.meta.resolve("wasm-lm/build/wasm-lm.simd.wasm"));
-console.log(JSON.stringify({ generate: r.new_tokens, text: r.text, server: body.choices?.[0]?.token_ids, serverText: body.choices?.[0]?.text, wasm: existsSync(wasm) }));
+const k = await loadKernels({ build: "simd" });
+const linear = Array.from(k.linear(Float32Array.of(1, 2), Float32Array.of(3, 4, 5, 6), Float32Array.of(0.5, -1), 1, 2, 2));
+const arena = new Arena(await loadWasm({ build: "simd" }));
+console.log(JSON.stringify({ generate: r.new_tokens, text: r.text, server: body.choices?.[0]?.token_ids, serverText: body.choices?.[0]?.text, wasm: existsSync(wasm),
+  linear, arena: arena.alloc(64) > 0 }));
 model.dispose();
 `);
     const out = JSON.parse(sh(process.execPath, ["smoke.mjs"]));
@@ -168,13 +175,23 @@ model.dispose();
     }
     if (JSON.stringify(out.server) !== JSON.stringify(out.generate) || out.serverText !== out.text) failures.push(`createHandler: ${JSON.stringify(out.server)} ≠ generate's ${JSON.stringify(out.generate)}`);
     if (!out.wasm) failures.push("wasm-lm/build/wasm-lm.simd.wasm does not resolve to a file");
-    return { failures, detail: `generate = createHandler = ${JSON.stringify(out.generate)}` };
+    if (JSON.stringify(out.linear) !== "[11.5,16]") failures.push(`wasm-lm/kernels linear: ${JSON.stringify(out.linear)} ≠ [11.5,16]`);
+    if (!out.arena) failures.push("wasm-lm/internals: Arena over loadWasm() did not allocate");
+    return { failures, detail: `generate = createHandler = ${JSON.stringify(out.generate)}; wasm-lm/kernels, wasm-lm/internals` };
   });
 
   await check("types", () => {
     writeFileSync(join(app, "smoke.ts"), `import { generate, type GenerateResult } from "wasm-lm";
 import { loadModel } from "wasm-lm/node";
 import { createHandler, Engine } from "wasm-lm/server";
+import { loadKernels, type Kernels } from "wasm-lm/kernels";
+import { Arena, type Step } from "wasm-lm/internals";
+
+export async function kernels(): Promise<Float32Array> {
+  const k: Kernels = await loadKernels();
+  return k.rmsNorm(new Float32Array(4), null, 1, 4, { scalar: true });
+}
+export const step = (s: Step, a: Arena): number => s.x + a.used;
 
 export async function main(): Promise<GenerateResult> {
   const { model, tokenizer } = await loadModel("synthetic:opt-125m");
@@ -185,7 +202,7 @@ export async function main(): Promise<GenerateResult> {
 `);
     sh(join(ROOT, "node_modules/.bin/tsc"), ["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022",
       "--lib", "es2022,dom", "--types", "node", "--typeRoots", join(ROOT, "node_modules/@types"), "--skipLibCheck", "smoke.ts"]);
-    return { detail: "tsc --strict, NodeNext: wasm-lm, wasm-lm/node, wasm-lm/server" };
+    return { detail: "tsc --strict, NodeNext: wasm-lm, wasm-lm/node, wasm-lm/server, wasm-lm/kernels, wasm-lm/internals" };
   });
 } catch (e) {
   if (results.every(Boolean)) { console.log(`FAIL  ${e.message}`); results.push(false); }

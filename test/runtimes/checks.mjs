@@ -1,10 +1,11 @@
 // The portability checks, in plain JavaScript so every runtime runs them as they are (Node, Deno,
 // Bun, workerd, a browser page and a Web Worker). Nothing here touches a file system or a URL: the
-// caller hands in the library (wasm-lm's platform-neutral entry), the fixture files' contents and a
-// function that supplies a build's code ({ bytes }, { module } or {} to let wasm-lm locate it).
+// caller hands in the library (wasm-lm's platform-neutral entry) and its kernels (wasm-lm/kernels),
+// the fixture files' contents and a function that supplies a build's code ({ bytes }, { module } or
+// {} to let wasm-lm locate it).
 //
-//   kernel     linear (GEMM T=5 and matvec T=1, awkward K=67, N=13, with bias) against a float64
-//              reference, in every build the runtime validates
+//   kernel     linear (GEMM T=5 and matvec T=1, awkward K=67, N=13, with bias) through wasm-lm/kernels
+//              against a float64 reference, in every build the runtime validates
 //   tokenizer  OPT's tokenizer from vocab.json + merges.txt against transformers' tokenizations
 //   logits     each tiny fixture (MODEL_FIXTURES: OPT, LLaMA with grouped-query attention, GPT-2)
 //              against transformers' logits, max|Δ| ≤ 1e-4
@@ -49,9 +50,8 @@ export function worstLogitsDiff(figures) {
 
 const exp2 = (v) => (v === 0 ? "0" : v.toExponential(2));
 
-/** linear against float64: worst |y - ref| / (ε·√K·rms(ref)) over two shapes; ≤ 1 passes. */
-function kernelCheck(lib, wasm) {
-  const arena = new lib.Arena(wasm, 1 << 20);
+/** linear (wasm-lm/kernels) against float64: worst |y - ref| / (ε·√K·rms(ref)) over two shapes; ≤ 1 passes. */
+function kernelCheck(k) {
   const K = 67, N = 13;
   let worst = 0, maxAbs = 0;
   for (const T of [5, 1]) {
@@ -59,10 +59,7 @@ function kernelCheck(lib, wasm) {
     const x = Float32Array.from({ length: T * K }, () => r(-1, 1));
     const w = Float32Array.from({ length: N * K }, () => r(-1, 1));
     const b = Float32Array.from({ length: N }, () => r(-1, 1));
-    const put = (a) => { const p = arena.alloc(a.byteLength); arena.f32(p, a.length).set(a); return p; };
-    const px = put(x), pw = put(w), pb = put(b), py = put(new Float32Array(T * N));
-    wasm.k.linear(py, px, pw, pb, T, K, N, 0, N);
-    const y = arena.f32(py, T * N);
+    const y = k.linear(x, w, b, T, K, N);
     const want = new Float64Array(T * N);
     let ss = 0;
     for (let t = 0; t < T; t++) {
@@ -84,8 +81,9 @@ function kernelCheck(lib, wasm) {
 }
 
 /**
- * Run every check. env: { runtime, lib, fixture: { models: [{ name, configJson, safetensors,
- * referenceJson }] (MODEL_FIXTURES' files), vocabJson, mergesTxt, tokenizationJson },
+ * Run every check. env: { runtime, lib, kernels (the wasm-lm/kernels module), fixture: { models:
+ * [{ name, configJson, safetensors, referenceJson }] (MODEL_FIXTURES' files), vocabJson, mergesTxt,
+ * tokenizationJson },
  * wasmSource(build, shared) → Promise<{bytes}|{module}|{}>,
  * threads: "expect" (must work) | "error" (must fail with a clear wasm-lm error) | "skip",
  * log(line) }. Returns { ok, failures, figures }.
@@ -109,8 +107,10 @@ export async function runChecks(env) {
   // (a) kernel check in every build this runtime validates.
   for (const build of builds) {
     await step(`kernel ${build}`, async () => {
-      const wasm = await lib.loadWasm({ build, ...(await env.wasmSource(build, false)) });
-      const r = kernelCheck(lib, wasm);
+      if (!env.kernels) throw new Error("env.kernels missing: hand in the wasm-lm/kernels module");
+      const k = await env.kernels.loadKernels({ build, ...(await env.wasmSource(build, false)) });
+      if (k.build !== build) fail(`kernel ${build}: loaded the ${k.build} build`);
+      const r = kernelCheck(k);
       figures[`kernel_${build}`] = { maxAbs: r.maxAbs, tolRatio: r.worst };
       const line = `kernel linear (${build}): max|Δ| ${exp2(r.maxAbs)} vs float64, ${r.worst.toFixed(3)} × tol (ε·√K·rms)`;
       if (r.ok) log(`ok   ${line}`); else fail(line);

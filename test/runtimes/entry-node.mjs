@@ -6,6 +6,7 @@
 // Usage: <runtime> test/runtimes/entry-node.mjs <name> <threads: expect|error|skip>
 import { readFileSync } from "node:fs";
 import * as lib from "wasm-lm";
+import * as kernels from "wasm-lm/kernels";
 import { MODEL_FIXTURES, runChecks } from "./checks.mjs";
 
 const [name = "node", threads = "expect"] = (globalThis.Deno ? Deno.args : process.argv.slice(2));
@@ -25,7 +26,7 @@ const fixture = {
 };
 const log = (line) => console.log(`[${name}] ${line}`);
 
-const result = await runChecks({ runtime: name, lib, fixture, threads, log, wasmSource: async () => ({}) });
+const result = await runChecks({ runtime: name, lib, kernels, fixture, threads, log, wasmSource: async () => ({}) });
 
 // The Node loader (wasm-lm/node): each model directory by path, on one thread (LLaMA's and GPT-2's
 // fixtures have no tokenizer files: token ids in and out).

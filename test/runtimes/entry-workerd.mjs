@@ -7,6 +7,7 @@
 // The fixture files come through text and data bindings (see run.mjs for the capnp config).
 // Run by `workerd test`, which calls the test() handler below.
 import * as lib from "wasm-lm";
+import * as kernels from "wasm-lm/kernels";
 import { MODEL_FIXTURES, runChecks, workerdBinding } from "./checks.mjs";
 import simd from "./wasm-lm.simd.wasm";
 import relaxed from "./wasm-lm.relaxed.wasm";
@@ -21,6 +22,7 @@ export default {
     const result = await runChecks({
       runtime: name,
       lib,
+      kernels,
       threads: env.THREADS,
       log,
       fixture: {
@@ -38,12 +40,12 @@ export default {
     });
     // Bytes are what other runtimes get; here they must fail with wasm-lm's own explanation.
     try {
-      await lib.loadWasm({ build: "simd", bytes: new Uint8Array(env.SIMD_BYTES) });
-      log("note loadWasm({ bytes }) compiled at run time: Workers no longer forbid it?");
+      await kernels.loadKernels({ build: "simd", bytes: new Uint8Array(env.SIMD_BYTES) });
+      log("note loadKernels({ bytes }) compiled at run time: Workers no longer forbid it?");
     } catch (e) {
       const msg = String(e?.message ?? e);
-      if (msg.startsWith("wasm-lm:")) log(`ok   loadWasm({ bytes }) refused, with a clear error: "${msg}"`);
-      else { log(`FAIL loadWasm({ bytes }): unclear error: ${msg}`); result.ok = false; result.failures.push("bytes error"); }
+      if (msg.startsWith("wasm-lm:")) log(`ok   loadKernels({ bytes }) refused, with a clear error: "${msg}"`);
+      else { log(`FAIL loadKernels({ bytes }): unclear error: ${msg}`); result.ok = false; result.failures.push("bytes error"); }
     }
     console.log(`RESULT ${JSON.stringify({ runtime: name, ...result })}`);
     if (!result.ok) throw new Error(`${result.failures.length} check(s) failed`);

@@ -9,8 +9,8 @@
 //   bun              npm `bun`
 //   workerd          npm `workerd` (Cloudflare's runtime): an esbuild bundle + a capnp config, `workerd test`
 //
-// Node, Deno and Bun run the built dist/ as it is (test/runtimes/entry-node.mjs, importing "wasm-lm"
-// and "wasm-lm/node" through package.json "exports"); workerd runs one esbuild bundle
+// Node, Deno and Bun run the built dist/ as it is (test/runtimes/entry-node.mjs, importing "wasm-lm",
+// "wasm-lm/kernels" and "wasm-lm/node" through package.json "exports"); workerd runs one esbuild bundle
 // (entry-workerd.mjs), since a Worker has no module resolution. Needs `npm run build`.
 // Exits 1 if any runtime fails; the last line is "runtimes: N passed, M failed".
 import { spawn, spawnSync } from "node:child_process";
@@ -28,7 +28,7 @@ const NODE22 = join(HERE, "node22/node_modules/.bin/node");
 const TIMEOUT_MS = 120_000;
 const BUILDS = ["simd", "relaxed", "simd-mt", "relaxed-mt"];
 
-const missing = ["dist/index.js", "dist/node.js", ...BUILDS.map((b) => `build/wasm-lm.${b}.wasm`)].filter((f) => !existsSync(join(ROOT, f)));
+const missing = ["dist/index.js", "dist/kernels.js", "dist/node.js", ...BUILDS.map((b) => `build/wasm-lm.${b}.wasm`)].filter((f) => !existsSync(join(ROOT, f)));
 if (missing.length > 0) {
   console.error(`test:runtimes: ${missing.join(", ")} missing: run 'npm run build' first`);
   process.exit(1);
