@@ -19,3 +19,6 @@ export {
   linearF16, linearF16Scalar, linearI8, linearI8Scalar, quantizeI8, f32ToF16Rows, quantRows,
   embedGatherF16, embedGatherI8,
 } from "./kernels/linear_quant";
+export {
+  quantizeActI8, quantizeActI8Scalar, quantizeQ4, linearQ4, linearQ4Scalar, linearI8Dot, linearI8DotScalar,
+} from "./kernels/linear_dot";

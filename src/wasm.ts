@@ -2,8 +2,9 @@
 //
 // Two builds come from one AssemblyScript source (asconfig.json):
 //   simd     SIMD128, runs everywhere wasm-lm runs
-//   relaxed  SIMD128 + relaxed SIMD (f32x4.relaxed_madd = a fused multiply-add), ~1.3x on matmul;
-//            Node 22+, Chromium, Deno; Node 20 only with --experimental-wasm-relaxed-simd
+//   relaxed  SIMD128 + relaxed SIMD (f32x4.relaxed_madd = a fused multiply-add, ~1.3x on matmul; the
+//            relaxed int8 dot product for the q4 / int8·int8 kernels): Node 22+, Chromium, Deno, Bun;
+//            Node 20 behind --experimental-wasm-relaxed-simd, which this module sets itself (below)
 // `build: "auto"` probes the runtime with WebAssembly.validate on a tiny module and picks the best.
 // Callers may hand in the bytes or a compiled WebAssembly.Module instead (Cloudflare Workers forbid
 // compiling fetched bytes; bundlers may want to inline the file).
@@ -46,6 +47,16 @@ export interface KernelExports {
   embedGatherF16(y: number, table: number, ids: number, T: number, C: number): void;
   embedGatherI8(y: number, q: number, s: number, ids: number, T: number, C: number, G: number): void;
   quantRows(): number;
+  /** xq (T, K) int8, xs (T, 2, K/32) f32: per token the block scales, then the block sums (see linear_dot.ts). */
+  quantizeActI8(xq: number, xs: number, x: number, T: number, K: number, bits: number): void;
+  quantizeActI8Scalar(xq: number, xs: number, x: number, T: number, K: number, bits: number): void;
+  /** q (N, K/2) packed nibbles, s (N, 2, K/32) bf16 scales then mins; K % 32 == 0. */
+  quantizeQ4(q: number, s: number, w: number, n: number, K: number): void;
+  linearQ4(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number): void;
+  linearQ4Scalar(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number): void;
+  /** int8 weights from quantizeI8 (group G, G % 32 == 0) against quantizeActI8's activations. */
+  linearI8Dot(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number, G: number): void;
+  linearI8DotScalar(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number, G: number): void;
   [name: string]: unknown;
 }
 
@@ -107,17 +118,60 @@ const SIMD_PROBE = new Uint8Array([
 
 export interface WasmFeatures { simd: boolean; relaxedSimd: boolean; threads: boolean }
 
+const isNode = typeof process !== "undefined" && !!process.versions?.node;
+
+interface V8Flags { setFlagsFromString(flag: string): void }
+let relaxedFlagSet = false;
+
+/**
+ * Node 20 validates relaxed SIMD only behind --experimental-wasm-relaxed-simd (not allowed in
+ * NODE_OPTIONS), and V8 honours the flag when it is set at run time — measured on Node 20.20: after
+ * v8.setFlagsFromString a relaxed module validates, compiles and runs, even when modules were compiled
+ * or a relaxed validate failed earlier in the process, and worker threads started later see it too.
+ * So in Node, when the probe fails, set it once and probe again. Runtimes that have relaxed SIMD
+ * (Node 22+, Deno, Bun) never get here. Returns whether the flag was set.
+ */
+function setRelaxedFlag(v8: V8Flags | undefined): boolean {
+  if (relaxedFlagSet || !v8 || typeof v8.setFlagsFromString !== "function") return relaxedFlagSet;
+  try {
+    v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+    relaxedFlagSet = true;
+  } catch {
+    // not V8, or flags are locked: the simd build it is
+  }
+  return relaxedFlagSet;
+}
+
+/** The synchronous way in (process.getBuiltinModule: Node ≥ 20.16); loadWasm also tries import(). */
+function syncV8(): V8Flags | undefined {
+  const proc = isNode ? process as { getBuiltinModule?: (id: string) => unknown } : undefined;
+  try {
+    return typeof proc?.getBuiltinModule === "function" ? proc.getBuiltinModule("node:v8") as V8Flags : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function detectFeatures(): WasmFeatures {
   let threads = false;
   try {
     threads = typeof SharedArrayBuffer !== "undefined" &&
       new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
   } catch { threads = false; }
-  return {
-    simd: WebAssembly.validate(SIMD_PROBE),
-    relaxedSimd: WebAssembly.validate(RELAXED_PROBE),
-    threads,
-  };
+  let relaxedSimd = WebAssembly.validate(RELAXED_PROBE);
+  if (!relaxedSimd && isNode && !relaxedFlagSet && setRelaxedFlag(syncV8())) relaxedSimd = WebAssembly.validate(RELAXED_PROBE);
+  return { simd: WebAssembly.validate(SIMD_PROBE), relaxedSimd, threads };
+}
+
+/** Node before 20.16 has no process.getBuiltinModule: set the flag through import("node:v8"). */
+async function enableRelaxedSimd(): Promise<void> {
+  if (!isNode || relaxedFlagSet || WebAssembly.validate(RELAXED_PROBE)) return;
+  if (setRelaxedFlag(syncV8())) return;
+  try {
+    setRelaxedFlag(await importNodeBuiltin<V8Flags>("v8"));
+  } catch {
+    // no node:v8 here
+  }
 }
 
 export function chooseBuild(choice: BuildChoice = "auto"): Build {
@@ -128,7 +182,7 @@ export function chooseBuild(choice: BuildChoice = "auto"): Build {
   if (choice === "auto") return f.relaxedSimd ? "relaxed" : "simd";
   if (choice === "relaxed" && !f.relaxedSimd) {
     throw new Error("wasm-lm: build 'relaxed' requested but this runtime does not validate relaxed SIMD " +
-      "(Node 20 needs --experimental-wasm-relaxed-simd; Node 22+, Chromium and Deno have it); use build 'simd'");
+      "(Node 22+, Chromium, Deno and Bun have it; Node 20 gets it from v8.setFlagsFromString, which failed here); use build 'simd'");
   }
   if (choice !== "simd" && choice !== "relaxed") {
     throw new Error(`wasm-lm: unknown build '${String(choice)}' (expected "auto", "simd" or "relaxed")`);
@@ -140,8 +194,6 @@ export function chooseBuild(choice: BuildChoice = "auto"): Build {
 export function wasmUrl(build: Build, shared = false): URL {
   return new URL(`../build/wasm-lm.${build}${shared ? "-mt" : ""}.wasm`, import.meta.url);
 }
-
-const isNode = typeof process !== "undefined" && !!process.versions?.node;
 
 /**
  * A Node built-in module, imported only when called (Node, Deno, Bun). The specifier is computed so
@@ -184,6 +236,7 @@ async function compile(bytes: BufferSource): Promise<WebAssembly.Module> {
 export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
   // Code handed in by the caller is labelled by opts.build (it only names the build in reports).
   const fromCaller = opts.module !== undefined || opts.bytes !== undefined;
+  if (!fromCaller || opts.build === "relaxed") await enableRelaxedSimd();
   const chosen: Build = fromCaller ? (opts.build === "relaxed" ? "relaxed" : "simd") : chooseBuild(opts.build);
   const shared = opts.shared ?? false;
   if (shared && !detectFeatures().threads) {

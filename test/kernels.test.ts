@@ -14,6 +14,8 @@
 //   swiglu      the silu rtol below plus ε for the ·up
 //   activations rtol ε·(6 + c(x)), atol 1e-30: a few ulps, plus the conditioning c of erfc / exp at
 //               the argument (the f32 rounding of x/√2 alone moves erfc(-x/√2) by ~x²·ε/2 relative)
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Arena } from "../src/arena.js";
 import { detectFeatures, loadWasm, type Build, type Wasm } from "../src/wasm.js";
@@ -288,5 +290,44 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
       }
       expectClose(name, got, want, 1e-30, (i) => rtols[name](x[i]));
     });
+  });
+});
+
+// Node 20 runs the relaxed build only with --experimental-wasm-relaxed-simd; src/wasm.ts sets that flag
+// itself (v8.setFlagsFromString), so `node dist/cli.js` and `npx wasm-lm` get the relaxed build without
+// flags. A child process without any V8 flag: first a relaxed validate (false on Node 20) and a compile
+// of the simd build — the flag must still work after both — then loadWasm({ build: "auto" }), which must
+// pick relaxed, and a relaxed-only kernel path (the int8 dot product) that must agree with its twin.
+describe("relaxed SIMD without command-line flags", () => {
+  it("plain `node` loads the relaxed build with build: 'auto' and runs it correctly", () => {
+    const script = `
+      import { readFileSync } from "node:fs";
+      import { fileURLToPath } from "node:url";
+      import { loadWasm, wasmUrl } from "./src/wasm.ts";
+      const flagged = process.execArgv.filter((a) => a.startsWith("--")).join(" ");
+      const before = WebAssembly.validate(readFileSync(fileURLToPath(wasmUrl("relaxed"))));
+      await WebAssembly.compile(readFileSync(fileURLToPath(wasmUrl("simd"))));
+      const wasm = await loadWasm({ build: "auto" });
+      const k = wasm.k, base = (k.heapBase() + 63) & ~63, T = 3, K = 64, N = 5;
+      const f32 = new Float32Array(wasm.memory.buffer), i8 = new Int8Array(wasm.memory.buffer);
+      const x = base, w = x + T * K * 4, q = w + N * K * 4, s = q + N * K, xq = s + N * 4, xs = xq + T * K, y = xs + T * 4 * 4, y2 = y + T * N * 4;
+      for (let i = 0; i < T * K; i++) f32[x / 4 + i] = Math.sin(i * 1.7);
+      for (let i = 0; i < N * K; i++) f32[w / 4 + i] = Math.cos(i * 0.37);
+      k.quantizeI8(q, s, w, N, K, 64);
+      k.quantizeActI8(xq, xs, x, T, K, 8);
+      k.linearI8Dot(y, xq, xs, q, s, 0, T, K, N, 0, N, 64);
+      k.linearI8DotScalar(y2, xq, xs, q, s, 0, T, K, N, 0, N, 64);
+      let maxDiff = 0;
+      for (let i = 0; i < T * N; i++) maxDiff = Math.max(maxDiff, Math.abs(f32[y / 4 + i] - f32[y2 / 4 + i]));
+      console.log(JSON.stringify({ node: process.version, flagged, before, build: wasm.build, maxDiff }));
+    `;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8", env: { ...process.env, NODE_OPTIONS: "" },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    expect(out.flagged).not.toMatch(/relaxed/);
+    expect(out.build, JSON.stringify(out)).toBe("relaxed");
+    expect(out.maxDiff, JSON.stringify(out)).toBeLessThan(1e-4);
   });
 });

@@ -126,3 +126,33 @@ export function expectAll(name: string, p: usize, n: i32, v: f32): void {
 
 /** Machine epsilon of f32 (2^-23). */
 export const EPS: f32 = 1.1920929e-7;
+
+/** n f64 values on the heap (16-byte aligned). */
+export function allocF64(n: i32): usize {
+  return allocF32(n * 2);
+}
+
+/**
+ * One assertion per tensor against a float64 reference with a per-element tolerance:
+ * every |got - ref| ≤ tol[i]; the message names the worst index (by err / tol) and both values.
+ */
+export function expectWithin(name: string, got: usize, ref: usize, tol: usize, n: i32): void {
+  let worst: f64 = 0;
+  let at = -1;
+  for (let i = 0; i < n; i++) {
+    const g = <f64>load<f32>(got + (<usize>i << 2));
+    const r = load<f64>(ref + (<usize>i << 3));
+    const t = load<f64>(tol + (<usize>i << 3));
+    const ratio = g == r ? 0 : (isNaN(g) ? Infinity : Math.abs(g - r) / t);
+    if (ratio > worst || at < 0) {
+      worst = ratio;
+      at = i;
+    }
+  }
+  let msg = name + ": n=" + n.toString();
+  if (at >= 0) {
+    msg += " worst at [" + at.toString() + "] got " + load<f32>(got + (<usize>at << 2)).toString() + " ref " +
+      load<f64>(ref + (<usize>at << 3)).toString() + " = " + worst.toString() + " x tol " + load<f64>(tol + (<usize>at << 3)).toString();
+  }
+  expect<bool>(worst <= 1).toBe(true, msg);
+}

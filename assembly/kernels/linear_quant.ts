@@ -16,26 +16,11 @@
 // for normal and subnormal halves alike, and the product keeps the sign bit (see halfToF32).
 // Weights are finite.
 
-import { hsum, madd, storeRows4 } from "./vecmath";
+import { f32ToHalfBits, halfScalar, halfToF32, hsum, madd, storeRows4 } from "./vecmath";
 import { linear } from "./linear";
 
 /** Rows expanded per GEMM chunk: 16 rows · 3072 · 4 bytes = 192 KB, stays in L2. */
 export const QUANT_ROWS: i32 = 16;
-
-const TWO_112: f32 = 5.192296858534828e33; // 2^112
-
-@inline function halfToF32(h: v128): v128 {
-  // h: 4 halves sign-extended to i32 lanes. Shifted left 13, a lane holds the magnitude bits in
-  // place, the sign at bit 31 and copies of it at bits 28-30: clearing those leaves a float whose
-  // product with 2^112 is the value, sign included (3 operations; moving the sign apart took 6).
-  const bits = v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffffff));
-  return f32x4.mul(bits, f32x4.splat(TWO_112));
-}
-
-@inline function halfScalar(h: u32): f32 {
-  const mag = reinterpret<f32>((h & 0x7fff) << 13) * TWO_112;
-  return (h & 0x8000) ? -mag : mag;
-}
 
 // ---- f16 -------------------------------------------------------------------------------------
 
@@ -136,22 +121,6 @@ export function f32ToF16Rows(dst: usize, src: usize, n: i32): void {
     const f = load<f32>(src + (<usize>i << 2));
     store<u16>(dst + (<usize>i << 1), f32ToHalfBits(f));
   }
-}
-
-function f32ToHalfBits(f: f32): u16 {
-  const x = reinterpret<u32>(f);
-  const sign = (x >> 16) & 0x8000;
-  const a = x & 0x7fffffff;
-  if (a >= 0x7f800000) return <u16>(sign | (a > 0x7f800000 ? 0x7e00 : 0x7c00));
-  if (a >= 0x477ff000) return <u16>(sign | 0x7c00); // rounds past 65504: inf
-  if (a < 0x38800000) {
-    // subnormal half (or zero): value / 2^-24, rounded to nearest even
-    const v = reinterpret<f32>(a) * 16777216.0; // 2^24
-    return <u16>(sign | <u32>nearest(v));
-  }
-  // normal: rebias exponent, round mantissa to 10 bits (nearest even)
-  const r = a + 0x0fff + ((a >> 13) & 1) - 0x38000000;
-  return <u16>(sign | (r >> 13));
 }
 
 // ---- int8 ------------------------------------------------------------------------------------

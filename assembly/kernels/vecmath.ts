@@ -4,6 +4,7 @@
 //   hsum(v)         = v0 + v1 + v2 + v3
 //   sum4(a, b, c, d) = (Σa, Σb, Σc, Σd) as one vector (transpose-and-add)
 //   keepMask4(p)    = u8 mask bytes [p, p+4) as i32x4 lanes: all ones where the byte is nonzero
+//   halfToF32(h) / halfScalar(h) / f32ToHalfBits(f): IEEE half floats ↔ f32
 //   expV(x)         = e^x per lane, Cephes expf polynomial, ≤ ~2 ulp; 0 where e^x would be subnormal
 //                     (x < -87.3365), +inf past FLT_MAX (x > 88.7228), NaN → NaN
 //   erfcf(x)        = scalar complementary error function, a port of Sun/FreeBSD/musl s_erff.c
@@ -47,6 +48,43 @@
 @inline export function keepMask4(p: usize): v128 {
   const bytes = i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
   return v128.not(i32x4.eq(bytes, i32x4.splat(0)));
+}
+
+// ---- half floats ---------------------------------------------------------------------------------
+
+const TWO_112: f32 = 5.192296858534828e33; // 2^112
+
+/**
+ * h: 4 halves sign-extended to i32 lanes → their f32 values. Shifted left 13, a lane holds the
+ * magnitude bits in place, the sign at bit 31 and copies of it at bits 28-30: clearing those leaves
+ * a float whose product with 2^112 is the value, normal and subnormal halves alike, sign included
+ * (3 operations; moving the sign apart took 6). Finite halves only.
+ */
+@inline export function halfToF32(h: v128): v128 {
+  const bits = v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffffff));
+  return f32x4.mul(bits, f32x4.splat(TWO_112));
+}
+
+@inline export function halfScalar(h: u32): f32 {
+  const mag = reinterpret<f32>((h & 0x7fff) << 13) * TWO_112;
+  return (h & 0x8000) ? -mag : mag;
+}
+
+/** f32 → f16 bits, round to nearest even (±inf past 65504, NaN stays NaN). */
+export function f32ToHalfBits(f: f32): u16 {
+  const x = reinterpret<u32>(f);
+  const sign = (x >> 16) & 0x8000;
+  const a = x & 0x7fffffff;
+  if (a >= 0x7f800000) return <u16>(sign | (a > 0x7f800000 ? 0x7e00 : 0x7c00));
+  if (a >= 0x477ff000) return <u16>(sign | 0x7c00); // rounds past 65504: inf
+  if (a < 0x38800000) {
+    // subnormal half (or zero): value / 2^-24, rounded to nearest even
+    const v = reinterpret<f32>(a) * 16777216.0; // 2^24
+    return <u16>(sign | <u32>nearest(v));
+  }
+  // normal: rebias exponent, round mantissa to 10 bits (nearest even)
+  const r = a + 0x0fff + ((a >> 13) & 1) - 0x38000000;
+  return <u16>(sign | (r >> 13));
 }
 
 // ---- exp ---------------------------------------------------------------------------------------
