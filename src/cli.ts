@@ -39,7 +39,7 @@ const idList = (v: string) => {
   return parts.map(Number);
 };
 
-interface CommonOpts { model: string; tokenizer?: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; seed?: number; json?: boolean }
+interface CommonOpts { model: string; tokenizer?: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; verifyChecksums?: boolean; seed?: number; json?: boolean }
 
 /** package.json's version, found from this file upwards (dist/cli.js and src/cli.ts alike). */
 function packageVersion(): string {
@@ -96,6 +96,7 @@ async function load(o: CommonOpts) {
     int8Group: o.int8Group,
     revision: o.revision,
     offline: o.offline,
+    verifyChecksums: o.verifyChecksums,
     seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
     tokenizer: o.tokenizer,
     onDownload: (p) => step(p.file, p.loaded, p.total || p.loaded),
@@ -117,12 +118,13 @@ function modelOptions(cmd: Command, withSeed = true): Command {
   cmd.option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
     .addOption(new Option("--build <build>", "wasm build").choices(["auto", "simd", "relaxed"]).default("auto"))
     .option("--threads <n>", "threads for the big kernels (default: the available cores)", int("--threads"))
-    .addOption(new Option("--dtype <dtype>", "weights in memory: f32 (default), f16 (half), int8 (a quarter, quantized at load; the default for files written by quantize)").choices(["f32", "f16", "int8"]))
+    .addOption(new Option("--dtype <dtype>", "weights in memory: f32 (default), f16 (half), int8 (a quarter), q4 (4-bit blocks of 32, ~a sixth), quantized at load; a file written by quantize loads in its own").choices(["f32", "f16", "int8", "q4"]))
     .option("--int8-group <n>", "int8: inputs per scale (default 64)", int("--int8-group"))
     .addOption(new Option("--embed-dtype <dtype>", "the token embedding (= lm_head): default the dtype, f16 for int8").choices(["f32", "f16", "int8"]))
     .option("--stream-layers", "hold one decoder layer in memory at a time, reading each from the checkpoint as it runs")
     .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
-    .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)");
+    .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)")
+    .option("--verify-checksums", "check pytorch_model*.bin files against their zip CRC-32s before loading (reads every byte once more)");
   if (withSeed) cmd.option("--seed <n>", "seed of the synthetic model's weights and of sampling", int("--seed"));
   return cmd;
 }

@@ -2,6 +2,7 @@ import { describe, it, expect } from "vitest";
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import zlib from "node:zlib";
 import { zipSync, unzipSync, strToU8 } from "fflate";
 import {
   CheckpointError, MultiSource, openCheckpoint, openPytorchBin, openSafetensors, openTensorFile,
@@ -10,7 +11,8 @@ import {
   type TensorSource,
 } from "../src/formats/index.js";
 import { openCheckpointDir, readFileBytes } from "../src/formats/node.js";
-import { Pickle, stateDictPickle, torchZip, contiguous, type FakeTensor } from "./builders.js";
+import { crc32 } from "../src/formats/zip.js";
+import { Pickle, stateDictPickle, torchZip, contiguous, centralEntries, fixtureTorchZip, type FakeTensor } from "./builders.js";
 
 const FIX = join(import.meta.dirname, "fixtures", "opt-tiny");
 const fixture = (f: string) => new Uint8Array(readFileSync(join(FIX, f)));
@@ -458,6 +460,58 @@ describe("pytorch .bin", () => {
     const lying = zip.slice();
     new DataView(lying.buffer).setUint32(zip.length - 22 + 16, cdStart + 10_000, true);
     expectFail(() => openPytorchBin(lying, "d.bin"), "d.bin", "central directory");
+  });
+});
+
+describe("zip CRC-32s (verifyChecksums)", () => {
+  /** The fixture .bin with one byte of a storage's data flipped, and that entry's name. */
+  const damaged = () => {
+    const bin = fixture("pytorch_model.bin");
+    const e = centralEntries(bin).find((x) => /\/data\/\d+$/.test(x.name))!;
+    const dv = new DataView(bin.buffer);
+    const data = e.local + 30 + dv.getUint16(e.local + 26, true) + dv.getUint16(e.local + 28, true);
+    bin[data + 5] ^= 0x40;
+    return { bin, entry: e.name };
+  };
+
+  it("crc32: the standard check value, zlib's on awkward lengths, and continuation", () => {
+    expect(crc32(strToU8("123456789"))).toBe(0xcbf43926);
+    expect(crc32(new Uint8Array(0))).toBe(0);
+    const b = Uint8Array.from({ length: 4099 }, (_, i) => (i * 2654435761) >>> 24);
+    for (const n of [1, 3, 7, 17, 1000, 4099]) expect(crc32(b.subarray(1, n)), String(n)).toBe(zlib.crc32(b.subarray(1, n)));
+    expect(crc32(b.subarray(1000), crc32(b.subarray(0, 1000)))).toBe(crc32(b));
+  });
+
+  it("an intact archive passes, stored or deflated, with our CRC-32 or zlib's", () => {
+    for (const bytes of [fixture("pytorch_model.bin"), fixture("pytorch_model.prefixed.bin"), fixtureTorchZip(undefined, 6)]) {
+      expect(openPytorchBin(bytes, "a.bin", { verifyChecksums: true }).tensors().length).toBeGreaterThan(0);
+      expect(openPytorchBin(bytes, "a.bin", { verifyChecksums: (x) => zlib.crc32(x) }).tensors().length).toBeGreaterThan(0);
+    }
+  });
+
+  it("a flipped byte passes unseen by default and is named with verifyChecksums", () => {
+    const { bin, entry } = damaged();
+    expect(openPytorchBin(bin, "d.bin").tensors().length).toBe(36); // silently wrong values
+    expectFail(() => openPytorchBin(bin, "d.bin", { verifyChecksums: true }),
+      new RegExp(`^d\\.bin: zip entry '${entry}': its CRC-32 is 0x[0-9a-f]{8}, the zip's directory says 0x[0-9a-f]{8} \\(the file is damaged`));
+    // A deflated entry is checked after inflating.
+    const z = fixtureTorchZip(undefined, 6);
+    const e = centralEntries(z).find((x) => x.name === "archive/data/0")!;
+    new DataView(z.buffer).setUint32(e.at + 16, 0x12345678, true); // the directory's CRC
+    expectFail(() => openPytorchBin(z, "z.bin", { verifyChecksums: true }), "z.bin: zip entry 'archive/data/0'", "says 0x12345678");
+  });
+
+  it("openCheckpointDir checks each .bin file, shards too, naming the file", () => {
+    const { bin, entry } = damaged();
+    const dir = mkdtempSync(join(tmpdir(), "wasm-lm-crc-"));
+    writeFileSync(join(dir, "pytorch_model.bin"), bin);
+    expect(openCheckpointDir(dir).tensors().length).toBe(36);
+    expectFail(() => openCheckpointDir(dir, { verifyChecksums: true }), `${dir}/pytorch_model.bin: zip entry '${entry}'`);
+    const shards = mkdtempSync(join(tmpdir(), "wasm-lm-crc-shards-"));
+    writeFileSync(join(shards, "part1.bin"), bin);
+    writeFileSync(join(shards, "pytorch_model.bin.index.json"), JSON.stringify({ weight_map: { "decoder.embed_tokens.weight": "part1.bin" } }));
+    expectFail(() => openCheckpointDir(shards, { verifyChecksums: true }), `${shards}/part1.bin: zip entry '${entry}'`);
+    expect(openCheckpointDir(FIX, { verifyChecksums: true }).tensors().length).toBe(36); // safetensors: nothing to check
   });
 });
 

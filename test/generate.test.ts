@@ -1,8 +1,10 @@
-// Generation on the tiny fixture: sampling options, stop conditions, streaming, abort, queueing;
-// and the layer-streaming mode (one layer resident at a time).
+// Generation on the tiny fixture: sampling options, stop conditions, streaming, abort, queueing,
+// iterators left unread (leaseMs) or dropped; and the layer-streaming mode (one layer resident at a time).
 import { beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { openSafetensors } from "../src/formats/safetensors.js";
 import { parseOptConfig } from "../src/models/families/index.js";
 import { DecoderModel } from "../src/models/decoder.js";
@@ -181,6 +183,75 @@ describe("generate", () => {
     expect(runs[0].new_tokens).toEqual(ref.generation.new_tokens.slice(0, 20));
     expect(runs[2].new_tokens).toEqual(ref.generation.new_tokens.slice(0, 20));
     expect(runs[1].new_tokens).toEqual(ref.padded_batch.generation.new_tokens[1].slice(0, 20));
+  });
+});
+
+describe("an iterator left unread (leaseMs)", () => {
+  const gen = (leaseMs: number, maxNewTokens = 20) => streamGenerate(model, undefined, prompt, { maxNewTokens, ignoreEos: true, leaseMs });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const first = (n: number) => ref.generation.new_tokens.slice(0, n);
+
+  it("gives the model up to a waiting call after leaseMs: its cache is released and its next read throws", async () => {
+    const used = model.arena.used;
+    const it = gen(150);
+    expect([(await it.next()).value, (await it.next()).value].map((t) => (t as { id: number }).id)).toEqual(first(2));
+    expect(model.arena.used).toBeGreaterThan(used); // the KV cache
+    const t0 = performance.now();
+    const other = await generate(model, undefined, prompt, { maxNewTokens: 8, ignoreEos: true });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(140); // it waited for the lease, not for ever
+    expect(other.new_tokens).toEqual(first(8));
+    await expect(it.next()).rejects.toThrow(/was not read for 150 ms while another call waited for the model .*leaseMs/);
+    expect(await it.next()).toEqual({ done: true, value: undefined });
+    expect(model.arena.used).toBe(used);
+  });
+
+  it("a call that arrives after the lease ran out gets the model at once", async () => {
+    const used = model.arena.used;
+    const it = gen(20);
+    await it.next();
+    await sleep(80); // the lease runs out with nobody waiting: nothing happens…
+    expect((await generate(model, undefined, prompt, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(first(4)); // …until now
+    await expect(it.next()).rejects.toThrow(/not read for 20 ms/);
+    expect(model.arena.used).toBe(used);
+  });
+
+  it("unread with nobody waiting, it keeps the model and resumes where it was", async () => {
+    const used = model.arena.used;
+    const it = gen(20, 12);
+    const ids = [((await it.next()).value as { id: number }).id];
+    await sleep(80);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        expect(r.value.new_tokens).toEqual(first(12));
+        break;
+      }
+      ids.push(r.value.id);
+    }
+    expect(ids).toEqual(first(12));
+    expect(model.arena.used).toBe(used);
+  });
+
+  it("one dropped unclosed gives the model up when it is garbage-collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const used = model.arena.used;
+    await (async () => {
+      const it = gen(Infinity);
+      await it.next(); // holds the model, and would for ever
+    })();
+    for (let i = 0; i < 50 && model.arena.used !== used; i++) {
+      gc();
+      await sleep(10);
+    }
+    expect(model.arena.used).toBe(used);
+    expect((await generate(model, undefined, prompt, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(first(4));
+  });
+
+  it("leaseMs must be a positive number", async () => {
+    for (const bad of [0, -1, Number.NaN, "5" as unknown as number]) {
+      await expect(generate(model, undefined, prompt, { leaseMs: bad })).rejects.toThrow(/leaseMs = .* must be a number of milliseconds > 0/);
+    }
   });
 });
 

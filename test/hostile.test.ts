@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +18,7 @@ import {
 import { resolveModel } from "../src/formats/hub.js";
 import { parseShardIndex } from "../src/formats/multi.js";
 import { parseTokenizerJson, parseVocabJson } from "../src/tokenizer/files.js";
-import { parseOptConfig, OPT_125M } from "../src/models/families/index.js";
+import { parseModelConfig, parseOptConfig, OPT_125M } from "../src/models/families/index.js";
 import { DecoderModel } from "../src/models/decoder.js";
 import { loadModel } from "../src/node.js";
 import {
@@ -220,6 +220,73 @@ describe("checkpoint against config.json (DecoderModel.load)", () => {
     const e = centralEntries(bin).find((x) => x.name === "archive/data/0")!;
     new DataView(bin.buffer).setUint32(e.at + 20, 0x7fffffff, true); // compressed size
     await rejectsOneLine(load(openPytorchBin(bin, "t.bin")), "zip entry 'archive/data/0'", "past the end of the file");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// NaN and ±Inf weights: refused at load, naming the tensor and the element
+
+describe("non-finite weights (DecoderModel.load)", () => {
+  /** The fixture (F32, or the F16 file) with element `at` of tensor `name` set to `x` (an f32, or f16 bits). */
+  const poisoned = (file: "model.safetensors" | "model.fp16.safetensors", name: string, at: number, x: number) =>
+    writeTensors(fixtureTensors(file).map((t) => {
+      if (t.name !== name) return t;
+      const data = t.data.slice();
+      if (t.dtype === "F16") new DataView(data.buffer).setUint16(at * 2, x, true);
+      else new DataView(data.buffer).setFloat32(at * 4, x, true);
+      return { ...t, data };
+    }));
+  const fc1 = "model.decoder.layers.1.fc1.weight"; // (256, 64): element 3·64 + 5 is [3, 5]
+  const loadAs = (bytes: Uint8Array, dtype: "f32" | "f16" | "int8", opts = {}) =>
+    DecoderModel.load(config, openSafetensors(bytes, "e.safetensors"), { build: "simd", threads: 1, label: "ckpt", dtype, ...opts });
+
+  for (const dtype of ["f32", "f16", "int8"] as const) {
+    it(`an F32 file with a NaN, loaded as ${dtype}`, async () => {
+      await rejectsOneLine(loadAs(poisoned("model.safetensors", fc1, 3 * 64 + 5, NaN), dtype),
+        `ckpt: tensor '${fc1}' holds NaN at [3, 5]: a non-finite weight makes the model's outputs NaN`);
+    });
+    it(`an F16 file with an Inf, loaded as ${dtype}`, async () => {
+      await rejectsOneLine(loadAs(poisoned("model.fp16.safetensors", fc1, 255 * 64 + 63, 0xfc00), dtype), `tensor '${fc1}' holds -Infinity at [255, 63]`);
+    });
+  }
+
+  it("in a vector, the token embedding, the position table and a PyTorch .bin", async () => {
+    await rejectsOneLine(loadAs(poisoned("model.safetensors", "model.decoder.layers.0.self_attn_layer_norm.bias", 7, Infinity), "f32"),
+      "tensor 'model.decoder.layers.0.self_attn_layer_norm.bias' holds Infinity at [7]");
+    await rejectsOneLine(loadAs(poisoned("model.fp16.safetensors", "model.decoder.embed_tokens.weight", 511 * 64, 0x7e00), "f16"),
+      "tensor 'model.decoder.embed_tokens.weight' holds NaN at [511, 0]");
+    await rejectsOneLine(loadAs(poisoned("model.safetensors", "model.decoder.embed_positions.weight", 65 * 64 + 1, -Infinity), "f32"),
+      "tensor 'model.decoder.embed_positions.weight' holds -Infinity at [65, 1]");
+    const bin = fixtureTorchZip((ts) => ts.map((t) => t.name === fc1 ? { ...t, data: new Uint8Array(new Float32Array(256 * 64).fill(NaN).buffer) } : t));
+    await rejectsOneLine(load(openPytorchBin(bin, "p.bin")), `tensor '${fc1}' holds NaN at [0, 0]`);
+  });
+
+  it("an f32 beyond f16's range is refused as f16 (it would be Inf) and loads as f32", async () => {
+    const big = poisoned("model.safetensors", fc1, 64, 65520); // the smallest f32 that rounds to f16's Inf
+    await rejectsOneLine(loadAs(big, "f16"), `tensor '${fc1}' holds 65520 at [1, 0], beyond f16's range (±65504): load it with dtype f32`);
+    await loadAs(big, "f32");
+    await loadAs(poisoned("model.safetensors", fc1, 64, 65519), "f16"); // rounds to 65504
+  });
+
+  it("streamed layers are scanned on their first pass", async () => {
+    const m = await loadAs(poisoned("model.safetensors", fc1, 100, NaN), "f32", { residentLayers: false });
+    oneLineError(() => m.forward([[2, 5]]), `tensor '${fc1}' holds NaN at [1, 36]`);
+    oneLineError(() => m.forward([[2, 5]]), `tensor '${fc1}' holds NaN`); // and on the next, until it is fixed
+  });
+
+  it("GPT-2's Conv1D weights: the position is the checkpoint's [in, out]", async () => {
+    const gdir = fileURLToPath(new URL("./fixtures/gpt2-tiny/", import.meta.url));
+    const gcfg = parseModelConfig(readFileSync(join(gdir, "config.json"), "utf8"), "config.json");
+    const gts = openSafetensors(new Uint8Array(readFileSync(join(gdir, "model.safetensors"))));
+    const with_ = (name: string, at: number) => openSafetensors(writeTensors(gts.tensors().map((t) => {
+      const data = gts.readRaw(t.name).slice();
+      if (t.name === name) new DataView(data.buffer).setFloat32(at * 4, NaN, true);
+      return { name: t.name, dtype: t.dtype, shape: t.shape, data };
+    })));
+    const w = "transformer.h.0.attn.c_attn.weight"; // (64, 192): q, k, v side by side
+    await rejectsOneLine(DecoderModel.load(gcfg, with_(w, 3 * 192 + 70), { build: "simd", threads: 1, label: "g" }), `g: tensor '${w}' holds NaN at [3, 70]`);
+    const b = "transformer.h.0.attn.c_attn.bias";
+    await rejectsOneLine(DecoderModel.load(gcfg, with_(b, 130), { build: "simd", threads: 1, label: "g" }), `g: tensor '${b}' holds NaN at [130]`);
   });
 });
 
@@ -539,6 +606,14 @@ describe("CLI: one line, exit code ≠ 0, no stack", () => {
       /trunc\/pytorch_model\.bin: not a zip archive/],
     ["pickle calling os.system", () => ["generate", "--model", modelDir("evil", { "pytorch_model.bin": evil }), "--ids", "2"], 1,
       /pickle references forbidden global 'os\.system'/],
+    ["a flipped byte in pytorch_model.bin, with --verify-checksums", () => {
+      const flipped = fixtureTorchZip();
+      const e = centralEntries(flipped).find((x) => x.name === "archive/data/3")!;
+      flipped[e.local + 30 + e.name.length + 9] ^= 1; // torch pads the local extra field; fflate writes none
+      const d = modelDir("flip", { "pytorch_model.bin": flipped });
+      expect(cli(["generate", "--model", d, "--ids", "2", "-n", "1"]).code).toBe(0); // unseen without the flag
+      return ["generate", "--model", d, "--ids", "2", "--verify-checksums"];
+    }, 1, /^wasm-lm: .*flip\/pytorch_model\.bin: zip entry 'archive\/data\/3': its CRC-32 is 0x[0-9a-f]{8}, the zip's directory says/],
     ["config needing 1 TiB", () => {
       const d = modelDir("huge", { "model.safetensors": fixtureBytes("model.safetensors") });
       writeFileSync(join(d, "config.json"), JSON.stringify({ ...cfgJson, hidden_size: 65536, word_embed_proj_dim: 65536, vocab_size: 1_000_000 }));

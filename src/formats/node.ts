@@ -8,17 +8,34 @@
 import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { constants } from "node:buffer";
 import { join } from "node:path";
+import zlib from "node:zlib";
 import { type TensorSource, CheckpointError } from "./types.js";
 import { openCheckpoint } from "./index.js";
+import { crc32, openZip, type Crc32 } from "./zip.js";
+
+export interface CheckpointDirOptions {
+  /**
+   * Check each pytorch_model*.bin's zip entries against their CRC-32s before reading it (default
+   * false: +0.22 s for a 478 MiB file here, with zlib's CRC-32). Safetensors files carry no checksum.
+   */
+  verifyChecksums?: boolean;
+}
+
+/** zlib's CRC-32 where the runtime has it (Node ≥ 20.15 / 22.2): ~10× the table-driven one. */
+const fastCrc32: Crc32 = typeof zlib.crc32 === "function" ? (b) => zlib.crc32(b) : (b) => crc32(b);
 
 /** Opens model.safetensors, model.safetensors.index.json, pytorch_model.bin or its index, in that order. */
-export function openCheckpointDir(dir: string): TensorSource {
+export function openCheckpointDir(dir: string, opts: CheckpointDirOptions = {}): TensorSource {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new CheckpointError(`${dir}: not a directory`);
   }
   const read = (file: string): Uint8Array | undefined => {
     const p = join(dir, file);
-    return existsSync(p) ? readFileBytes(p) : undefined;
+    if (!existsSync(p)) return undefined;
+    const bytes = readFileBytes(p);
+    // Checked here, as each file is read: openCheckpoint opens the files (shards too) itself.
+    if (opts.verifyChecksums && file.endsWith(".bin")) openZip(bytes, `${dir}/${file}`).verifyChecksums(fastCrc32);
+    return bytes;
   };
   // Errors name `${dir}/<file>`; with no checkpoint, they list CHECKPOINT_FILES.
   return openCheckpoint(read, dir);

@@ -6,6 +6,10 @@
 // central directory ourselves (≈100 lines, ZIP64-aware) lets tensor data stay a view into the
 // file. fflate (small, maintained, works in Node and browsers) is still used to inflate the
 // DEFLATE entries that a re-zipped archive may contain.
+//
+// CRC-32s are checked only on request (verifyChecksums): that reads every byte once more, at
+// ~0.3 GB/s with the table below and ~2 GB/s with Node's zlib.crc32 (1.7 s and 0.22 s for a 478 MiB
+// opt-125m .bin here), and a file that arrived whole gains nothing from it.
 
 import { inflateSync } from "fflate";
 import { fail, q } from "./types.js";
@@ -18,6 +22,32 @@ export interface ZipEntry {
   size: number;
   /** Offset of the entry's local header. */
   localOffset: number;
+  /** CRC-32 of the entry's (uncompressed) bytes, as the central directory records it. */
+  crc32: number;
+}
+
+/** A CRC-32 function: the bytes' CRC-32 (ISO-HDLC, as zip and gzip use it), an unsigned 32-bit number. */
+export type Crc32 = (bytes: Uint8Array) => number;
+
+// fflate computes CRC-32s when it writes zips but does not export the function, so: the classic
+// byte-at-a-time table (reflected polynomial 0xEDB88320). Slicing-by-8 measured 1.6× faster here,
+// still 5× slower than zlib's, for 20 more lines: in Node, pass zlib.crc32 instead.
+let CRC_TABLE: Int32Array | undefined;
+
+/** CRC-32 of `bytes` (continuing from `crc`, the CRC-32 of the bytes before them). */
+export function crc32(bytes: Uint8Array, crc = 0): number {
+  let t = CRC_TABLE;
+  if (!t) {
+    t = CRC_TABLE = new Int32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      t[n] = c;
+    }
+  }
+  let c = ~crc;
+  for (let i = 0; i < bytes.length; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
 }
 
 const SIG_EOCD = 0x06054b50;
@@ -72,6 +102,21 @@ export class ZipArchive {
     }
     fail(this.label, `zip entry ${q(name)}: unsupported compression method ${e.method}`);
   }
+
+  /**
+   * Check every entry's bytes (inflated, for a deflated one) against the CRC-32 the central
+   * directory records; the first that differs fails, naming the entry.
+   */
+  verifyChecksums(crc: Crc32 = crc32): void {
+    const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
+    for (const e of this.entries.values()) {
+      const got = crc(this.read(e.name)) >>> 0;
+      if (got !== e.crc32) {
+        fail(this.label, `zip entry ${q(e.name)}: its CRC-32 is ${hex(got)}, the zip's directory says ${hex(e.crc32)} ` +
+          "(the file is damaged: download or copy it again)");
+      }
+    }
+  }
 }
 
 export function openZip(bytes: Uint8Array, label: string): ZipArchive {
@@ -102,6 +147,7 @@ export function openZip(bytes: Uint8Array, label: string): ZipArchive {
   for (let i = 0; i < count; i++) {
     if (p + 46 > cdEnd || u32(b, p) !== SIG_CENTRAL) fail(label, `bad zip central directory entry ${i} at offset ${p}`);
     const method = u16(b, p + 10);
+    const crc = u32(b, p + 16);
     let compressedSize = u32(b, p + 20);
     let size = u32(b, p + 24);
     const nameLen = u16(b, p + 28);
@@ -133,7 +179,7 @@ export function openZip(bytes: Uint8Array, label: string): ZipArchive {
       x += 4 + len;
     }
     if (zip.entries.has(name)) fail(label, `zip entry ${q(name)} appears twice`);
-    zip.entries.set(name, { name, method, compressedSize, size, localOffset });
+    zip.entries.set(name, { name, method, compressedSize, size, localOffset, crc32: crc });
     p = next;
   }
   return zip;

@@ -35,6 +35,13 @@ export interface GenerateOptions extends SamplingOptions {
    * before temperature, top-k and top-p, as the server reports them.
    */
   logprobs?: number;
+  /**
+   * How long (ms) a `streamGenerate` iterator may go unread while another call waits for the model
+   * (default 10 000; Infinity: for ever). Past that, the waiting call gets the model: this
+   * generation's KV cache is released and the iterator's next `next()` throws. Unread with nobody
+   * waiting, it keeps the model and resumes when read.
+   */
+  leaseMs?: number;
 }
 
 /** A token id with its log-probability. */
@@ -81,17 +88,104 @@ const now = () => performance.now();
 const yieldToEventLoop = () =>
   new Promise<void>((r) => (typeof setImmediate === "function" ? setImmediate(r) : setTimeout(r, 0)));
 
-// One generation at a time per model: calls queue instead of interleaving in one KV cache.
-const queues = new WeakMap<DecoderModel, Promise<unknown>>();
+/** How long a streamGenerate iterator may sit unread while another call waits (GenerateOptions.leaseMs). */
+export const DEFAULT_LEASE_MS = 10_000;
+
+/**
+ * One generation at a time per model: calls queue instead of interleaving in one KV cache. The
+ * running one's lease (set while its consumer holds a token) is told when a call starts waiting.
+ */
+interface Queue {
+  tail: Promise<unknown>;
+  waiting: number;
+  holder: Lease | null;
+}
+const queues = new WeakMap<DecoderModel, Queue>();
+
+function queueOf(model: DecoderModel): Queue {
+  let q = queues.get(model);
+  if (!q) queues.set(model, (q = { tail: Promise.resolve(), waiting: 0, holder: null }));
+  return q;
+}
+
 async function exclusive<T>(model: DecoderModel, fn: () => Promise<T>): Promise<T> {
-  const prev = queues.get(model) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  queues.set(model, run.catch(() => undefined));
+  const q = queueOf(model);
+  q.waiting++;
+  q.holder?.contended();
+  const start = () => {
+    q.waiting--;
+    return fn();
+  };
+  const run = q.tail.then(start, start);
+  q.tail = run.catch(() => undefined);
   return run;
 }
 
+/**
+ * A running streamGenerate's hold on the model while its consumer has a token and has not asked
+ * for the next: after `ms` unread with another call waiting (whichever comes last), `revoke` gives
+ * the model up. Nothing is taken from a consumer that is merely slow while nobody waits.
+ */
+class Lease {
+  /** Set once the model was given up: what the iterator's next read throws. */
+  revoked: Error | null = null;
+  private expired = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly queue: Queue, private readonly ms: number, private readonly revoke: () => void) {}
+
+  /** The consumer has a token: the model now idles on its behalf. */
+  idle(): void {
+    this.queue.holder = this;
+    if (!Number.isFinite(this.ms)) return;
+    this.timer = setTimeout(() => {
+      this.expired = true;
+      this.contended();
+    }, this.ms);
+    (this.timer as { unref?: () => void }).unref?.(); // an abandoned iterator does not keep Node running
+  }
+
+  /** The consumer asked for the next token. */
+  pulled(): void {
+    this.end();
+    if (this.revoked) throw this.revoked;
+  }
+
+  /** Another call waits (or the time ran out): give the model up if both are so. */
+  contended(): void {
+    if (this.expired && this.queue.waiting > 0) {
+      this.giveUp(`was not read for ${this.ms} ms while another call waited for the model (see leaseMs)`);
+    }
+  }
+
+  /** Release the KV cache and the model now; the iterator's next read throws, saying `why`. */
+  giveUp(why: string): void {
+    if (this.revoked) return;
+    this.revoked = new Error(`wasm-lm: this streamGenerate iterator ${why}: it gave the model up and its generation is over`);
+    this.end();
+    this.revoke();
+  }
+
+  end(): void {
+    clearTimeout(this.timer);
+    this.expired = false;
+    if (this.queue.holder === this) this.queue.holder = null;
+  }
+}
+
+// An iterator dropped unclosed (no `break`, no return()) gives the model up when the garbage
+// collector takes it — whenever that is — if its lease has not already. The held value must not
+// reference the iterator; the lease does not.
+// (Some edge runtimes have no FinalizationRegistry: there the lease alone does it.)
+const dropped = typeof FinalizationRegistry === "function"
+  ? new FinalizationRegistry<{ lease: Lease | null }>((held) => held.lease?.giveUp("was garbage-collected unclosed"))
+  : null;
+
 function checkOptions(o: GenerateOptions): void {
   validateSampling(o);
+  if (o.leaseMs !== undefined && !(typeof o.leaseMs === "number" && o.leaseMs > 0)) {
+    throw new Error(`wasm-lm: leaseMs = ${o.leaseMs} must be a number of milliseconds > 0 (Infinity: never)`);
+  }
   if (o.maxNewTokens !== undefined && !(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 0)) {
     throw new Error(`wasm-lm: maxNewTokens = ${o.maxNewTokens} must be an integer ≥ 0`);
   }
@@ -178,10 +272,20 @@ function finishTimings(t: { prefill: number; decode: number[] }, total: number, 
 
 /**
  * Stream new tokens as they are generated. The async iterator's return value is the full result.
- * Calls on one model are queued, never interleaved.
+ * Calls on one model are queued, never interleaved: an iterator holds the model until it finishes
+ * or is closed — or, unread for `leaseMs` while another call waits, gives it up (see leaseMs), as
+ * it does when the garbage collector takes it unclosed.
  */
-export async function* streamGenerate(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
+export function streamGenerate(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
   o: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
+  const held: { lease: Lease | null } = { lease: null };
+  const it = generation(model, codec, prompt, o, held);
+  dropped?.register(it, held);
+  return it;
+}
+
+async function* generation(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
+  o: GenerateOptions, held: { lease: Lease | null }): AsyncGenerator<TokenEvent, GenerateResult> {
   checkOptions(o);
   let input = promptIds(codec, prompt);
   const ctx = model.dims.maxPositions;
@@ -200,6 +304,15 @@ export async function* streamGenerate(model: DecoderModel, codec: TextCodec | un
   const t0 = now();
   const timings = { prefill: 0, decode: [] as number[] };
   const loop = tokenLoop(model, input, o, timings, Math.min(model.dims.V, codec?.vocabSize ?? model.dims.V));
+  // Given up while the consumer holds a token: tokenLoop is suspended at its yield, so return()
+  // runs its finally now — the KV cache, the arena's top allocation, is released — then the turn.
+  const lease = new Lease(queueOf(model), o.leaseMs ?? DEFAULT_LEASE_MS, () => {
+    loop.return("length").then(release, (e) => {
+      lease.revoked = e as Error; // a cache that cannot be released (see KVCache.release): said on the next read
+      release();
+    });
+  });
+  held.lease = lease;
   try {
     const stream = codec ? new TextStream((ids) => codec.decode(ids), o.stopStrings ?? []) : undefined;
     if (o.stopStrings?.length && !codec) throw new Error("wasm-lm: stopStrings need a tokenizer");
@@ -212,19 +325,25 @@ export async function* streamGenerate(model: DecoderModel, codec: TextCodec | un
       const tok = r.value;
       newTokens.push(tok.id);
       const text = stream ? stream.push(tok.id) : "";
+      lease.idle();
       if ("top_logprobs" in tok) {
         logprobs.push(tok);
         yield { id: tok.id, text, logprob: tok.logprob, top_logprobs: tok.top_logprobs };
       } else {
         yield { id: tok.id, text };
       }
+      lease.pulled();
       if (stream?.stopped) {
         finish = "stop_string";
         break;
       }
     }
     const rest = stream?.flush();
-    if (rest) yield { id: -1, text: rest };
+    if (rest) {
+      lease.idle();
+      yield { id: -1, text: rest };
+      lease.pulled();
+    }
     return {
       input_ids: input,
       new_tokens: newTokens,
@@ -234,8 +353,15 @@ export async function* streamGenerate(model: DecoderModel, codec: TextCodec | un
       timings: finishTimings(timings, now() - t0, newTokens.length),
     };
   } finally {
-    await loop.return("length"); // releases the KV cache however we leave
-    release();
+    lease.end();
+    held.lease = null;
+    if (!lease.revoked) {
+      try {
+        await loop.return("length"); // releases the KV cache however we leave
+      } finally {
+        release();
+      }
+    }
   }
 }
 
