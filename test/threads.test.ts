@@ -1,7 +1,7 @@
 // Two threads must give one thread's numbers bit for bit — in a decode loop where every kernel that
 // uses per-thread scratch really runs split: linears big enough to cross PARALLEL_MIN_MACS at one
 // token (K·N ≥ 2^16, so the f16 / int8 kernels expand rows into their thread's scratch) and
-// attention without collected probabilities (its scores go to each thread's scratch row). A scratch
+// q4's integer dot products, attention without collected probabilities (its scores go to each thread's scratch row). A scratch
 // shared between threads (a wrong stride) makes the threads overwrite each other's rows and fails
 // this test; so does a kernel whose split range misses or repeats rows.
 import { describe, expect, it } from "vitest";
@@ -23,7 +23,7 @@ const PROMPT = Array.from({ length: 160 }, (_, i) => (i * 61 + 5) % 1000);
 
 describe("two threads equal one, bit for bit, in a decode loop that splits every kernel", () => {
   for (const [name, config] of Object.entries(CONFIGS)) {
-    for (const dtype of ["f32", "f16", "int8"] as const) {
+    for (const dtype of ["f32", "f16", "int8", "q4"] as const) {
       it(`${name} ${dtype}`, async () => {
         const load = (threads: number) => DecoderModel.load(config, new SyntheticSource(config, 1), { threads, dtype });
         const one = await load(1);

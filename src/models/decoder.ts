@@ -49,7 +49,10 @@ export interface LoadOptions extends LoadWasmOptions {
   threads?: number;
   /**
    * How weight matrices are held: "f32" (default), "f16" (half the memory, converted inside the
-   * kernels) or "int8" (a quarter; symmetric per-row, per-group scales, quantized at load).
+   * kernels), "int8" (a quarter; symmetric per-row, per-group scales, quantized at load) or "q4"
+   * (4-bit with a per-block scale and minimum, blocks of 32 inputs: 5/32 of f32; a matrix whose
+   * input size is not a multiple of 32 is held in int8). The layers' inputs are then quantized to
+   * int8 per block and multiplied with integer dot products.
    */
   dtype?: WeightDType;
   /** int8 group size along the input dimension (default 64). */
@@ -63,8 +66,9 @@ export interface LoadOptions extends LoadWasmOptions {
    */
   residentEmbeddings?: boolean;
   /**
-   * The token embedding's (= the tied lm_head's) dtype. Default: dtype, except f16 when dtype is
-   * int8 (int8 there costs accuracy, see the README). "int8" halves the largest tensor again.
+   * The token embedding's (= the tied lm_head's) dtype: f32, f16 or int8. Default: dtype, except
+   * f16 when dtype is int8 or q4 (int8 there costs accuracy, see the README). "int8" halves the
+   * largest tensor again.
    */
   embedDType?: WeightDType;
 }
@@ -127,6 +131,7 @@ export interface StepBuffers {
   idsPtr: number; posPtr: number; // i32 (rows): embedding rows, learned-position rows
   scores: number; // (past + T) f32 per thread, scoresStride bytes apart
   quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
+  actQ: number; actS: number; // q4: the linear's input quantized to int8 per block of 32, (rows, K) and its scales
   probs: number; // (H, T, past + T) f32, or 0
   lnRows: number; lnE: number; logitsBuf: number; // logits: (R, C), (R, E), (R, V)
   embRows: number; posRows: number; // streamed embeddings: token rows, position rows (R·C f32)
@@ -205,7 +210,8 @@ function weightFormat(o: LoadOptions): WeightFormat {
   const group = o.int8Group ?? DEFAULT_INT8_GROUP;
   if (!Number.isInteger(group) || group < 1) throw new Error(`wasm-lm: int8Group = ${group} must be a positive integer`);
   const embed = o.embedDType;
-  if (embed !== undefined && !WEIGHT_DTYPES.includes(embed)) throw new Error(`wasm-lm: embedDType '${String(embed)}' is not supported (${WEIGHT_DTYPES.join(", ")})`);
+  const embedTypes = ["f32", "f16", "int8"] as const;
+  if (embed !== undefined && !(embedTypes as readonly string[]).includes(embed)) throw new Error(`wasm-lm: embedDType '${String(embed)}' is not supported (${embedTypes.join(", ")})`);
   return embed === undefined ? { dtype, group } : { dtype, group, embed };
 }
 
@@ -293,7 +299,11 @@ export class DecoderModel {
     }
     const names = new CheckpointNames(source, family, d, label);
     let fmt = weightFormat(opts);
-    if (names.int8Group) {
+    if (names.q4) {
+      // A file written by `wasm-lm quantize --dtype q4` (its matrices of other widths in int8).
+      if (opts.dtype !== undefined && opts.dtype !== "q4") throw new Error(`${label}: the checkpoint is q4-quantized; load it with dtype q4 (asked: ${opts.dtype})`);
+      fmt = { dtype: "q4", group: names.int8Group || fmt.group, embed: fmt.embed };
+    } else if (names.int8Group) {
       // A file written by `wasm-lm quantize`: its int8 matrices load as they are.
       if (opts.dtype !== undefined && opts.dtype !== "int8") throw new Error(`${label}: the checkpoint is int8-quantized; load it with dtype int8 (asked: ${opts.dtype})`);
       if (opts.int8Group !== undefined && opts.int8Group !== names.int8Group) throw new Error(`${label}: the checkpoint's int8 group is ${names.int8Group}, asked ${opts.int8Group}`);
@@ -361,6 +371,8 @@ export class DecoderModel {
       idsPtr: f32s(rows), posPtr: f32s(rows),
       scores: parts * align(f32s(S), 64),
       quantScratch: this.dtype === "f32" ? 0 : parts * this.quantScratchBytes,
+      actQ: this.dtype === "q4" ? rows * Math.max(C, F, E) : 0,
+      actS: this.dtype === "q4" ? rows * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
       probs: collectAttentions ? f32s(H * T * S) : 0,
       lnRows: f32s(R * C), lnE: f32s(R * E), logitsBuf: f32s(R * V),
       embRows: st?.embedRowBytes(rows) ?? 0,
@@ -510,6 +522,12 @@ export class DecoderModel {
       case "f32": return this.run("linear", [y, x, m.w, b, T, K, N, 0, N], N, parallel);
       case "f16": return this.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], N, parallel, this.quantScratchBytes);
       case "int8": return this.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], N, parallel, this.quantScratchBytes);
+      case "q4": {
+        // The input quantized once per block of 32 (int8 and a scale), then integer dot products.
+        const s = this.step!;
+        this.k.quantizeActI8(s.actQ, s.actS, x, T, K, 8);
+        return this.run("linearQ4", [y, s.actQ, s.actS, m.w, m.s, b, T, K, N, 0, N], N, parallel);
+      }
     }
   }
 
@@ -528,6 +546,7 @@ export class DecoderModel {
       case "f32": return this.k.embedGather(y, m.w, ids, rows, E);
       case "f16": return this.k.embedGatherF16(y, m.w, ids, rows, E);
       case "int8": return this.k.embedGatherI8(y, m.w, m.s, ids, rows, E, m.g);
+      case "q4": throw new Error("wasm-lm: a q4 token embedding is not supported (a wasm-lm bug: embedDType refuses it)");
     }
   }
 

@@ -13,8 +13,8 @@ import type { DecoderModel } from "./decoder.js";
 import { fieldShape, LM_HEAD, type TensorRef } from "./family.js";
 import { numelOf, type Mat } from "./weights.js";
 
-const DTYPE = { f32: "F32", f16: "F16", int8: "I8" } as const;
-const BYTES = { f32: 4, f16: 2, int8: 1 } as const;
+const DTYPE = { f32: "F32", f16: "F16", int8: "I8", q4: "U8" } as const;
+const BYTES = { f32: 4, f16: 2, int8: 1, q4: 0.5 } as const;
 
 export function modelTensors(model: DecoderModel): { tensors: TensorToWrite[]; metadata: Record<string, string> } {
   const { dims: d, weights: w, arena, family } = model;
@@ -31,6 +31,12 @@ export function modelTensors(model: DecoderModel): { tensors: TensorToWrite[]; m
   const out: TensorToWrite[] = [];
   const mat = (name: string, m: Mat, shape: number[]) => {
     const [N, K] = shape;
+    if (m.dtype === "q4") {
+      // Two 4-bit values a byte, (N, K/2), and per row K/32 bf16 scales then K/32 bf16 minimums.
+      out.push({ name, dtype: "U8", shape: [N, K / 2], data: copy(m.w, N * K / 2) });
+      out.push({ name: `${name}_scale`, dtype: "BF16", shape: [N, 2 * K / 32], data: copy(m.s, N * (K / 32) * 4) });
+      return;
+    }
     out.push({ name, dtype: DTYPE[m.dtype], shape, data: copy(m.w, N * K * BYTES[m.dtype]) });
     if (m.dtype === "int8") out.push({ name: `${name}_scale`, dtype: "F32", shape: [N, K / m.g], data: copy(m.s, N * (K / m.g) * 4) });
   };
@@ -44,7 +50,7 @@ export function modelTensors(model: DecoderModel): { tensors: TensorToWrite[]; m
   for (let i = 0; i < d.L; i++) for (const r of family.layer(d, i)) put(r, w.layers[i][r.field]);
   if (!d.tied) mat(LM_HEAD, w.lmHead, [d.V, d.E]);
   const metadata: Record<string, string> = { format: "pt", wasm_lm_dtype: model.dtype };
-  if (model.dtype === "int8") metadata.wasm_lm_int8_group = String(w.format.group);
+  if (model.dtype === "int8" || model.dtype === "q4") metadata.wasm_lm_int8_group = String(w.format.group);
   return { tensors: out, metadata };
 }
 
