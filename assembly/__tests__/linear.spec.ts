@@ -7,7 +7,8 @@
 // rms(y) = σ·√K, and LIN_C = 4: the worst measured difference is 0.43 of it (K = 768, T = 128).
 // A single dropped product (|x·w| ~ σ) is ~10^3x larger than atol at K = 768.
 import { linear, linearScalar } from "../kernels/linear";
-import { allocF32, expectAll, expectClose, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
+import { linearI8, linearI8Scalar, quantizeI8, quantRows } from "../kernels/linear_quant";
+import { allocBytes, allocF32, expectAll, expectClose, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
 
 const LIN_C: f32 = 4;
 const SENTINEL: f32 = 12345.5;
@@ -117,3 +118,60 @@ describe("linear, OPT-125M shapes", () => {
     freeAll();
   });
 });
+
+describe("small batches (decode of T rows), awkward K, N", () => {
+  it("linear: T in 2, 3, 4, 5, 8, 16", () => {
+    const Ts: i32[] = [2, 3, 4, 5, 8, 16];
+    const Ks: i32[] = [1, 7, 33, 100];
+    const Ns: i32[] = [1, 5, 9, 19];
+    let seed: u32 = 600;
+    for (let a = 0; a < Ts.length; a++) {
+      for (let i = 0; i < Ks.length; i++) {
+        for (let j = 0; j < Ns.length; j++) check(Ts[a], Ks[i], Ns[j], 0, Ns[j], (a + i + j) % 2 == 0, (a + i + j) % 4, seed++);
+      }
+    }
+  });
+  it("linearI8 vs linearI8Scalar: T in 2, 3, 4, 5, 8, 16, groups of 16, 8, 5 and K", () => {
+    const Ts: i32[] = [2, 3, 4, 5, 8, 16];
+    // K, G pairs: multiples of 16 (the SIMD group loop), ragged groups, one group per row.
+    const Ks: i32[] = [48, 80, 40, 35, 208];
+    const Gs: i32[] = [16, 16, 8, 5, 208];
+    const Ns: i32[] = [1, 3, 17, 21];
+    let seed: u32 = 700;
+    for (let a = 0; a < Ts.length; a++) {
+      for (let i = 0; i < Ks.length; i++) {
+        for (let j = 0; j < Ns.length; j++) checkI8(Ts[a], Ks[i], Ns[j], Gs[i], (a + i + j) % 2 == 1, (a + i + j) % 4, seed++);
+      }
+    }
+  });
+});
+
+/**
+ * linearI8 vs its scalar twin. Both sum K products of x·q·s in f32 (the SIMD side on s·q expanded
+ * to f32, the twin per group then times s): LIN_C·ε·√K·rms(y) as for linear, rms(y) = σ·√K with
+ * σ = rms(x)·rms(q·s) ≈ (1/√3)·(127/√3)·(1/127) = 1/3 for U(-1, 1) weights.
+ */
+function checkI8(T: i32, K: i32, N: i32, G: i32, bias: bool, misalign: i32, seed: u32): void {
+  const rng = new Rng(seed);
+  const x = allocF32(T * K, misalign), w = allocF32(N * K, misalign);
+  const b = bias ? allocF32(N, misalign) : 0;
+  const y = allocF32(T * N, misalign), yRef = allocF32(T * N, misalign);
+  const q = allocBytes(N * K), s = allocF32(N * (K / G));
+  const scratch = allocF32(quantRows() * K);
+  fillUniform(x, T * K, rng, -1, 1);
+  fillUniform(w, N * K, rng, -1, 1);
+  if (bias) fillUniform(b, N, rng, -1, 1);
+  quantizeI8(q, s, w, N, K, G);
+  fillConst(y, T * N, SENTINEL);
+  fillConst(yRef, T * N, SENTINEL);
+  const n0 = N > 2 ? 1 : 0; // a sub-range: column 0 must stay untouched when N > 2
+  linearI8(y, x, q, s, b, T, K, N, n0, N, G, scratch);
+  linearI8Scalar(yRef, x, q, s, b, T, K, N, n0, N, G, scratch);
+  const rmsY: f32 = Mathf.sqrt(<f32>K) / 3.0;
+  const atol = LIN_C * EPS * Mathf.sqrt(<f32>K) * rmsY + EPS;
+  const name = "linearI8 T=" + T.toString() + " K=" + K.toString() + " N=" + N.toString() + " G=" + G.toString() +
+    (bias ? " bias" : "") + (misalign ? " unaligned" : "");
+  expectClose(name, y, yRef, T * N, atol, 1e-6);
+  for (let t = 0; t < T; t++) expectAll(name + " cols < n0", y + (<usize>t * <usize>N << 2), n0, SENTINEL);
+  freeAll();
+}
