@@ -1,7 +1,7 @@
-// Which OptModel.load options exist right now: the bench asks the type checker, not a guess.
+// Which DecoderModel.load options exist right now: the bench asks the type checker, not a guess.
 //
-// dtype and threads are being added to LoadOptions (src/models/opt/model.ts) while this bench is
-// used. OptModel.load ignores an option it does not know, so passing { dtype: "int8" } to a model
+// dtype and threads are being added to LoadOptions (src/models/decoder.ts) while this bench is
+// used. DecoderModel.load ignores an option it does not know, so passing { dtype: "int8" } to a model
 // without int8 would silently time f32 under the wrong label. Instead the bench reads LoadOptions'
 // declared properties (inherited ones included) with TypeScript's compiler API, and runs a dtype
 // or thread count only when the type declares it; everything else gets a "not available" line.
@@ -20,7 +20,7 @@ export interface LoadOptionsInfo {
   source: string;
 }
 
-const MODEL_TS = fileURLToPath(new URL("../src/models/opt/model.ts", import.meta.url));
+const MODEL_TS = fileURLToPath(new URL("../src/models/decoder.ts", import.meta.url));
 
 export function readLoadOptions(file = MODEL_TS): LoadOptionsInfo {
   const program = ts.createProgram([file], {

@@ -2,17 +2,17 @@
 // separately through the model's step API (begin / embed / layer / logits), for a 128-token
 // prefill with every row's logits and for decode steps after it. Medians over 5 rounds.
 //
-//   node --experimental-wasm-relaxed-simd --import tsx bench/model-breakdown.ts [build] [dtype] [threads]
-//   e.g. ... bench/model-breakdown.ts relaxed int8 1
-import { OptModel, type LoadOptions } from "../src/models/opt/model.js";
-import { syntheticConfig, SyntheticSource } from "../src/models/opt/synthetic.js";
+//   node --experimental-wasm-relaxed-simd --import tsx bench/model-breakdown.ts [build] [dtype] [threads] [model] [embed dtype]
+//   e.g. ... bench/model-breakdown.ts relaxed int8 1 smollm2-135m int8
+import { DecoderModel, type LoadOptions } from "../src/models/decoder.js";
+import { syntheticConfig, SyntheticSource } from "../src/models/synthetic.js";
 import { median, promptIds } from "./model-common.js";
 
-const [build = "relaxed", dtype = "f32", threadsArg = "1"] = process.argv.slice(2);
+const [build = "relaxed", dtype = "f32", threadsArg = "1", preset = "opt-125m", embedDType] = process.argv.slice(2);
 const threads = Number(threadsArg);
-const config = syntheticConfig("opt-125m");
+const config = syntheticConfig(preset);
 // dtype and threads are passed as given: run this only with options model.ts has (see load-options.ts).
-const model = await OptModel.load(config, new SyntheticSource(config, 1), { build, dtype, threads } as LoadOptions);
+const model = await DecoderModel.load(config, new SyntheticSource(config, 1), { build, dtype, threads, embedDType } as LoadOptions);
 const T = 128;
 const STEPS = 32;
 const ids = promptIds(1, T, config.vocab_size);
@@ -25,7 +25,7 @@ function parts(tokens: number[], rows: "all" | "last"): number[] {
     const t0 = performance.now();
     model.embed(s);
     const t1 = performance.now();
-    for (let i = 0; i < model.d.L; i++) model.layer(i, s);
+    for (let i = 0; i < model.dims.L; i++) model.layer(i, s);
     const t2 = performance.now();
     model.logits(s, rows === "all" ? tokens.map((_, i) => i) : [tokens.length - 1]);
     return [t1 - t0, t2 - t1, performance.now() - t2];

@@ -12,11 +12,15 @@ export const METRIC_LABEL: Record<Metric, string> = {
 
 /** Our model in one configuration, ORT on one exported graph, or the exporter itself. */
 export type WorkerSpec =
-  | ({ kind: "ours"; build: "simd" | "relaxed"; dtype: string; passDtype: boolean; passThreads: boolean } & Common)
+  | ({ kind: "ours"; build: "simd" | "relaxed"; dtype: string; passDtype: boolean; passThreads: boolean;
+    /** LoadOptions.embedDType (the token embedding's and tied lm_head's dtype); absent: the model's default. */
+    embedDType?: string } & Common)
   | ({ kind: "peer"; onnxPath: string; variant: string } & Common)
-  | { kind: "export"; seed: number; variant: string; lmHead: string; onnxPath: string };
+  | { kind: "export"; model: string; seed: number; variant: string; lmHead: string; onnxPath: string };
 
 interface Common {
+  /** The synthetic preset (src/models/families: opt-125m, gpt2, smollm2-135m, …). */
+  model: string;
   /** Where the worker writes its parity logits (IPC would copy 25 MB through the worker's heap). */
   tmpDir: string;
   threads: number;

@@ -11,6 +11,7 @@
 import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import type { Tensor as OrtTensor } from "onnxruntime-web";
+import type { GraphVariant, LmHeadVariant } from "./decoder-onnx.js";
 import {
   argmax, type ExitInfo, machineBusySeconds, peakRssMiB, promptIds, type ReadyInfo, type Reply, type Request, rssMiB,
   type Sample, type WorkerSpec,
@@ -34,15 +35,16 @@ interface Runner {
 }
 
 async function oursRunner(s: Extract<WorkerSpec, { kind: "ours" }>): Promise<Runner> {
-  const { OptModel } = await import("../src/models/opt/model.js");
-  const { syntheticConfig, SyntheticSource } = await import("../src/models/opt/synthetic.js");
-  const config = syntheticConfig("opt-125m");
+  const { DecoderModel } = await import("../src/models/decoder.js");
+  const { syntheticConfig, SyntheticSource } = await import("../src/models/synthetic.js");
+  const config = syntheticConfig(s.model);
   const source = new SyntheticSource(config, s.seed);
   // Options the LoadOptions type does not declare are not passed (the parent checked which exist).
   const opts: Record<string, unknown> = { build: s.build };
   if (s.passThreads) opts.threads = s.threads;
   if (s.passDtype) opts.dtype = s.dtype;
-  const model = await OptModel.load(config, source, opts as Parameters<typeof OptModel.load>[2]);
+  if (s.embedDType) opts.embedDType = s.embedDType;
+  const model = await DecoderModel.load(config, source, opts as Parameters<typeof DecoderModel.load>[2]);
   const weightsMiB = model.arena.used / MiB;
   const cache = model.createCache(1, s.maxCtx);
   const kvMiB = model.arena.used / MiB - weightsMiB;
@@ -51,7 +53,7 @@ async function oursRunner(s: Extract<WorkerSpec, { kind: "ours" }>): Promise<Run
   const dtype = (model as { dtype?: string }).dtype ?? "f32";
   if (dtype !== s.dtype) throw new Error(`asked for dtype ${s.dtype}, the model holds ${dtype}`);
   return {
-    describe: `wasm-lm ${model.build}, ${s.dtype}, ${threads} thread(s)`,
+    describe: `wasm-lm ${model.build}, ${s.dtype}${s.embedDType ? ` (embedding ${s.embedDType})` : ""}, ${threads} thread(s)`,
     weightsMiB,
     kvMiB,
     threads,
@@ -68,9 +70,8 @@ async function oursRunner(s: Extract<WorkerSpec, { kind: "ours" }>): Promise<Run
 
 async function peerRunner(s: Extract<WorkerSpec, { kind: "peer" }>): Promise<Runner> {
   const { createSession, describeOrt, initOrt, ort } = await import("./ort.js");
-  const { syntheticConfig } = await import("../src/models/opt/synthetic.js");
-  const { optDims } = await import("../src/models/opt/config.js");
-  const d = optDims(syntheticConfig("opt-125m"));
+  const { modelDims, syntheticConfig } = await import("../src/models/families/index.js");
+  const d = modelDims(syntheticConfig(s.model));
   await initOrt(s.threads);
   // ORT falls back to one thread (with a console warning) where it cannot start workers: say so.
   if ((ort.env.wasm.numThreads ?? 1) !== s.threads) {
@@ -93,7 +94,7 @@ async function peerRunner(s: Extract<WorkerSpec, { kind: "peer" }>): Promise<Run
     past = meta.presentNames.map((n) => out[n]);
     return out.logits.data as Float32Array;
   };
-  const kvBytes = 2 * d.L * d.H * s.maxCtx * d.D * 4;
+  const kvBytes = 2 * d.L * d.Hkv * s.maxCtx * d.D * 4;
   return {
     describe: `${describeOrt()}, graph ${s.variant}`,
     weightsMiB: statSync(s.onnxPath).size / MiB,
@@ -111,11 +112,11 @@ async function peerRunner(s: Extract<WorkerSpec, { kind: "peer" }>): Promise<Run
 }
 
 async function exportOnnx(s: Extract<WorkerSpec, { kind: "export" }>): Promise<void> {
-  const { exportOptOnnx } = await import("./opt-onnx.js");
-  const { syntheticConfig, SyntheticSource } = await import("../src/models/opt/synthetic.js");
-  const config = syntheticConfig("opt-125m");
-  const ex = exportOptOnnx(config, new SyntheticSource(config, s.seed), {
-    variant: s.variant as "standard" | "fused", lmHead: s.lmHead as "gemm" | "matmul", label: "synthetic:opt-125m",
+  const { exportDecoderOnnx } = await import("./decoder-onnx.js");
+  const { syntheticConfig, SyntheticSource } = await import("../src/models/synthetic.js");
+  const config = syntheticConfig(s.model);
+  const ex = exportDecoderOnnx(config, new SyntheticSource(config, s.seed), {
+    variant: s.variant as GraphVariant, lmHead: s.lmHead as LmHeadVariant, label: `synthetic:${s.model}`,
   });
   writeFileSync(s.onnxPath, ex.bytes);
   writeFileSync(s.onnxPath + ".json", JSON.stringify({

@@ -1,18 +1,19 @@
 // npm run bench [-- --json] [--dtype f32] [--threads 1] [--build simd] [--no-peer] [--quick] ...
 //
-// The whole model, OPT-125M shaped (synthetic seeded weights), against ONNX Runtime Web's WASM
-// backend on the same weights, in one run: time to first token, prefill with every row's logits,
-// decode ms/token with the KV cache, and each configuration's peak RSS. Every configuration runs
-// in its own child process (bench/model-worker.ts); this process only schedules, checks and
-// reports. See bench/README.md ("Whole model") for how to read the output.
+// The whole model — OPT-125M, GPT-2 or SmolLM2-135M shaped (`--model`, synthetic seeded weights) —
+// against ONNX Runtime Web's WASM backend on the same weights, in one run: time to first token,
+// prefill with every row's logits, decode ms/token with the KV cache, and each configuration's
+// peak RSS. Every configuration runs in its own child process (bench/model-worker.ts); this process
+// only schedules, checks and reports. See bench/README.md ("Whole model") for how to read the output.
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { syntheticConfig } from "../src/models/opt/synthetic.js";
+import { modelDims, SYNTHETIC_PRESETS, syntheticConfig } from "../src/models/families/index.js";
 import { wasmUrl } from "../src/wasm.js";
+import { GRAPH_VARIANTS, graphVariants, type GraphVariant } from "./decoder-onnx.js";
 import { readLoadOptions } from "./load-options.js";
 import {
   type ExitInfo, METRICS, type Metric, type ParityResult, type ReadyInfo, type Reply, type Request, type Sample, type WorkerSpec,
@@ -24,11 +25,13 @@ const WORKER = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
 const EXEC_ARGV = ["--experimental-wasm-relaxed-simd", "--expose-gc", "--import", "tsx"];
 const DTYPES = ["f32", "f16", "int8"] as const;
 const BUILDS = ["simd", "relaxed"] as const;
-const GRAPHS = ["standard", "fused"] as const;
+const GRAPHS = GRAPH_VARIANTS;
 const LM_HEADS = ["gemm", "matmul"] as const;
 /** Parity: f32 logits must agree with ORT's within this (max |Δ|); other dtypes are reported only. */
 const PARITY_ATOL = 1e-3;
-const PARITY_DECODE_IDS = [2, 1000, 31414, 50271];
+/** Teacher-forced decode ids of the parity check (the last one: the vocabulary's last id). */
+const parityDecodeIds = (V: number) => [2, 1000, 31414, V - 1];
+const MODELS = Object.keys(SYNTHETIC_PRESETS);
 
 const int = (name: string, min: number) => (v: string) => {
   const n = Number(v);
@@ -44,15 +47,18 @@ const listOf = <T extends string>(allowed: readonly T[]) => (v: string): T[] =>
 const threadList = (v: string) => v.split(",").map((s) => int("--threads", 1)(s.trim()));
 
 const program = new Command("bench")
-  .description("OPT-125M (synthetic weights): wasm-lm vs onnxruntime-web (wasm) — TTFT, prefill, decode, peak RSS")
+  .description("a whole model (synthetic weights): wasm-lm vs onnxruntime-web (wasm) — TTFT, prefill, decode, peak RSS")
+  .addOption(new Option("--model <preset>", "synthetic model: its shape and family").choices(MODELS).default("opt-125m"))
   .option("--json", "one JSON object per line per measurement on stdout", false)
   .addOption(new Option("--dtype <list>", "our weight dtypes").argParser(listOf(DTYPES)).default([...DTYPES], "f32,f16,int8"))
+  .addOption(new Option("--embed-dtype <dtype>", "our token embedding's (= tied lm_head's) dtype (LoadOptions.embedDType; " +
+    "default: the model's own, f16 under int8)").choices(DTYPES))
   .addOption(new Option("--threads <list>", "thread counts (ours and ORT's)").argParser(threadList).default([1, 2], "1,2"))
   .addOption(new Option("--build <list>", "our builds").argParser(listOf(BUILDS)).default([...BUILDS], "simd,relaxed"))
   .option("--no-peer", "skip onnxruntime-web (no ratios, no parity check)")
   .option("--no-ours", "only onnxruntime-web (e.g. to compare its graph variants)")
   .addOption(new Option("--peer-graph <list>", "ORT graph variants (ratios use the fastest per row)").argParser(listOf(GRAPHS))
-    .default([...GRAPHS], "standard,fused"))
+    .default(undefined, "every variant the family has: standard,fused (+ mixed for rotary models)"))
   .addOption(new Option("--peer-lm-head <list>", "ORT lm_head: Gemm on embed_tokens (transB) or MatMul on a transposed copy")
     .argParser(listOf(LM_HEADS)).default(["gemm"], "gemm"))
   .addOption(new Option("--metrics <list>", "what to time").argParser(listOf(METRICS)).default([...METRICS], "ttft,prefill,decode"))
@@ -67,13 +73,15 @@ const program = new Command("bench")
   .option("--seed <n>", "seed of the weights and the prompt", int("--seed", 0), 1);
 
 interface Opts {
+  model: string;
   json: boolean;
   dtype: string[];
+  embedDtype?: string;
   threads: number[];
   build: ("simd" | "relaxed")[];
   peer: boolean;
   ours: boolean;
-  peerGraph: string[];
+  peerGraph?: string[];
   peerLmHead: string[];
   metrics: Metric[];
   repeats?: number;
@@ -95,7 +103,7 @@ class Worker {
   private exited = false;
   ready: Promise<ReadyInfo>;
 
-  constructor(readonly name: string, spec: WorkerSpec) {
+  constructor(readonly name: string, spec: WorkerSpec, private decodeIds: number[]) {
     this.child = fork(WORKER, [JSON.stringify(spec)], {
       execArgv: EXEC_ARGV,
       serialization: "advanced", // typed arrays (the parity logits) cross as binary
@@ -138,12 +146,12 @@ class Worker {
   }
 
   async parity(T: number, V: number): Promise<ParityResult> {
-    const r = await this.call({ cmd: "parity", decodeIds: PARITY_DECODE_IDS });
+    const r = await this.call({ cmd: "parity", decodeIds: this.decodeIds });
     if (r.type !== "result" || !r.parityFile) throw new Error(`${this.name}: no parity result`);
     const bytes = readFileSync(r.parityFile);
     rmSync(r.parityFile, { force: true });
     const f = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    const K = PARITY_DECODE_IDS.length;
+    const K = this.decodeIds.length;
     if (f.length !== (T + 1 + K) * V) throw new Error(`${this.name}: parity file has ${f.length} floats, expected ${(T + 1 + K) * V}`);
     return {
       all: f.subarray(0, T * V),
@@ -250,7 +258,13 @@ async function main(): Promise<number> {
   const repeats = o.repeats ?? (o.quick ? 3 : 7);
   const decodeRepeats = o.decodeRepeats ?? (o.quick ? 1 : 5);
   const decodeTokens = o.decodeTokens ?? (o.quick ? 16 : 64);
-  const maxCtx = o.prompt + Math.max(decodeTokens, PARITY_DECODE_IDS.length);
+  const dims = modelDims(syntheticConfig(o.model));
+  const V = dims.V;
+  const peerGraphs = o.peerGraph ?? graphVariants(dims);
+  const noGraph = peerGraphs.find((v) => !graphVariants(dims).includes(v as GraphVariant));
+  if (noGraph) throw new InvalidArgumentError(`--peer-graph: ${o.model} has no '${noGraph}' graph (${graphVariants(dims).join(", ")})`);
+  const decodeIds = parityDecodeIds(V);
+  const maxCtx = o.prompt + Math.max(decodeTokens, decodeIds.length);
   const t0 = performance.now();
   const m = machineInfo();
 
@@ -264,6 +278,8 @@ async function main(): Promise<number> {
     `  dtype: ${lo.dtypes ? lo.dtypes.join(", ") : "no such option (f32 only)"}; threads: ${lo.threads ? "yes" : "no such option (1 only)"}`,
   ];
 
+  if (o.embedDtype && !lo.properties.includes("embedDType")) throw new InvalidArgumentError("--embed-dtype: LoadOptions has no embedDType");
+  if (o.embedDtype) notes.push(`our token embedding / tied lm_head: ${o.embedDtype} (--embed-dtype)`);
   const tmp = mkdtempSync(path.join(os.tmpdir(), "wasm-lm-bench-"));
   if (o.onnxDir) mkdirSync(o.onnxDir, { recursive: true });
   const workers: Worker[] = [];
@@ -277,7 +293,7 @@ async function main(): Promise<number> {
   });
 
   const rep: RunReport = {
-    machine: m, notes, repeats, decodeRepeats, decodeTokens, prompt: o.prompt, seed: o.seed,
+    model: o.model, machine: m, notes, repeats, decodeRepeats, decodeTokens, prompt: o.prompt, seed: o.seed,
     configs: [], parity: [], peerGraphs: [], wallSeconds: 0, metrics: o.metrics, loadavg: [], plainNodeRssMiB: plainNodeRss(),
   };
   let failed = false;
@@ -285,10 +301,10 @@ async function main(): Promise<number> {
     // The peer's graphs, one file per variant.
     const graphs: { variant: string; file: string }[] = [];
     if (o.peer) {
-      for (const variant of o.peerGraph) {
+      for (const variant of peerGraphs) {
         for (const lmHead of o.peerLmHead) {
-          const file = path.join(o.onnxDir ?? tmp, `opt-125m-seed${o.seed}-${variant}-${lmHead}.onnx`);
-          const ms = await exportGraph({ kind: "export", seed: o.seed, variant, lmHead, onnxPath: file });
+          const file = path.join(o.onnxDir ?? tmp, `${o.model}-seed${o.seed}-${variant}-${lmHead}.onnx`);
+          const ms = await exportGraph({ kind: "export", model: o.model, seed: o.seed, variant, lmHead, onnxPath: file });
           const meta = JSON.parse(readFileSync(file + ".json", "utf8")) as { ops: string };
           const name = `${variant}/${lmHead}`;
           graphs.push({ variant: name, file });
@@ -306,13 +322,14 @@ async function main(): Promise<number> {
       // This group's configurations: alive together, timed in interleaved rounds.
       const group: { cfg: Config; w: Worker }[] = [];
       const spawn = (cfg: Config, spec: WorkerSpec) => {
-        const w = new Worker(cfg.name, spec);
+        const w = new Worker(cfg.name, spec, decodeIds);
         workers.push(w);
         group.push({ cfg, w });
       };
       for (const threads of groupThreads) for (const dtype of o.ours ? o.dtype : []) {
         for (const build of o.build) {
-          const cfg: Config = { name: `ours ${dtype} ${build} ${threads}t`, kind: "ours", dtype, build, threads, samples: {} };
+          const emb = o.embedDtype ? ` emb-${o.embedDtype}` : "";
+          const cfg: Config = { name: `ours ${dtype}${emb} ${build} ${threads}t`, kind: "ours", dtype, build, threads, samples: {} };
           rep.configs.push(cfg);
           const why = !dtypeOk(dtype) ? `dtype ${dtype}: not available (LoadOptions ${lo.dtypes ? `dtype is ${lo.dtypes.join(" | ")}` : "has no dtype"})`
             : threads > 1 && !lo.threads ? `threads ${threads}: not available (LoadOptions has no threads)`
@@ -324,15 +341,15 @@ async function main(): Promise<number> {
             continue;
           }
           spawn(cfg, {
-            kind: "ours", build, dtype, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp,
-            passDtype: lo.dtypes !== null, passThreads: lo.threads,
+            kind: "ours", model: o.model, build, dtype, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp,
+            passDtype: lo.dtypes !== null, passThreads: lo.threads, embedDType: o.embedDtype,
           });
         }
       }
       for (const threads of groupThreads) for (const g of graphs) {
         const cfg: Config = { name: `ORT ${g.variant} ${threads}t`, kind: "peer", dtype: "f32", build: g.variant, threads, samples: {} };
         rep.configs.push(cfg);
-        spawn(cfg, { kind: "peer", onnxPath: g.file, variant: g.variant, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp });
+        spawn(cfg, { kind: "peer", model: o.model, onnxPath: g.file, variant: g.variant, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp });
       }
 
       // Load (concurrently: nothing is timed yet).
@@ -349,7 +366,6 @@ async function main(): Promise<number> {
       let live = group.filter((x) => x.cfg.ready);
 
       // Parity before timing: every one of ours against every peer graph (same threads).
-      const V = syntheticConfig("opt-125m").vocab_size;
       const peerParity = new Map<Config, ParityResult>();
       for (const { cfg, w } of live.filter((x) => x.cfg.kind === "peer")) {
         try {
