@@ -134,7 +134,12 @@ class Weights {
   /** The current layer's Conv1D tensors, read whole once (c_attn holds q, k and v). */
   private whole = new Map<string, Float32Array>();
 
-  constructor(private src: TensorSource, private family: Family, private d: Dims, label: string) {
+  constructor(
+    private src: TensorSource,
+    private family: Family,
+    private d: Dims,
+    label: string,
+  ) {
     this.names = new CheckpointNames(src, family, d, label);
     this.globals = new Map(family.globals(d).map((r) => [r.field, r]));
   }
@@ -212,7 +217,11 @@ class Exporter {
   private n = 0;
   private readonly shared = new Map<string, string>();
 
-  constructor(private g: OnnxGraph, private d: Dims, private w: Weights) {}
+  constructor(
+    private g: OnnxGraph,
+    private d: Dims,
+    private w: Weights,
+  ) {}
 
   /** A fresh value name. */
   private v(hint: string): string {
@@ -324,8 +333,13 @@ class Exporter {
   }
   private layerNorm(x: string, i: number, which: "attn" | "mlp"): string {
     const [wf, bf]: LayerField[] = which === "attn" ? ["attnNormW", "attnNormB"] : ["mlpNormW", "mlpNormB"];
-    return this.norm(x, `${this.w.name(i, wf)}:${wf}`, this.w.vector(i, wf)!, this.w.has(i, bf) ? `${this.w.name(i, bf)}:${bf}` : "",
-      this.w.vector(i, bf));
+    return this.norm(
+      x,
+      `${this.w.name(i, wf)}:${wf}`,
+      this.w.vector(i, wf)!,
+      this.w.has(i, bf) ? `${this.w.name(i, bf)}:${bf}` : "",
+      this.w.vector(i, bf),
+    );
   }
   private finalNorm(x: string): string {
     const wt = this.w.global("finalNormW");
@@ -337,13 +351,17 @@ class Exporter {
   private activation(x: string): string {
     const f = (v: number) => this.scalarF32(`c${v}`, v);
     switch (this.d.activation) {
-      case "relu": return this.op("Relu", [x]);
-      case "silu": return this.op("Mul", [x, this.op("Sigmoid", [x])]);
-      case "gelu": { // 0.5·x·(1 + erf(x/√2))
+      case "relu":
+        return this.op("Relu", [x]);
+      case "silu":
+        return this.op("Mul", [x, this.op("Sigmoid", [x])]);
+      case "gelu": {
+        // 0.5·x·(1 + erf(x/√2))
         const e = this.op("Erf", [this.op("Div", [x, f(Math.SQRT2)])]);
         return this.op("Mul", [this.op("Mul", [x, f(0.5)]), this.op("Add", [e, f(1)])]);
       }
-      case "gelu_tanh": { // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+      case "gelu_tanh": {
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
         const x3 = this.op("Mul", [this.op("Pow", [x, f(3)]), f(0.044715)]);
         const t = this.op("Tanh", [this.op("Mul", [this.op("Add", [x, x3]), f(Math.sqrt(2 / Math.PI))])]);
         return this.op("Mul", [this.op("Mul", [x, f(0.5)]), this.op("Add", [t, f(1)])]);
@@ -375,7 +393,7 @@ class Exporter {
 
   graph(variant: GraphVariant, lmHead: LmHeadVariant): Pick<DecoderOnnx, "pastNames" | "presentNames" | "pastDims"> {
     const { g, d } = this;
-    const { V, C, E, H, Hkv, D, L } = d;
+    const { V, E, H, Hkv, D, L } = d;
     // OPT / GPT-2's fused graph keeps keys and values together, [2, 1, H, P, D] (ORT's Attention).
     const packedPast = variant === "fused" && d.positions === "learned";
     g.addInput("input_ids", DataType.INT64, [1, "T"]);
@@ -418,11 +436,12 @@ class Exporter {
       posEmb = this.op("Unsqueeze", [this.op("Gather", [posTable, posIds], { axis: 0 }), axis0]); // [1, T, C]
     }
 
-    const xf = variant === "standard"
-      ? this.standardLayers(tok, posEmb, pos, Ss, pastNames, presentNames)
-      : d.positions === "learned"
-        ? this.fusedLearnedLayers(tok, posEmb, pastNames, presentNames)
-        : this.fusedRotaryLayers(tok, pos, S1, Ss, variant === "fused", pastNames, presentNames);
+    const xf =
+      variant === "standard"
+        ? this.standardLayers(tok, posEmb, pos, Ss, pastNames, presentNames)
+        : d.positions === "learned"
+          ? this.fusedLearnedLayers(tok, posEmb, pastNames, presentNames)
+          : this.fusedRotaryLayers(tok, pos, S1, Ss, variant === "fused", pastNames, presentNames);
 
     // lm_head on the chosen rows only.
     const rowsF = this.op("Gather", [xf, "logits_index"], { axis: 1 }); // [1, R, C]
@@ -575,8 +594,12 @@ class Exporter {
         // FastGelu(x, bias) = tanh-GELU(x + bias); BiasGelu(x, bias) = erf-GELU(x + bias).
         const up = this.matmul(f, i, "up");
         const ub = this.vec(i, "upB");
-        a = d.activation === "gelu_tanh" ? this.op("FastGelu", ub ? [up, ub] : [up], {}, MS)
-          : ub ? this.op("BiasGelu", [up, ub], {}, MS) : this.op("Gelu", [up], {}, MS);
+        a =
+          d.activation === "gelu_tanh"
+            ? this.op("FastGelu", ub ? [up, ub] : [up], {}, MS)
+            : ub
+              ? this.op("BiasGelu", [up, ub], {}, MS)
+              : this.op("Gelu", [up], {}, MS);
       } else {
         a = this.activation(this.linear(f, i, "up", "upB"));
       }
@@ -591,8 +614,15 @@ class Exporter {
    * GroupQueryAttention (packed QKV, rotary inside, BNSH past/present), SimplifiedLayerNormalization
    * and SkipSimplifiedLayerNormalization, gate|up in one MatMul.
    */
-  private fusedRotaryLayers(tok: string, pos: string, S1: string, Ss: string, gqa: boolean, pastNames: string[],
-    presentNames: string[]): string {
+  private fusedRotaryLayers(
+    tok: string,
+    pos: string,
+    S1: string,
+    Ss: string,
+    gqa: boolean,
+    pastNames: string[],
+    presentNames: string[],
+  ): string {
     const { d } = this;
     const { C, H, Hkv, D, F, KV, L, normEps } = d;
     const { cos, sin, rows } = this.ropeTables();
@@ -619,9 +649,13 @@ class Exporter {
       const total = this.op("Cast", [this.op("Squeeze", [S1, this.i64("axis0", [0])])], { to: DataType.INT32 });
       attention = (i, qkv) => {
         const att = this.v("gqa");
-        this.named("GroupQueryAttention", [qkv, "", "", pastNames[2 * i], pastNames[2 * i + 1], seqlensK, total, cosCache, sinCache],
+        this.named(
+          "GroupQueryAttention",
+          [qkv, "", "", pastNames[2 * i], pastNames[2 * i + 1], seqlensK, total, cosCache, sinCache],
           [att, presentNames[2 * i], presentNames[2 * i + 1]],
-          { num_heads: H, kv_num_heads: Hkv, scale: attnScale(d, i), do_rotary: 1, rotary_interleaved: 0 }, MS);
+          { num_heads: H, kv_num_heads: Hkv, scale: attnScale(d, i), do_rotary: 1, rotary_interleaved: 0 },
+          MS,
+        );
         return att;
       };
     } else {
@@ -629,7 +663,8 @@ class Exporter {
       const ops = this.opsAttention(pos, Ss, false);
       const posIds = this.op("Unsqueeze", [pos, this.i64("axis0", [0])]);
       const split = this.i64("qkv_split", [C, KV, KV]);
-      const rope = (x: string, n: number) => this.op("RotaryEmbedding", [x, posIds, cosCache, sinCache], { num_heads: n, interleaved: 0 }, MS);
+      const rope = (x: string, n: number) =>
+        this.op("RotaryEmbedding", [x, posIds, cosCache, sinCache], { num_heads: n, interleaved: 0 }, MS);
       attention = (i, qkv) => {
         const [q, k, v] = this.node("Split", [qkv, split], { axis: -1 }, 3);
         return ops(i, this.scaled(rope(q, H), i), rope(k, Hkv), v, pastNames, presentNames);

@@ -44,34 +44,63 @@ export async function startServer(opts: { engine?: EngineOptions; handler?: Part
   const { model } = loaded;
   const tokenizer = loaded.tokenizer!;
   const engine = new Engine(model, { decodable: tokenizer.vocabSize, ...opts.engine });
-  const handler = createHandler({ engine, tokenizer, modelId: "opt-tiny", eosTokenIds: model.dims.eos, onError: () => {}, ...opts.handler });
+  const handler = createHandler({
+    engine,
+    tokenizer,
+    modelId: "opt-tiny",
+    eosTokenIds: model.dims.eos,
+    onError: () => {},
+    ...opts.handler,
+  });
   const server = await serveNode(handler, { host: "127.0.0.1", port: 0 });
   return { model, tokenizer, engine, handler, server, url: server.url };
 }
 
 export const post = (url: string, body: unknown, headers: Record<string, string> = {}, init: RequestInit = {}) =>
-  fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body), ...init });
+  fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    ...init,
+  });
 
 /** The `data:` payloads of a server-sent-events body ("[DONE]" included as is). */
 export function sseData(text: string): string[] {
-  return text.split("\n\n").filter((e) => e.trim() !== "").map((e) => {
-    if (!e.startsWith("data: ")) throw new Error(`not an SSE data event: ${JSON.stringify(e.slice(0, 200))}`);
-    return e.slice("data: ".length);
-  });
+  return text
+    .split("\n\n")
+    .filter((e) => e.trim() !== "")
+    .map((e) => {
+      if (!e.startsWith("data: ")) throw new Error(`not an SSE data event: ${JSON.stringify(e.slice(0, 200))}`);
+      return e.slice("data: ".length);
+    });
 }
 
 /**
  * A raw HTTP/1.1 exchange over a socket: the head, then the body in parts with pauses (for slow
  * and truncated bodies); resolves with the response as text once the server closes or answers.
  */
-export function rawRequest(url: string, head: string, parts: { data: string | Uint8Array; delayMs?: number }[], timeoutMs = 10_000): Promise<string> {
+export function rawRequest(
+  url: string,
+  head: string,
+  parts: { data: string | Uint8Array; delayMs?: number }[],
+  timeoutMs = 10_000,
+): Promise<string> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     let got = "";
     let stopped = false;
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`raw request: no response in ${timeoutMs} ms; got ${JSON.stringify(got.slice(0, 200))}`)); }, timeoutMs);
-    const finish = () => { if (stopped) return; stopped = true; clearTimeout(timer); socket.destroy(); resolve(got); };
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`raw request: no response in ${timeoutMs} ms; got ${JSON.stringify(got.slice(0, 200))}`));
+    }, timeoutMs);
+    const finish = () => {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(got);
+    };
     socket.on("data", (d) => {
       got += d.toString("latin1");
       // A complete response with Content-Length: stop there.
@@ -108,15 +137,17 @@ export class ScriptedEngine implements ServingEngine {
   open = 0;
   closed = 0;
   aborted = 0;
-  constructor(public script: {
-    tokens?: number[];
-    finish?: EngineFinish;
-    delayMs?: number;
-    failAfter?: number;
-    queueFull?: boolean;
-    throwSync?: Error;
-    ctx?: number;
-  } = {}) {}
+  constructor(
+    public script: {
+      tokens?: number[];
+      finish?: EngineFinish;
+      delayMs?: number;
+      failAfter?: number;
+      queueFull?: boolean;
+      throwSync?: Error;
+      ctx?: number;
+    } = {},
+  ) {}
 
   get stats(): EngineStats {
     return { active: this.open, queued: 0, maxBatch: 1, maxQueue: 0, ctx: this.script.ctx ?? 64, steps: 0, rows: 0 };
@@ -128,6 +159,7 @@ export class ScriptedEngine implements ServingEngine {
     this.requests.push(req);
     this.open++;
     const s = this.script;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- an async generator function has no lexical `this`
     const self = this;
     return (async function* () {
       try {
@@ -135,12 +167,19 @@ export class ScriptedEngine implements ServingEngine {
         for (let i = 0; i < tokens.length; i++) {
           if (s.failAfter === i) throw new Error("kernel exploded at /secret/path/model.ts:42");
           if (s.delayMs) await new Promise((r) => setTimeout(r, s.delayMs));
-          if (req.signal?.aborted) { self.aborted++; throw req.signal.reason; }
+          if (req.signal?.aborted) {
+            self.aborted++;
+            throw req.signal.reason;
+          }
           const id = tokens[i];
           const tok: EngineToken = { id };
           if (req.topLogprobs !== undefined) {
             tok.logprob = -0.5;
-            tok.top = [{ id, logprob: -0.5 }, { id: 6, logprob: -1.5 }, { id: 7, logprob: -Infinity }].slice(0, req.topLogprobs);
+            tok.top = [
+              { id, logprob: -0.5 },
+              { id: 6, logprob: -1.5 },
+              { id: 7, logprob: -Infinity },
+            ].slice(0, req.topLogprobs);
           }
           yield tok;
           if (req.stopTokenIds?.includes(id)) return "stop";

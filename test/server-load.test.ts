@@ -38,9 +38,21 @@ afterAll(async () => {
 });
 
 const KINDS = [
-  ["completion", 22], ["completion-stream", 14], ["chat", 9], ["chat-stream", 9], ["disconnect-stream", 8],
-  ["disconnect-any", 7], ["malformed", 6], ["wrong-type", 6], ["unknown-fields", 5], ["huge", 3], ["huge-chunked", 2],
-  ["slow", 1], ["bad-key", 3], ["bad-route", 2], ["bad-model", 3],
+  ["completion", 22],
+  ["completion-stream", 14],
+  ["chat", 9],
+  ["chat-stream", 9],
+  ["disconnect-stream", 8],
+  ["disconnect-any", 7],
+  ["malformed", 6],
+  ["wrong-type", 6],
+  ["unknown-fields", 5],
+  ["huge", 3],
+  ["huge-chunked", 2],
+  ["slow", 1],
+  ["bad-key", 3],
+  ["bad-route", 2],
+  ["bad-model", 3],
 ] as const;
 type Kind = (typeof KINDS)[number][0];
 
@@ -49,18 +61,21 @@ type Outcome = { kind: Kind; result: "ok" | "aborted" | number; problem?: string
 
 function isErrorShape(j: unknown, status: number): string | undefined {
   const e = (j as { error?: Record<string, unknown> })?.error;
-  if (!e || typeof e.message !== "string" || typeof e.type !== "string" || !("param" in e) || !("code" in e)) return `status ${status}: not an OpenAI error: ${JSON.stringify(j).slice(0, 200)}`;
+  if (!e || typeof e.message !== "string" || typeof e.type !== "string" || !("param" in e) || !("code" in e))
+    return `status ${status}: not an OpenAI error: ${JSON.stringify(j).slice(0, 200)}`;
   if (/\n\s+at |\.ts:\d/.test(e.message)) return `status ${status}: a stack in the message`;
 }
 
 /** A complete non-streamed generation. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an untyped JSON response
 function checkWhole(j: Record<string, any>, chat: boolean, maxTokens: number): string | undefined {
   const c = j.choices?.[0];
   const text = chat ? c?.message?.content : c?.text;
   if (typeof text !== "string") return "no text";
   if (c.finish_reason !== "stop" && c.finish_reason !== "length") return `finish_reason ${c.finish_reason}`;
   const u = j.usage;
-  if (!(u.completion_tokens >= 1 && u.completion_tokens <= maxTokens && u.total_tokens === u.prompt_tokens + u.completion_tokens)) return `usage ${JSON.stringify(u)}`;
+  if (!(u.completion_tokens >= 1 && u.completion_tokens <= maxTokens && u.total_tokens === u.prompt_tokens + u.completion_tokens))
+    return `usage ${JSON.stringify(u)}`;
 }
 
 /** A complete stream: JSON chunks, exactly one finish_reason, then [DONE]; no error event. */
@@ -87,14 +102,21 @@ describe("the server under load and faults", () => {
 
     const rng = xoroshiro128plus(20240611);
     const rand = () => uniformFloat64(rng);
-    const pick = <T,>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)];
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)];
     const totalWeight = KINDS.reduce((a, [, w]) => a + w, 0);
     const kindOf = (): Kind => {
       let x = rand() * totalWeight;
       for (const [k, w] of KINDS) if ((x -= w) < 0) return k;
       return "completion";
     };
-    const plan = Array.from({ length: REQUESTS }, () => ({ kind: kindOf(), prompt: pick(PROMPTS), maxTokens: 1 + Math.floor(rand() * 12), greedy: rand() < 0.5, seed: Math.floor(rand() * 1000), delay: rand() * 15 }));
+    const plan = Array.from({ length: REQUESTS }, () => ({
+      kind: kindOf(),
+      prompt: pick(PROMPTS),
+      maxTokens: 1 + Math.floor(rand() * 12),
+      greedy: rand() < 0.5,
+      seed: Math.floor(rand() * 1000),
+      delay: rand() * 15,
+    }));
 
     async function one(p: (typeof plan)[number]): Promise<Outcome> {
       const sampling = p.greedy ? { temperature: 0 } : { temperature: 1, top_p: 0.9, seed: p.seed };
@@ -103,7 +125,11 @@ describe("the server under load and faults", () => {
       const url = (path: string) => `${s.url}${path}`;
       const expectError = async (r: Response, status: number): Promise<Outcome> => {
         const j = await r.json();
-        return { kind: p.kind, result: r.status, problem: r.status !== status ? `expected ${status}, got ${r.status}` : isErrorShape(j, r.status) };
+        return {
+          kind: p.kind,
+          result: r.status,
+          problem: r.status !== status ? `expected ${status}, got ${r.status}` : isErrorShape(j, r.status),
+        };
       };
       /** 200 with a complete body, or a clean 429. */
       const generation = async (r: Response, stream: boolean, isChat: boolean): Promise<Outcome> => {
@@ -117,20 +143,29 @@ describe("the server under load and faults", () => {
         const j = await r.json();
         let problem = checkWhole(j, isChat, p.maxTokens);
         // Greedy completions of 8 tokens must equal the text computed alone: no cross-talk.
-        if (!problem && !isChat && p.greedy && p.maxTokens === 8 && j.choices[0].text !== greedy.get(p.prompt)) problem = `cross-talk: ${JSON.stringify(j.choices[0].text)}`;
+        if (!problem && !isChat && p.greedy && p.maxTokens === 8 && j.choices[0].text !== greedy.get(p.prompt))
+          problem = `cross-talk: ${JSON.stringify(j.choices[0].text)}`;
         return { kind: p.kind, result: "ok", problem };
       };
       switch (p.kind) {
         case "completion":
           return generation(await post(url("/v1/completions"), completion, auth), false, false);
         case "completion-stream":
-          return generation(await post(url("/v1/completions"), { ...completion, stream: true, stream_options: { include_usage: p.greedy } }, auth), true, false);
+          return generation(
+            await post(url("/v1/completions"), { ...completion, stream: true, stream_options: { include_usage: p.greedy } }, auth),
+            true,
+            false,
+          );
         case "chat":
           return generation(await post(url("/v1/chat/completions"), chat, auth), false, true);
         case "chat-stream":
           return generation(await post(url("/v1/chat/completions"), { ...chat, stream: true }, auth), true, true);
         case "unknown-fields":
-          return generation(await post(url("/v1/completions"), { ...completion, frobnicate: [1, { a: null }], logit_bias: {}, metadata: { x: "y" } }, auth), false, false);
+          return generation(
+            await post(url("/v1/completions"), { ...completion, frobnicate: [1, { a: null }], logit_bias: {}, metadata: { x: "y" } }, auth),
+            false,
+            false,
+          );
         case "disconnect-stream":
         case "disconnect-any": {
           const ac = new AbortController();
@@ -159,26 +194,63 @@ describe("the server under load and faults", () => {
           }
         }
         case "malformed":
-          return expectError(await post(url(pick(["/v1/completions", "/v1/chat/completions"])), pick(["{", "{\"prompt\": }", "[", "nul", "{\"a\":1}}", "\u00ff\u00fe"]), auth), 400);
+          return expectError(
+            await post(
+              url(pick(["/v1/completions", "/v1/chat/completions"])),
+              pick(["{", '{"prompt": }', "[", "nul", '{"a":1}}', "\u00ff\u00fe"]),
+              auth,
+            ),
+            400,
+          );
         case "wrong-type":
-          return expectError(await post(url("/v1/completions"), pick([
-            { ...completion, max_tokens: "8" }, { ...completion, temperature: [] }, { ...completion, prompt: { text: "x" } },
-            { ...completion, stop: 5 }, { ...completion, stream: 1 }, { ...completion, n: 3 },
-          ]), auth), 400);
+          return expectError(
+            await post(
+              url("/v1/completions"),
+              pick([
+                { ...completion, max_tokens: "8" },
+                { ...completion, temperature: [] },
+                { ...completion, prompt: { text: "x" } },
+                { ...completion, stop: 5 },
+                { ...completion, stream: 1 },
+                { ...completion, n: 3 },
+              ]),
+              auth,
+            ),
+            400,
+          );
         case "huge":
           return expectError(await post(url("/v1/completions"), { ...completion, prompt: "the ".repeat(MAX_BODY / 3) }, auth), 413);
         case "huge-chunked": {
           let sent = 0;
           const piece = new TextEncoder().encode(" the".repeat(4096));
-          const body = new ReadableStream({ pull(c) { if (sent < 8 * MAX_BODY) { sent += piece.length; c.enqueue(piece); } else c.close(); } });
-          const r = await fetch(url("/v1/completions"), { method: "POST", headers: { ...auth, "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
+          const body = new ReadableStream({
+            pull(c) {
+              if (sent < 8 * MAX_BODY) {
+                sent += piece.length;
+                c.enqueue(piece);
+              } else c.close();
+            },
+          });
+          const r = await fetch(url("/v1/completions"), {
+            method: "POST",
+            headers: { ...auth, "content-type": "application/json" },
+            body,
+            duplex: "half",
+          } as RequestInit);
           return expectError(r, 413);
         }
         case "slow": {
-          const raw = await rawRequest(s.url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n`,
-            [{ data: "{\"prompt\": \"the\"" }, { data: "}", delayMs: 1000 }]);
+          const raw = await rawRequest(
+            s.url,
+            `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n`,
+            [{ data: '{"prompt": "the"' }, { data: "}", delayMs: 1000 }],
+          );
           const r = parseRaw(raw);
-          return { kind: p.kind, result: r.status, problem: r.status !== 408 ? `expected 408, got ${raw.slice(0, 200)}` : isErrorShape(JSON.parse(r.body), 408) };
+          return {
+            kind: p.kind,
+            result: r.status,
+            problem: r.status !== 408 ? `expected 408, got ${raw.slice(0, 200)}` : isErrorShape(JSON.parse(r.body), 408),
+          };
         }
         case "bad-key":
           return expectError(await post(url("/v1/completions"), completion, { authorization: `Bearer ${KEY}${p.seed}` }), 401);
@@ -198,7 +270,11 @@ describe("the server under load and faults", () => {
         try {
           outcomes.push(await one(p));
         } catch (e) {
-          outcomes.push({ kind: p.kind, result: -1, problem: `client failed: ${(e as Error).message} ${(e as Error & { cause?: Error }).cause?.message ?? ""}` });
+          outcomes.push({
+            kind: p.kind,
+            result: -1,
+            problem: `client failed: ${(e as Error).message} ${(e as Error & { cause?: Error }).cause?.message ?? ""}`,
+          });
         }
         if (outcomes.length === 100) afterWarmup = memory();
         if (process.env.SERVER_LOAD_TRACE && outcomes.length % 250 === 0) console.log(outcomes.length, memory());
@@ -206,7 +282,9 @@ describe("the server under load and faults", () => {
     };
     await Promise.all(Array.from({ length: CLIENTS }, worker));
 
-    const statuses = Object.entries(outcomes.reduce<Record<string, number>>((m, o) => ((m[String(o.result)] = (m[String(o.result)] ?? 0) + 1), m), {}));
+    const statuses = Object.entries(
+      outcomes.reduce<Record<string, number>>((m, o) => ((m[String(o.result)] = (m[String(o.result)] ?? 0) + 1), m), {}),
+    );
     console.log(`server load: ${statuses.map(([k, v]) => `${k}: ${v}`).join(", ")}`);
     const problems = outcomes.filter((o) => o.problem);
     expect(problems.slice(0, 10), `${problems.length} problems`).toEqual([]);
@@ -214,7 +292,11 @@ describe("the server under load and faults", () => {
     const count = (pred: (o: Outcome) => boolean) => outcomes.filter(pred).length;
     const ok = count((o) => o.result === "ok");
     expect(ok).toBeGreaterThan(REQUESTS * 0.4); // most generations get through (the rest: 429s and our disconnects)
-    for (const kind of ["huge", "huge-chunked", "malformed", "wrong-type", "disconnect-stream"] as Kind[]) expect(count((o) => o.kind === kind), kind).toBeGreaterThan(0);
+    for (const kind of ["huge", "huge-chunked", "malformed", "wrong-type", "disconnect-stream"] as Kind[])
+      expect(
+        count((o) => o.kind === kind),
+        kind,
+      ).toBeGreaterThan(0);
 
     // Still up and idle; every slot back; the arena where it was.
     const health = await fetch(`${s.url}/health`);
@@ -228,8 +310,10 @@ describe("the server under load and faults", () => {
 
     const end = memory();
     const seconds = (performance.now() - t0) / 1000;
-    console.log(`server load: ${REQUESTS} requests in ${seconds.toFixed(1)} s; mean batch ${(s.engine.stats.rows / Math.max(1, s.engine.stats.steps)).toFixed(2)}; ` +
-      `after GC: RSS ${afterWarmup.rss.toFixed(0)} → ${end.rss.toFixed(0)} MiB, heap ${afterWarmup.heap.toFixed(1)} → ${end.heap.toFixed(1)} MiB`);
+    console.log(
+      `server load: ${REQUESTS} requests in ${seconds.toFixed(1)} s; mean batch ${(s.engine.stats.rows / Math.max(1, s.engine.stats.steps)).toFixed(2)}; ` +
+        `after GC: RSS ${afterWarmup.rss.toFixed(0)} → ${end.rss.toFixed(0)} MiB, heap ${afterWarmup.heap.toFixed(1)} → ${end.heap.toFixed(1)} MiB`,
+    );
     // Generous bounds, yet 900 requests leaking 20 KiB each (a response body, a generation's
     // tokens) would cross the heap's; the RSS one allows for allocator and socket buffers.
     expect(end.heap - afterWarmup.heap).toBeLessThan(16);
