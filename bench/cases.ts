@@ -5,11 +5,16 @@
 import type { Arena } from "../src/arena.js";
 import { f16ToF32 } from "../src/formats/dtype.js";
 import type { Build, KernelExports } from "../src/wasm.js";
+import { type Check, compare, layerNormRef, linearRef, pickRows, randomF32, repeat, softmaxRef, type Tolerance } from "./data.js";
 import {
-  type Check, compare, layerNormRef, linearRef, pickRows, randomF32, repeat, softmaxRef, type Tolerance,
-} from "./data.js";
-import {
-  createSession, f32Tensor, layerNormGraph, type LinearVariant, linearGraph, linearParallelGraph, ort, runOne,
+  createSession,
+  f32Tensor,
+  layerNormGraph,
+  type LinearVariant,
+  linearGraph,
+  linearParallelGraph,
+  ort,
+  runOne,
   softmaxGraph,
 } from "./ort.js";
 
@@ -81,8 +86,7 @@ export const ROTATE_BYTES = 256 * 2 ** 20;
 export const STREAMS_ALONE_BYTES = 128 * 2 ** 20;
 
 const has = (k: KernelExports, name: string) => typeof k[name] === "function";
-const missingKernel = (o: Ours, name: string): OursMissing =>
-  ({ build: o.build, missing: `no '${name}' export in ${o.file}` });
+const missingKernel = (o: Ours, name: string): OursMissing => ({ build: o.build, missing: `no '${name}' export in ${o.file}` });
 
 function oursRun(o: Ours, yPtr: number, yLen: number, run: (i: number) => void): OursRun {
   return { build: o.build, run, output: () => o.arena.f32(yPtr, yLen).slice() };
@@ -138,8 +142,8 @@ export async function* linearGroup(ctx: Ctx, s: LinearShape): AsyncGenerator<Cas
   const wBytes = K * N * 4;
   const rotate = s.decode && wBytes < STREAMS_ALONE_BYTES ? Math.ceil(ROTATE_BYTES / wBytes) : 1;
   const prefillShape = `T=${PREFILL_T} ${K}→${N}`;
-  const decodeShape = `T=1 ${K}→${N} ` +
-    (rotate > 1 ? `×${rotate} (${Math.round(rotate * wBytes / MB)} MB)` : `(${Math.round(wBytes / MB)} MB)`);
+  const decodeShape =
+    `T=1 ${K}→${N} ` + (rotate > 1 ? `×${rotate} (${Math.round((rotate * wBytes) / MB)} MB)` : `(${Math.round(wBytes / MB)} MB)`);
   const wantPrefill = ctx.wants("linear", prefillShape);
   const wantDecode = s.decode && ctx.wants("linear", decodeShape);
   if (!wantPrefill && !wantDecode) return;
@@ -152,7 +156,9 @@ export async function* linearGroup(ctx: Ctx, s: LinearShape): AsyncGenerator<Cas
 
   const scope = new Scope(ctx.ours);
   try {
-    ctx.log(`linear ${K}→${N} (${s.what}): filling ${R} weight matri${R > 1 ? "ces" : "x"} (${Math.round(R * wBytes / MB)} MB per contender)`);
+    ctx.log(
+      `linear ${K}→${N} (${s.what}): filling ${R} weight matri${R > 1 ? "ces" : "x"} (${Math.round((R * wBytes) / MB)} MB per contender)`,
+    );
     const ready = ctx.ours.filter((o) => has(o.k, "linear"));
     const ptrs = new Map<Ours, { w: number[]; b: number; x: number; y: number }>();
     for (const o of ready) {
@@ -187,18 +193,24 @@ export async function* linearGroup(ctx: Ctx, s: LinearShape): AsyncGenerator<Cas
           if (!p) return missingKernel(o, "linear");
           return oursRun(o, p.y, T * N, (i) => o.k.linear(p.y, p.x, p.w[i % matrices], p.b, T, K, N, 0, N));
         }),
-        peers: !ctx.peer ? [] : [
-          ...variants.map((v) => ({
-            variant: v === "MatMul+Add" && !b ? "MatMul" : v,
-            opsPerRun: 1,
-            run: (i: number) => runOne(sessions.get(v)![i % matrices], { x: xT }),
-          })),
-          ...(parallel && matrices > 1 ? [{
-            variant: `Gemm ×${matrices} in 1 graph`,
-            opsPerRun: matrices,
-            run: (i: number) => runOne(parallel, { x: xT }, `y${i % matrices}`),
-          }] : []),
-        ],
+        peers: !ctx.peer
+          ? []
+          : [
+              ...variants.map((v) => ({
+                variant: v === "MatMul+Add" && !b ? "MatMul" : v,
+                opsPerRun: 1,
+                run: (i: number) => runOne(sessions.get(v)![i % matrices], { x: xT }),
+              })),
+              ...(parallel && matrices > 1
+                ? [
+                    {
+                      variant: `Gemm ×${matrices} in 1 graph`,
+                      opsPerRun: matrices,
+                      run: (i: number) => runOne(parallel, { x: xT }, `y${i % matrices}`),
+                    },
+                  ]
+                : []),
+            ],
         checkCalls: matrices > 1 ? [0, matrices - 1] : [0],
         reference: (i, y) => compare(pickRows(y, N, rows), linearRef(x, weights(i % matrices), b, K, N, rows), LINEAR_TOL),
         tol: LINEAR_TOL,
@@ -221,7 +233,8 @@ export async function* linearGroup(ctx: Ctx, s: LinearShape): AsyncGenerator<Cas
 const GROUP = 64;
 
 export async function* compressedLinearGroup(ctx: Ctx, kernel: "linearF16" | "linearI8"): AsyncGenerator<CaseSpec> {
-  const K = 768, N = 50272;
+  const K = 768,
+    N = 50272;
   const esize = kernel === "linearF16" ? 2 : 1;
   const wBytes = K * N * esize + (kernel === "linearI8" ? N * (K / GROUP) * 4 : 0);
   const shape = `T=1 ${K}→${N} (${Math.round(wBytes / MB)} MB)`;
@@ -240,7 +253,8 @@ export async function* compressedLinearGroup(ctx: Ctx, kernel: "linearF16" | "li
       a.reserve(K * N * 4 + wBytes + (K + N + 16 * 3072) * 4 + 4096);
       const mark = a.mark();
       const src = a.put(w);
-      const q = a.alloc(K * N * esize), sc = kernel === "linearI8" ? a.alloc(N * (K / GROUP) * 4) : 0;
+      const q = a.alloc(K * N * esize),
+        sc = kernel === "linearI8" ? a.alloc(N * (K / GROUP) * 4) : 0;
       if (kernel === "linearF16") o.k.f32ToF16Rows(q, src, K * N);
       else o.k.quantizeI8(q, sc, src, N, K, GROUP);
       if (!deq) {
@@ -249,18 +263,24 @@ export async function* compressedLinearGroup(ctx: Ctx, kernel: "linearF16" | "li
           const h = a.u16(q, K * N);
           for (let i = 0; i < K * N; i++) deq[i] = f16ToF32(h[i]);
         } else {
-          const qi = new Int8Array(a.u8(q, K * N).buffer, q, K * N), s8 = a.f32(sc, N * (K / GROUP));
+          const qi = new Int8Array(a.u8(q, K * N).buffer, q, K * N),
+            s8 = a.f32(sc, N * (K / GROUP));
           for (let i = 0; i < K * N; i++) deq[i] = qi[i] * s8[Math.floor(i / K) * (K / GROUP) + Math.floor((i % K) / GROUP)];
         }
       }
       a.reset(mark); // drop the f32 source: the compressed copy moves down to where it was
-      const pq = a.alloc(K * N * esize), ps = kernel === "linearI8" ? a.alloc(N * (K / GROUP) * 4) : 0;
+      const pq = a.alloc(K * N * esize),
+        ps = kernel === "linearI8" ? a.alloc(N * (K / GROUP) * 4) : 0;
       a.u8(pq, K * N * esize).set(a.u8(q, K * N * esize));
       if (ps) a.u8(ps, N * (K / GROUP) * 4).set(a.u8(sc, N * (K / GROUP) * 4));
-      const px = a.put(x), py = a.alloc(N * 4), scratch = a.alloc(16 * 3072 * 4);
-      return oursRun(o, py, N, () => kernel === "linearF16"
-        ? o.k.linearF16(py, px, pq, 0, 1, K, N, 0, N, 0)
-        : o.k.linearI8(py, px, pq, ps, 0, 1, K, N, 0, N, GROUP, scratch));
+      const px = a.put(x),
+        py = a.alloc(N * 4),
+        scratch = a.alloc(16 * 3072 * 4);
+      return oursRun(o, py, N, () =>
+        kernel === "linearF16"
+          ? o.k.linearF16(py, px, pq, 0, 1, K, N, 0, N, 0)
+          : o.k.linearI8(py, px, pq, ps, 0, 1, K, N, 0, N, GROUP, scratch),
+      );
     });
     const ref = deq ? linearRef(x, deq, null, K, N, [0]) : null;
     yield {
@@ -287,7 +307,9 @@ export async function* compressedLinearGroup(ctx: Ctx, kernel: "linearF16" | "li
 const LN_TOL: Tolerance = { atol: 1e-4, rtol: 1e-4 };
 
 export async function* layerNormGroup(ctx: Ctx): AsyncGenerator<CaseSpec> {
-  const T = PREFILL_T, C = 768, eps = 1e-5;
+  const T = PREFILL_T,
+    C = 768,
+    eps = 1e-5;
   const shape = `T=${T} C=${C}`;
   if (!ctx.wants("layerNorm", shape)) return;
   const seed = ctx.seed * 7919 + 11;
@@ -309,18 +331,29 @@ export async function* layerNormGroup(ctx: Ctx): AsyncGenerator<CaseSpec> {
       workNote: "bytes read + written per call (x, y, w, b)",
       ours: ctx.ours.map((o) => {
         if (!has(o.k, "layerNorm")) return missingKernel(o, "layerNorm");
-        const px = o.arena.put(x), pw = o.arena.put(w), pb = o.arena.put(b), py = o.arena.alloc(T * C * 4);
+        const px = o.arena.put(x),
+          pw = o.arena.put(w),
+          pb = o.arena.put(b),
+          py = o.arena.alloc(T * C * 4);
         return oursRun(o, py, T * C, () => o.k.layerNorm(py, px, pw, pb, T, C, eps));
       }),
-      peers: session && chain ? [
-        { variant: "LayerNormalization", opsPerRun: 1, run: () => runOne(session, { x: xT }) },
-        {
-          variant: `LayerNormalization ×${CHAIN} chained`,
-          opsPerRun: CHAIN,
-          run: () => runOne(chain, { x: xT }),
-          reference: (_i, y) => compare(y, repeat(CHAIN, x as ArrayLike<number>, (v) => layerNormRef(v, w, b, T, C, eps)), LN_TOL),
-        },
-      ] : [],
+      peers:
+        session && chain
+          ? [
+              { variant: "LayerNormalization", opsPerRun: 1, run: () => runOne(session, { x: xT }) },
+              {
+                variant: `LayerNormalization ×${CHAIN} chained`,
+                opsPerRun: CHAIN,
+                run: () => runOne(chain, { x: xT }),
+                reference: (_i, y) =>
+                  compare(
+                    y,
+                    repeat(CHAIN, x as ArrayLike<number>, (v) => layerNormRef(v, w, b, T, C, eps)),
+                    LN_TOL,
+                  ),
+              },
+            ]
+          : [],
       checkCalls: [0],
       reference: (_i, y) => compare(y, layerNormRef(x, w, b, T, C, eps), LN_TOL),
       tol: LN_TOL,
@@ -359,18 +392,27 @@ export async function* softmaxGroup(ctx: Ctx, s: (typeof SOFTMAX_SHAPES)[number]
       workNote: "bytes read + written per call (x, y)",
       ours: ctx.ours.map((o) => {
         if (!has(o.k, "softmax")) return missingKernel(o, "softmax");
-        const px = o.arena.put(x), py = o.arena.alloc(rows * cols * 4);
+        const px = o.arena.put(x),
+          py = o.arena.alloc(rows * cols * 4);
         return oursRun(o, py, rows * cols, () => o.k.softmax(py, px, 0, rows, cols));
       }),
-      peers: session && chain ? [
-        { variant: "Softmax", opsPerRun: 1, run: () => runOne(session, { x: xT }) },
-        {
-          variant: `Softmax ×${CHAIN} chained`,
-          opsPerRun: CHAIN,
-          run: () => runOne(chain, { x: xT }),
-          reference: (_i, y) => compare(y, repeat(CHAIN, x as ArrayLike<number>, (v) => softmaxRef(v, rows, cols)), tol),
-        },
-      ] : [],
+      peers:
+        session && chain
+          ? [
+              { variant: "Softmax", opsPerRun: 1, run: () => runOne(session, { x: xT }) },
+              {
+                variant: `Softmax ×${CHAIN} chained`,
+                opsPerRun: CHAIN,
+                run: () => runOne(chain, { x: xT }),
+                reference: (_i, y) =>
+                  compare(
+                    y,
+                    repeat(CHAIN, x as ArrayLike<number>, (v) => softmaxRef(v, rows, cols)),
+                    tol,
+                  ),
+              },
+            ]
+          : [],
       checkCalls: [0],
       reference: (_i, y) => compare(y, softmaxRef(x, rows, cols), tol),
       tol,

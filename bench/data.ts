@@ -55,8 +55,14 @@ export function compare(got: ArrayLike<number>, want: ArrayLike<number>, tol: To
 }
 
 /** y rows `rows` of x·Wᵀ + b in float64, flattened (rows.length × N). */
-export function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | null,
-  K: number, N: number, rows: readonly number[]): Float64Array {
+export function linearRef(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array | null,
+  K: number,
+  N: number,
+  rows: readonly number[],
+): Float64Array {
   const y = new Float64Array(rows.length * N);
   rows.forEach((t, r) => {
     for (let o = 0; o < N; o++) {
@@ -70,8 +76,7 @@ export function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | nu
   return y;
 }
 
-export function layerNormRef(x: ArrayLike<number>, w: Float32Array, b: Float32Array,
-  T: number, C: number, eps: number): Float64Array {
+export function layerNormRef(x: ArrayLike<number>, w: Float32Array, b: Float32Array, T: number, C: number, eps: number): Float64Array {
   const y = new Float64Array(T * C);
   for (let t = 0; t < T; t++) {
     let mean = 0;
@@ -91,7 +96,7 @@ export function softmaxRef(x: ArrayLike<number>, rows: number, cols: number): Fl
     let m = -Infinity;
     for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]);
     let s = 0;
-    for (let c = 0; c < cols; c++) s += (y[r * cols + c] = Math.exp(x[r * cols + c] - m));
+    for (let c = 0; c < cols; c++) s += y[r * cols + c] = Math.exp(x[r * cols + c] - m);
     for (let c = 0; c < cols; c++) y[r * cols + c] /= s;
   }
   return y;

@@ -45,17 +45,26 @@ for (const name of ["opt-tiny", "gpt2-tiny", "llama-tiny"]) {
         const worst = (got: Float32Array, row0: number) => {
           const V = want[0].length;
           let m = 0;
-          for (let r = 0; r < got.length / V; r++) for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(got[r * V + j] - want[row0 + r][j]));
+          for (let r = 0; r < got.length / V; r++)
+            for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(got[r * V + j] - want[row0 + r][j]));
           return m;
         };
-        const all = worst(await run(ids, ids.map((_, t) => t)), 0);
+        const all = worst(
+          await run(
+            ids,
+            ids.map((_, t) => t),
+          ),
+          0,
+        );
         past = ex.pastNames.map(() => new ort.Tensor("float32", new Float32Array(0), ex.pastDims(0)));
         let steps = worst(await run(ids.slice(0, PREFIX), [...Array(PREFIX).keys()]), 0);
         for (let t = PREFIX; t < ids.length; t++) steps = Math.max(steps, worst(await run([ids[t]], [0]), t));
         await s.release();
         const ok = all <= TOL && steps <= TOL;
-        console.log(`${ok ? "ok  " : "FAIL"} ${what}: max|Δlogit| prefill ${all.toExponential(2)}, ` +
-          `${PREFIX}-token prefill + ${ids.length - PREFIX} decode steps ${steps.toExponential(2)} (tolerance ${TOL}); ${ex.ops}`);
+        console.log(
+          `${ok ? "ok  " : "FAIL"} ${what}: max|Δlogit| prefill ${all.toExponential(2)}, ` +
+            `${PREFIX}-token prefill + ${ids.length - PREFIX} decode steps ${steps.toExponential(2)} (tolerance ${TOL}); ${ex.ops}`,
+        );
         if (ok) passed++;
         else failed++;
       } catch (e) {

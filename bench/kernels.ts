@@ -9,8 +9,17 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Arena } from "../src/arena.js";
 import { type Build, type KernelExports, loadWasm, type Wasm, wasmUrl } from "../src/wasm.js";
 import {
-  allCases, type CaseSpec, type Ctx, type Kernel, LINEAR_SHAPES, type Ours, type OursMissing, type OursRun, PREFILL_T,
-  ROTATE_BYTES, STREAMS_ALONE_BYTES,
+  allCases,
+  type CaseSpec,
+  type Ctx,
+  type Kernel,
+  LINEAR_SHAPES,
+  type Ours,
+  type OursMissing,
+  type OursRun,
+  PREFILL_T,
+  ROTATE_BYTES,
+  STREAMS_ALONE_BYTES,
 } from "./cases.js";
 import { compare, randomF32, type Tolerance } from "./data.js";
 import { machineInfo, measure, runMain, type MeasureOptions } from "./measure.js";
@@ -33,12 +42,14 @@ const positive = (v: string) => {
   if (!(n > 0)) throw new InvalidArgumentError("must be a positive number");
   return n;
 };
-const listOf = <T extends string>(allowed: readonly T[]) => (v: string): T[] =>
-  v.split(",").map((s) => {
-    const hit = allowed.find((a) => a.toLowerCase() === s.trim().toLowerCase());
-    if (!hit) throw new InvalidArgumentError(`'${s}' is not one of ${allowed.join(", ")}`);
-    return hit;
-  });
+const listOf =
+  <T extends string>(allowed: readonly T[]) =>
+  (v: string): T[] =>
+    v.split(",").map((s) => {
+      const hit = allowed.find((a) => a.toLowerCase() === s.trim().toLowerCase());
+      if (!hit) throw new InvalidArgumentError(`'${s}' is not one of ${allowed.join(", ")}`);
+      return hit;
+    });
 
 const program = new Command("bench:kernels")
   .description("wasm-lm kernels vs onnxruntime-web (wasm, 1 thread) on OPT-125M shapes")
@@ -80,9 +91,13 @@ async function loadOurs(build: Build, buildDir: string | undefined, log: (m: str
   const file = buildDir ? path.join(buildDir, `wasm-lm.${build}.wasm`) : fileURLToPath(wasmUrl(build));
   const bytes = readFileSync(file);
   if (!WebAssembly.validate(bytes)) {
-    log(`note: this runtime cannot compile ${file}` + (build === "relaxed"
-      ? " (relaxed SIMD: Node 20 needs --experimental-wasm-relaxed-simd, which `npm run bench:kernels` passes)" : "") +
-      `: skipping the ${build} build`);
+    log(
+      `note: this runtime cannot compile ${file}` +
+        (build === "relaxed"
+          ? " (relaxed SIMD: Node 20 needs --experimental-wasm-relaxed-simd, which `npm run bench:kernels` passes)"
+          : "") +
+        `: skipping the ${build} build`,
+    );
     return null;
   }
   let wasm: Wasm = await loadWasm({ build, bytes });
@@ -104,22 +119,30 @@ async function loadOurs(build: Build, buildDir: string | undefined, log: (m: str
 const DOT_TOL: Tolerance = { atol: 1e-4, rtol: 1e-4 };
 const DOT_GROUP = 64;
 
-interface Packed { q: Uint8Array; s: Uint8Array; xq: Int8Array; xs: Float32Array }
+interface Packed {
+  q: Uint8Array;
+  s: Uint8Array;
+  xq: Int8Array;
+  xs: Float32Array;
+}
 
 /** float64 y rows of a dot kernel on the stored values. */
 function dotRef(kernel: DotKernel, p: Packed, b: Float32Array | null, K: number, N: number, rows: readonly number[]): Float64Array {
-  const nb = K / 32, y = new Float64Array(rows.length * N);
+  const nb = K / 32,
+    y = new Float64Array(rows.length * N);
   const s16 = new Uint16Array(p.s.buffer, p.s.byteOffset, p.s.byteLength >> 1);
   const s32 = new Float32Array(p.s.buffer, p.s.byteOffset, p.s.byteLength >> 2);
   const q8 = new Int8Array(p.q.buffer, p.q.byteOffset, p.q.byteLength);
-  const bf16 = new Float32Array(1), bits = new Uint32Array(bf16.buffer);
+  const bf16 = new Float32Array(1),
+    bits = new Uint32Array(bf16.buffer);
   const f = (h: number) => ((bits[0] = h << 16), bf16[0]);
   rows.forEach((t, r) => {
     for (let o = 0; o < N; o++) {
       let acc = b ? b[o] : 0;
       for (let blk = 0; blk < nb; blk++) {
         const xsb = p.xs[t * 2 * nb + blk];
-        let D = 0, S = 0;
+        let D = 0,
+          S = 0;
         for (let i = 0; i < 32; i++) {
           const xv = p.xq[t * K + blk * 32 + i];
           if (kernel === "linearQ4") {
@@ -128,9 +151,10 @@ function dotRef(kernel: DotKernel, p: Packed, b: Float32Array | null, K: number,
             S += xv;
           } else D += q8[o * K + blk * 32 + i] * xv;
         }
-        acc += kernel === "linearQ4"
-          ? f(s16[o * 2 * nb + blk]) * xsb * D + f(s16[o * 2 * nb + nb + blk]) * xsb * S
-          : s32[o * (K / DOT_GROUP) + Math.floor(blk * 32 / DOT_GROUP)] * xsb * D;
+        acc +=
+          kernel === "linearQ4"
+            ? f(s16[o * 2 * nb + blk]) * xsb * D + f(s16[o * 2 * nb + nb + blk]) * xsb * S
+            : s32[o * (K / DOT_GROUP) + Math.floor((blk * 32) / DOT_GROUP)] * xsb * D;
       }
       y[r * N + o] = acc;
     }
@@ -140,15 +164,16 @@ function dotRef(kernel: DotKernel, p: Packed, b: Float32Array | null, K: number,
 
 async function* dotLinearGroup(ctx: Ctx, kernel: DotKernel, what: string, K: number, N: number, bias: boolean): AsyncGenerator<CaseSpec> {
   const nb = K / 32;
-  const qBytes = kernel === "linearQ4" ? N * K / 2 : N * K;
+  const qBytes = kernel === "linearQ4" ? (N * K) / 2 : N * K;
   const sBytes = kernel === "linearQ4" ? N * nb * 4 : N * (K / DOT_GROUP) * 4;
   const wBytes = qBytes + sBytes;
   const rotate = wBytes < STREAMS_ALONE_BYTES ? Math.ceil(ROTATE_BYTES / wBytes) : 1;
   const prefillShape = `T=${PREFILL_T} ${K}→${N}`;
-  const decodeShape = `T=1 ${K}→${N} ` +
-    (rotate > 1 ? `×${rotate} (${Math.round(rotate * wBytes / 1e6)} MB)` : `(${Math.round(wBytes / 1e6)} MB)`);
+  const decodeShape =
+    `T=1 ${K}→${N} ` + (rotate > 1 ? `×${rotate} (${Math.round((rotate * wBytes) / 1e6)} MB)` : `(${Math.round(wBytes / 1e6)} MB)`);
   const wants = (shape: string) => ctx.wants(kernel as unknown as Kernel, shape);
-  const wantPrefill = wants(prefillShape), wantDecode = wants(decodeShape);
+  const wantPrefill = wants(prefillShape),
+    wantDecode = wants(decodeShape);
   if (!wantPrefill && !wantDecode) return;
   const R = wantDecode ? rotate : 1;
   const seed = ctx.seed * 7919 + K * 31 + N + (kernel === "linearQ4" ? 4 : 8);
@@ -157,18 +182,24 @@ async function* dotLinearGroup(ctx: Ctx, kernel: DotKernel, what: string, K: num
   const B = bias ? randomF32(N, seed + 2, 0.5) : null;
   const marks = ctx.ours.map((o) => [o.arena, o.arena.mark()] as const);
   try {
-    ctx.log(`${kernel} ${K}→${N} (${what}): quantizing, ${R} cop${R > 1 ? "ies" : "y"} (${Math.round(R * wBytes / 1e6)} MB per contender)`);
+    ctx.log(
+      `${kernel} ${K}→${N} (${what}): quantizing, ${R} cop${R > 1 ? "ies" : "y"} (${Math.round((R * wBytes) / 1e6)} MB per contender)`,
+    );
     let packed: Packed | null = null;
     const ptrs = new Map<Ours, { q: number[]; s: number[]; xq: number; xs: number; b: number; y: number }>();
     for (const o of ctx.ours) {
       if (typeof o.k[kernel] !== "function") continue;
-      const a = o.arena, k: KernelExports = o.k;
+      const a = o.arena,
+        k: KernelExports = o.k;
       a.reserve(K * N * 4 + R * (wBytes + 128) + PREFILL_T * (K * 5 + N * 4) + nb * PREFILL_T * 8 + 8192);
       const m0 = a.mark();
-      const src = a.put(W), q0 = a.alloc(qBytes), s0 = a.alloc(sBytes);
+      const src = a.put(W),
+        q0 = a.alloc(qBytes),
+        s0 = a.alloc(sBytes);
       if (kernel === "linearQ4") k.quantizeQ4(q0, s0, src, N, K);
       else k.quantizeI8(q0, s0, src, N, K, DOT_GROUP);
-      const qCopy = a.u8(q0, qBytes).slice(), sCopy = a.u8(s0, sBytes).slice();
+      const qCopy = a.u8(q0, qBytes).slice(),
+        sCopy = a.u8(s0, sBytes).slice();
       a.reset(m0); // drop the f32 source
       const p = { q: [] as number[], s: [] as number[], xq: 0, xs: 0, b: B ? a.put(B) : 0, y: 0 };
       for (let i = 0; i < R; i++) {
@@ -198,9 +229,10 @@ async function* dotLinearGroup(ctx: Ctx, kernel: DotKernel, what: string, K: num
         ours: ctx.ours.map((o): OursRun | OursMissing => {
           const p = ptrs.get(o);
           if (!p) return { build: o.build, missing: `no '${kernel}' export in ${o.file}` };
-          const run = kernel === "linearQ4"
-            ? (i: number) => o.k.linearQ4(p.y, p.xq, p.xs, p.q[i % matrices], p.s[i % matrices], p.b, T, K, N, 0, N)
-            : (i: number) => o.k.linearI8Dot(p.y, p.xq, p.xs, p.q[i % matrices], p.s[i % matrices], p.b, T, K, N, 0, N, DOT_GROUP);
+          const run =
+            kernel === "linearQ4"
+              ? (i: number) => o.k.linearQ4(p.y, p.xq, p.xs, p.q[i % matrices], p.s[i % matrices], p.b, T, K, N, 0, N)
+              : (i: number) => o.k.linearI8Dot(p.y, p.xq, p.xs, p.q[i % matrices], p.s[i % matrices], p.b, T, K, N, 0, N, DOT_GROUP);
           return { build: o.build, run, output: () => o.arena.f32(p.y, T * N).slice() };
         }),
         peers: [],
@@ -281,14 +313,18 @@ async function main(): Promise<number> {
     log(progressLine(r));
     for (const x of r.ours.filter((x) => x.status === "wrong")) {
       failed = true;
-      const c = x.vsRef && !x.vsRef.ok ? ["f64 reference", x.vsRef] as const : ["ORT", x.vsPeer!] as const;
-      log(`  WRONG: ${x.build} ${r.kernel} ${r.shape} vs ${c[0]}: max|Δ| ${c[1].maxAbs}, worst at ${c[1].at}: ` +
-        `got ${c[1].got}, want ${c[1].want} (atol ${r.tol.atol}, rtol ${r.tol.rtol}); not timed`);
+      const c = x.vsRef && !x.vsRef.ok ? (["f64 reference", x.vsRef] as const) : (["ORT", x.vsPeer!] as const);
+      log(
+        `  WRONG: ${x.build} ${r.kernel} ${r.shape} vs ${c[0]}: max|Δ| ${c[1].maxAbs}, worst at ${c[1].at}: ` +
+          `got ${c[1].got}, want ${c[1].want} (atol ${r.tol.atol}, rtol ${r.tol.rtol}); not timed`,
+      );
     }
     for (const p of r.peers.filter((p) => !p.vsRef.ok)) {
       failed = true;
-      log(`  WRONG: ORT ${p.variant} ${r.kernel} ${r.shape} vs f64 reference: max|Δ| ${p.vsRef.maxAbs} ` +
-        `at ${p.vsRef.at} (the ONNX graph is wrong); not timed`);
+      log(
+        `  WRONG: ORT ${p.variant} ${r.kernel} ${r.shape} vs f64 reference: max|Δ| ${p.vsRef.maxAbs} ` +
+          `at ${p.vsRef.at} (the ONNX graph is wrong); not timed`,
+      );
     }
     if (o.json) for (const line of jsonLines(r, peerName)) out(line);
   }
@@ -297,8 +333,10 @@ async function main(): Promise<number> {
   if (!o.json && results.length) {
     out("\nThroughput, medians (GFLOP/s or GB/s; ratio = ours / ORT's fastest variant, > 1: we are faster)\n");
     out(summaryTable(results, builds));
-    out("\nEvery contender: ms per kernel call (median, min), samples × runs per sample, rate in the case's unit," +
-      "\nmax |Δ| of the output vs ORT's single-node output and vs a float64 reference (* = ORT's fastest variant)\n");
+    out(
+      "\nEvery contender: ms per kernel call (median, min), samples × runs per sample, rate in the case's unit," +
+        "\nmax |Δ| of the output vs ORT's single-node output and vs a float64 reference (* = ORT's fastest variant)\n",
+    );
     out(detailTable(results));
     const missing = [...new Set(results.flatMap((r) => r.ours.filter((x) => x.status === "missing").map((x) => x.note)))];
     if (missing.length) out(`\nmissing kernels (not timed): ${missing.join("; ")}`);

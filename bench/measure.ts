@@ -91,22 +91,36 @@ export function runMain(name: string, main: () => Promise<number>): void {
     if (e.code === "EPIPE") process.exit(0);
     throw e;
   });
-  main().then((code) => {
-    process.exitCode = code;
-  }, (e: unknown) => {
-    process.stderr.write(`${name}: ${(e as Error).stack ?? String(e)}\n`);
-    process.exitCode = 2;
-  });
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${name}: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 2;
+    },
+  );
 }
 
-export interface MachineInfo { date: string; nproc: number; cpu: string; memGiB: number; node: string; v8: string; platform: string; loadavg: string }
+export interface MachineInfo {
+  date: string;
+  nproc: number;
+  cpu: string;
+  memGiB: number;
+  node: string;
+  v8: string;
+  platform: string;
+  loadavg: string;
+}
 
 /** What a result was measured on — and, since this machine is shared, how busy it was. */
 export function machineInfo(): MachineInfo {
   let cpu = os.cpus()[0]?.model ?? "?";
   try {
     cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpu;
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return {
     date: new Date().toISOString(),
     nproc: os.availableParallelism(),
@@ -115,6 +129,9 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     v8: process.versions.v8,
     platform: `${process.platform}-${process.arch}`,
-    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+    loadavg: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" "),
   };
 }

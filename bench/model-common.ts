@@ -12,9 +12,15 @@ export const METRIC_LABEL: Record<Metric, string> = {
 
 /** Our model in one configuration, ORT on one exported graph, or the exporter itself. */
 export type WorkerSpec =
-  | ({ kind: "ours"; build: "simd" | "relaxed"; dtype: string; passDtype: boolean; passThreads: boolean;
-    /** LoadOptions.embedDType (the token embedding's and tied lm_head's dtype); absent: the model's default. */
-    embedDType?: string } & Common)
+  | ({
+      kind: "ours";
+      build: "simd" | "relaxed";
+      dtype: string;
+      passDtype: boolean;
+      passThreads: boolean;
+      /** LoadOptions.embedDType (the token embedding's and tied lm_head's dtype); absent: the model's default. */
+      embedDType?: string;
+    } & Common)
   | ({ kind: "peer"; onnxPath: string; variant: string } & Common)
   | { kind: "export"; model: string; seed: number; variant: string; lmHead: string; onnxPath: string };
 
@@ -30,10 +36,7 @@ interface Common {
   maxCtx: number;
 }
 
-export type Request =
-  | { cmd: "parity"; decodeIds: number[] }
-  | { cmd: Metric; tokens?: number }
-  | { cmd: "exit" };
+export type Request = { cmd: "parity"; decodeIds: number[] } | { cmd: Metric; tokens?: number } | { cmd: "exit" };
 
 /** The parity logits, written by the worker as one file: all (T·V), last (V), decode (K·V) f32. */
 export interface ParityResult {
@@ -112,7 +115,9 @@ export function peakRssMiB(): number {
   try {
     const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync("/proc/self/status", "utf8"));
     if (m) return Number(m[1]) / 1024;
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return process.resourceUsage().maxRSS / 1024;
 }
 

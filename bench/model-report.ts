@@ -55,8 +55,7 @@ const mib = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(0));
 
 function table(header: string[], rows: string[][], rightFrom: number): string {
   const w = header.map((h, j) => Math.max(h.length, ...rows.map((r) => (r[j] ?? "").length)));
-  const line = (cells: string[]) =>
-    "| " + cells.map((c, j) => (j >= rightFrom ? c.padStart(w[j]) : c.padEnd(w[j]))).join(" | ") + " |";
+  const line = (cells: string[]) => "| " + cells.map((c, j) => (j >= rightFrom ? c.padStart(w[j]) : c.padEnd(w[j]))).join(" | ") + " |";
   const rule = "|" + w.map((n, j) => (j >= rightFrom ? "-".repeat(n + 1) + ":" : "-".repeat(n + 2))).join("|") + "|";
   return [line(header), rule, ...rows.map(line)].join("\n");
 }
@@ -75,7 +74,10 @@ const stat = (c: Config | undefined, m: Metric): Stat | null => {
   const ms = xs.map((x) => x.ms);
   const others = xs.map((x) => x.others).filter((x): x is number => x !== null);
   return {
-    ms: median(ms), min: Math.min(...ms), n: xs.length, cpu: median(xs.map((x) => x.cpu)),
+    ms: median(ms),
+    min: Math.min(...ms),
+    n: xs.length,
+    cpu: median(xs.map((x) => x.cpu)),
     others: others.length ? median(others) : null,
   };
 };
@@ -97,8 +99,20 @@ const find = (r: RunReport, dtype: string, build: string, threads: number) =>
   r.configs.find((c) => c.kind === "ours" && c.dtype === dtype && c.build === build && c.threads === threads);
 
 function speedTable(r: RunReport): string {
-  const header = ["metric", "dtype", "build", "threads", "ours ms", "ours min", "ORT ms", "ORT min", "ours/ORT", "samples",
-    "cores ours", "cores ORT"];
+  const header = [
+    "metric",
+    "dtype",
+    "build",
+    "threads",
+    "ours ms",
+    "ours min",
+    "ORT ms",
+    "ORT min",
+    "ours/ORT",
+    "samples",
+    "cores ours",
+    "cores ORT",
+  ];
   const rows: string[][] = [];
   for (const m of r.metrics) {
     const threads = [...new Set(r.configs.map((c) => c.threads))];
@@ -108,12 +122,36 @@ function speedTable(r: RunReport): string {
         const s = stat(c, m);
         if (!s) {
           const why = c.status?.includes("not available") ? "n/a" : c.status ? "failed" : "-";
-          rows.push([m, c.dtype, c.build, String(t), why, "-", peer ? sig(peer.s.ms) : "-", peer ? sig(peer.s.min) : "-", "-", "-",
-            "-", busy(peer?.s)]);
+          rows.push([
+            m,
+            c.dtype,
+            c.build,
+            String(t),
+            why,
+            "-",
+            peer ? sig(peer.s.ms) : "-",
+            peer ? sig(peer.s.min) : "-",
+            "-",
+            "-",
+            "-",
+            busy(peer?.s),
+          ]);
           continue;
         }
-        rows.push([m, c.dtype, c.build, String(t), sig(s.ms), sig(s.min), peer ? sig(peer.s.ms) : "-", peer ? sig(peer.s.min) : "-",
-          peer ? `${(s.ms / peer.s.ms).toFixed(2)}x` : "-", peer ? `${s.n} / ${peer.s.n}` : String(s.n), busy(s), busy(peer?.s)]);
+        rows.push([
+          m,
+          c.dtype,
+          c.build,
+          String(t),
+          sig(s.ms),
+          sig(s.min),
+          peer ? sig(peer.s.ms) : "-",
+          peer ? sig(peer.s.min) : "-",
+          peer ? `${(s.ms / peer.s.ms).toFixed(2)}x` : "-",
+          peer ? `${s.n} / ${peer.s.n}` : String(s.n),
+          busy(s),
+          busy(peer?.s),
+        ]);
       }
     }
   }
@@ -124,29 +162,60 @@ function speedTable(r: RunReport): string {
 function peerTable(r: RunReport): string {
   const peers = r.configs.filter((c) => c.kind === "peer");
   const header = ["ORT graph", "threads", ...r.metrics.flatMap((m) => [`${m} ms`, `${m} min`, "cores"])];
-  const rows = peers.map((c) => [c.build, String(c.threads), ...r.metrics.flatMap((m) => {
-    const s = stat(c, m);
-    return s ? [sig(s.ms), sig(s.min), busy(s)] : [c.status ?? "-", "-", "-"];
-  })]);
+  const rows = peers.map((c) => [
+    c.build,
+    String(c.threads),
+    ...r.metrics.flatMap((m) => {
+      const s = stat(c, m);
+      return s ? [sig(s.ms), sig(s.min), busy(s)] : [c.status ?? "-", "-", "-"];
+    }),
+  ]);
   return table(header, rows, 1);
 }
 
 function memoryTable(r: RunReport): string {
-  const header = ["process", "peak RSS", "peak in load", "RSS after load", "baseline", "weights", "KV cache",
-    "peak − baseline − weights − KV", "load s"];
-  const rows = r.configs.filter((c) => c.ready).map((c) => {
-    const i = c.ready!;
-    const peak = c.exit?.peakRssMiB;
-    return [c.name, mib(peak), mib(i.peakAfterLoadMiB), mib(i.rssAfterLoadMiB), mib(i.baselineRssMiB), mib(i.weightsMiB),
-      mib(i.kvMiB), peak === undefined ? "-" : mib(peak - i.baselineRssMiB - i.weightsMiB - i.kvMiB), (i.loadMs / 1000).toFixed(1)];
-  });
+  const header = [
+    "process",
+    "peak RSS",
+    "peak in load",
+    "RSS after load",
+    "baseline",
+    "weights",
+    "KV cache",
+    "peak − baseline − weights − KV",
+    "load s",
+  ];
+  const rows = r.configs
+    .filter((c) => c.ready)
+    .map((c) => {
+      const i = c.ready!;
+      const peak = c.exit?.peakRssMiB;
+      return [
+        c.name,
+        mib(peak),
+        mib(i.peakAfterLoadMiB),
+        mib(i.rssAfterLoadMiB),
+        mib(i.baselineRssMiB),
+        mib(i.weightsMiB),
+        mib(i.kvMiB),
+        peak === undefined ? "-" : mib(peak - i.baselineRssMiB - i.weightsMiB - i.kvMiB),
+        (i.loadMs / 1000).toFixed(1),
+      ];
+    });
   return table(header, rows, 1);
 }
 
 function parityTable(r: RunReport): string {
   const header = ["ours", "vs ORT", "prefill all rows", "last row", "4 decode steps", "top-1 agree", "check"];
-  const rows = r.parity.map((p) => [p.config, p.peer, sci(p.prefillAll), sci(p.last), sci(p.decode), p.top1,
-    p.checked ? (p.ok ? "ok (≤ 1e-3)" : "FAIL (> 1e-3)") : p.ok ? "reported only" : "NaN"]);
+  const rows = r.parity.map((p) => [
+    p.config,
+    p.peer,
+    sci(p.prefillAll),
+    sci(p.last),
+    sci(p.decode),
+    p.top1,
+    p.checked ? (p.ok ? "ok (≤ 1e-3)" : "FAIL (> 1e-3)") : p.ok ? "reported only" : "NaN",
+  ]);
   return table(header, rows, 2);
 }
 
@@ -166,13 +235,21 @@ type Pick = "ms" | "min";
 /** The issues' targets for the model that ran, each against what this run measured ("not measured" when it did not). */
 export function targets(r: RunReport): Target[] {
   const out: Target[] = [];
-  const add = (target: string, config: string, value: (p: Pick) => number | null, fmt: (v: number) => string,
-    ok: (v: number) => boolean) => {
+  const add = (
+    target: string,
+    config: string,
+    value: (p: Pick) => number | null,
+    fmt: (v: number) => string,
+    ok: (v: number) => boolean,
+  ) => {
     const [v, b] = [value("ms"), value("min")];
     out.push({
-      target, config,
-      measured: v === null ? "not measured" : fmt(v), met: v === null ? null : ok(v),
-      best: b === null ? "-" : fmt(b), met_best: b === null ? null : ok(b),
+      target,
+      config,
+      measured: v === null ? "not measured" : fmt(v),
+      met: v === null ? null : ok(v),
+      best: b === null ? "-" : fmt(b),
+      met_best: b === null ? null : ok(b),
     });
   };
   const ms = (m: Metric, c: Config | undefined) => (p: Pick) => stat(c, m)?.[p] ?? null;
@@ -185,7 +262,10 @@ export function targets(r: RunReport): Target[] {
   const msf = (v: number) => `${sig(v)} ms`;
   if (r.model === "smollm2-135m") {
     // The multi-family issue's targets (1 thread, decode, against ORT-Web f32 on the same weights).
-    for (const [dtype, max] of [["f32", 0.7], ["int8", 0.4]] as const) {
+    for (const [dtype, max] of [
+      ["f32", 0.7],
+      ["int8", 0.4],
+    ] as const) {
       for (const b of ["simd", "relaxed"]) {
         add(`decode ${dtype}, 1 thread ≤ ${max}x ORT f32`, `${dtype} ${b} 1t`, ratio("decode", find(r, dtype, b, 1)), x, (v) => v <= max);
       }
@@ -196,7 +276,13 @@ export function targets(r: RunReport): Target[] {
   return out;
 }
 
-type Add = (target: string, config: string, value: (p: Pick) => number | null, fmt: (v: number) => string, ok: (v: number) => boolean) => void;
+type Add = (
+  target: string,
+  config: string,
+  value: (p: Pick) => number | null,
+  fmt: (v: number) => string,
+  ok: (v: number) => boolean,
+) => void;
 type Value = (m: Metric, c: Config | undefined) => (p: Pick) => number | null;
 
 /** The OPT-125M speed issue's targets. */
@@ -210,7 +296,13 @@ function optTargets(r: RunReport, add: Add, ms: Value, ratio: Value, x: (v: numb
   for (const b of ["simd", "relaxed"]) {
     add("decode int8, 1 thread ≤ 12 ms/token", `int8 ${b} 1t`, ms("decode", find(r, "int8", b, 1)), msf, (v) => v <= 12);
   }
-  add("prefill-128 all logits, 1 thread ≤ 0.6x ORT (relaxed)", "f32 relaxed 1t", ratio("prefill", find(r, "f32", "relaxed", 1)), x, (v) => v <= 0.6);
+  add(
+    "prefill-128 all logits, 1 thread ≤ 0.6x ORT (relaxed)",
+    "f32 relaxed 1t",
+    ratio("prefill", find(r, "f32", "relaxed", 1)),
+    x,
+    (v) => v <= 0.6,
+  );
   add("prefill-128 all logits, 1 thread ≤ 0.8x ORT (simd)", "f32 simd 1t", ratio("prefill", find(r, "f32", "simd", 1)), x, (v) => v <= 0.8);
   for (const t of [1, 2]) {
     add("TTFT ≤ 450 ms (relaxed)", `f32 relaxed ${t}t`, ms("ttft", find(r, "f32", "relaxed", t)), msf, (v) => v <= 450);
@@ -219,10 +311,16 @@ function optTargets(r: RunReport, add: Add, ms: Value, ratio: Value, x: (v: numb
     for (const m of r.metrics) {
       const one = ms(m, find(r, "f32", b, 1));
       const two = ms(m, find(r, "f32", b, 2));
-      add(`2 threads ≥ 1.8x faster than 1 (${m})`, `f32 ${b}`, (p) => {
-        const [a, c] = [one(p), two(p)];
-        return a !== null && c !== null ? a / c : null;
-      }, (v) => `${v.toFixed(2)}x`, (v) => v >= 1.8);
+      add(
+        `2 threads ≥ 1.8x faster than 1 (${m})`,
+        `f32 ${b}`,
+        (p) => {
+          const [a, c] = [one(p), two(p)];
+          return a !== null && c !== null ? a / c : null;
+        },
+        (v) => `${v.toFixed(2)}x`,
+        (v) => v >= 1.8,
+      );
     }
   }
 }
@@ -234,8 +332,13 @@ function rssTargets(r: RunReport, add: Add): void {
     const budget = c.ready!.weightsMiB + c.ready!.kvMiB + 120;
     const raw = c.exit!.peakRssMiB;
     const tsx = r.plainNodeRssMiB === null ? 0 : Math.max(0, c.ready!.baselineRssMiB - r.plainNodeRssMiB);
-    add("peak RSS f32 ≤ weights + KV cache + 120 MiB", `${c.build} ${c.threads}t (budget ${budget.toFixed(0)} MiB)`,
-      () => raw - tsx, (v) => `${v.toFixed(0)} MiB (raw ${raw.toFixed(0)}, tsx −${tsx.toFixed(0)})`, (v) => v <= budget);
+    add(
+      "peak RSS f32 ≤ weights + KV cache + 120 MiB",
+      `${c.build} ${c.threads}t (budget ${budget.toFixed(0)} MiB)`,
+      () => raw - tsx,
+      (v) => `${v.toFixed(0)} MiB (raw ${raw.toFixed(0)}, tsx −${tsx.toFixed(0)})`,
+      (v) => v <= budget,
+    );
   }
 }
 
@@ -253,8 +356,12 @@ function header(r: RunReport): string[] {
     `model: synthetic ${r.model} (seed ${r.seed}), prompt ${r.prompt} tokens, decode ${r.decodeTokens} tokens after it`,
     `timing: medians over ${r.repeats} samples (ttft, prefill) and ${r.decodeRepeats} decode loops per configuration, ` +
       `configurations interleaved round by round, each in its own process`,
-    ...(r.loadavg.length ? [`load average (1 min) after each round: ${Math.min(...r.loadavg).toFixed(2)} – ` +
-      `${Math.max(...r.loadavg).toFixed(2)} (the running configuration itself counts 1 or 2)`] : []),
+    ...(r.loadavg.length
+      ? [
+          `load average (1 min) after each round: ${Math.min(...r.loadavg).toFixed(2)} – ` +
+            `${Math.max(...r.loadavg).toFixed(2)} (the running configuration itself counts 1 or 2)`,
+        ]
+      : []),
     ...(r.plainNodeRssMiB !== null ? [`bare node RSS: ${r.plainNodeRssMiB.toFixed(0)} MiB (workers run under tsx: see "baseline")`] : []),
     ...r.notes,
     ...r.peerGraphs.map((g) => `ORT graph ${g.name}: ${g.ops}`),
@@ -270,37 +377,39 @@ export function report(r: RunReport, json: boolean): string {
         const peer = bestPeer(r, m, c.threads);
         const isOurs = c.kind === "ours";
         const par = r.parity.filter((p) => p.config === c.name);
-        lines.push(JSON.stringify({
-          metric: m,
-          model: r.model,
-          unit: m === "decode" ? "ms/token" : "ms",
-          engine: isOurs ? "wasm-lm" : "onnxruntime-web",
-          dtype: c.dtype,
-          threads: c.threads,
-          build: c.build,
-          status: c.status ?? (s ? "ok" : "not measured"),
-          ms: s?.ms ?? null,
-          ms_min: s?.min ?? null,
-          samples: s?.n ?? 0,
-          peer_variant: isOurs ? peer?.cfg.build ?? null : null,
-          peer_ms: isOurs ? peer?.s.ms ?? null : null,
-          peer_ms_min: isOurs ? peer?.s.min ?? null : null,
-          ratio: isOurs && s && peer ? s.ms / peer.s.ms : null,
-          ratio_min: isOurs && s && peer ? s.min / peer.s.min : null,
-          cores: s?.cpu ?? null,
-          others_cores: s?.others ?? null,
-          samples_ms: c.samples[m]?.map((x) => x.ms) ?? [],
-          peak_rss_mb: c.exit?.peakRssMiB ?? null,
-          peer_peak_rss_mb: isOurs ? peer?.cfg.exit?.peakRssMiB ?? null : null,
-          baseline_rss_mb: c.ready?.baselineRssMiB ?? null,
-          weights_mb: c.ready?.weightsMiB ?? null,
-          kv_mb: c.ready?.kvMiB ?? null,
-          load_ms: c.ready?.loadMs ?? null,
-          parity_max_abs_diff: par.length ? Math.max(...par.map((p) => Math.max(p.prefillAll, p.last, p.decode))) : null,
-          prompt: r.prompt,
-          decode_tokens: r.decodeTokens,
-          date: r.machine.date,
-        }));
+        lines.push(
+          JSON.stringify({
+            metric: m,
+            model: r.model,
+            unit: m === "decode" ? "ms/token" : "ms",
+            engine: isOurs ? "wasm-lm" : "onnxruntime-web",
+            dtype: c.dtype,
+            threads: c.threads,
+            build: c.build,
+            status: c.status ?? (s ? "ok" : "not measured"),
+            ms: s?.ms ?? null,
+            ms_min: s?.min ?? null,
+            samples: s?.n ?? 0,
+            peer_variant: isOurs ? (peer?.cfg.build ?? null) : null,
+            peer_ms: isOurs ? (peer?.s.ms ?? null) : null,
+            peer_ms_min: isOurs ? (peer?.s.min ?? null) : null,
+            ratio: isOurs && s && peer ? s.ms / peer.s.ms : null,
+            ratio_min: isOurs && s && peer ? s.min / peer.s.min : null,
+            cores: s?.cpu ?? null,
+            others_cores: s?.others ?? null,
+            samples_ms: c.samples[m]?.map((x) => x.ms) ?? [],
+            peak_rss_mb: c.exit?.peakRssMiB ?? null,
+            peer_peak_rss_mb: isOurs ? (peer?.cfg.exit?.peakRssMiB ?? null) : null,
+            baseline_rss_mb: c.ready?.baselineRssMiB ?? null,
+            weights_mb: c.ready?.weightsMiB ?? null,
+            kv_mb: c.ready?.kvMiB ?? null,
+            load_ms: c.ready?.loadMs ?? null,
+            parity_max_abs_diff: par.length ? Math.max(...par.map((p) => Math.max(p.prefillAll, p.last, p.decode))) : null,
+            prompt: r.prompt,
+            decode_tokens: r.decodeTokens,
+            date: r.machine.date,
+          }),
+        );
       }
     }
     for (const t of targets(r)) lines.push(JSON.stringify({ metric: "target", model: r.model, ...t }));
@@ -321,14 +430,24 @@ export function report(r: RunReport, json: boolean): string {
   const skipped = r.configs.filter((c) => c.status);
   if (skipped.length) parts.push("", ...skipped.map((c) => `${c.name}: ${c.status}`));
   if (r.configs.some((c) => c.kind === "peer")) parts.push("", "ORT, every graph that ran:", "", peerTable(r));
-  parts.push("", "Memory (MiB; peak = VmHWM of the configuration's own process; baseline = node + tsx before anything loaded):", "",
-    memoryTable(r));
+  parts.push(
+    "",
+    "Memory (MiB; peak = VmHWM of the configuration's own process; baseline = node + tsx before anything loaded):",
+    "",
+    memoryTable(r),
+  );
   if (r.parity.length) {
-    parts.push("", "Parity, max |Δ| of the logits vs ORT before timing (f32 must be ≤ 1e-3; f16/int8 reported only):", "",
-      parityTable(r));
+    parts.push("", "Parity, max |Δ| of the logits vs ORT before timing (f32 must be ≤ 1e-3; f16/int8 reported only):", "", parityTable(r));
   }
-  parts.push("", "Targets (the issues' targets for this model): status from the medians; \"best samples\" uses each side's min " +
-    "(ratios: min / min) — the machine with nothing else running.", "", targetTable(r), "",
-    `wall time ${(r.wallSeconds / 60).toFixed(1)} min`, "");
+  parts.push(
+    "",
+    "Targets (the issues' targets for this model): status from the medians; \"best samples\" uses each side's min " +
+      "(ratios: min / min) — the machine with nothing else running.",
+    "",
+    targetTable(r),
+    "",
+    `wall time ${(r.wallSeconds / 60).toFixed(1)} min`,
+    "",
+  );
   return parts.join("\n");
 }

@@ -13,8 +13,17 @@ import path from "node:path";
 import type { Tensor as OrtTensor } from "onnxruntime-web";
 import type { GraphVariant, LmHeadVariant } from "./decoder-onnx.js";
 import {
-  argmax, type ExitInfo, machineBusySeconds, peakRssMiB, promptIds, type ReadyInfo, type Reply, type Request, rssMiB,
-  type Sample, type WorkerSpec,
+  argmax,
+  type ExitInfo,
+  machineBusySeconds,
+  peakRssMiB,
+  promptIds,
+  type ReadyInfo,
+  type Reply,
+  type Request,
+  rssMiB,
+  type Sample,
+  type WorkerSpec,
 } from "./model-common.js";
 
 const baselineRssMiB = rssMiB();
@@ -82,7 +91,9 @@ async function peerRunner(s: Extract<WorkerSpec, { kind: "peer" }>): Promise<Run
   const session = await createSession(bytes);
   bytes = null;
   const meta = JSON.parse(readFileSync(s.onnxPath + ".json", "utf8")) as {
-    pastNames: string[]; presentNames: string[]; pastDims0: number[];
+    pastNames: string[];
+    presentNames: string[];
+    pastDims0: number[];
   };
   const i64 = (xs: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(xs.map(BigInt)), dims);
   const emptyPast = meta.pastNames.map(() => new ort.Tensor("float32", new Float32Array(0), meta.pastDims0));
@@ -116,12 +127,20 @@ async function exportOnnx(s: Extract<WorkerSpec, { kind: "export" }>): Promise<v
   const { syntheticConfig, SyntheticSource } = await import("../src/models/synthetic.js");
   const config = syntheticConfig(s.model);
   const ex = exportDecoderOnnx(config, new SyntheticSource(config, s.seed), {
-    variant: s.variant as GraphVariant, lmHead: s.lmHead as LmHeadVariant, label: `synthetic:${s.model}`,
+    variant: s.variant as GraphVariant,
+    lmHead: s.lmHead as LmHeadVariant,
+    label: `synthetic:${s.model}`,
   });
   writeFileSync(s.onnxPath, ex.bytes);
-  writeFileSync(s.onnxPath + ".json", JSON.stringify({
-    pastNames: ex.pastNames, presentNames: ex.presentNames, pastDims0: ex.pastDims(0), ops: ex.ops,
-  }));
+  writeFileSync(
+    s.onnxPath + ".json",
+    JSON.stringify({
+      pastNames: ex.pastNames,
+      presentNames: ex.presentNames,
+      pastDims0: ex.pastDims(0),
+      ops: ex.ops,
+    }),
+  );
 }
 
 const send = (m: Reply) => new Promise<void>((resolve) => process.send!(m, undefined, {}, () => resolve()));
@@ -139,8 +158,14 @@ async function main(): Promise<void> {
   const ids = promptIds(spec.seed, spec.promptLen, r.vocab);
   gc();
   const info: ReadyInfo = {
-    describe: r.describe, loadMs: performance.now() - t0, baselineRssMiB, rssAfterLoadMiB: rssMiB(), peakAfterLoadMiB: peakRssMiB(),
-    weightsMiB: r.weightsMiB, kvMiB: r.kvMiB, threads: r.threads,
+    describe: r.describe,
+    loadMs: performance.now() - t0,
+    baselineRssMiB,
+    rssAfterLoadMiB: rssMiB(),
+    peakAfterLoadMiB: peakRssMiB(),
+    weightsMiB: r.weightsMiB,
+    kvMiB: r.kvMiB,
+    threads: r.threads,
   };
   await send({ type: "ready", info });
 

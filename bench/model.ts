@@ -16,7 +16,15 @@ import { wasmUrl } from "../src/wasm.js";
 import { GRAPH_VARIANTS, graphVariants, type GraphVariant } from "./decoder-onnx.js";
 import { readLoadOptions } from "./load-options.js";
 import {
-  type ExitInfo, METRICS, type Metric, type ParityResult, type ReadyInfo, type Reply, type Request, type Sample, type WorkerSpec,
+  type ExitInfo,
+  METRICS,
+  type Metric,
+  type ParityResult,
+  type ReadyInfo,
+  type Reply,
+  type Request,
+  type Sample,
+  type WorkerSpec,
 } from "./model-common.js";
 import { type Config, type ParityRow, report, type RunReport } from "./model-report.js";
 import { machineInfo, runMain } from "./measure.js";
@@ -38,12 +46,14 @@ const int = (name: string, min: number) => (v: string) => {
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
   return n;
 };
-const listOf = <T extends string>(allowed: readonly T[]) => (v: string): T[] =>
-  v.split(",").map((s) => {
-    const hit = allowed.find((a) => a === s.trim().toLowerCase());
-    if (!hit) throw new InvalidArgumentError(`'${s}' is not one of ${allowed.join(", ")}`);
-    return hit;
-  });
+const listOf =
+  <T extends string>(allowed: readonly T[]) =>
+  (v: string): T[] =>
+    v.split(",").map((s) => {
+      const hit = allowed.find((a) => a === s.trim().toLowerCase());
+      if (!hit) throw new InvalidArgumentError(`'${s}' is not one of ${allowed.join(", ")}`);
+      return hit;
+    });
 const threadList = (v: string) => v.split(",").map((s) => int("--threads", 1)(s.trim()));
 
 const program = new Command("bench")
@@ -51,24 +61,37 @@ const program = new Command("bench")
   .addOption(new Option("--model <preset>", "synthetic model: its shape and family").choices(MODELS).default("opt-125m"))
   .option("--json", "one JSON object per line per measurement on stdout", false)
   .addOption(new Option("--dtype <list>", "our weight dtypes").argParser(listOf(DTYPES)).default([...DTYPES], "f32,f16,int8"))
-  .addOption(new Option("--embed-dtype <dtype>", "our token embedding's (= tied lm_head's) dtype (LoadOptions.embedDType; " +
-    "default: the model's own, f16 under int8)").choices(DTYPES))
+  .addOption(
+    new Option(
+      "--embed-dtype <dtype>",
+      "our token embedding's (= tied lm_head's) dtype (LoadOptions.embedDType; " + "default: the model's own, f16 under int8)",
+    ).choices(DTYPES),
+  )
   .addOption(new Option("--threads <list>", "thread counts (ours and ORT's)").argParser(threadList).default([1, 2], "1,2"))
   .addOption(new Option("--build <list>", "our builds").argParser(listOf(BUILDS)).default([...BUILDS], "simd,relaxed"))
   .option("--no-peer", "skip onnxruntime-web (no ratios, no parity check)")
   .option("--no-ours", "only onnxruntime-web (e.g. to compare its graph variants)")
-  .addOption(new Option("--peer-graph <list>", "ORT graph variants (ratios use the fastest per row)").argParser(listOf(GRAPHS))
-    .default(undefined, "every variant the family has: standard,fused (+ mixed for rotary models)"))
-  .addOption(new Option("--peer-lm-head <list>", "ORT lm_head: Gemm on embed_tokens (transB) or MatMul on a transposed copy")
-    .argParser(listOf(LM_HEADS)).default(["gemm"], "gemm"))
+  .addOption(
+    new Option("--peer-graph <list>", "ORT graph variants (ratios use the fastest per row)")
+      .argParser(listOf(GRAPHS))
+      .default(undefined, "every variant the family has: standard,fused (+ mixed for rotary models)"),
+  )
+  .addOption(
+    new Option("--peer-lm-head <list>", "ORT lm_head: Gemm on embed_tokens (transB) or MatMul on a transposed copy")
+      .argParser(listOf(LM_HEADS))
+      .default(["gemm"], "gemm"),
+  )
   .addOption(new Option("--metrics <list>", "what to time").argParser(listOf(METRICS)).default([...METRICS], "ttft,prefill,decode"))
   .option("--repeats <n>", "samples per configuration for ttft and prefill (default 7)", int("--repeats", 1))
   .option("--decode-repeats <n>", "decode loops per configuration (default 5)", int("--decode-repeats", 1))
   .option("--prompt <n>", "prompt length T", int("--prompt", 2), 128)
   .option("--decode-tokens <n>", "tokens per decode loop (default 64)", int("--decode-tokens", 1))
   .option("--quick", "a smoke run: 3 samples, 1 decode loop of 16 tokens (below the bench's own standard)", false)
-  .option("--low-memory", "one thread count at a time (~7 GB instead of ~13 GB alive at once; 2t vs 1t then " +
-    "compares different moments)", false)
+  .option(
+    "--low-memory",
+    "one thread count at a time (~7 GB instead of ~13 GB alive at once; 2t vs 1t then " + "compares different moments)",
+    false,
+  )
   .option("--onnx-dir <dir>", "write ORT's graphs (.onnx + .onnx.json) here and keep them (default: a temp dir, deleted)")
   .option("--seed <n>", "seed of the weights and the prompt", int("--seed", 0), 1);
 
@@ -103,7 +126,11 @@ class Worker {
   private exited = false;
   ready: Promise<ReadyInfo>;
 
-  constructor(readonly name: string, spec: WorkerSpec, private decodeIds: number[]) {
+  constructor(
+    readonly name: string,
+    spec: WorkerSpec,
+    private decodeIds: number[],
+  ) {
     this.child = fork(WORKER, [JSON.stringify(spec)], {
       execArgv: EXEC_ARGV,
       serialization: "advanced", // typed arrays (the parity logits) cross as binary
@@ -221,8 +248,11 @@ function top1(a: Float32Array, b: Float32Array, V: number): [number, number] {
 
 function compareParity(ours: ParityResult, peer: ParityResult, V: number): Omit<ParityRow, "config" | "peer" | "ok" | "checked"> {
   const dec = ours.decode.map((x, i) => maxAbsDiff(x, peer.decode[i]));
-  const agree = [top1(ours.all, peer.all, V), top1(ours.last, peer.last, V),
-    ...ours.decode.map((x, i) => top1(x, peer.decode[i], V))].reduce((a, b) => [a[0] + b[0], a[1] + b[1]]);
+  const agree = [
+    top1(ours.all, peer.all, V),
+    top1(ours.last, peer.last, V),
+    ...ours.decode.map((x, i) => top1(x, peer.decode[i], V)),
+  ].reduce((a, b) => [a[0] + b[0], a[1] + b[1]]);
   return {
     prefillAll: maxAbsDiff(ours.all, peer.all),
     last: maxAbsDiff(ours.last, peer.last),
@@ -246,8 +276,11 @@ function codeState(): string {
     const git = (...a: string[]) => execFileSync("git", a, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
     const dirty = git("status", "--porcelain", "--", "src", "assembly").split("\n").filter(Boolean).length;
     const built = statSync(fileURLToPath(wasmUrl("simd"))).mtime.toISOString();
-    return `code: git ${git("rev-parse", "--short", "HEAD")}` + (dirty ? ` + ${dirty} uncommitted file(s) in src/ assembly/` : "") +
-      `; build/*.wasm from ${built}`;
+    return (
+      `code: git ${git("rev-parse", "--short", "HEAD")}` +
+      (dirty ? ` + ${dirty} uncommitted file(s) in src/ assembly/` : "") +
+      `; build/*.wasm from ${built}`
+    );
   } catch {
     return "code: (git not available)";
   }
@@ -293,8 +326,21 @@ async function main(): Promise<number> {
   });
 
   const rep: RunReport = {
-    model: o.model, machine: m, notes, repeats, decodeRepeats, decodeTokens, prompt: o.prompt, seed: o.seed,
-    configs: [], parity: [], peerGraphs: [], wallSeconds: 0, metrics: o.metrics, loadavg: [], plainNodeRssMiB: plainNodeRss(),
+    model: o.model,
+    machine: m,
+    notes,
+    repeats,
+    decodeRepeats,
+    decodeTokens,
+    prompt: o.prompt,
+    seed: o.seed,
+    configs: [],
+    parity: [],
+    peerGraphs: [],
+    wallSeconds: 0,
+    metrics: o.metrics,
+    loadavg: [],
+    plainNodeRssMiB: plainNodeRss(),
   };
   let failed = false;
   try {
@@ -326,43 +372,70 @@ async function main(): Promise<number> {
         workers.push(w);
         group.push({ cfg, w });
       };
-      for (const threads of groupThreads) for (const dtype of o.ours ? o.dtype : []) {
-        for (const build of o.build) {
-          const emb = o.embedDtype ? ` emb-${o.embedDtype}` : "";
-          const cfg: Config = { name: `ours ${dtype}${emb} ${build} ${threads}t`, kind: "ours", dtype, build, threads, samples: {} };
-          rep.configs.push(cfg);
-          const why = !dtypeOk(dtype) ? `dtype ${dtype}: not available (LoadOptions ${lo.dtypes ? `dtype is ${lo.dtypes.join(" | ")}` : "has no dtype"})`
-            : threads > 1 && !lo.threads ? `threads ${threads}: not available (LoadOptions has no threads)`
-            : build === "relaxed" && !relaxedOk ? "build relaxed: not available (this runtime does not validate relaxed SIMD)"
-            : null;
-          if (why) {
-            cfg.status = why;
-            log(`${cfg.name}: ${why}`);
-            continue;
+      for (const threads of groupThreads)
+        for (const dtype of o.ours ? o.dtype : []) {
+          for (const build of o.build) {
+            const emb = o.embedDtype ? ` emb-${o.embedDtype}` : "";
+            const cfg: Config = { name: `ours ${dtype}${emb} ${build} ${threads}t`, kind: "ours", dtype, build, threads, samples: {} };
+            rep.configs.push(cfg);
+            const why = !dtypeOk(dtype)
+              ? `dtype ${dtype}: not available (LoadOptions ${lo.dtypes ? `dtype is ${lo.dtypes.join(" | ")}` : "has no dtype"})`
+              : threads > 1 && !lo.threads
+                ? `threads ${threads}: not available (LoadOptions has no threads)`
+                : build === "relaxed" && !relaxedOk
+                  ? "build relaxed: not available (this runtime does not validate relaxed SIMD)"
+                  : null;
+            if (why) {
+              cfg.status = why;
+              log(`${cfg.name}: ${why}`);
+              continue;
+            }
+            spawn(cfg, {
+              kind: "ours",
+              model: o.model,
+              build,
+              dtype,
+              threads,
+              seed: o.seed,
+              promptLen: o.prompt,
+              maxCtx,
+              tmpDir: tmp,
+              passDtype: lo.dtypes !== null,
+              passThreads: lo.threads,
+              embedDType: o.embedDtype,
+            });
           }
+        }
+      for (const threads of groupThreads)
+        for (const g of graphs) {
+          const cfg: Config = { name: `ORT ${g.variant} ${threads}t`, kind: "peer", dtype: "f32", build: g.variant, threads, samples: {} };
+          rep.configs.push(cfg);
           spawn(cfg, {
-            kind: "ours", model: o.model, build, dtype, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp,
-            passDtype: lo.dtypes !== null, passThreads: lo.threads, embedDType: o.embedDtype,
+            kind: "peer",
+            model: o.model,
+            onnxPath: g.file,
+            variant: g.variant,
+            threads,
+            seed: o.seed,
+            promptLen: o.prompt,
+            maxCtx,
+            tmpDir: tmp,
           });
         }
-      }
-      for (const threads of groupThreads) for (const g of graphs) {
-        const cfg: Config = { name: `ORT ${g.variant} ${threads}t`, kind: "peer", dtype: "f32", build: g.variant, threads, samples: {} };
-        rep.configs.push(cfg);
-        spawn(cfg, { kind: "peer", model: o.model, onnxPath: g.file, variant: g.variant, threads, seed: o.seed, promptLen: o.prompt, maxCtx, tmpDir: tmp });
-      }
 
       // Load (concurrently: nothing is timed yet).
-      await Promise.all(group.map(async ({ cfg, w }) => {
-        try {
-          cfg.ready = await w.ready;
-          log(`${cfg.name}: loaded in ${(cfg.ready.loadMs / 1000).toFixed(1)} s — ${cfg.ready.describe}`);
-        } catch (e) {
-          cfg.status = `failed to load: ${(e as Error).message.split("\n")[0]}`;
-          log(`${cfg.name}: ${(e as Error).message}`);
-          failed = true;
-        }
-      }));
+      await Promise.all(
+        group.map(async ({ cfg, w }) => {
+          try {
+            cfg.ready = await w.ready;
+            log(`${cfg.name}: loaded in ${(cfg.ready.loadMs / 1000).toFixed(1)} s — ${cfg.ready.describe}`);
+          } catch (e) {
+            cfg.status = `failed to load: ${(e as Error).message.split("\n")[0]}`;
+            log(`${cfg.name}: ${(e as Error).message}`);
+            failed = true;
+          }
+        }),
+      );
       let live = group.filter((x) => x.cfg.ready);
 
       // Parity before timing: every one of ours against every peer graph (same threads).
@@ -392,9 +465,11 @@ async function main(): Promise<number> {
           const checked = cfg.dtype === "f32";
           const ok = !Number.isNaN(worst) && (!checked || worst <= PARITY_ATOL);
           rep.parity.push({ config: cfg.name, peer: peerName, ...cmp, ok, checked });
-          log(`parity ${cfg.name} vs ${peerName}: max|Δ| prefill-all ${cmp.prefillAll.toExponential(2)}, last ` +
-            `${cmp.last.toExponential(2)}, decode ${cmp.decode.toExponential(2)}; top-1 ${cmp.top1}` +
-            (ok ? "" : checked ? ` — FAIL (> ${PARITY_ATOL})` : " — NaN"));
+          log(
+            `parity ${cfg.name} vs ${peerName}: max|Δ| prefill-all ${cmp.prefillAll.toExponential(2)}, last ` +
+              `${cmp.last.toExponential(2)}, decode ${cmp.decode.toExponential(2)}; top-1 ${cmp.top1}` +
+              (ok ? "" : checked ? ` — FAIL (> ${PARITY_ATOL})` : " — NaN"),
+          );
           if (!ok) {
             cfg.status = `parity failed vs ${peerName} (max |Δ| ${worst.toExponential(2)})`;
             failed = true;
@@ -415,8 +490,10 @@ async function main(): Promise<number> {
             try {
               const sample = await w.time(metric, decodeTokens);
               (cfg.samples[metric] ??= []).push(sample);
-              line.push(`${cfg.name} ${sample.ms.toFixed(metric === "decode" ? 2 : 0)}` +
-                (sample.others !== null && sample.others > 0.25 ? ` (others ${sample.others.toFixed(1)} cores)` : ""));
+              line.push(
+                `${cfg.name} ${sample.ms.toFixed(metric === "decode" ? 2 : 0)}` +
+                  (sample.others !== null && sample.others > 0.25 ? ` (others ${sample.others.toFixed(1)} cores)` : ""),
+              );
             } catch (e) {
               cfg.status = `failed: ${(e as Error).message.split("\n")[0]}`;
               failed = true;

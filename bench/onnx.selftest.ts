@@ -13,7 +13,11 @@ const g = new OnnxGraph("selftest").useOpset("com.microsoft", 1);
 g.addInput("x", DataType.FLOAT, ["batch", 6]);
 g.addInput("ids", DataType.INT64, ["n"]);
 g.addInitializer("shape", new BigInt64Array([-1n, 2n, 3n]), [3]);
-g.addInitializer("table", Float32Array.from({ length: 12 }, (_, i) => i), [4, 3]);
+g.addInitializer(
+  "table",
+  Float32Array.from({ length: 12 }, (_, i) => i),
+  [4, 3],
+);
 g.addNode("Reshape", ["x", "shape"], ["r"]);
 g.addNode("Transpose", ["r"], ["t"], { perm: [0, 2, 1] });
 g.addNode("Constant", [], ["two"], { value: attr.tensor(new Float32Array([2]), []) });
@@ -38,15 +42,18 @@ const out = await s.run({
 
 assert.deepEqual(out.m.dims, [2, 3, 2]);
 const m = out.m.data as Float32Array;
-for (let b = 0; b < 2; b++) for (let i = 0; i < 3; i++) for (let j = 0; j < 2; j++) {
-  assert.equal(m[b * 6 + i * 2 + j], 2 * x[b * 6 + j * 3 + i]);
-}
+for (let b = 0; b < 2; b++)
+  for (let i = 0; i < 3; i++)
+    for (let j = 0; j < 2; j++) {
+      assert.equal(m[b * 6 + i * 2 + j], 2 * x[b * 6 + j * 3 + i]);
+    }
 const gram = out.gram.data as Float32Array;
-for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) {
-  let d = 0;
-  for (let k = 0; k < 3; k++) d += (i * 3 + k) * (j * 3 + k);
-  assert.equal(gram[i * 4 + j], d);
-}
+for (let i = 0; i < 4; i++)
+  for (let j = 0; j < 4; j++) {
+    let d = 0;
+    for (let k = 0; k < 3; k++) d += (i * 3 + k) * (j * 3 + k);
+    assert.equal(gram[i * 4 + j], d);
+  }
 assert.equal((out.sum.data as Float32Array)[0], 9 + 10 + 11 + 0 + 1 + 2);
 const p = out.p.data as Float32Array;
 for (let r = 0; r < 6; r++) assert.ok(Math.abs(p[2 * r] + p[2 * r + 1] - 1) < 1e-6);

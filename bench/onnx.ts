@@ -21,13 +21,37 @@
 
 /** TensorProto.DataType */
 export const DataType = {
-  FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, STRING: 8, BOOL: 9,
-  FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13, BFLOAT16: 16,
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  UINT16: 4,
+  INT16: 5,
+  INT32: 6,
+  INT64: 7,
+  STRING: 8,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+  UINT32: 12,
+  UINT64: 13,
+  BFLOAT16: 16,
 } as const;
 export type DataType = (typeof DataType)[keyof typeof DataType];
 
 const DTYPE_BYTES: Partial<Record<DataType, number>> = {
-  1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2,
+  1: 4,
+  2: 1,
+  3: 1,
+  4: 2,
+  5: 2,
+  6: 4,
+  7: 8,
+  9: 1,
+  10: 2,
+  11: 8,
+  12: 4,
+  13: 8,
+  16: 2,
 };
 
 /** AttributeProto.AttributeType */
@@ -40,8 +64,17 @@ export const DEFAULT_OPSET = 17;
 /** A dimension: a fixed size, or a symbolic name ("batch", "past_len") shared by inputs. */
 export type Dim = number | string;
 
-export type TensorData = Float32Array | Float64Array | Int32Array | BigInt64Array | Int8Array | Uint8Array |
-  Uint16Array | Int16Array | Uint32Array | BigUint64Array;
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | BigInt64Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | BigUint64Array;
 
 export interface TensorSpec {
   name?: string;
@@ -61,8 +94,10 @@ export const attr = {
   float: (v: number): Tagged => ({ kind: "float", v }),
   floats: (v: readonly number[]): Tagged => ({ kind: "floats", v }),
   ints: (v: readonly (number | bigint)[]): Tagged => ({ kind: "ints", v }),
-  tensor: (data: TensorData, dims: readonly number[], dataType?: DataType): Tagged =>
-    ({ kind: "tensor", v: { data, dims, dataType: dataType ?? inferDataType(data) } }),
+  tensor: (data: TensorData, dims: readonly number[], dataType?: DataType): Tagged => ({
+    kind: "tensor",
+    v: { data, dims, dataType: dataType ?? inferDataType(data) },
+  }),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -210,8 +245,9 @@ function tensorProto(t: TensorSpec): ProtoWriter {
   const elemBytes = DTYPE_BYTES[t.dataType];
   if (elemBytes === undefined) throw new Error(`onnx: tensor '${t.name}': unsupported data type ${t.dataType}`);
   if (t.data.byteLength !== n * elemBytes) {
-    throw new Error(`onnx: tensor '${t.name}' has ${t.data.byteLength} bytes, dims [${t.dims}] ` +
-      `of type ${t.dataType} need ${n * elemBytes}`);
+    throw new Error(
+      `onnx: tensor '${t.name}' has ${t.data.byteLength} bytes, dims [${t.dims}] ` + `of type ${t.dataType} need ${n * elemBytes}`,
+    );
   }
   const w = new ProtoWriter();
   if (t.dims.length > 0) w.packedInts(1, t.dims);
@@ -226,10 +262,14 @@ function attributeProto(name: string, value: AttrValue): ProtoWriter {
   const isTagged = (v: unknown): v is Tagged => typeof v === "object" && v !== null && "kind" in v;
   if (isTagged(value)) {
     switch (value.kind) {
-      case "float": return w.float(2, value.v).int(20, AttrType.FLOAT);
-      case "floats": return w.packedFloats(7, value.v).int(20, AttrType.FLOATS);
-      case "ints": return w.packedInts(8, value.v).int(20, AttrType.INTS);
-      case "tensor": return w.message(5, tensorProto(value.v)).int(20, AttrType.TENSOR);
+      case "float":
+        return w.float(2, value.v).int(20, AttrType.FLOAT);
+      case "floats":
+        return w.packedFloats(7, value.v).int(20, AttrType.FLOATS);
+      case "ints":
+        return w.packedInts(8, value.v).int(20, AttrType.INTS);
+      case "tensor":
+        return w.message(5, tensorProto(value.v)).int(20, AttrType.TENSOR);
     }
   }
   if (typeof value === "bigint") return w.int(3, value).int(20, AttrType.INT);
@@ -244,8 +284,7 @@ function attributeProto(name: string, value: AttrValue): ProtoWriter {
       return w.int(20, AttrType.STRINGS);
     }
     const nums = value as number[];
-    return nums.every(Number.isInteger) ? w.packedInts(8, nums).int(20, AttrType.INTS)
-      : w.packedFloats(7, nums).int(20, AttrType.FLOATS);
+    return nums.every(Number.isInteger) ? w.packedInts(8, nums).int(20, AttrType.INTS) : w.packedFloats(7, nums).int(20, AttrType.FLOATS);
   }
   throw new Error(`onnx: attribute '${name}': unsupported value ${String(value)}`);
 }
@@ -346,8 +385,13 @@ export class OnnxGraph {
    * Append a node; nodes must come in topological order (inputs defined before use).
    * An empty input name "" skips an optional input.
    */
-  addNode(op: string, inputs: readonly string[], outputs: readonly string[],
-    attrs: Record<string, AttrValue> = {}, opts: NodeOptions = {}): this {
+  addNode(
+    op: string,
+    inputs: readonly string[],
+    outputs: readonly string[],
+    attrs: Record<string, AttrValue> = {},
+    opts: NodeOptions = {},
+  ): this {
     const domain = opts.domain ?? "";
     if (!this.opsets.has(domain)) throw new Error(`onnx: node ${op} uses domain '${domain}': call useOpset first`);
     for (const i of inputs) {

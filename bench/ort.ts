@@ -66,13 +66,14 @@ export function initOrt(numThreads = 1): Promise<void> {
 
 export function describeOrt(): string {
   const v = ort.env.versions as Record<string, string>;
-  return `onnxruntime-web ${v.web ?? "?"} (wasm EP, numThreads=${ort.env.wasm.numThreads}, ` +
+  return (
+    `onnxruntime-web ${v.web ?? "?"} (wasm EP, numThreads=${ort.env.wasm.numThreads}, ` +
     `simd=${String(ort.env.wasm.simd)}, proxy=${String(ort.env.wasm.proxy)}, graphOptimizationLevel=all, ` +
-    `wasm binary from node_modules)`;
+    `wasm binary from node_modules)`
+  );
 }
 
-export function createSession(model: Uint8Array,
-  extra: ort.InferenceSession.SessionOptions = {}): Promise<ort.InferenceSession> {
+export function createSession(model: Uint8Array, extra: ort.InferenceSession.SessionOptions = {}): Promise<ort.InferenceSession> {
   // ORT Web runs every session on its global thread pool (env.wasm.numThreads); intraOpNumThreads
   // is passed along for the record.
   return ort.InferenceSession.create(model, { ...ORT_SESSION_OPTIONS, intraOpNumThreads: readyThreads, ...extra });
@@ -81,8 +82,7 @@ export function createSession(model: Uint8Array,
 export const f32Tensor = (data: Float32Array, dims: number[]) => new ort.Tensor("float32", data, dims);
 
 /** Run and return one output's data (the first by default). */
-export async function runOne(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>,
-  output = s.outputNames[0]): Promise<Float32Array> {
+export async function runOne(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>, output = s.outputNames[0]): Promise<Float32Array> {
   const out = await s.run(feeds);
   return out[output].data as Float32Array;
 }
@@ -97,8 +97,7 @@ export type LinearVariant = "Gemm" | "MatMul+Add";
  *   Gemm:       Gemm(x, W, b, transB=1), W stored (N, K) as is
  *   MatMul+Add: MatMul(x, Wᵀ) then Add(b), Wᵀ stored (K, N) (without a bias: MatMul alone)
  */
-export function linearGraph(variant: LinearVariant, w: Float32Array, b: Float32Array | null,
-  K: number, N: number): Uint8Array {
+export function linearGraph(variant: LinearVariant, w: Float32Array, b: Float32Array | null, K: number, N: number): Uint8Array {
   const g = new OnnxGraph(`linear_${K}x${N}_${variant}`);
   g.addInput("x", DataType.FLOAT, ["T", K]);
   if (variant === "Gemm") {
@@ -152,8 +151,11 @@ export function linearParallelGraph(ws: readonly Float32Array[], b: Float32Array
 }
 
 /** L copies of a shape-preserving op in a chain, x → op → op → … → y: the in-graph cost of one. */
-export function chainGraph(L: number, shape: readonly (number | string)[],
-  addOp: (g: OnnxGraph, input: string, output: string) => void): Uint8Array {
+export function chainGraph(
+  L: number,
+  shape: readonly (number | string)[],
+  addOp: (g: OnnxGraph, input: string, output: string) => void,
+): Uint8Array {
   const g = new OnnxGraph(`chain_x${L}`);
   g.addInput("x", DataType.FLOAT, shape);
   for (let i = 0; i < L; i++) addOp(g, i === 0 ? "x" : `h${i}`, i === L - 1 ? "y" : `h${i + 1}`);

@@ -92,7 +92,15 @@ export async function runCase(spec: CaseSpec, opts: MeasureOptions): Promise<Cas
   const timed = peers.filter((p) => p.timing);
   const bestPeer = timed.length ? timed.reduce((a, b) => (b.timing!.ms < a.timing!.ms ? b : a)) : null;
   return {
-    kernel: spec.kernel, shape: spec.shape, dims: spec.dims, unit: spec.unit, work: spec.work,
-    workNote: spec.workNote, tol: spec.tol, ours, peers, bestPeer,
+    kernel: spec.kernel,
+    shape: spec.shape,
+    dims: spec.dims,
+    unit: spec.unit,
+    work: spec.work,
+    workNote: spec.workNote,
+    tol: spec.tol,
+    ours,
+    peers,
+    bestPeer,
   };
 }

@@ -18,12 +18,17 @@ import { createHandler } from "../src/server/handler.js";
 import { serveNode } from "../src/server/node.js";
 import { machineInfo } from "./measure.js";
 
-const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
-const ints = (v: string) => list(v).map((s) => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected positive integers, comma-separated");
-  return n;
-});
+const list = (v: string) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+const ints = (v: string) =>
+  list(v).map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected positive integers, comma-separated");
+    return n;
+  });
 const int = (v: string) => ints(v)[0];
 
 const o = new Command("bench:serve")
@@ -43,7 +48,11 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
-interface RequestTiming { ttft: number; gaps: number[]; tokens: number }
+interface RequestTiming {
+  ttft: number;
+  gaps: number[];
+  tokens: number;
+}
 
 /** One streamed completion: read the SSE stream, time each chunk. */
 async function streamOne(url: string, prompt: number[], maxTokens: number): Promise<RequestTiming> {
@@ -72,7 +81,7 @@ async function streamOne(url: string, prompt: number[], maxTokens: number): Prom
       if (data === "[DONE]") continue;
       const j = JSON.parse(data);
       const ch = j.choices?.[0];
-      const n = ch && ch.finish_reason === null ? ch.token_ids?.length ?? 0 : 0; // the last chunk repeats every id
+      const n = ch && ch.finish_reason === null ? (ch.token_ids?.length ?? 0) : 0; // the last chunk repeats every id
       if (!n) continue;
       const t = performance.now();
       if (Number.isNaN(ttft)) ttft = t - t0;
@@ -85,8 +94,18 @@ async function streamOne(url: string, prompt: number[], maxTokens: number): Prom
 }
 
 interface Row {
-  model: string; batching: boolean; clients: number; requests: number; tokens: number; seconds: number;
-  tokensPerSecond: number; ttftP50: number; ttftP99: number; tokenP50: number; tokenP99: number; meanBatch: number;
+  model: string;
+  batching: boolean;
+  clients: number;
+  requests: number;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+  ttftP50: number;
+  ttftP99: number;
+  tokenP50: number;
+  tokenP99: number;
+  meanBatch: number;
 }
 
 async function run(preset: string): Promise<Row[]> {
@@ -101,34 +120,61 @@ async function run(preset: string): Promise<Row[]> {
     const server = await serveNode(handler, { host: "127.0.0.1", port: 0 });
     try {
       // Warm-up: one request (the first pass touches every weight page).
-      await streamOne(server.url, Array.from({ length: 16 }, (_, i) => (i * 97 + 5) % V), 4);
+      await streamOne(
+        server.url,
+        Array.from({ length: 16 }, (_, i) => (i * 97 + 5) % V),
+        4,
+      );
       for (const clients of o.clients) {
         const before = engine.stats;
         const t0 = performance.now();
-        const results = await Promise.all(Array.from({ length: clients }, async (_, c) => {
-          const out: RequestTiming[] = [];
-          for (let r = 0; r < o.requests; r++) {
-            const prompt = Array.from({ length: 16 }, (_, i) => (c * 131 + r * 17 + i * 97 + 5) % V);
-            out.push(await streamOne(server.url, prompt, o.maxTokens));
-          }
-          return out;
-        }));
+        const results = await Promise.all(
+          Array.from({ length: clients }, async (_, c) => {
+            const out: RequestTiming[] = [];
+            for (let r = 0; r < o.requests; r++) {
+              const prompt = Array.from({ length: 16 }, (_, i) => (c * 131 + r * 17 + i * 97 + 5) % V);
+              out.push(await streamOne(server.url, prompt, o.maxTokens));
+            }
+            return out;
+          }),
+        );
         const seconds = (performance.now() - t0) / 1000;
         const all = results.flat();
         const tokens = all.reduce((a, r) => a + r.tokens, 0);
         const after = engine.stats;
         const row: Row = {
-          model: preset, batching, clients, requests: all.length, tokens, seconds,
+          model: preset,
+          batching,
+          clients,
+          requests: all.length,
+          tokens,
+          seconds,
           tokensPerSecond: tokens / seconds,
-          ttftP50: pct(all.map((r) => r.ttft), 50), ttftP99: pct(all.map((r) => r.ttft), 99),
-          tokenP50: pct(all.flatMap((r) => r.gaps), 50), tokenP99: pct(all.flatMap((r) => r.gaps), 99),
+          ttftP50: pct(
+            all.map((r) => r.ttft),
+            50,
+          ),
+          ttftP99: pct(
+            all.map((r) => r.ttft),
+            99,
+          ),
+          tokenP50: pct(
+            all.flatMap((r) => r.gaps),
+            50,
+          ),
+          tokenP99: pct(
+            all.flatMap((r) => r.gaps),
+            99,
+          ),
           meanBatch: (after.rows - before.rows) / Math.max(1, after.steps - before.steps),
         };
         rows.push(row);
         if (!o.json) {
-          console.log(`${preset.padEnd(13)} ${batching ? "batching" : "one at a time"} ${String(clients).padStart(3)} clients: ` +
-            `${row.tokensPerSecond.toFixed(1).padStart(7)} tokens/s, TTFT p50 ${row.ttftP50.toFixed(0)} / p99 ${row.ttftP99.toFixed(0)} ms, ` +
-            `per token p50 ${row.tokenP50.toFixed(1)} / p99 ${row.tokenP99.toFixed(1)} ms, mean batch ${row.meanBatch.toFixed(2)}`);
+          console.log(
+            `${preset.padEnd(13)} ${batching ? "batching" : "one at a time"} ${String(clients).padStart(3)} clients: ` +
+              `${row.tokensPerSecond.toFixed(1).padStart(7)} tokens/s, TTFT p50 ${row.ttftP50.toFixed(0)} / p99 ${row.ttftP99.toFixed(0)} ms, ` +
+              `per token p50 ${row.tokenP50.toFixed(1)} / p99 ${row.tokenP99.toFixed(1)} ms, mean batch ${row.meanBatch.toFixed(2)}`,
+          );
         }
       }
     } finally {
@@ -140,19 +186,26 @@ async function run(preset: string): Promise<Row[]> {
 }
 
 const info = machineInfo();
-if (!o.json) console.log(`bench:serve — ${o.dtype}, ${o.threads} thread(s), ${o.requests} requests × ${o.maxTokens} tokens per client; ${JSON.stringify(info)}`);
+if (!o.json)
+  console.log(
+    `bench:serve — ${o.dtype}, ${o.threads} thread(s), ${o.requests} requests × ${o.maxTokens} tokens per client; ${JSON.stringify(info)}`,
+  );
 const all: Row[] = [];
-for (const m of o.models) all.push(...await run(m));
+for (const m of o.models) all.push(...(await run(m)));
 if (o.json) {
   console.log(JSON.stringify({ machine: info, options: o, rows: all }, null, 2));
 } else {
-  console.log("\n| model | clients | batching tokens/s | one-at-a-time tokens/s | ratio | TTFT p50/p99 ms (batching) | per token p50/p99 ms (batching) | mean batch |");
+  console.log(
+    "\n| model | clients | batching tokens/s | one-at-a-time tokens/s | ratio | TTFT p50/p99 ms (batching) | per token p50/p99 ms (batching) | mean batch |",
+  );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const r of all.filter((x) => x.batching)) {
     const off = all.find((x) => !x.batching && x.model === r.model && x.clients === r.clients)!;
     const one = all.find((x) => x.batching && x.model === r.model && x.clients === 1);
-    console.log(`| ${r.model} | ${r.clients} | ${r.tokensPerSecond.toFixed(1)} | ${off.tokensPerSecond.toFixed(1)} | ` +
-      `${(r.tokensPerSecond / off.tokensPerSecond).toFixed(2)}× (${one ? (r.tokensPerSecond / one.tokensPerSecond).toFixed(2) : "–"}× one stream) | ` +
-      `${r.ttftP50.toFixed(0)} / ${r.ttftP99.toFixed(0)} | ${r.tokenP50.toFixed(1)} / ${r.tokenP99.toFixed(1)} | ${r.meanBatch.toFixed(2)} |`);
+    console.log(
+      `| ${r.model} | ${r.clients} | ${r.tokensPerSecond.toFixed(1)} | ${off.tokensPerSecond.toFixed(1)} | ` +
+        `${(r.tokensPerSecond / off.tokensPerSecond).toFixed(2)}× (${one ? (r.tokensPerSecond / one.tokensPerSecond).toFixed(2) : "–"}× one stream) | ` +
+        `${r.ttftP50.toFixed(0)} / ${r.ttftP99.toFixed(0)} | ${r.tokenP50.toFixed(1)} / ${r.tokenP99.toFixed(1)} | ${r.meanBatch.toFixed(2)} |`,
+    );
   }
 }

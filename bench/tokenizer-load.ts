@@ -15,7 +15,15 @@ import { fileURLToPath } from "node:url";
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const MB = 2 ** 20;
 
-interface Sample { loadMs: number; heapMB: number; heapDeltaMB: number; rssMB: number; rssDeltaMB: number; peakRssMB: number; ids: number[] }
+interface Sample {
+  loadMs: number;
+  heapMB: number;
+  heapDeltaMB: number;
+  rssMB: number;
+  rssDeltaMB: number;
+  peakRssMB: number;
+  ids: number[];
+}
 
 async function child(dir: string, kind: string): Promise<void> {
   const { Tokenizer } = await import("../src/tokenizer/index.js");
@@ -26,9 +34,10 @@ async function child(dir: string, kind: string): Promise<void> {
   const before = process.memoryUsage();
   const t0 = performance.now();
   const config = read("tokenizer_config.json");
-  const tok = kind === "tokenizer.json"
-    ? Tokenizer.fromFiles({ tokenizerJson: read("tokenizer.json"), tokenizerConfigJson: config })
-    : Tokenizer.fromFiles({ vocabJson: read("vocab.json"), mergesTxt: read("merges.txt"), tokenizerConfigJson: config });
+  const tok =
+    kind === "tokenizer.json"
+      ? Tokenizer.fromFiles({ tokenizerJson: read("tokenizer.json"), tokenizerConfigJson: config })
+      : Tokenizer.fromFiles({ vocabJson: read("vocab.json"), mergesTxt: read("merges.txt"), tokenizerConfigJson: config });
   const loadMs = performance.now() - t0;
   const ids = tok.encode("Hello world! Привет 😀", { addSpecialTokens: false });
   gc();
@@ -56,8 +65,11 @@ function parent(dir: string, runs: number): void {
   const kinds = ["tokenizer.json", "vocab + merges"];
   const samples = new Map<string, Sample[]>(kinds.map((k) => [k, []]));
   for (let r = 0; r < runs; r++) {
-    for (const kind of kinds) { // interleaved, so drift hits both alike
-      const out = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", join(HERE, "tokenizer-load.ts"), "--child", dir, kind], { encoding: "utf8" });
+    for (const kind of kinds) {
+      // interleaved, so drift hits both alike
+      const out = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", join(HERE, "tokenizer-load.ts"), "--child", dir, kind], {
+        encoding: "utf8",
+      });
       if (out.status !== 0) throw new Error(`${kind}: ${out.stderr}`);
       samples.get(kind)!.push(JSON.parse(out.stdout) as Sample);
     }
@@ -69,7 +81,9 @@ function parent(dir: string, runs: number): void {
   for (const kind of kinds) {
     const s = samples.get(kind)!;
     const m = (f: (x: Sample) => number) => median(s.map(f)).toFixed(1).padStart(6);
-    console.log(`${kind.padEnd(15)} ${m((x) => x.loadMs)}  ${m((x) => x.heapMB)} (${m((x) => x.heapDeltaMB)})  ${m((x) => x.rssMB)} (${m((x) => x.rssDeltaMB)})  ${m((x) => x.peakRssMB)}`);
+    console.log(
+      `${kind.padEnd(15)} ${m((x) => x.loadMs)}  ${m((x) => x.heapMB)} (${m((x) => x.heapDeltaMB)})  ${m((x) => x.rssMB)} (${m((x) => x.rssDeltaMB)})  ${m((x) => x.peakRssMB)}`,
+    );
   }
 }
 
@@ -79,6 +93,8 @@ if (args[0] === "--child") {
 } else {
   const runsAt = args.indexOf("--runs");
   const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 5;
-  const dir = args.find((a, i) => !a.startsWith("--") && args[i - 1] !== "--runs") ?? fileURLToPath(new URL("../test/fixtures/gpt2-tokenizer/", import.meta.url));
+  const dir =
+    args.find((a, i) => !a.startsWith("--") && args[i - 1] !== "--runs") ??
+    fileURLToPath(new URL("../test/fixtures/gpt2-tokenizer/", import.meta.url));
   parent(dir, runs);
 }

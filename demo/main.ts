@@ -103,14 +103,19 @@ function load(): void {
 function loaded(i: ModelInfo): void {
   info = i;
   status(`Loaded ${i.label}.`);
-  const heads = i.kvHeads < i.heads ? `${i.heads} query heads over ${i.kvHeads} key/value head${i.kvHeads > 1 ? "s" : ""} (grouped-query attention)` : `${i.heads} heads`;
-  $("model-info").textContent = `${i.family}: ${i.layers} layers × ${heads}, hidden size ${i.hidden}, vocabulary ${i.vocab}, ` +
+  const heads =
+    i.kvHeads < i.heads
+      ? `${i.heads} query heads over ${i.kvHeads} key/value head${i.kvHeads > 1 ? "s" : ""} (grouped-query attention)`
+      : `${i.heads} heads`;
+  $("model-info").textContent =
+    `${i.family}: ${i.layers} layers × ${heads}, hidden size ${i.hidden}, vocabulary ${i.vocab}, ` +
     `context ${i.maxPositions} · ${i.tokenizer} · ${i.dtype} weights, ${i.build} build, ${i.threads} thread${i.threads > 1 ? "s" : ""} · ` +
     `wasm memory ${mb(i.memoryBytes)} · loaded in ${(i.loadMs / 1000).toFixed(1)} s` +
     (crossOriginIsolated ? "" : " · not cross-origin isolated: one thread only");
   $("hidden-size").textContent = String(i.hidden);
   // The tiny test models' vocabularies (512) are smaller than the tokenizer's: prompt them with ids.
-  $<HTMLInputElement>("ids").placeholder = i.vocab > 31414 ? "2,31414,232 (overrides the text)" : `ids below ${i.vocab} (overrides the text)`;
+  $<HTMLInputElement>("ids").placeholder =
+    i.vocab > 31414 ? "2,31414,232 (overrides the text)" : `ids below ${i.vocab} (overrides the text)`;
   const group = i.heads / i.kvHeads;
   $("gqa-note").hidden = group === 1;
   $("gqa-h").textContent = String(i.heads);
@@ -123,7 +128,10 @@ function loaded(i: ModelInfo): void {
 // ---- 2. Generating ----
 
 function parseIds(s: string): number[] {
-  const ids = s.split(/[\s,]+/).filter(Boolean).map(Number);
+  const ids = s
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map(Number);
   if (!ids.every((n) => Number.isInteger(n) && n >= 0)) throw new Error(`token ids must be non-negative integers: ${s}`);
   return ids;
 }
@@ -164,9 +172,11 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       p.max = m.total || 1;
       p.value = m.done;
       const of = m.total ? ` / ${mb(m.total)}` : "";
-      status(m.phase === "download"
-        ? `${m.cached ? "Reading from cache" : "Downloading"} ${m.file}: ${mb(m.done)}${of}`
-        : `Copying weights into wasm memory: ${Math.round((100 * m.done) / (m.total || 1))}%`);
+      status(
+        m.phase === "download"
+          ? `${m.cached ? "Reading from cache" : "Downloading"} ${m.file}: ${mb(m.done)}${of}`
+          : `Copying weights into wasm memory: ${Math.round((100 * m.done) / (m.total || 1))}%`,
+      );
       break;
     }
     case "file": {
@@ -195,8 +205,10 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case "done":
       newIds = m.newTokens;
       $("output").dataset.ids = m.newTokens.join(",");
-      $("speed").textContent = `${m.newTokens.length} tokens · ${m.tokensPerSecond.toFixed(1)} tokens/s ` +
-        (m.prefillMs ? `(prompt ${m.prefillMs.toFixed(0)} ms) ` : "") + `· stopped by: ${m.finishReason}`;
+      $("speed").textContent =
+        `${m.newTokens.length} tokens · ${m.tokensPerSecond.toFixed(1)} tokens/s ` +
+        (m.prefillMs ? `(prompt ${m.prefillMs.toFixed(0)} ms) ` : "") +
+        `· stopped by: ${m.finishReason}`;
       document.body.dataset.state = "done";
       setBusy(false);
       break;
@@ -226,7 +238,13 @@ worker.onerror = (e) => {
 // ---- 3. Drawing the inspection ----
 
 // White → dark blue: ink shows where attention goes.
-const RAMP = [[255, 255, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];
+const RAMP = [
+  [255, 255, 255],
+  [198, 219, 239],
+  [107, 174, 214],
+  [33, 113, 181],
+  [8, 48, 107],
+];
 function ramp(w: number): string {
   const x = Math.max(0, Math.min(1, w)) * (RAMP.length - 1);
   const i = Math.min(RAMP.length - 2, Math.floor(x));
@@ -237,12 +255,19 @@ function ramp(w: number): string {
 const MASKED = "#e6e8ee";
 
 /** One head's (T, T) pattern; with labels, the tokens along both axes. */
-function drawHeatmap(canvas: HTMLCanvasElement, att: Float32Array, h: number, T: number, tokens: string[] | null): { left: number; top: number; cell: number } {
+function drawHeatmap(
+  canvas: HTMLCanvasElement,
+  att: Float32Array,
+  h: number,
+  T: number,
+  tokens: string[] | null,
+): { left: number; top: number; cell: number } {
   const ctx = canvas.getContext("2d")!;
   const cell = tokens ? Math.max(4, Math.min(28, Math.floor(520 / T))) : 1;
   ctx.font = "11px ui-monospace, monospace";
   const labelW = tokens ? Math.min(110, Math.max(...tokens.map((t) => ctx.measureText(show(t)).width)) + 8) : 0;
-  const left = labelW, top = tokens ? Math.round(labelW * 0.87) + 6 : 0;
+  const left = labelW,
+    top = tokens ? Math.round(labelW * 0.87) + 6 : 0;
   canvas.width = left + T * cell;
   canvas.height = top + T * cell;
   ctx.fillStyle = "white";
@@ -307,7 +332,10 @@ function drawAttention(): void {
       fig.classList.toggle("kv-first", h % group === 0);
       fig.title = `query head ${h} reads key/value head ${kv}, shared by query heads ${kv * group}–${kv * group + group - 1}`;
     }
-    fig.onclick = () => { head = h; drawAttention(); };
+    fig.onclick = () => {
+      head = h;
+      drawAttention();
+    };
     return fig;
   });
   $("heads").replaceChildren(...figures);
@@ -318,13 +346,16 @@ function drawAttention(): void {
 $("heatmap").onmousemove = (e) => {
   if (!seen) return;
   const c = e.currentTarget as HTMLCanvasElement;
-  const x = (e.offsetX * c.width) / c.clientWidth, y = (e.offsetY * c.height) / c.clientHeight;
+  const x = (e.offsetX * c.width) / c.clientWidth,
+    y = (e.offsetY * c.height) / c.clientHeight;
   const { left, top, cell } = heatmapGeometry;
   const T = seen.ids.length;
-  const q = Math.floor((y - top) / cell), k = Math.floor((x - left) / cell);
+  const q = Math.floor((y - top) / cell),
+    k = Math.floor((x - left) / cell);
   if (q < 0 || k < 0 || q >= T || k >= T) return;
   const w = k > q ? "masked (a token cannot see later tokens)" : seen.attentions[layer][head * T * T + q * T + k].toFixed(3);
-  $("heatmap-caption").textContent = `layer ${layer}, ${info ? headName(info, head) : `head ${head}`}: ${q}:«${show(seen.tokens[q])}» looks at ${k}:«${show(seen.tokens[k])}» with weight ${w}`;
+  $("heatmap-caption").textContent =
+    `layer ${layer}, ${info ? headName(info, head) : `head ${head}`}: ${q}:«${show(seen.tokens[q])}» looks at ${k}:«${show(seen.tokens[k])}» with weight ${w}`;
 };
 
 function drawNorms(): void {
@@ -332,8 +363,14 @@ function drawNorms(): void {
   const canvas = $<HTMLCanvasElement>("norms");
   const ctx = canvas.getContext("2d")!;
   const { norms } = seen;
-  const points = norms.length, T = seen.ids.length;
-  const W = canvas.width, H = canvas.height, left = 48, right = 12, top = 12, bottom = 28;
+  const points = norms.length,
+    T = seen.ids.length;
+  const W = canvas.width,
+    H = canvas.height,
+    left = 48,
+    right = 12,
+    top = 12,
+    bottom = 28;
   const max = Math.max(...norms.flat()) * 1.05 || 1;
   const X = (l: number) => left + (points === 1 ? 0 : (l * (W - left - right)) / (points - 1));
   const Y = (v: number) => top + (1 - v / max) * (H - top - bottom);
@@ -346,21 +383,38 @@ function drawNorms(): void {
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
   for (const v of [0, max / 2, max]) {
-    ctx.beginPath(); ctx.moveTo(left, Y(v)); ctx.lineTo(W - right, Y(v)); ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(left, Y(v));
+    ctx.lineTo(W - right, Y(v));
+    ctx.stroke();
     ctx.fillText(v.toFixed(v < 10 ? 1 : 0), left - 6, Y(v));
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
   for (let l = 0; l < points; l++) ctx.fillText(l === 0 ? "embed" : `${l - 1}`, X(l), H - bottom + 6);
   const line = (values: number[], color: string, width: number) => {
-    ctx.strokeStyle = color; ctx.lineWidth = width;
+    ctx.strokeStyle = color;
+    ctx.lineWidth = width;
     ctx.beginPath();
     values.forEach((v, l) => (l ? ctx.lineTo(X(l), Y(v)) : ctx.moveTo(X(l), Y(v))));
     ctx.stroke();
   };
-  for (let t = 0; t < T; t++) line(norms.map((n) => n[t]), "rgba(91,101,119,0.25)", 1);
-  line(norms.map((n) => n.reduce((a, b) => a + b, 0) / T), "#1d2433", 2);
-  line(norms.map((n) => n[position]), "#e8590c", 2.5);
+  for (let t = 0; t < T; t++)
+    line(
+      norms.map((n) => n[t]),
+      "rgba(91,101,119,0.25)",
+      1,
+    );
+  line(
+    norms.map((n) => n.reduce((a, b) => a + b, 0) / T),
+    "#1d2433",
+    2,
+  );
+  line(
+    norms.map((n) => n[position]),
+    "#e8590c",
+    2.5,
+  );
   ctx.lineWidth = 1;
   ctx.textAlign = "left";
   ctx.fillStyle = "#5b6577";
@@ -392,7 +446,9 @@ function drawLens(): void {
   lens.forEach((row, l) => {
     const tr = body.insertRow();
     tr.dataset.layer = String(l - 1);
-    tr.append(Object.assign(document.createElement("th"), { className: "layer", textContent: l === 0 ? "embeddings" : `after layer ${l - 1}` }));
+    tr.append(
+      Object.assign(document.createElement("th"), { className: "layer", textContent: l === 0 ? "embeddings" : `after layer ${l - 1}` }),
+    );
     for (const t of cols) {
       const td = tr.insertCell();
       const c = row[t]!;
@@ -411,9 +467,13 @@ function drawLens(): void {
     const li = document.createElement("li");
     li.dataset.layer = String(l - 1);
     const c = row[position];
-    li.append(Object.assign(document.createElement("span"), { className: "name", textContent: l === 0 ? "embeddings" : `after layer ${l - 1}` }));
+    li.append(
+      Object.assign(document.createElement("span"), { className: "name", textContent: l === 0 ? "embeddings" : `after layer ${l - 1}` }),
+    );
     for (let j = 0; c && j < c.ids.length; j++) {
-      li.append(Object.assign(document.createElement("span"), { className: "cand", textContent: `${show(c.tokens[j])} ${pct(c.probs[j])}` }));
+      li.append(
+        Object.assign(document.createElement("span"), { className: "cand", textContent: `${show(c.tokens[j])} ${pct(c.probs[j])}` }),
+      );
     }
     return li;
   });
@@ -439,12 +499,22 @@ $("load").onclick = load;
 $("generate").onclick = generate;
 $("stop").onclick = () => send({ type: "stop" });
 $("inspect-all").onclick = () => send({ type: "inspect", ids: [...promptIds, ...newIds] });
-$<HTMLSelectElement>("layer").onchange = (e) => { layer = Number((e.target as HTMLSelectElement).value); drawAttention(); };
+$<HTMLSelectElement>("layer").onchange = (e) => {
+  layer = Number((e.target as HTMLSelectElement).value);
+  drawAttention();
+};
 $<HTMLInputElement>("dir").onchange = (e) => useFiles(pickedByPath((e.target as HTMLInputElement).files ?? []));
-$<HTMLSelectElement>("preset").onchange = () => { (document.querySelector("input[name=source][value=synthetic]") as HTMLInputElement).checked = true; };
-$<HTMLInputElement>("url").oninput = () => { (document.querySelector("input[name=source][value=url]") as HTMLInputElement).checked = true; };
+$<HTMLSelectElement>("preset").onchange = () => {
+  (document.querySelector("input[name=source][value=synthetic]") as HTMLInputElement).checked = true;
+};
+$<HTMLInputElement>("url").oninput = () => {
+  (document.querySelector("input[name=source][value=url]") as HTMLInputElement).checked = true;
+};
 const drop = $("drop");
-document.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+document.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  drop.classList.add("over");
+});
 document.addEventListener("dragleave", () => drop.classList.remove("over"));
 document.addEventListener("drop", (e) => {
   e.preventDefault();
@@ -461,7 +531,15 @@ if (model) {
   (document.querySelector(`input[name=source][value=${source}]`) as HTMLInputElement).checked = true;
   if (source === "url") $<HTMLInputElement>("url").value = model;
 }
-for (const [param, id] of [["preset", "preset"], ["dtype", "dtype"], ["threads", "threads"], ["ids", "ids"], ["prompt", "prompt"], ["n", "max-new"], ["seed", "seed"]]) {
+for (const [param, id] of [
+  ["preset", "preset"],
+  ["dtype", "dtype"],
+  ["threads", "threads"],
+  ["ids", "ids"],
+  ["prompt", "prompt"],
+  ["n", "max-new"],
+  ["seed", "seed"],
+]) {
   const v = q.get(param);
   if (v !== null) $<HTMLInputElement>(id).value = v;
 }

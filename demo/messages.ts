@@ -21,14 +21,27 @@ export interface ModelInfo {
   /** The family's title (OPT, GPT-2, LLaMA, Qwen2). */
   family: string;
   /** heads: query heads; kvHeads: key/value heads (fewer with grouped-query attention: query head h reads kv head h / (heads / kvHeads)). */
-  layers: number; heads: number; kvHeads: number; hidden: number; vocab: number; maxPositions: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  hidden: number;
+  vocab: number;
+  maxPositions: number;
   /** Where the tokenizer came from: the model's files, or OPT's shipped with the demo. */
   tokenizer: string;
-  dtype: string; build: string; threads: number; memoryBytes: number; loadMs: number;
+  dtype: string;
+  build: string;
+  threads: number;
+  memoryBytes: number;
+  loadMs: number;
 }
 
 /** The logit lens at one position: the top candidates after each layer. */
-export interface LensCell { ids: number[]; tokens: string[]; probs: number[] }
+export interface LensCell {
+  ids: number[];
+  tokens: string[];
+  probs: number[];
+}
 
 export interface Inspection {
   ids: number[];

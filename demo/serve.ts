@@ -27,8 +27,12 @@ const ROUTES: [prefix: string, dir: string, ext?: string][] = [
 ];
 
 const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".map": "application/json",
-  ".json": "application/json", ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".map": "application/json",
+  ".json": "application/json",
+  ".txt": "text/plain; charset=utf-8",
+  ".wasm": "application/wasm",
 };
 
 const WASM_BUILDS = ["simd", "relaxed", "simd-mt", "relaxed-mt"].map((b) => join(ROOT, "build", `wasm-lm.${b}.wasm`));
@@ -86,7 +90,9 @@ function resolvePath(urlPath: string): string | null {
 }
 
 /** Serve the demo (already bundled) on host:port; resolves once listening. */
-export async function startDemoServer(o: { port?: number; host?: string } = {}): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+export async function startDemoServer(
+  o: { port?: number; host?: string } = {},
+): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const host = o.host ?? "127.0.0.1";
   const server = createServer((req, res) => {
     // Every response: the page is cross-origin isolated, and its resources may be embedded by it.
@@ -113,13 +119,17 @@ export async function startDemoServer(o: { port?: number; host?: string } = {}):
   return {
     url: `http://${host}:${port}/`,
     server,
-    close: () => new Promise<void>((ok) => { server.closeAllConnections(); server.close(() => ok()); }),
+    close: () =>
+      new Promise<void>((ok) => {
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
   };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const i = process.argv.indexOf("--port");
-  const port = Number(i > 0 ? process.argv[i + 1] : process.env.PORT ?? 5178);
+  const port = Number(i > 0 ? process.argv[i + 1] : (process.env.PORT ?? 5178));
   ensureWasm();
   await bundleDemo();
   const { url } = await startDemoServer({ port });

@@ -5,8 +5,21 @@
 // not call, and the page stays responsive while a layer runs. The helpers themselves are Web
 // Workers the library starts on the same shared memory (the page is cross-origin isolated).
 import {
-  DecoderModel, SyntheticSource, Tokenizer, inspectPrompt, loadModelFromUrl, openModelFiles, openTokenizer, pickedFiles,
-  streamGenerate, syntheticConfig, urlFiles, type Candidate, type FetchProgress, type LoadOptions, type ModelFiles,
+  DecoderModel,
+  SyntheticSource,
+  Tokenizer,
+  inspectPrompt,
+  loadModelFromUrl,
+  openModelFiles,
+  openTokenizer,
+  pickedFiles,
+  streamGenerate,
+  syntheticConfig,
+  urlFiles,
+  type Candidate,
+  type FetchProgress,
+  type LoadOptions,
+  type ModelFiles,
 } from "../src/index.js";
 import type { FromWorker, Inspection, LensCell, ModelInfo, ToWorker } from "./messages.js";
 
@@ -92,15 +105,28 @@ async function load({ spec, dtype, threads }: Extract<ToWorker, { type: "load" }
   }
   // A model directory without tokenizer files (the tiny LLaMA and GPT-2 fixtures, say) gets OPT's
   // too: its labels are then OPT's pieces for those ids, and token ids are the way to prompt it.
-  tokenizer = tok ?? await defaultTokenizer();
+  tokenizer = tok ?? (await defaultTokenizer());
   if (!tokenizer) throw new Error("the default tokenizer files (tokenizers/opt/) could not be read");
   const d = model.dims;
   const info: ModelInfo = {
-    label, family: model.family.title, layers: d.L, heads: d.H, kvHeads: d.Hkv, hidden: d.C, vocab: d.V, maxPositions: d.maxPositions,
-    tokenizer: tok ? "the model's tokenizer" : spec.kind === "synthetic" || d.family === "opt" ? "OPT's tokenizer"
-      : "OPT's tokenizer, for labels only (the model has none: prompt with token ids)",
-    dtype: model.dtype, build: model.build, threads: model.threads,
-    memoryBytes: model.wasm.memory.buffer.byteLength, loadMs: performance.now() - t0,
+    label,
+    family: model.family.title,
+    layers: d.L,
+    heads: d.H,
+    kvHeads: d.Hkv,
+    hidden: d.C,
+    vocab: d.V,
+    maxPositions: d.maxPositions,
+    tokenizer: tok
+      ? "the model's tokenizer"
+      : spec.kind === "synthetic" || d.family === "opt"
+        ? "OPT's tokenizer"
+        : "OPT's tokenizer, for labels only (the model has none: prompt with token ids)",
+    dtype: model.dtype,
+    build: model.build,
+    threads: model.threads,
+    memoryBytes: model.wasm.memory.buffer.byteLength,
+    loadMs: performance.now() - t0,
   };
   post({ type: "loaded", info });
 }
@@ -128,7 +154,13 @@ async function generateText({ prompt, maxNewTokens, ignoreEos, inspect: look }: 
       const r = await it.next();
       if (r.done) {
         const t = r.value.timings;
-        post({ type: "done", newTokens, finishReason: r.value.finish_reason, tokensPerSecond: t.tokens_per_second, prefillMs: t.prefill_ms });
+        post({
+          type: "done",
+          newTokens,
+          finishReason: r.value.finish_reason,
+          tokensPerSecond: t.tokens_per_second,
+          prefillMs: t.prefill_ms,
+        });
         return;
       }
       if (r.value.id >= 0) newTokens.push(r.value.id);
@@ -157,14 +189,21 @@ async function inspect(ids: number[]): Promise<Inspection> {
   const cell = (c: Candidate[] | null): LensCell | null =>
     c && { ids: c.map((x) => x.id), tokens: c.map((x) => x.token), probs: c.map((x) => x.prob) };
   return {
-    ids, tokens: r.tokens, norms: r.layers.map((v) => v.norms), lens: r.layers.map((v) => v.lens.map(cell)),
-    attentions: r.layers.slice(1).map((v) => v.attention!.slice()), ms: performance.now() - t0,
+    ids,
+    tokens: r.tokens,
+    norms: r.layers.map((v) => v.norms),
+    lens: r.layers.map((v) => v.lens.map(cell)),
+    attentions: r.layers.slice(1).map((v) => v.attention!.slice()),
+    ms: performance.now() - t0,
   };
 }
 
 async function postInspection(ids: number[]): Promise<void> {
   const inspection = await inspect(ids);
-  post({ type: "inspection", inspection }, inspection.attentions.map((a) => a.buffer as ArrayBuffer));
+  post(
+    { type: "inspection", inspection },
+    inspection.attentions.map((a) => a.buffer as ArrayBuffer),
+  );
 }
 
 // ---- Messages: one command at a time, except "stop", which must reach a running generation ----

@@ -17,13 +17,16 @@ for (const dtype of ["f32", "int8"] as const) {
       const cs = caches.slice(0, B);
       for (const c of cs) c.length = 4; // rewind: the same positions each round
       const t0 = performance.now();
-      m.forward(cs.map(() => [9]), { caches: cs, logits: "last" });
+      m.forward(
+        cs.map(() => [9]),
+        { caches: cs, logits: "last" },
+      );
       t.push(performance.now() - t0);
     }
     t.sort((a, b) => a - b);
     const ms = t[3];
     if (B === 1) one = ms;
-    row.push(`B=${B} ${ms.toFixed(1)} ms (${(B * one / ms).toFixed(2)}× tokens/s of B=1)`);
+    row.push(`B=${B} ${ms.toFixed(1)} ms (${((B * one) / ms).toFixed(2)}× tokens/s of B=1)`);
   }
   console.log(`${preset} ${dtype}: ${row.join(", ")}`);
   m.dispose();

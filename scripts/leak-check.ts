@@ -29,13 +29,30 @@ const TOKENIZER = fileURLToPath(new URL("../tokenizers/opt/", import.meta.url));
 const gc = (globalThis as { gc?: () => void }).gc;
 const MiB = (n: number) => (n / 2 ** 20).toFixed(1);
 
-interface Sample { label: string; calls: number; used: number; high: number; capacity: number; rss: number; heap: number; ms: number }
+interface Sample {
+  label: string;
+  calls: number;
+  used: number;
+  high: number;
+  capacity: number;
+  rss: number;
+  heap: number;
+  ms: number;
+}
 
 function sample(label: string, model: OptModel, calls: number, t0: number): Sample {
   gc?.();
   const m = process.memoryUsage();
-  return { label, calls, used: model.arena.used, high: model.arena.highWater, capacity: model.arena.capacity,
-    rss: m.rss, heap: m.heapUsed, ms: performance.now() - t0 };
+  return {
+    label,
+    calls,
+    used: model.arena.used,
+    high: model.arena.highWater,
+    capacity: model.arena.capacity,
+    rss: m.rss,
+    heap: m.heapUsed,
+    ms: performance.now() - t0,
+  };
 }
 
 /** One call of the mix: greedy, sampled, streamed and broken off, aborted, or failing. */
@@ -59,13 +76,17 @@ async function oneCall(model: OptModel, codec: TextCodec, prompt: string, i: num
         for await (const _ of streamGenerate(model, codec, prompt, { maxNewTokens: maxNew, ignoreEos: true, signal: ac.signal })) {
           if (++n === 2) ac.abort();
         }
-      } catch { /* aborted, as intended */ }
+      } catch {
+        /* aborted, as intended */
+      }
       return;
     }
     default:
       try {
         await generate(model, codec, [2, model.d.V + i]);
-      } catch { /* a bad id, as intended */ }
+      } catch {
+        /* a bad id, as intended */
+      }
   }
 }
 
@@ -77,12 +98,16 @@ async function run(name: string, model: OptModel, codec: TextCodec, prompt: stri
     if (i + 1 === 100 && calls > 100) samples.push(sample("after 100", model, 100, t0));
   }
   samples.push(sample("end", model, calls, t0));
-  console.log(`\n${name}: ${calls} calls (greedy, sampled, streamed and broken off, aborted, failing: 1/5 each), ` +
-    `${model.threads} thread(s), ${gc ? "gc before each sample" : "no --expose-gc"}`);
+  console.log(
+    `\n${name}: ${calls} calls (greedy, sampled, streamed and broken off, aborted, failing: 1/5 each), ` +
+      `${model.threads} thread(s), ${gc ? "gc before each sample" : "no --expose-gc"}`,
+  );
   console.log("  when        calls   arena used (B)  high-water (B)    capacity       RSS       JS heap    elapsed");
   for (const s of samples) {
-    console.log(`  ${s.label.padEnd(10)} ${String(s.calls).padStart(6)}  ${String(s.used).padStart(14)}  ${String(s.high).padStart(14)} ` +
-      `${MiB(s.capacity).padStart(8)} MiB ${MiB(s.rss).padStart(7)} MiB ${MiB(s.heap).padStart(7)} MiB ${(s.ms / 1000).toFixed(1).padStart(7)} s`);
+    console.log(
+      `  ${s.label.padEnd(10)} ${String(s.calls).padStart(6)}  ${String(s.used).padStart(14)}  ${String(s.high).padStart(14)} ` +
+        `${MiB(s.capacity).padStart(8)} MiB ${MiB(s.rss).padStart(7)} MiB ${MiB(s.heap).padStart(7)} MiB ${(s.ms / 1000).toFixed(1).padStart(7)} s`,
+    );
   }
   const [start, mid, end] = [samples[0], samples[samples.length > 2 ? 1 : 0], samples[samples.length - 1]];
   const problems: string[] = [];
@@ -91,7 +116,8 @@ async function run(name: string, model: OptModel, codec: TextCodec, prompt: stri
   if (samples.length > 2 && end.capacity !== mid.capacity) problems.push("wasm memory grew after 100 calls");
   // RSS moves with the allocator and GC timing; a leak of even a few KB per call shows over 900 calls.
   if (samples.length > 2 && end.rss - mid.rss > 48 * 2 ** 20) problems.push(`RSS grew ${MiB(end.rss - mid.rss)} MiB after 100 calls`);
-  if (samples.length > 2 && end.heap - mid.heap > 16 * 2 ** 20) problems.push(`JS heap grew ${MiB(end.heap - mid.heap)} MiB after 100 calls`);
+  if (samples.length > 2 && end.heap - mid.heap > 16 * 2 ** 20)
+    problems.push(`JS heap grew ${MiB(end.heap - mid.heap)} MiB after 100 calls`);
   console.log(problems.length ? `  NOT FLAT: ${problems.join("; ")}` : "  flat: arena back to its start, no growth after 100 calls");
   return problems.length === 0;
 }

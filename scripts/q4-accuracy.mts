@@ -23,12 +23,17 @@ const logp = (x: Float32Array) => {
 };
 for (const dtype of ["int8", "q4"] as const) {
   const got = await run(dtype);
-  let top1 = 0, kl = 0;
+  let top1 = 0,
+    kl = 0;
   for (let t = 0; t < ids.length; t++) {
-    const a = ref.subarray(t * V, (t + 1) * V), b = got.subarray(t * V, (t + 1) * V);
+    const a = ref.subarray(t * V, (t + 1) * V),
+      b = got.subarray(t * V, (t + 1) * V);
     if (a.indexOf(Math.max(...a)) === b.indexOf(Math.max(...b))) top1++;
-    const la = logp(a), lb = logp(b);
+    const la = logp(a),
+      lb = logp(b);
     for (let j = 0; j < V; j++) kl += Math.exp(la[j]) * (la[j] - lb[j]);
   }
-  console.log(`${preset} ${dtype} vs f32: top-1 ${top1}/${ids.length} (${(100 * top1 / ids.length).toFixed(1)}%), mean KL ${(kl / ids.length).toExponential(2)} nats`);
+  console.log(
+    `${preset} ${dtype} vs f32: top-1 ${top1}/${ids.length} (${((100 * top1) / ids.length).toFixed(1)}%), mean KL ${(kl / ids.length).toExponential(2)} nats`,
+  );
 }

@@ -71,19 +71,23 @@ export class Arena {
   private ensure(end: number): void {
     if (end <= this.capacity) return;
     if (end > MAX_BYTES) {
-      throw new OutOfMemoryError(`wasm-lm: out of WebAssembly memory: ${fmtMiB(end)} needed, ` +
-        `wasm32 can address at most ${fmtMiB(MAX_BYTES)}`);
+      throw new OutOfMemoryError(
+        `wasm-lm: out of WebAssembly memory: ${fmtMiB(end)} needed, ` + `wasm32 can address at most ${fmtMiB(MAX_BYTES)}`,
+      );
     }
     if (this.frozen) {
-      throw new OutOfMemoryError(`wasm-lm: arena needs ${fmtMiB(end - this.capacity)} more during a frozen ` +
-        `phase (a forward pass must not grow memory: plan it up front)`);
+      throw new OutOfMemoryError(
+        `wasm-lm: arena needs ${fmtMiB(end - this.capacity)} more during a frozen ` +
+          `phase (a forward pass must not grow memory: plan it up front)`,
+      );
     }
     const pages = Math.ceil((end - this.capacity) / PAGE);
     try {
       this.wasm.memory.grow(pages);
     } catch (e) {
-      throw new OutOfMemoryError(`wasm-lm: cannot grow WebAssembly memory to ${fmtMiB(end)} ` +
-        `(${(e as Error).message}); the host refused the allocation`);
+      throw new OutOfMemoryError(
+        `wasm-lm: cannot grow WebAssembly memory to ${fmtMiB(end)} ` + `(${(e as Error).message}); the host refused the allocation`,
+      );
     }
   }
 
@@ -133,8 +137,7 @@ export class Arena {
   /** Copy host data into a fresh region and return its pointer. */
   put(data: Float32Array | Int32Array | Uint8Array): number {
     const ptr = this.alloc(data.byteLength);
-    new Uint8Array(this.wasm.memory.buffer, ptr, data.byteLength)
-      .set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    new Uint8Array(this.wasm.memory.buffer, ptr, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return ptr;
   }
 }

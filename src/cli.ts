@@ -34,12 +34,30 @@ const num = (name: string) => (v: string) => {
   return n;
 };
 const idList = (v: string) => {
-  const parts = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (!parts.every((p) => /^\d+$/.test(p))) throw new InvalidArgumentError("ids must be comma-separated non-negative integers, e.g. 2,250,1345");
+  const parts = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (!parts.every((p) => /^\d+$/.test(p)))
+    throw new InvalidArgumentError("ids must be comma-separated non-negative integers, e.g. 2,250,1345");
   return parts.map(Number);
 };
 
-interface CommonOpts { model: string; tokenizer?: string; build?: BuildChoice; threads?: number; dtype?: WeightDType; embedDtype?: WeightDType; streamLayers?: boolean; int8Group?: number; revision?: string; offline?: boolean; verifyChecksums?: boolean; seed?: number; json?: boolean }
+interface CommonOpts {
+  model: string;
+  tokenizer?: string;
+  build?: BuildChoice;
+  threads?: number;
+  dtype?: WeightDType;
+  embedDtype?: WeightDType;
+  streamLayers?: boolean;
+  int8Group?: number;
+  revision?: string;
+  offline?: boolean;
+  verifyChecksums?: boolean;
+  seed?: number;
+  json?: boolean;
+}
 
 /** package.json's version, found from this file upwards (dist/cli.js and src/cli.ts alike). */
 function packageVersion(): string {
@@ -66,8 +84,10 @@ const REAL_MODEL: Record<string, string> = {
 /** The one line a synthetic model gets on stderr: its text is noise, and where real text comes from. */
 function syntheticNotice(spec: string): string {
   const real = REAL_MODEL[spec.slice("synthetic:".length)] ?? "facebook/opt-125m";
-  return `wasm-lm: ${spec}${spec === DEFAULT_MODEL ? " (the default model)" : ""} has random weights (its text is noise): ` +
-    `for real text use --model ${real}, or the hub id or directory of another supported model (OPT, GPT-2, LLaMA/SmolLM2, Qwen2)`;
+  return (
+    `wasm-lm: ${spec}${spec === DEFAULT_MODEL ? " (the default model)" : ""} has random weights (its text is noise): ` +
+    `for real text use --model ${real}, or the hub id or directory of another supported model (OPT, GPT-2, LLaMA/SmolLM2, Qwen2)`
+  );
 }
 
 /**
@@ -76,14 +96,26 @@ function syntheticNotice(spec: string): string {
  */
 async function load(o: CommonOpts) {
   const t0 = performance.now();
-  const bar = process.stderr.isTTY && !o.json
-    ? new cliProgress.SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB | {file}", stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic)
-    : undefined;
+  const bar =
+    process.stderr.isTTY && !o.json
+      ? new cliProgress.SingleBar(
+          {
+            format: "loading {bar} {percentage}% | {value}/{total} MiB | {file}",
+            stream: process.stderr,
+            hideCursor: true,
+            clearOnComplete: true,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
   let started = false;
   const step = (file: string, done: number, total: number) => {
     if (!bar) return;
     const mib = (n: number) => Math.round(n / 2 ** 20);
-    if (!started) { bar.start(mib(total), 0, { file }); started = true; }
+    if (!started) {
+      bar.start(mib(total), 0, { file });
+      started = true;
+    }
     bar.setTotal(mib(total));
     bar.update(mib(done), { file });
   };
@@ -97,7 +129,7 @@ async function load(o: CommonOpts) {
     revision: o.revision,
     offline: o.offline,
     verifyChecksums: o.verifyChecksums,
-    seed: o.model.startsWith("synthetic:") ? o.seed ?? 0 : undefined,
+    seed: o.model.startsWith("synthetic:") ? (o.seed ?? 0) : undefined,
     tokenizer: o.tokenizer,
     onDownload: (p) => step(p.file, p.loaded, p.total || p.loaded),
     onProgress: (done, total) => step("weights → wasm", done, total),
@@ -110,17 +142,33 @@ async function load(o: CommonOpts) {
   }
   const synthetic = loaded.location.startsWith("synthetic:");
   if (synthetic) process.stderr.write(syntheticNotice(loaded.location) + "\n");
-  const tokenizerDir = o.tokenizer ?? (synthetic || !existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")) ? OPT_TOKENIZER_DIR : loaded.location);
+  const tokenizerDir =
+    o.tokenizer ??
+    (synthetic || (!existsSync(join(loaded.location, "vocab.json")) && !existsSync(join(loaded.location, "tokenizer.json")))
+      ? OPT_TOKENIZER_DIR
+      : loaded.location);
   return { ...loaded, tokenizerDir, loadMs: performance.now() - t0 };
 }
 
 function modelOptions(cmd: Command, withSeed = true): Command {
-  cmd.option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
+  cmd
+    .option("-m, --model <spec>", "model directory, hub id (owner/name) or synthetic:opt-125m", DEFAULT_MODEL)
     .addOption(new Option("--build <build>", "wasm build").choices(["auto", "simd", "relaxed"]).default("auto"))
     .option("--threads <n>", "threads for the big kernels (default: the available cores)", int("--threads"))
-    .addOption(new Option("--dtype <dtype>", "weights in memory: f32 (default), f16 (half), int8 (a quarter), q4 (4-bit blocks of 32, ~a sixth), quantized at load; a file written by quantize loads in its own").choices(["f32", "f16", "int8", "q4"]))
+    .addOption(
+      new Option(
+        "--dtype <dtype>",
+        "weights in memory: f32 (default), f16 (half), int8 (a quarter), q4 (4-bit blocks of 32, ~a sixth), quantized at load; a file written by quantize loads in its own",
+      ).choices(["f32", "f16", "int8", "q4"]),
+    )
     .option("--int8-group <n>", "int8: inputs per scale (default 64)", int("--int8-group"))
-    .addOption(new Option("--embed-dtype <dtype>", "the token embedding (= lm_head): default the dtype, f16 for int8").choices(["f32", "f16", "int8"]))
+    .addOption(
+      new Option("--embed-dtype <dtype>", "the token embedding (= lm_head): default the dtype, f16 for int8").choices([
+        "f32",
+        "f16",
+        "int8",
+      ]),
+    )
     .option("--stream-layers", "hold one decoder layer in memory at a time, reading each from the checkpoint as it runs")
     .option("--revision <rev>", "hub revision (branch, tag or commit)", "main")
     .option("--offline", "use only the local hub cache (also HF_HUB_OFFLINE=1)")
@@ -131,14 +179,23 @@ function modelOptions(cmd: Command, withSeed = true): Command {
 
 const TOKENIZER_HELP = "load the tokenizer (and its chat template) from this directory instead of the model's";
 const PROMPT_FILE_HELP = "read the prompt from a file ('-' = stdin); one final newline is dropped";
-const MESSAGES_HELP = "a chat: a JSON array of {\"role\", \"content\"} messages ('-' = stdin), rendered with the tokenizer's chat template and an assistant turn opened";
+const MESSAGES_HELP =
+  'a chat: a JSON array of {"role", "content"} messages (\'-\' = stdin), rendered with the tokenizer\'s chat template and an assistant turn opened';
 
 // Set before the subcommands are made: they inherit both.
 const program = new Command("wasm-lm")
   .description("small language models (OPT, GPT-2, LLaMA, Qwen2) in WebAssembly")
   .exitOverride()
   .version(packageVersion(), "-v, --version", "print the version")
-  .configureOutput({ outputError: (str, write) => write(`wasm-lm: ${str.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")} (see --help)\n`) });
+  .configureOutput({
+    outputError: (str, write) =>
+      write(
+        `wasm-lm: ${str
+          .replace(/^error: /, "")
+          .trim()
+          .replace(/\s*\n\s*/g, " ")} (see --help)\n`,
+      ),
+  });
 
 modelOptions(program.command("generate").description("generate text from a prompt (greedy unless a sampling option is given)"))
   .option("-p, --prompt <text>", "prompt text")
@@ -160,9 +217,13 @@ modelOptions(program.command("generate").description("generate text from a promp
     return n;
   })
   .option("--json", "print one JSON object (input_ids, new_tokens, text, finish_reason, logprobs with --logprobs, timings)")
-  .option("--jsonl", "print one JSON object per token as it is generated ({\"id\", \"text\"} and \"logprob\", \"top_logprobs\" with --logprobs), then --json's object")
+  .option(
+    "--jsonl",
+    'print one JSON object per token as it is generated ({"id", "text"} and "logprob", "top_logprobs" with --logprobs), then --json\'s object',
+  )
   .action(async (o) => {
-    if ([o.prompt, o.promptFile, o.ids, o.messages].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --prompt, --prompt-file, --ids or --messages");
+    if ([o.prompt, o.promptFile, o.ids, o.messages].filter((v) => v !== undefined).length !== 1)
+      throw new UsageError("give exactly one of --prompt, --prompt-file, --ids or --messages");
     if (o.json && o.jsonl) throw new UsageError("give at most one of --json or --jsonl");
     if (o.logprobs !== undefined && !o.json && !o.jsonl) throw new UsageError("--logprobs needs --json or --jsonl (they print them)");
     // A bad file fails before the model loads.
@@ -170,10 +231,17 @@ modelOptions(program.command("generate").description("generate text from a promp
     if (o.promptFile !== undefined) o.prompt = readPromptFile(o.promptFile);
     const loaded = await load({ ...o, json: o.json || o.jsonl });
     const { model, loadMs } = loaded;
-    const tokenizer = o.ids === undefined ? needTokenizer(loaded) : loaded.tokenizer ?? IDS_ONLY;
+    const tokenizer = o.ids === undefined ? needTokenizer(loaded) : (loaded.tokenizer ?? IDS_ONLY);
     const gen: GenerateOptions = {
-      maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
-      repetitionPenalty: o.repetitionPenalty, seed: o.seed, stopStrings: o.stop, ignoreEos: o.ignoreEos, truncate: o.truncate,
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      repetitionPenalty: o.repetitionPenalty,
+      seed: o.seed,
+      stopStrings: o.stop,
+      ignoreEos: o.ignoreEos,
+      truncate: o.truncate,
       logprobs: o.logprobs,
     };
     let prompt: string | number[] = o.ids ?? o.prompt;
@@ -182,7 +250,15 @@ modelOptions(program.command("generate").description("generate text from a promp
       // ends at the chat stop ids, and at the model's EOS unless --ignore-eos.
       ({ ids: prompt, stopTokenIds: gen.stopTokenIds } = chatPrompt(model, needTokenizer(loaded), messages, { ignoreEos: o.ignoreEos }));
     }
-    const summary = (r: GenerateResult) => JSON.stringify({ model: o.model, build: model.build, dtype: model.dtype, threads: model.threads, ...r, timings: { load_ms: loadMs, ...r.timings } }) + "\n";
+    const summary = (r: GenerateResult) =>
+      JSON.stringify({
+        model: o.model,
+        build: model.build,
+        dtype: model.dtype,
+        threads: model.threads,
+        ...r,
+        timings: { load_ms: loadMs, ...r.timings },
+      }) + "\n";
     if (o.json) {
       process.stdout.write(summary(await generate(model, loaded.tokenizer ?? undefined, prompt, gen)));
       return;
@@ -205,12 +281,18 @@ modelOptions(program.command("generate").description("generate text from a promp
     }
     const t = r.value.timings;
     process.stdout.write("\n");
-    process.stderr.write(`${r.value.new_tokens.length} tokens, ${t.tokens_per_second.toFixed(1)} tokens/s ` +
-      `(load ${loadMs.toFixed(0)} ms, prefill ${t.prefill_ms.toFixed(0)} ms, decode ${t.decode_ms_per_token.toFixed(1)} ms/token, ` +
-      `${model.dtype}, build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`);
+    process.stderr.write(
+      `${r.value.new_tokens.length} tokens, ${t.tokens_per_second.toFixed(1)} tokens/s ` +
+        `(load ${loadMs.toFixed(0)} ms, prefill ${t.prefill_ms.toFixed(0)} ms, decode ${t.decode_ms_per_token.toFixed(1)} ms/token, ` +
+        `${model.dtype}, build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`,
+    );
   });
 
-modelOptions(program.command("chat").description("an interactive chat with the model's chat template: one user message per line on stdin, /reset, /exit"))
+modelOptions(
+  program
+    .command("chat")
+    .description("an interactive chat with the model's chat template: one user message per line on stdin, /reset, /exit"),
+)
   .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("--system <text>", "a system message to start the conversation with")
   .option("-n, --max-new-tokens <n>", "new tokens per reply at most", int("--max-new-tokens"), 256)
@@ -226,7 +308,14 @@ modelOptions(program.command("chat").description("an interactive chat with the m
     if (tokenizer.chatTemplate === null) tokenizer.applyChatTemplate([]); // the one-line "no chat template" error, before any input
     const start: ChatMessage[] = o.system === undefined ? [] : [{ role: "system", content: o.system }];
     let history = [...start];
-    const gen: GenerateOptions = { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, repetitionPenalty: o.repetitionPenalty, seed: o.seed };
+    const gen: GenerateOptions = {
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      repetitionPenalty: o.repetitionPenalty,
+      seed: o.seed,
+    };
     const interactive = process.stdin.isTTY && !o.json;
     const lines = createInterface({ input: process.stdin, terminal: false });
     if (interactive) process.stdout.write("> ");
@@ -238,8 +327,10 @@ modelOptions(program.command("chat").description("an interactive chat with the m
       } else if (text !== "") {
         history.push({ role: "user", content: line });
         // Keep the prompt and the reply within the context: drop the oldest exchanges first.
-        while (history.length > start.length + 1 &&
-          chatPrompt(model, tokenizer, history).ids.length + gen.maxNewTokens! > model.dims.maxPositions) {
+        while (
+          history.length > start.length + 1 &&
+          chatPrompt(model, tokenizer, history).ids.length + gen.maxNewTokens! > model.dims.maxPositions
+        ) {
           history.splice(start.length, history[start.length + 1]?.role === "assistant" ? 2 : 1);
         }
         const it = streamChat(model, tokenizer, history, { ...gen, truncate: true });
@@ -260,29 +351,40 @@ modelOptions(program.command("chat").description("an interactive chat with the m
 modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))
   .requiredOption("--ids <ids>", "token ids, comma-separated", idList)
   .option("--last", "only the last position")
-  .option("--top-k <n>", "only the n largest logits of each position: {\"top\": [[{\"id\", \"logit\"}, …] per position]}, largest first", int("--top-k"))
-  .option("--json", "JSON, the only format: {\"logits\": [[…vocabulary floats…] per position]}, or --top-k's {\"top\": …}")
+  .option(
+    "--top-k <n>",
+    'only the n largest logits of each position: {"top": [[{"id", "logit"}, …] per position]}, largest first',
+    int("--top-k"),
+  )
+  .option("--json", 'JSON, the only format: {"logits": [[…vocabulary floats…] per position]}, or --top-k\'s {"top": …}')
   .action(async (o) => {
     if (o.topK !== undefined && o.topK < 1) throw new UsageError("--top-k must be ≥ 1");
     const { model } = await load({ ...o, json: true });
     const r = model.forward([o.ids], { logits: o.last ? "last" : "all" });
     const V = r.logitsShape[2];
     const rows = Array.from({ length: r.logitsShape[1] }, (_, i) => r.logits.subarray(i * V, (i + 1) * V));
-    process.stdout.write(JSON.stringify(o.topK === undefined
-      ? { logits: rows.map((row) => Array.from(row)) }
-      : { top: rows.map((row) => topIds(row, o.topK).map((id) => ({ id, logit: row[id] }))) }) + "\n");
+    process.stdout.write(
+      JSON.stringify(
+        o.topK === undefined
+          ? { logits: rows.map((row) => Array.from(row)) }
+          : { top: rows.map((row) => topIds(row, o.topK).map((id) => ({ id, logit: row[id] }))) },
+      ) + "\n",
+    );
   });
 
-program.command("tokenize").description("token ids of a text (with the tokenizer's special tokens, e.g. OPT's leading </s>) or of a chat")
+program
+  .command("tokenize")
+  .description("token ids of a text (with the tokenizer's special tokens, e.g. OPT's leading </s>) or of a chat")
   .option("-m, --model <dir>", "model directory or a directory holding only tokenizer files (default: the OPT tokenizer shipped)")
   .option("--tokenizer <dir>", "the tokenizer directory (the same as --model; wins over it)")
   .option("--text <text>", "the text")
   .option("--text-file <path>", "read the text from a file ('-' = stdin)")
   .option("--messages <file>", MESSAGES_HELP + "; encoded without adding special tokens (the template writes them)")
   .option("--no-special", "do not add the special tokens (e.g. the leading </s>)")
-  .option("--json", "print {\"ids\": […]} (the default and only format)")
+  .option("--json", 'print {"ids": […]} (the default and only format)')
   .action((o) => {
-    if ([o.text, o.textFile, o.messages].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --text, --text-file or --messages");
+    if ([o.text, o.textFile, o.messages].filter((v) => v !== undefined).length !== 1)
+      throw new UsageError("give exactly one of --text, --text-file or --messages");
     const messages = o.messages === undefined ? undefined : readMessages(o.messages);
     const text = o.text ?? (o.textFile === undefined ? "" : readFileSync(o.textFile === "-" ? 0 : o.textFile, "utf8"));
     const tok = loadTokenizer(o.tokenizer ?? o.model ?? OPT_TOKENIZER_DIR);
@@ -298,15 +400,18 @@ modelOptions(program.command("inspect").description("what each layer does: hidde
   .option("--top <k>", "candidates per layer", int("--top"), 5)
   .option("--json", "print the inspection as JSON")
   .action(async (o) => {
-    if ([o.prompt, o.promptFile, o.ids].filter((v) => v !== undefined).length !== 1) throw new UsageError("give exactly one of --prompt, --prompt-file or --ids");
+    if ([o.prompt, o.promptFile, o.ids].filter((v) => v !== undefined).length !== 1)
+      throw new UsageError("give exactly one of --prompt, --prompt-file or --ids");
     if (o.promptFile !== undefined) o.prompt = readPromptFile(o.promptFile);
     const loaded = await load(o);
-    const tokenizer = o.prompt !== undefined ? needTokenizer(loaded) : loaded.tokenizer ?? IDS_ONLY;
+    const tokenizer = o.prompt !== undefined ? needTokenizer(loaded) : (loaded.tokenizer ?? IDS_ONLY);
     const r = await inspectPrompt(loaded.model, tokenizer, o.ids ?? o.prompt, { top: o.top });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatInspection(r));
   });
 
-program.command("synth").description("write a seeded random model in the Hugging Face layout (config.json + model.safetensors + tokenizer)")
+program
+  .command("synth")
+  .description("write a seeded random model in the Hugging Face layout (config.json + model.safetensors + tokenizer)")
   .option("--preset <name>", `model shape: ${Object.keys(SYNTHETIC_PRESETS).join(", ")}`, "opt-125m")
   .option("--seed <n>", "weights seed", int("--seed"), 0)
   .addOption(new Option("--dtype <dtype>", "stored dtype").choices(["f32", "f16"]).default("f32"))
@@ -322,7 +427,10 @@ program.command("synth").description("write a seeded random model in the Hugging
         ? { name: t.name, dtype: "F16" as const, shape: t.shape, data: f32ArrayToF16Bytes(f) }
         : { name: t.name, dtype: "F32" as const, shape: t.shape, data: new Uint8Array(f.buffer) };
     });
-    writeFileSync(join(o.out, "model.safetensors"), writeSafetensors(tensors, { format: "pt", "wasm-lm-synthetic": `${o.preset} seed ${o.seed}` }));
+    writeFileSync(
+      join(o.out, "model.safetensors"),
+      writeSafetensors(tensors, { format: "pt", "wasm-lm-synthetic": `${o.preset} seed ${o.seed}` }),
+    );
     writeFileSync(join(o.out, "config.json"), configJson(config, { torch_dtype: o.dtype === "f16" ? "float16" : "float32" }));
     for (const f of ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]) {
       if (existsSync(join(OPT_TOKENIZER_DIR, f))) copyFileSync(join(OPT_TOKENIZER_DIR, f), join(o.out, f));
@@ -330,7 +438,11 @@ program.command("synth").description("write a seeded random model in the Hugging
     process.stderr.write(`wrote ${o.out} (${o.preset}, seed ${o.seed}, ${o.dtype})\n`);
   });
 
-modelOptions(program.command("quantize").description("save a model's weights in the dtype they are loaded in (int8 by default), as a Hugging Face directory"))
+modelOptions(
+  program
+    .command("quantize")
+    .description("save a model's weights in the dtype they are loaded in (int8 by default), as a Hugging Face directory"),
+)
   .requiredOption("--out <dir>", "output directory (config.json + model.safetensors + tokenizer)")
   .option("--tokenizer <dir>", "copy the tokenizer files from this directory instead of the model's")
   .action(async (o) => {
@@ -340,13 +452,25 @@ modelOptions(program.command("quantize").description("save a model's weights in 
     mkdirSync(o.out, { recursive: true });
     writeFileSync(join(o.out, "model.safetensors"), writeSafetensors(tensors, metadata));
     writeFileSync(join(o.out, "config.json"), configJson(model.config));
-    for (const f of ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"]) {
+    for (const f of [
+      "vocab.json",
+      "merges.txt",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "chat_template.jinja",
+      "generation_config.json",
+    ]) {
       if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(o.out, f));
     }
     process.stderr.write(`wrote ${o.out} (${model.dtype}${model.dtype === "int8" ? `, group ${model.weights.format.group}` : ""})\n`);
   });
 
-modelOptions(program.command("serve").description("serve the model over HTTP with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health)"))
+modelOptions(
+  program
+    .command("serve")
+    .description("serve the model over HTTP with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health)"),
+)
   .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--port <n>", "port to listen on (0: any free one)", int("--port"), 8080)
@@ -362,7 +486,15 @@ modelOptions(program.command("serve").description("serve the model over HTTP wit
     const { model, tokenizer } = await load(o);
     const engine = new Engine(model, { maxBatch: o.maxBatch, maxQueue: o.maxQueue, ctx: o.ctx, decodable: tokenizer?.vocabSize });
     const modelId: string = o.modelId ?? o.model;
-    const handler = createHandler({ engine, tokenizer, modelId, eosTokenIds: model.dims.eos, apiKey, maxBodyBytes: o.maxBody, cors: o.cors });
+    const handler = createHandler({
+      engine,
+      tokenizer,
+      modelId,
+      eosTokenIds: model.dims.eos,
+      apiKey,
+      maxBodyBytes: o.maxBody,
+      cors: o.cors,
+    });
     const server = await serveNode(handler, { host: o.host, port: o.port });
     process.stderr.write(`wasm-lm: serving ${modelId} at ${server.url}/v1${tokenizer ? "" : " (no tokenizer: token-id prompts only)"}\n`);
     // SIGINT/SIGTERM: stop accepting, let the requests in flight finish, exit 0; a second signal exits at once.
@@ -384,7 +516,10 @@ class UsageError extends Error {}
 
 /** The loaded model's tokenizer, or an error saying how to get one (text needs a tokenizer). */
 function needTokenizer(loaded: { tokenizer: Tokenizer | null; location: string }): Tokenizer {
-  if (!loaded.tokenizer) throw new Error(`${loaded.location} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt): pass --tokenizer DIR, or token ids with --ids`);
+  if (!loaded.tokenizer)
+    throw new Error(
+      `${loaded.location} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt): pass --tokenizer DIR, or token ids with --ids`,
+    );
   return loaded.tokenizer;
 }
 
@@ -416,7 +551,9 @@ function readMessages(path: string): ChatMessage[] {
 
 /** For a model without a tokenizer given token ids: tokens shown as <id>. */
 const IDS_ONLY: TextCodec = {
-  encode: () => { throw new Error("a text prompt needs a tokenizer"); },
+  encode: () => {
+    throw new Error("a text prompt needs a tokenizer");
+  },
   decode: (ids) => ids.map((id) => `<${id}>`).join(""),
 };
 
@@ -433,8 +570,9 @@ try {
   // (CR, ESC…, which could rewrite the terminal) escaped, and a sane length.
   const msg = String(err?.message ?? e).replace(/^wasm-lm: /, "");
   // eslint-disable-next-line no-control-regex
-  const line = (msg.length > 2000 ? msg.slice(0, 2000) + "…" : msg).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
-    (c) => (c === "\n" ? " " : "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0")));
+  const line = (msg.length > 2000 ? msg.slice(0, 2000) + "…" : msg).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
+    c === "\n" ? " " : "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"),
+  );
   process.stderr.write(`wasm-lm: ${line}\n`);
   process.exit(e instanceof UsageError ? 2 : 1);
 }

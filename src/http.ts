@@ -31,11 +31,14 @@ const PROGRESS_MS = 100;
 /** A failed request: HTTP status, network, or a body that broke off. */
 export class HttpError extends Error {
   override name = "HttpError";
-  constructor(message: string, readonly status?: number,
+  constructor(
+    message: string,
+    readonly status?: number,
     /** Worth another try (see the retry policy). */
     readonly transient = false,
     /** The server's Retry-After, capped. */
-    readonly retryAfterMs?: number) {
+    readonly retryAfterMs?: number,
+  ) {
     super(message);
   }
 }
@@ -163,8 +166,12 @@ export function statusLine(res: Response): string {
 export function statusError(res: Response, what: string): HttpError {
   const hub = [res.headers.get("x-error-code"), res.headers.get("x-error-message")].filter((s) => s).map((s) => oneLine(s!, 300));
   const retry = isRetryableStatus(res.status);
-  return new HttpError(`${statusLine(res)} fetching ${redactUrl(what)}${hub.length ? ` (${hub.join(": ")})` : ""}`,
-    res.status, retry, retry ? retryAfterMs(res.headers.get("retry-after")) : undefined);
+  return new HttpError(
+    `${statusLine(res)} fetching ${redactUrl(what)}${hub.length ? ` (${hub.join(": ")})` : ""}`,
+    res.status,
+    retry,
+    retry ? retryAfterMs(res.headers.get("retry-after")) : undefined,
+  );
 }
 
 /** Lets a response go without reading its body. */
@@ -217,8 +224,11 @@ export class Progress {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private failed: { e: unknown } | undefined;
 
-  constructor(readonly file: string, private readonly report: ((p: DownloadProgress) => void) | undefined,
-    opts: { total?: number; loaded?: number; cached?: boolean } = {}) {
+  constructor(
+    readonly file: string,
+    private readonly report: ((p: DownloadProgress) => void) | undefined,
+    opts: { total?: number; loaded?: number; cached?: boolean } = {},
+  ) {
     this.loaded = opts.loaded ?? 0;
     this.total = opts.total ?? 0;
     this.cached = opts.cached ?? false;
@@ -300,7 +310,11 @@ export function checkLength(what: string, n: number, d: { total?: number; mayBeL
 /** What a failed body read becomes: the signal's reason, or a transient HttpError. */
 function lost(e: unknown, opts: BodyOptions, n: number): unknown {
   if (opts.signal?.aborted) return opts.signal.reason;
-  return new HttpError(`connection lost downloading ${redactUrl(opts.what)} after ${n} bytes: ${redactUrls(errorText(e))}`, undefined, true);
+  return new HttpError(
+    `connection lost downloading ${redactUrl(opts.what)} after ${n} bytes: ${redactUrls(errorText(e))}`,
+    undefined,
+    true,
+  );
 }
 
 /**
@@ -347,7 +361,9 @@ export async function readBody(res: Response, opts: BodyOptions & { max?: number
     let byob: ReadableStreamBYOBReader | undefined;
     try {
       byob = res.body.getReader({ mode: "byob" });
-    } catch { /* not a byte stream: read its chunks below */ }
+    } catch {
+      /* not a byte stream: read its chunks below */
+    }
     if (byob) return readInto(byob, into, max!, opts);
   }
   let buf = into ? into.subarray(0, max) : allocate(max ?? total);
@@ -394,7 +410,12 @@ function allocate(size: number | undefined): Uint8Array | null {
  * fetch bodies are byte streams). Each read moves the memory to a new ArrayBuffer, detaching the
  * old one: the view returned is over where it ended up.
  */
-async function readInto(reader: ReadableStreamBYOBReader, into: Uint8Array, max: number, opts: BodyOptions): Promise<Uint8Array | undefined> {
+async function readInto(
+  reader: ReadableStreamBYOBReader,
+  into: Uint8Array,
+  max: number,
+  opts: BodyOptions,
+): Promise<Uint8Array | undefined> {
   let buffer = into.buffer as ArrayBuffer;
   const start = into.byteOffset;
   let n = 0;
@@ -427,7 +448,11 @@ async function readInto(reader: ReadableStreamBYOBReader, into: Uint8Array, max:
  * `check(n)` may refuse it, which errors the stream. A consumer may reject with an error of its
  * own, so what failed the stream is kept in `error`.
  */
-export function bodyStream(res: Response, opts: BodyOptions, check?: (n: number) => void): { stream: ReadableStream<Uint8Array>; error?: unknown } {
+export function bodyStream(
+  res: Response,
+  opts: BodyOptions,
+  check?: (n: number) => void,
+): { stream: ReadableStream<Uint8Array>; error?: unknown } {
   const reader = res.body?.getReader();
   let n = 0;
   const out: { stream: ReadableStream<Uint8Array>; error?: unknown } = {

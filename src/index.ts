@@ -15,11 +15,31 @@ export { OutOfMemoryError } from "./arena.js";
 
 // Checkpoints.
 export {
-  openCheckpoint, openTensorFile, openSafetensors, openPytorchBin, writeSafetensors, CHECKPOINT_FILES,
-  openRangedSafetensors, openRangedCheckpoint, openRangedSafetensorsCheckpoint, httpRangeReader, blobRangeReader, bytesRangeReader,
-  isAsyncSource, CheckpointError, RangeReadError,
-  type TensorSource, type AsyncTensorSource, type TensorInfo, type DType, type AnyDType, type FileProvider, type TensorToWrite,
-  type RangeReader, type RangeOpener, type HttpRangeOptions,
+  openCheckpoint,
+  openTensorFile,
+  openSafetensors,
+  openPytorchBin,
+  writeSafetensors,
+  CHECKPOINT_FILES,
+  openRangedSafetensors,
+  openRangedCheckpoint,
+  openRangedSafetensorsCheckpoint,
+  httpRangeReader,
+  blobRangeReader,
+  bytesRangeReader,
+  isAsyncSource,
+  CheckpointError,
+  RangeReadError,
+  type TensorSource,
+  type AsyncTensorSource,
+  type TensorInfo,
+  type DType,
+  type AnyDType,
+  type FileProvider,
+  type TensorToWrite,
+  type RangeReader,
+  type RangeOpener,
+  type HttpRangeOptions,
 } from "./formats/index.js";
 export { HubError } from "./formats/hubids.js";
 export type { DownloadProgress, RetryOptions } from "./http.js";
@@ -27,8 +47,19 @@ export type { DownloadProgress, RetryOptions } from "./http.js";
 // Models.
 export type { Dims, FamilyName, Activation } from "./models/config.js";
 export {
-  parseModelConfig, modelDims, configJson, SYNTHETIC_PRESETS, syntheticConfig,
-  OPT_125M, GPT2_124M, SMOLLM2_135M, QWEN25_05B, type ModelConfig, type OptConfig, type Gpt2Config, type LlamaConfig,
+  parseModelConfig,
+  modelDims,
+  configJson,
+  SYNTHETIC_PRESETS,
+  syntheticConfig,
+  OPT_125M,
+  GPT2_124M,
+  SMOLLM2_135M,
+  QWEN25_05B,
+  type ModelConfig,
+  type OptConfig,
+  type Gpt2Config,
+  type LlamaConfig,
 } from "./models/families/index.js";
 export { DecoderModel, KVCache, type ForwardOptions, type ForwardResult, type BeginOptions, type LoadOptions } from "./models/decoder.js";
 export type { WeightDType } from "./models/weights.js";
@@ -37,21 +68,58 @@ export { SyntheticSource } from "./models/synthetic.js";
 // Tokenizers and chat.
 export { Tokenizer, TURN_END_TOKENS, validateMessages } from "./tokenizer/index.js";
 export type {
-  DecodeOptions, DecodeStream, EncodeOptions, TokenizerFiles, TokenizerOptions, TokenSpec, ChatTemplateSource,
-  ChatMessage, ChatTemplateOptions,
+  DecodeOptions,
+  DecodeStream,
+  EncodeOptions,
+  TokenizerFiles,
+  TokenizerOptions,
+  TokenSpec,
+  ChatTemplateSource,
+  ChatMessage,
+  ChatTemplateOptions,
 } from "./tokenizer/index.js";
 
 // Generation.
 export {
-  generate, streamGenerate, greedyBatch, Sampler, argmax,
-  type GenerateOptions, type GenerateResult, type TokenEvent, type TokenLogprob, type TokenLogprobs, type Timings,
-  type FinishReason, type TextCodec, type SamplingOptions,
+  generate,
+  streamGenerate,
+  greedyBatch,
+  Sampler,
+  argmax,
+  type GenerateOptions,
+  type GenerateResult,
+  type TokenEvent,
+  type TokenLogprob,
+  type TokenLogprobs,
+  type Timings,
+  type FinishReason,
+  type TextCodec,
+  type SamplingOptions,
 } from "./generate/index.js";
 export { streamChat, chatPrompt, type ChatGenerateOptions } from "./generate/chat.js";
-export { inspectPrompt, formatInspection, type Inspection, type InspectOptions, type LayerView, type Candidate, type HeadFocus } from "./inspect.js";
+export {
+  inspectPrompt,
+  formatInspection,
+  type Inspection,
+  type InspectOptions,
+  type LayerView,
+  type Candidate,
+  type HeadFocus,
+} from "./inspect.js";
 
 // Loading over fetch (browsers, Workers, Deno, Bun, Node).
 export {
-  loadModelFromUrl, urlFiles, pickedFiles, openModelFiles, openTokenizer, resolveModelUrl, MODEL_CACHE,
-  type FetchModelOptions, type LoadFromUrlOptions, type FetchProgress, type ModelFiles, type ModelCache, type LoadedFromUrl,
+  loadModelFromUrl,
+  urlFiles,
+  pickedFiles,
+  openModelFiles,
+  openTokenizer,
+  resolveModelUrl,
+  MODEL_CACHE,
+  type FetchModelOptions,
+  type LoadFromUrlOptions,
+  type FetchProgress,
+  type ModelFiles,
+  type ModelCache,
+  type LoadedFromUrl,
 } from "./web.js";

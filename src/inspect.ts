@@ -5,13 +5,21 @@
 import type { DecoderModel } from "./models/decoder.js";
 import type { TextCodec } from "./generate/index.js";
 
-export interface Candidate { id: number; token: string; prob: number }
+export interface Candidate {
+  id: number;
+  token: string;
+  prob: number;
+}
 /**
  * Where a query head looks from the last position. `kvHead`: the key/value head it reads — its own
  * index for multi-head attention; with grouped-query attention (LLaMA, Qwen2) H / Hkv query heads
  * share each KV head, so heads of one group see the same keys and differ only in their queries.
  */
-export interface HeadFocus { head: number; kvHead: number; positions: { pos: number; token: string; weight: number }[] }
+export interface HeadFocus {
+  head: number;
+  kvHead: number;
+  positions: { pos: number; token: string; weight: number }[];
+}
 export interface LayerView {
   /** -1 for the embeddings, then 0 … L-1. */
   layer: number;
@@ -26,7 +34,11 @@ export interface LayerView {
   /** With `attentions`: the layer's attention probabilities (H, T, T), row = query, column = key. */
   attention?: Float32Array;
 }
-export interface Inspection { ids: number[]; tokens: string[]; layers: LayerView[] }
+export interface Inspection {
+  ids: number[];
+  tokens: string[];
+  layers: LayerView[];
+}
 
 export interface InspectOptions {
   /** Candidates per logit-lens reading (default 5). */
@@ -61,7 +73,12 @@ function topK(logits: Float32Array, n: number, k: number, token: (id: number) =>
  * The prompt through the model one layer at a time, recording after the embeddings and after each
  * layer: every token's hidden-state norm, the logit lens, and the attention (see InspectOptions).
  */
-export async function inspectPrompt(model: DecoderModel, codec: TextCodec, prompt: string | number[], o: InspectOptions = {}): Promise<Inspection> {
+export async function inspectPrompt(
+  model: DecoderModel,
+  codec: TextCodec,
+  prompt: string | number[],
+  o: InspectOptions = {},
+): Promise<Inspection> {
   const ids = typeof prompt === "string" ? codec.encode(prompt) : Array.from(prompt);
   const { C, L, H, Hkv, V } = model.dims;
   const decodable = Math.min(V, codec.vocabSize ?? V);
@@ -85,8 +102,14 @@ export async function inspectPrompt(model: DecoderModel, codec: TextCodec, promp
         const p = s.attentions[layer]; // (1, H, T, T)
         v.heads = Array.from({ length: H }, (_, h) => {
           const row = p.subarray((h * T + T - 1) * T, (h * T + T) * T); // the last query row
-          const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, 3);
-          return { head: h, kvHead: Math.floor(h / (H / Hkv)), positions: order.map((pos) => ({ pos, token: tokens[pos], weight: row[pos] })) };
+          const order = Array.from(row.keys())
+            .sort((a, b) => row[b] - row[a])
+            .slice(0, 3);
+          return {
+            head: h,
+            kvHead: Math.floor(h / (H / Hkv)),
+            positions: order.map((pos) => ({ pos, token: tokens[pos], weight: row[pos] })),
+          };
         });
         if (o.attentions) v.attention = p;
       }
@@ -117,7 +140,9 @@ export function formatInspection(r: Inspection): string {
     out.push(`  next-token (logit lens): ${v.top.map((c) => `${show(c.token)} ${(c.prob * 100).toFixed(1)}%`).join(", ")}`);
     for (const h of v.heads ?? []) {
       const kv = h.kvHead !== h.head || (v.heads ?? []).some((x) => x.kvHead !== x.head) ? ` (kv ${h.kvHead})` : "";
-      out.push(`  head ${String(h.head).padStart(2)}${kv} attends to ${h.positions.map((p) => `${p.pos}:${show(p.token)} ${p.weight.toFixed(2)}`).join(", ")}`);
+      out.push(
+        `  head ${String(h.head).padStart(2)}${kv} attends to ${h.positions.map((p) => `${p.pos}:${show(p.token)} ${p.weight.toFixed(2)}`).join(", ")}`,
+      );
     }
   }
   return out.join("\n") + "\n";

@@ -20,21 +20,55 @@ export { familyOf, FAMILIES, OPT, GPT2, LLAMA, QWEN2, parseOptConfig, optDims } 
 export type { Family, FamilyConfig, TensorRef, LayerField, GlobalField } from "./models/family.js";
 export type { Json } from "./models/config.js";
 export {
-  WeightLoader, CheckpointNames, WEIGHT_DTYPES, DEFAULT_INT8_GROUP, matBytes, layerBytes, weightBytes,
-  type Mat, type LayerWeights, type ModelWeights, type WeightFormat, type RowBytes,
+  WeightLoader,
+  CheckpointNames,
+  WEIGHT_DTYPES,
+  DEFAULT_INT8_GROUP,
+  matBytes,
+  layerBytes,
+  weightBytes,
+  type Mat,
+  type LayerWeights,
+  type ModelWeights,
+  type WeightFormat,
+  type RowBytes,
 } from "./models/weights.js";
 export type { Step, StepBuffers, StepRow } from "./models/decoder.js";
 
 export {
-  SafetensorsSource, PytorchSource, RangedSafetensors,
-  MultiSource, parseShardIndex, shardFiles, isPlainFileName, type Shard,
-  safetensorsHeaderLength, parseSafetensorsHeader, type SafetensorsEntry,
-  DTYPE_SIZE, isAnyDType, isSupportedDType,
-  f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, convertToF32, f32ArrayToF16Bytes, f32ArrayToBf16Bytes, f32ArrayToBytes,
+  SafetensorsSource,
+  PytorchSource,
+  RangedSafetensors,
+  MultiSource,
+  parseShardIndex,
+  shardFiles,
+  isPlainFileName,
+  type Shard,
+  safetensorsHeaderLength,
+  parseSafetensorsHeader,
+  type SafetensorsEntry,
+  DTYPE_SIZE,
+  isAnyDType,
+  isSupportedDType,
+  f16ToF32,
+  f32ToF16,
+  bf16ToF32,
+  f32ToBf16,
+  convertToF32,
+  f32ArrayToF16Bytes,
+  f32ArrayToBf16Bytes,
+  f32ArrayToBytes,
 } from "./formats/index.js";
 export type { MergedRead } from "./formats/ranged.js";
 export type { ResolveOptions } from "./formats/hub.js";
 
-export { cleanUpTokenization, parseTokenizerConfig, parseMergesTxt, parseTokenizerJson, parseVocabJson, type AddedTokenSpec } from "./tokenizer/index.js";
+export {
+  cleanUpTokenization,
+  parseTokenizerConfig,
+  parseMergesTxt,
+  parseTokenizerJson,
+  parseVocabJson,
+  type AddedTokenSpec,
+} from "./tokenizer/index.js";
 export type { Merge } from "./tokenizer/bpe.js";
 export type { TokenizerJson, TokenizerJsonAddedToken } from "./tokenizer/files.js";

@@ -86,7 +86,15 @@ export class Kernels {
    * @param b (N), or null for no bias
    * @returns y (T, N)
    */
-  linear(x: Float32Array, w: Float32Array, b: Float32Array | null, T: number, K: number, N: number, o: KernelCallOptions = {}): Float32Array {
+  linear(
+    x: Float32Array,
+    w: Float32Array,
+    b: Float32Array | null,
+    T: number,
+    K: number,
+    N: number,
+    o: KernelCallOptions = {},
+  ): Float32Array {
     const op = "linear";
     dims(op, { T, K, N });
     f32(op, "x", x, T * K, "T·K");
@@ -155,8 +163,16 @@ export class Kernels {
    * @param v (past + T, Hkv·D)
    * @returns (T, H·D)
    */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, Hkv: number, D: number,
-    o: AttentionOptions = {}): Float32Array {
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    T: number,
+    H: number,
+    Hkv: number,
+    D: number,
+    o: AttentionOptions = {},
+  ): Float32Array {
     const op = "attention";
     const past = o.past ?? 0;
     dims(op, { T, H, Hkv, D, past });
@@ -173,7 +189,9 @@ export class Kernels {
     const fn = this.#fn(op, o.scalar);
     return this.#run(T * H * D, (out, put, alloc) => {
       // The kernel reads keys and values per KV head: (Hkv, S, D), laid out by kvStore.
-      const kc = alloc(S * Hkv * D), vc = alloc(S * Hkv * D), scratch = alloc(S);
+      const kc = alloc(S * Hkv * D),
+        vc = alloc(S * Hkv * D),
+        scratch = alloc(S);
       store(kc, put(k), S, 0, Hkv, D, S);
       store(vc, put(v), S, 0, Hkv, D, S);
       fn(out, put(q), kc, vc, put(keyMask), 0, scratch, T, past, H, Hkv, D, S, scale, 0, H);
@@ -243,8 +261,15 @@ export class Kernels {
    * One call: an output of n floats, inputs copied in by `put` (null → 0, "none"), scratch from
    * `alloc`; the output copied out and the arena reset, whatever happens.
    */
-  #run(n: number, body: (y: number, put: (a: Input | null) => number, alloc: (floats: number) => number,
-    set: (ptr: number, a: Float32Array) => void) => void): Float32Array {
+  #run(
+    n: number,
+    body: (
+      y: number,
+      put: (a: Input | null) => number,
+      alloc: (floats: number) => number,
+      set: (ptr: number, a: Float32Array) => void,
+    ) => void,
+  ): Float32Array {
     const a = this.#arena;
     const mark = a.mark();
     try {
@@ -310,4 +335,4 @@ function epsilon(op: string, eps: number): number {
 }
 
 const describe = (a: unknown): string =>
-  a === null ? "null" : typeof a === "object" ? (a as object).constructor?.name ?? "an object" : typeof a;
+  a === null ? "null" : typeof a === "object" ? ((a as object).constructor?.name ?? "an object") : typeof a;

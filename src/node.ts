@@ -44,8 +44,10 @@ export interface LoadedModel {
 const TOKENIZER_FILES = ["tokenizer.json", "vocab.json"];
 
 /** Config, checkpoint and tokenizer of a model spec, without loading weights into WebAssembly. */
-export async function openModel(spec: string, opts: LoadModelOptions = {}):
-  Promise<{ config: ModelConfig; source: TensorSource; tokenizer: Tokenizer | null; location: string }> {
+export async function openModel(
+  spec: string,
+  opts: LoadModelOptions = {},
+): Promise<{ config: ModelConfig; source: TensorSource; tokenizer: Tokenizer | null; location: string }> {
   if (opts.tokenizer !== undefined && !(existsSync(opts.tokenizer) && statSync(opts.tokenizer).isDirectory())) {
     throw new Error(`wasm-lm: tokenizer directory '${opts.tokenizer}' does not exist`);
   }
@@ -53,7 +55,12 @@ export async function openModel(spec: string, opts: LoadModelOptions = {}):
     // Synthetic models of every family use the OPT tokenizer shipped (GPT-2's byte-level BPE): ids
     // past a model's vocabulary are never generated, and the text is noise anyway.
     const config = syntheticConfig(spec.slice("synthetic:".length));
-    return { config, source: new SyntheticSource(config, opts.seed ?? 0), tokenizer: loadTokenizer(opts.tokenizer ?? OPT_TOKENIZER_DIR), location: spec };
+    return {
+      config,
+      source: new SyntheticSource(config, opts.seed ?? 0),
+      tokenizer: loadTokenizer(opts.tokenizer ?? OPT_TOKENIZER_DIR),
+      location: spec,
+    };
   }
   let dir = spec;
   if (!(existsSync(spec) && statSync(spec).isDirectory())) {

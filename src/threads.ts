@@ -24,7 +24,9 @@ export const SPLITS = {
   linearQ4: { args: ["y", "xq", "xs", "q", "s", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, scratch: null },
   attention: {
     args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],
-    range: "h0", unit: 1, scratch: "scratch",
+    range: "h0",
+    unit: 1,
+    scratch: "scratch",
   },
 } as const satisfies Record<string, { args: readonly string[]; range: string; unit: number; scratch: string | null }>;
 export type SplitKernel = keyof typeof SPLITS;
@@ -105,7 +107,9 @@ onFirstMessage((d) => {
 });
 `;
 
-interface WorkerHandle { terminate(): unknown }
+interface WorkerHandle {
+  terminate(): unknown;
+}
 
 /**
  * The default thread count: the available cores where shared memory and workers exist, else 1
@@ -132,7 +136,12 @@ export class ThreadPool {
   private dead = false;
   private kernels: ((...a: number[]) => void)[];
 
-  private constructor(wasm: Wasm, private workers: WorkerHandle[], ctrl: SharedArrayBuffer, args: SharedArrayBuffer) {
+  private constructor(
+    wasm: Wasm,
+    private workers: WorkerHandle[],
+    ctrl: SharedArrayBuffer,
+    args: SharedArrayBuffer,
+  ) {
     this.ctrl = new Int32Array(ctrl);
     this.args = new Float64Array(args);
     this.kernels = SPLITTABLE.map((n) => wasm.k[n] as (...a: number[]) => void);
@@ -149,25 +158,36 @@ export class ThreadPool {
     if (!Number.isInteger(threads) || threads < 2) throw new Error(`wasm-lm: a thread pool needs ≥ 2 threads, got ${threads}`);
     const spawn = await workerFactory();
     if (!canBlock()) {
-      throw new Error("wasm-lm: threads > 1 cannot run on a page's main thread (Atomics.wait is not allowed there): " +
-        "load the model in a Web Worker, or use threads: 1");
+      throw new Error(
+        "wasm-lm: threads > 1 cannot run on a page's main thread (Atomics.wait is not allowed there): " +
+          "load the model in a Web Worker, or use threads: 1",
+      );
     }
     const ctrl = new SharedArrayBuffer(CTRL_INTS * 4);
     const args = new SharedArrayBuffer(MAX_ARGS * 8);
     const workers: WorkerHandle[] = [];
     let pool: ThreadPool | undefined;
     try {
-      await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
-        const w = spawn((msg: { ready?: boolean; error?: string }) => {
-          if (msg.ready) resolve();
-          else reject(new Error(`wasm-lm: worker thread ${i + 1} failed to start: ${msg.error}`));
-        }, (e: unknown) => {
-          reject(new Error(`wasm-lm: worker thread ${i + 1} failed: ${(e as Error)?.message ?? e}`));
-          pool?.markDead();
-        });
-        workers.push(w.handle);
-        w.post({ module: wasm.module, memory: wasm.memory, ctrl, args, index: i + 1, kernels: [...SPLITTABLE] });
-      })));
+      await Promise.all(
+        Array.from(
+          { length: threads - 1 },
+          (_, i) =>
+            new Promise<void>((resolve, reject) => {
+              const w = spawn(
+                (msg: { ready?: boolean; error?: string }) => {
+                  if (msg.ready) resolve();
+                  else reject(new Error(`wasm-lm: worker thread ${i + 1} failed to start: ${msg.error}`));
+                },
+                (e: unknown) => {
+                  reject(new Error(`wasm-lm: worker thread ${i + 1} failed: ${(e as Error)?.message ?? e}`));
+                  pool?.markDead();
+                },
+              );
+              workers.push(w.handle);
+              w.post({ module: wasm.module, memory: wasm.memory, ctrl, args, index: i + 1, kernels: [...SPLITTABLE] });
+            }),
+        ),
+      );
     } catch (e) {
       for (const w of workers) void w.terminate();
       throw e;
@@ -202,8 +222,14 @@ export class ThreadPool {
     const parts = this.size;
     const ki = SPLITTABLE.indexOf(kernel);
     for (let i = 0; i < args.length; i++) this.args[i] = args[i];
-    c[KERNEL] = ki; c[NARGS] = args.length; c[TOTAL] = total; c[RANGE_ARG] = rangeArg;
-    c[SCRATCH_ARG] = scratchArg; c[SCRATCH_STRIDE] = scratchStride; c[PARTS] = parts; c[UNIT] = unit;
+    c[KERNEL] = ki;
+    c[NARGS] = args.length;
+    c[TOTAL] = total;
+    c[RANGE_ARG] = rangeArg;
+    c[SCRATCH_ARG] = scratchArg;
+    c[SCRATCH_STRIDE] = scratchStride;
+    c[PARTS] = parts;
+    c[UNIT] = unit;
     if (this.dead) {
       this.close();
       throw new Error("wasm-lm: a worker thread died; the pool is closed and the model continues on one thread");
@@ -240,8 +266,10 @@ export class ThreadPool {
         const waited = Date.now() - start;
         if (waited > WORKER_TIMEOUT_MS || (waited > ACK_TIMEOUT_MS && Atomics.load(c, ACK) < n)) {
           this.close();
-          throw new Error(`wasm-lm: a worker thread stopped responding (${Atomics.load(c, ACK) < n ? "a job not picked up" : "no answer"} ` +
-            `in ${(waited / 1000).toFixed(0)} s); the pool is closed and the model continues on one thread`);
+          throw new Error(
+            `wasm-lm: a worker thread stopped responding (${Atomics.load(c, ACK) < n ? "a job not picked up" : "no answer"} ` +
+              `in ${(waited / 1000).toFixed(0)} s); the pool is closed and the model continues on one thread`,
+          );
         }
       }
     }
@@ -272,8 +300,10 @@ function canBlock(): boolean {
   }
 }
 
-type Spawn = (onMessage: (m: { ready?: boolean; error?: string }) => void, onError: (e: unknown) => void) =>
-  { handle: WorkerHandle; post(msg: unknown): void };
+type Spawn = (
+  onMessage: (m: { ready?: boolean; error?: string }) => void,
+  onError: (e: unknown) => void,
+) => { handle: WorkerHandle; post(msg: unknown): void };
 
 /** Node's worker_threads, or Web Workers from a Blob URL. */
 async function workerFactory(): Promise<Spawn> {

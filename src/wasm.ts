@@ -25,10 +25,42 @@ export interface KernelExports {
   softmax(y: number, x: number, mask: number, rows: number, cols: number): void;
   softmaxScalar(y: number, x: number, mask: number, rows: number, cols: number): void;
   kvStore(cache: number, src: number, T: number, past: number, H: number, D: number, maxCtx: number): void;
-  attention(out: number, q: number, k: number, v: number, keyMask: number, probs: number, scratch: number,
-    T: number, past: number, H: number, Hkv: number, D: number, maxCtx: number, scale: number, h0: number, h1: number): void;
-  attentionScalar(out: number, q: number, k: number, v: number, keyMask: number, probs: number, scratch: number,
-    T: number, past: number, H: number, Hkv: number, D: number, maxCtx: number, scale: number, h0: number, h1: number): void;
+  attention(
+    out: number,
+    q: number,
+    k: number,
+    v: number,
+    keyMask: number,
+    probs: number,
+    scratch: number,
+    T: number,
+    past: number,
+    H: number,
+    Hkv: number,
+    D: number,
+    maxCtx: number,
+    scale: number,
+    h0: number,
+    h1: number,
+  ): void;
+  attentionScalar(
+    out: number,
+    q: number,
+    k: number,
+    v: number,
+    keyMask: number,
+    probs: number,
+    scratch: number,
+    T: number,
+    past: number,
+    H: number,
+    Hkv: number,
+    D: number,
+    maxCtx: number,
+    scale: number,
+    h0: number,
+    h1: number,
+  ): void;
   rope(x: number, cs: number, rows: number, H: number, D: number): void;
   ropeScalar(x: number, cs: number, rows: number, H: number, D: number): void;
   relu(y: number, x: number, n: number): void;
@@ -41,7 +73,20 @@ export interface KernelExports {
   embedGather(y: number, table: number, ids: number, T: number, C: number): void;
   scale(y: number, x: number, s: number, n: number): void;
   linearF16(y: number, x: number, w: number, b: number, T: number, K: number, N: number, n0: number, n1: number, scratch: number): void;
-  linearI8(y: number, x: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number, G: number, scratch: number): void;
+  linearI8(
+    y: number,
+    x: number,
+    q: number,
+    s: number,
+    b: number,
+    T: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+    G: number,
+    scratch: number,
+  ): void;
   quantizeI8(q: number, s: number, w: number, n: number, K: number, G: number): void;
   f32ToF16Rows(dst: number, src: number, n: number): void;
   embedGatherF16(y: number, table: number, ids: number, T: number, C: number): void;
@@ -52,11 +97,61 @@ export interface KernelExports {
   quantizeActI8Scalar(xq: number, xs: number, x: number, T: number, K: number, bits: number): void;
   /** q (N, K/2) packed nibbles, s (N, 2, K/32) bf16 scales then mins; K % 32 == 0. */
   quantizeQ4(q: number, s: number, w: number, n: number, K: number): void;
-  linearQ4(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number): void;
-  linearQ4Scalar(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number): void;
+  linearQ4(
+    y: number,
+    xq: number,
+    xs: number,
+    q: number,
+    s: number,
+    b: number,
+    T: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+  ): void;
+  linearQ4Scalar(
+    y: number,
+    xq: number,
+    xs: number,
+    q: number,
+    s: number,
+    b: number,
+    T: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+  ): void;
   /** int8 weights from quantizeI8 (group G, G % 32 == 0) against quantizeActI8's activations. */
-  linearI8Dot(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number, G: number): void;
-  linearI8DotScalar(y: number, xq: number, xs: number, q: number, s: number, b: number, T: number, K: number, N: number, n0: number, n1: number, G: number): void;
+  linearI8Dot(
+    y: number,
+    xq: number,
+    xs: number,
+    q: number,
+    s: number,
+    b: number,
+    T: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+    G: number,
+  ): void;
+  linearI8DotScalar(
+    y: number,
+    xq: number,
+    xs: number,
+    q: number,
+    s: number,
+    b: number,
+    T: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+    G: number,
+  ): void;
   [name: string]: unknown;
 }
 
@@ -96,31 +191,87 @@ export const MAX_PAGES = 65536;
 
 // (module (func v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd drop))
 const RELAXED_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
-  0x03, 0x02, 0x01, 0x00, // function section
-  0x0a, 0x3e, 0x01, 0x3c, 0x00, // code section, one body of 60 bytes, no locals
-  0xfd, 0x0c, ...new Array(16).fill(0),
-  0xfd, 0x0c, ...new Array(16).fill(0),
-  0xfd, 0x0c, ...new Array(16).fill(0),
-  0xfd, 0x85, 0x02, // f32x4.relaxed_madd
-  0x1a, 0x0b, // drop, end
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00,
+  0x01,
+  0x04,
+  0x01,
+  0x60,
+  0x00,
+  0x00, // type section: () -> ()
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function section
+  0x0a,
+  0x3e,
+  0x01,
+  0x3c,
+  0x00, // code section, one body of 60 bytes, no locals
+  0xfd,
+  0x0c,
+  ...new Array(16).fill(0),
+  0xfd,
+  0x0c,
+  ...new Array(16).fill(0),
+  0xfd,
+  0x0c,
+  ...new Array(16).fill(0),
+  0xfd,
+  0x85,
+  0x02, // f32x4.relaxed_madd
+  0x1a,
+  0x0b, // drop, end
 ]);
 // (module (func v128.const 0 drop))
 const SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
-  0x03, 0x02, 0x01, 0x00,
-  0x0a, 0x17, 0x01, 0x15, 0x00,
-  0xfd, 0x0c, ...new Array(16).fill(0),
-  0x1a, 0x0b,
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00,
+  0x01,
+  0x04,
+  0x01,
+  0x60,
+  0x00,
+  0x00,
+  0x03,
+  0x02,
+  0x01,
+  0x00,
+  0x0a,
+  0x17,
+  0x01,
+  0x15,
+  0x00,
+  0xfd,
+  0x0c,
+  ...new Array(16).fill(0),
+  0x1a,
+  0x0b,
 ]);
 
-export interface WasmFeatures { simd: boolean; relaxedSimd: boolean; threads: boolean }
+export interface WasmFeatures {
+  simd: boolean;
+  relaxedSimd: boolean;
+  threads: boolean;
+}
 
 const isNode = typeof process !== "undefined" && !!process.versions?.node;
 
-interface V8Flags { setFlagsFromString(flag: string): void }
+interface V8Flags {
+  setFlagsFromString(flag: string): void;
+}
 let relaxedFlagSet = false;
 
 /**
@@ -144,9 +295,9 @@ function setRelaxedFlag(v8: V8Flags | undefined): boolean {
 
 /** The synchronous way in (process.getBuiltinModule: Node ≥ 20.16); loadWasm also tries import(). */
 function syncV8(): V8Flags | undefined {
-  const proc = isNode ? process as { getBuiltinModule?: (id: string) => unknown } : undefined;
+  const proc = isNode ? (process as { getBuiltinModule?: (id: string) => unknown }) : undefined;
   try {
-    return typeof proc?.getBuiltinModule === "function" ? proc.getBuiltinModule("node:v8") as V8Flags : undefined;
+    return typeof proc?.getBuiltinModule === "function" ? (proc.getBuiltinModule("node:v8") as V8Flags) : undefined;
   } catch {
     return undefined;
   }
@@ -155,9 +306,12 @@ function syncV8(): V8Flags | undefined {
 export function detectFeatures(): WasmFeatures {
   let threads = false;
   try {
-    threads = typeof SharedArrayBuffer !== "undefined" &&
+    threads =
+      typeof SharedArrayBuffer !== "undefined" &&
       new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
-  } catch { threads = false; }
+  } catch {
+    threads = false;
+  }
   let relaxedSimd = WebAssembly.validate(RELAXED_PROBE);
   if (!relaxedSimd && isNode && !relaxedFlagSet && setRelaxedFlag(syncV8())) relaxedSimd = WebAssembly.validate(RELAXED_PROBE);
   return { simd: WebAssembly.validate(SIMD_PROBE), relaxedSimd, threads };
@@ -181,8 +335,10 @@ export function chooseBuild(choice: BuildChoice = "auto"): Build {
   }
   if (choice === "auto") return f.relaxedSimd ? "relaxed" : "simd";
   if (choice === "relaxed" && !f.relaxedSimd) {
-    throw new Error("wasm-lm: build 'relaxed' requested but this runtime does not validate relaxed SIMD " +
-      "(Node 22+, Chromium, Deno and Bun have it; Node 20 gets it from v8.setFlagsFromString, which failed here); use build 'simd'");
+    throw new Error(
+      "wasm-lm: build 'relaxed' requested but this runtime does not validate relaxed SIMD " +
+        "(Node 22+, Chromium, Deno and Bun have it; Node 20 gets it from v8.setFlagsFromString, which failed here); use build 'simd'",
+    );
   }
   if (choice !== "simd" && choice !== "relaxed") {
     throw new Error(`wasm-lm: unknown build '${String(choice)}' (expected "auto", "simd" or "relaxed")`);
@@ -205,7 +361,9 @@ export function importNodeBuiltin<T>(name: string): Promise<T> {
 }
 
 async function readBuild(build: Build, shared: boolean, locate?: LoadWasmOptions["locate"]): Promise<BufferSource> {
-  const url = locate ? new URL(locate(build, shared), typeof location !== "undefined" ? location.href : import.meta.url) : wasmUrl(build, shared);
+  const url = locate
+    ? new URL(locate(build, shared), typeof location !== "undefined" ? location.href : import.meta.url)
+    : wasmUrl(build, shared);
   try {
     if (url.protocol === "file:" && isNode) {
       const { readFile } = await importNodeBuiltin<typeof import("node:fs/promises")>("fs/promises");
@@ -215,8 +373,9 @@ async function readBuild(build: Build, shared: boolean, locate?: LoadWasmOptions
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     return await res.arrayBuffer();
   } catch (e) {
-    throw new Error(`wasm-lm: cannot read ${url.href} (${(e as Error).message}); run 'npm run asbuild' ` +
-      `or pass { bytes } / { module } to loadWasm`);
+    throw new Error(
+      `wasm-lm: cannot read ${url.href} (${(e as Error).message}); run 'npm run asbuild' ` + `or pass { bytes } / { module } to loadWasm`,
+    );
   }
 }
 
@@ -226,8 +385,10 @@ async function compile(bytes: BufferSource): Promise<WebAssembly.Module> {
   } catch (e) {
     // Cloudflare Workers (workerd): "Wasm code generation disallowed by embedder".
     if (/disallowed/i.test((e as Error)?.message ?? "")) {
-      throw new Error("wasm-lm: this runtime forbids compiling WebAssembly at run time (Cloudflare Workers); " +
-        "import the .wasm as a module and pass it as { module }");
+      throw new Error(
+        "wasm-lm: this runtime forbids compiling WebAssembly at run time (Cloudflare Workers); " +
+          "import the .wasm as a module and pass it as { module }",
+      );
     }
     throw e;
   }
@@ -240,10 +401,12 @@ export async function loadWasm(opts: LoadWasmOptions = {}): Promise<Wasm> {
   const chosen: Build = fromCaller ? (opts.build === "relaxed" ? "relaxed" : "simd") : chooseBuild(opts.build);
   const shared = opts.shared ?? false;
   if (shared && !detectFeatures().threads) {
-    throw new Error("wasm-lm: shared WebAssembly memory is not available here (browsers need a cross-origin " +
-      "isolated page: COOP same-origin + COEP require-corp); run with one thread");
+    throw new Error(
+      "wasm-lm: shared WebAssembly memory is not available here (browsers need a cross-origin " +
+        "isolated page: COOP same-origin + COEP require-corp); run with one thread",
+    );
   }
-  const module = opts.module ?? await compile(opts.bytes ?? await readBuild(chosen, shared, opts.locate));
+  const module = opts.module ?? (await compile(opts.bytes ?? (await readBuild(chosen, shared, opts.locate))));
   const initialPages = Math.max(1, Math.ceil((opts.initialBytes ?? 16 << 20) / PAGE));
   const memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
   const { instance } = await instantiate(module, {

@@ -16,14 +16,36 @@
 // progress events go through ./http.ts, as the Node hub download's do.
 
 import {
-  CHECKPOINT_FILES, isPlainFileName, openCheckpoint, parseShardIndex, shardFiles, type AsyncTensorSource, type TensorSource,
+  CHECKPOINT_FILES,
+  isPlainFileName,
+  openCheckpoint,
+  parseShardIndex,
+  shardFiles,
+  type AsyncTensorSource,
+  type TensorSource,
 } from "./formats/index.js";
 import { checkRevision, DEFAULT_ENDPOINT, hubFileUrl, parseModelId } from "./formats/hubids.js";
 import {
-  blobRangeReader, bytesRangeReader, httpRangeReader, openRangedCheckpoint, openRangedSafetensorsCheckpoint, type RangeReader,
+  blobRangeReader,
+  bytesRangeReader,
+  httpRangeReader,
+  openRangedCheckpoint,
+  openRangedSafetensorsCheckpoint,
+  type RangeReader,
 } from "./formats/ranged.js";
 import {
-  bodyStream, checkLength, declaredLength, discard, HttpError, Progress, readBody, redactUrl, send, statusError, statusLine, withRetries,
+  bodyStream,
+  checkLength,
+  declaredLength,
+  discard,
+  HttpError,
+  Progress,
+  readBody,
+  redactUrl,
+  send,
+  statusError,
+  statusLine,
+  withRetries,
   type DownloadProgress,
 } from "./http.js";
 import { parseModelConfig, type ModelConfig } from "./models/families/index.js";
@@ -128,9 +150,11 @@ export function resolveModelUrl(base: string, opts: Pick<FetchModelOptions, "rev
   try {
     url = new URL(base, here);
   } catch {
-    throw new Error(here === undefined
-      ? `wasm-lm: model URL ${JSON.stringify(base)} is relative and this runtime has no location: give an absolute URL or a hub id (owner/name)`
-      : `wasm-lm: invalid model URL ${JSON.stringify(base)}`);
+    throw new Error(
+      here === undefined
+        ? `wasm-lm: model URL ${JSON.stringify(base)} is relative and this runtime has no location: give an absolute URL or a hub id (owner/name)`
+        : `wasm-lm: invalid model URL ${JSON.stringify(base)}`,
+    );
   }
   url.search = "";
   url.hash = "";
@@ -241,8 +265,10 @@ async function download(f: Fetcher, url: string): Promise<Response | undefined> 
   await discard(res);
   if (res.status === 404) return undefined;
   if (res.status === 401 || res.status === 403) {
-    throw new Error(`wasm-lm: access denied to ${redactUrl(url)} (${statusLine(res)})` +
-      (f.hub ? ": a private or gated model needs a token ({ token }), with the model's terms accepted on the hub" : ""));
+    throw new Error(
+      `wasm-lm: access denied to ${redactUrl(url)} (${statusLine(res)})` +
+        (f.hub ? ": a private or gated model needs a token ({ token }), with the model's terms accepted on the hub" : ""),
+    );
   }
   throw statusError(res, url);
 }
@@ -310,9 +336,8 @@ async function readWhole(f: Fetcher, res: Response, url: string, file: string, c
  * File[] (their webkitRelativePath gives the depth) or a record of relative path → File.
  */
 export function pickedFiles(files: Iterable<File> | Record<string, File>): ModelFiles {
-  const entries: [string, File][] = Symbol.iterator in files
-    ? [...(files as Iterable<File>)].map((f) => [f.webkitRelativePath || f.name, f])
-    : Object.entries(files);
+  const entries: [string, File][] =
+    Symbol.iterator in files ? [...(files as Iterable<File>)].map((f) => [f.webkitRelativePath || f.name, f]) : Object.entries(files);
   const byName = new Map<string, { file: File; depth: number }>();
   for (const [path, file] of entries) {
     const parts = path.split("/").filter(Boolean);
@@ -371,8 +396,10 @@ async function openConfigAndTokenizer(files: ModelFiles, label: string): Promise
  * weights are read), then the tokenizer files, then the checkpoint (model.safetensors, an index
  * and its shards, or pytorch_model.bin). `label` names the directory in errors.
  */
-export async function openModelFiles(files: ModelFiles, label: string):
-  Promise<{ config: ModelConfig; source: TensorSource | AsyncTensorSource; tokenizer: Tokenizer | null }> {
+export async function openModelFiles(
+  files: ModelFiles,
+  label: string,
+): Promise<{ config: ModelConfig; source: TensorSource | AsyncTensorSource; tokenizer: Tokenizer | null }> {
   const { config, tokenizer } = await openConfigAndTokenizer(files, label);
   if (files.ranges) {
     // A safetensors checkpoint is read in pieces as the weights are copied into wasm.
@@ -406,11 +433,15 @@ export async function loadModelFromUrl(base: string, opts: LoadFromUrlOptions = 
   const label = root.slice(0, -1);
   const files = urlFiles(base, opts);
   if (opts.stream) {
-    if (opts.residentLayers === true) throw new Error("wasm-lm: stream reads layers as they are needed: it cannot be combined with residentLayers true");
+    if (opts.residentLayers === true)
+      throw new Error("wasm-lm: stream reads layers as they are needed: it cannot be combined with residentLayers true");
     const { config, tokenizer } = await openConfigAndTokenizer(files, label);
     const headers = isHubId(base) && opts.token ? { authorization: `Bearer ${opts.token}` } : undefined;
-    const source = await openRangedCheckpoint(async (file) =>
-      httpRangeReader(root + file, { fetch: opts.fetch, headers, signal: opts.signal, retries: opts.retries, label: `${label}/${file}` }), label);
+    const source = await openRangedCheckpoint(
+      async (file) =>
+        httpRangeReader(root + file, { fetch: opts.fetch, headers, signal: opts.signal, retries: opts.retries, label: `${label}/${file}` }),
+      label,
+    );
     const model = await DecoderModel.load(config, source, { ...opts, residentLayers: false, label: opts.label ?? label });
     return { model, tokenizer, config };
   }
@@ -419,4 +450,3 @@ export async function loadModelFromUrl(base: string, opts: LoadFromUrlOptions = 
   const model = await DecoderModel.load(config, source, { ...opts, label: opts.label ?? label });
   return { model, tokenizer, config };
 }
-

@@ -57,7 +57,9 @@ describe("Arena", () => {
     expect(() => arena.alloc(64 << 20)).toThrow(/frozen phase/);
     arena.frozen = false;
     expect(arena.used).toBe(used);
-    expect(() => arena.alloc(5 * 2 ** 30)).toThrow(/out of WebAssembly memory: 5120\.\d MiB needed, wasm32 can address at most 4096\.0 MiB/);
+    expect(() => arena.alloc(5 * 2 ** 30)).toThrow(
+      /out of WebAssembly memory: 5120\.\d MiB needed, wasm32 can address at most 4096\.0 MiB/,
+    );
     expect(arena.used).toBe(used);
     expect(() => arena.alloc(-1)).toThrow(/bad allocation size/);
     arena.alloc(1024); // still usable
@@ -67,10 +69,18 @@ describe("Arena", () => {
 describe("loadWasm", () => {
   it("finds the builds where `locate` says, and names the place when nothing is there", async () => {
     const seen: string[] = [];
-    const wasm = await loadWasm({ build: "simd", shared: true, locate: (b, s) => { seen.push(`${b}${s ? "-mt" : ""}`); return new URL(`../build/wasm-lm.${b}${s ? "-mt" : ""}.wasm`, import.meta.url); } });
+    const wasm = await loadWasm({
+      build: "simd",
+      shared: true,
+      locate: (b, s) => {
+        seen.push(`${b}${s ? "-mt" : ""}`);
+        return new URL(`../build/wasm-lm.${b}${s ? "-mt" : ""}.wasm`, import.meta.url);
+      },
+    });
     expect(seen).toEqual(["simd-mt"]);
     expect(wasm.shared).toBe(true);
-    await expect(loadWasm({ build: "simd", locate: () => new URL("../build/missing.wasm", import.meta.url) }))
-      .rejects.toThrow(/cannot read file:.*build\/missing\.wasm/);
+    await expect(loadWasm({ build: "simd", locate: () => new URL("../build/missing.wasm", import.meta.url) })).rejects.toThrow(
+      /cannot read file:.*build\/missing\.wasm/,
+    );
   });
 });

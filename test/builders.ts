@@ -81,7 +81,10 @@ export interface FakeTensor {
 export function contiguous(shape: number[]): number[] {
   const s = new Array<number>(shape.length);
   let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) { s[i] = acc; acc *= shape[i]; }
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
   return s;
 }
 
@@ -89,9 +92,19 @@ export function contiguous(shape: number[]): number[] {
 export function rebuildTensor(p: Pickle, t: FakeTensor): Pickle {
   p.global("torch._utils", "_rebuild_tensor_v2");
   return p.tuple((q) => {
-    q.tuple((r) => r.str("storage").global("torch", t.type ?? "HalfStorage").str(t.storage).str("cpu").int(t.numel));
+    q.tuple((r) =>
+      r
+        .str("storage")
+        .global("torch", t.type ?? "HalfStorage")
+        .str(t.storage)
+        .str("cpu")
+        .int(t.numel),
+    );
     q.op(0x51); // BINPERSID
-    q.int(t.offset ?? 0).ints(t.shape).ints(t.stride ?? contiguous(t.shape)).op(0x89);
+    q.int(t.offset ?? 0)
+      .ints(t.shape)
+      .ints(t.stride ?? contiguous(t.shape))
+      .op(0x89);
     q.global("collections", "OrderedDict").op(0x29, 0x52);
   });
 }
@@ -110,15 +123,27 @@ export function stateDictPickle(tensors: FakeTensor[], withMetadata = false): Ui
   p.op(0x75); // SETITEMS
   if (withMetadata) {
     // BUILD with {'_metadata': OrderedDict({'': {'version': 1}})}, as state_dict() produces.
-    p.op(0x7d).str("_metadata").global("collections", "OrderedDict").op(0x29, 0x52)
-      .str("").op(0x7d).str("version").int(1).op(0x73, 0x73, 0x73, 0x62);
+    p.op(0x7d)
+      .str("_metadata")
+      .global("collections", "OrderedDict")
+      .op(0x29, 0x52)
+      .str("")
+      .op(0x7d)
+      .str("version")
+      .int(1)
+      .op(0x73, 0x73, 0x73, 0x62);
   }
   return p.op(0x2e).bytes(); // STOP
 }
 
 /** A torch.save-style zip: `<prefix>/data.pkl`, `<prefix>/data/<key>`, `<prefix>/version` (+ extra files). */
-export function torchZip(pkl: Uint8Array, storages: Record<string, Uint8Array>, level: 0 | 6 = 0,
-  prefix = "archive", extra: Record<string, Uint8Array> = {}): Uint8Array {
+export function torchZip(
+  pkl: Uint8Array,
+  storages: Record<string, Uint8Array>,
+  level: 0 | 6 = 0,
+  prefix = "archive",
+  extra: Record<string, Uint8Array> = {},
+): Uint8Array {
   const files: Record<string, Uint8Array> = { [`${prefix}/data.pkl`]: pkl };
   for (const [k, v] of Object.entries(storages)) files[`${prefix}/data/${k}`] = v;
   for (const [k, v] of Object.entries(extra)) files[`${prefix}/${k}`] = v;
@@ -175,10 +200,14 @@ export function shardedRepo(): Record<string, Buffer> {
     const file = `model-0000${s}-of-00002.safetensors`;
     const mine = names.filter((_, i) => i % 2 === s - 1);
     for (const n of mine) weightMap[n] = file;
-    files[file] = Buffer.from(writeSafetensors(mine.map((n) => {
-      const t = full.get(n)!;
-      return { name: n, dtype: t.dtype, shape: t.shape, data: full.readRaw(n) };
-    })));
+    files[file] = Buffer.from(
+      writeSafetensors(
+        mine.map((n) => {
+          const t = full.get(n)!;
+          return { name: n, dtype: t.dtype, shape: t.shape, data: full.readRaw(n) };
+        }),
+      ),
+    );
   }
   files["model.safetensors.index.json"] = Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap }));
   return files;

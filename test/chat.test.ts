@@ -41,12 +41,14 @@ describe("SmolLM2-Instruct (ChatML with a default system turn)", () => {
   const SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
 
   it("renders the default system turn, the messages and the generation prompt", () => {
-    expect(t.applyChatTemplate([user("Hi")], { addGenerationPrompt: true }))
-      .toBe(SYSTEM + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    expect(t.applyChatTemplate([user("Hi")], { addGenerationPrompt: true })).toBe(
+      SYSTEM + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    );
     expect(t.applyChatTemplate([user("Hi")])).toBe(SYSTEM + "<|im_start|>user\nHi<|im_end|>\n");
-    expect(t.applyChatTemplate([system("Be brief."), user("Hi"), assistant("Hello!"), user("2+2?")], { addGenerationPrompt: true }))
-      .toBe("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n" +
-        "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+    expect(t.applyChatTemplate([system("Be brief."), user("Hi"), assistant("Hello!"), user("2+2?")], { addGenerationPrompt: true })).toBe(
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n" +
+        "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n",
+    );
   });
 
   it("encodes the rendered text without adding special tokens; <|im_start|>/<|im_end|> are single ids", () => {
@@ -68,14 +70,16 @@ describe("SmolLM2-Instruct (ChatML with a default system turn)", () => {
 describe("Qwen2-Instruct (the same ChatML, another default system turn)", () => {
   const t = withTemplate("qwen2-instruct.tokenizer_config.json", GPT2_JSON, chatmlTokens);
   it("renders", () => {
-    expect(t.applyChatTemplate([user("Hi")], { addGenerationPrompt: true }))
-      .toBe("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    expect(t.applyChatTemplate([user("Hi")], { addGenerationPrompt: true })).toBe(
+      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    );
   });
   it("bos_token null in the config: no BOS, and templates see no bos_token", () => {
     expect(t.bosTokenId).toBeNull();
     expect(t.applyChatTemplate([user("x")], { chatTemplate: "[{{ bos_token }}]" })).toBe("[]");
-    expect(t.applyChatTemplate([user("x")], { chatTemplate: "{{ eos_token }}|{{ additional_special_tokens | join(',') }}" }))
-      .toBe("<|im_end|>|<|im_start|>,<|im_end|>");
+    expect(t.applyChatTemplate([user("x")], { chatTemplate: "{{ eos_token }}|{{ additional_special_tokens | join(',') }}" })).toBe(
+      "<|im_end|>|<|im_start|>,<|im_end|>",
+    );
   });
 });
 
@@ -85,10 +89,10 @@ describe("TinyLlama-Chat (zephyr style, newlines between tags)", () => {
   // "<|{role}|>\n{content}</s>\n", and the generation prompt "<|assistant|>\n" — the text of
   // TinyLlama-1.1B-Chat-v1.0's model card.
   it("renders", () => {
-    expect(t.applyChatTemplate([system("You are a friendly chatbot."), user("Hello")], { addGenerationPrompt: true }))
-      .toBe("<|system|>\nYou are a friendly chatbot.</s>\n<|user|>\nHello</s>\n<|assistant|>\n");
-    expect(t.applyChatTemplate([user("Hello"), assistant("Hi!")]))
-      .toBe("<|user|>\nHello</s>\n<|assistant|>\nHi!</s>\n");
+    expect(t.applyChatTemplate([system("You are a friendly chatbot."), user("Hello")], { addGenerationPrompt: true })).toBe(
+      "<|system|>\nYou are a friendly chatbot.</s>\n<|user|>\nHello</s>\n<|assistant|>\n",
+    );
+    expect(t.applyChatTemplate([user("Hello"), assistant("Hi!")])).toBe("<|user|>\nHello</s>\n<|assistant|>\nHi!</s>\n");
   });
 
   it("encodes: </s> in the text is the EOS id, and no BOS is added (the template writes none)", () => {
@@ -116,7 +120,8 @@ describe("Llama-2-chat ([INST] with <<SYS>>, raise_exception on role order)", ()
 
   it("raise_exception gives an Error with the template's message", () => {
     expect(() => t.applyChatTemplate([user("a"), user("b")])).toThrow(
-      new Error("chat template: Conversation roles must alternate user/assistant/user/assistant/..."));
+      new Error("chat template: Conversation roles must alternate user/assistant/user/assistant/..."),
+    );
     expect(() => t.encodeChat([assistant("first")])).toThrow("Conversation roles must alternate");
   });
 
@@ -136,37 +141,58 @@ describe("template selection and errors", () => {
     const t = loadTokenizer(dir);
     expect(t.chatTemplate).toBeNull();
     expect(() => t.applyChatTemplate([user("Hi")])).toThrow(
-      `no chat template for the tokenizer in ${JSON.stringify(dir)} (no chat_template in tokenizer_config.json and no chat_template.jinja)`);
+      `no chat template for the tokenizer in ${JSON.stringify(dir)} (no chat_template in tokenizer_config.json and no chat_template.jinja)`,
+    );
     // A template passed in still works.
-    expect(t.applyChatTemplate([user("Hi")], { chatTemplate: "{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}" })).toBe("user: Hi");
+    expect(t.applyChatTemplate([user("Hi")], { chatTemplate: "{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}" })).toBe(
+      "user: Hi",
+    );
   });
 
   it("named templates (the list-of-{name, template} form): default, tool_use when tools are given, or by name", () => {
-    const config = parseTokenizerConfig(JSON.stringify({
-      chat_template: [
-        { name: "default", template: "D{{ messages | length }}" },
-        { name: "tool_use", template: "T{{ tools | length }}" },
-        { name: "rag", template: "R{{ documents[0].title }}" },
-      ],
-    }));
+    const config = parseTokenizerConfig(
+      JSON.stringify({
+        chat_template: [
+          { name: "default", template: "D{{ messages | length }}" },
+          { name: "tool_use", template: "T{{ tools | length }}" },
+          { name: "rag", template: "R{{ documents[0].title }}" },
+        ],
+      }),
+    );
     const t = Tokenizer.fromTokenizerJson(LLAMA2_JSON, config);
     expect(t.chatTemplate).toBe("D{{ messages | length }}");
     expect(t.applyChatTemplate([user("a"), user("b")])).toBe("D2");
     expect(t.applyChatTemplate([user("a")], { tools: [{ type: "function" }] })).toBe("T1");
     expect(t.applyChatTemplate([user("a")], { chatTemplate: "rag", documents: [{ title: "X" }] })).toBe("RX");
-    const noDefault = Tokenizer.fromTokenizerJson(LLAMA2_JSON, parseTokenizerConfig(JSON.stringify({ chat_template: [{ name: "a", template: "x" }] })), "in d");
-    expect(() => noDefault.applyChatTemplate([user("a")])).toThrow('chat template: the tokenizer in d has named templates (a) and none is "default"; pass chatTemplate');
+    const noDefault = Tokenizer.fromTokenizerJson(
+      LLAMA2_JSON,
+      parseTokenizerConfig(JSON.stringify({ chat_template: [{ name: "a", template: "x" }] })),
+      "in d",
+    );
+    expect(() => noDefault.applyChatTemplate([user("a")])).toThrow(
+      'chat template: the tokenizer in d has named templates (a) and none is "default"; pass chatTemplate',
+    );
   });
 
   it("chat_template.jinja wins over tokenizer_config.json's chat_template", () => {
-    const t = Tokenizer.fromFiles({ tokenizerJson: LLAMA2_JSON, tokenizerConfigJson: read("llama2-style-tokenizer", "tokenizer_config.json"),
-      chatTemplateJinja: "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}" });
+    const t = Tokenizer.fromFiles({
+      tokenizerJson: LLAMA2_JSON,
+      tokenizerConfigJson: read("llama2-style-tokenizer", "tokenizer_config.json"),
+      chatTemplateJinja: "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}",
+    });
     expect(t.applyChatTemplate([user("Hi")])).toBe("<s><user>Hi</s>");
   });
 
   it("variables, tools = none when not given, strftime_now", () => {
-    const t = Tokenizer.fromTokenizerJson(LLAMA2_JSON, parseTokenizerConfig(JSON.stringify({
-      chat_template: "{% if tools is not none %}tools{% else %}no tools{% endif %}|{{ enable_thinking }}|{{ strftime_now('%Y') | length }}" })));
+    const t = Tokenizer.fromTokenizerJson(
+      LLAMA2_JSON,
+      parseTokenizerConfig(
+        JSON.stringify({
+          chat_template:
+            "{% if tools is not none %}tools{% else %}no tools{% endif %}|{{ enable_thinking }}|{{ strftime_now('%Y') | length }}",
+        }),
+      ),
+    );
     expect(t.applyChatTemplate([user("a")], { variables: { enable_thinking: false } })).toBe("no tools|false|4");
     expect(t.applyChatTemplate([user("a")], { tools: [] })).toMatch(/^tools\|/);
   });
@@ -174,11 +200,15 @@ describe("template selection and errors", () => {
   it("a template that does not parse, or fails while rendering: one line naming it", () => {
     const t = Tokenizer.fromTokenizerJson(LLAMA2_JSON, {}, "in x");
     expect(() => t.applyChatTemplate([user("a")], { chatTemplate: "{% for %}" })).toThrow(/^chat template of in x cannot be parsed: /);
-    expect(() => t.applyChatTemplate([user("a")], { chatTemplate: "{{ messages | nosuchfilter }}" })).toThrow(/^chat template: .*nosuchfilter/);
+    expect(() => t.applyChatTemplate([user("a")], { chatTemplate: "{{ messages | nosuchfilter }}" })).toThrow(
+      /^chat template: .*nosuchfilter/,
+    );
   });
 
   it("a malformed chat_template in tokenizer_config.json", () => {
-    expect(() => parseTokenizerConfig('{"chat_template": 5}')).toThrow('tokenizer_config.json: chat_template must be a string or a list of {"name": ..., "template": ...}');
+    expect(() => parseTokenizerConfig('{"chat_template": 5}')).toThrow(
+      'tokenizer_config.json: chat_template must be a string or a list of {"name": ..., "template": ...}',
+    );
     expect(() => parseTokenizerConfig('{"chat_template": [{"name": "default"}]}')).toThrow("chat_template must be a string or a list");
   });
 });

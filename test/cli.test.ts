@@ -100,7 +100,18 @@ describe("wasm-lm CLI", () => {
   });
 
   it("--stream-layers gives the same tokens; quantize --embed-dtype int8 writes an int8 embedding", () => {
-    const r = run(["generate", "--model", FIXTURE_DIR, "--stream-layers", "--ids", ref.input_ids.join(","), "-n", "32", "--ignore-eos", "--json"]);
+    const r = run([
+      "generate",
+      "--model",
+      FIXTURE_DIR,
+      "--stream-layers",
+      "--ids",
+      ref.input_ids.join(","),
+      "-n",
+      "32",
+      "--ignore-eos",
+      "--json",
+    ]);
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).new_tokens).toEqual(ref.generation.new_tokens);
     const dir = mkdtempSync(join(tmpdir(), "wasm-lm-q-"));
@@ -110,7 +121,11 @@ describe("wasm-lm CLI", () => {
       const g = run(["generate", "--model", dir, "--stream-layers", "--ids", ref.input_ids.join(","), "-n", "4", "--ignore-eos", "--json"]);
       expect(g.code, g.err).toBe(0);
       expect(JSON.parse(g.out).new_tokens).toHaveLength(4);
-      expectOneLineError(run(["generate", "--model", dir, "--ids", "2", "--embed-dtype", "f16"]), 1, /token embedding is int8-quantized; load it with embedDType int8/);
+      expectOneLineError(
+        run(["generate", "--model", dir, "--ids", "2", "--embed-dtype", "f16"]),
+        1,
+        /token embedding is int8-quantized; load it with embedDType int8/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -126,7 +141,19 @@ describe("wasm-lm CLI", () => {
   });
 
   it("generate --logprobs: the greedy token is the most likely, alternatives sorted, probabilities ≤ 1", () => {
-    const r = run(["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "8", "--ignore-eos", "--logprobs", "5", "--json"]);
+    const r = run([
+      "generate",
+      "--model",
+      FIXTURE_DIR,
+      "--ids",
+      ref.input_ids.join(","),
+      "-n",
+      "8",
+      "--ignore-eos",
+      "--logprobs",
+      "5",
+      "--json",
+    ]);
     expect(r.code, r.err).toBe(0);
     const j = JSON.parse(r.out);
     expect(j.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
@@ -142,13 +169,20 @@ describe("wasm-lm CLI", () => {
       expect(Math.exp(t.logprob)).toBeGreaterThan(0);
     });
     // 0: the chosen token's only.
-    const z = JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "2", "--ignore-eos", "--logprobs", "0", "--json"]).out);
+    const z = JSON.parse(
+      run(["generate", "--model", FIXTURE_DIR, "--ids", ref.input_ids.join(","), "-n", "2", "--ignore-eos", "--logprobs", "0", "--json"])
+        .out,
+    );
     expect(z.logprobs.map((t: { top_logprobs: unknown[] }) => t.top_logprobs)).toEqual([[], []]);
     expect(z.logprobs[0].logprob).toBe(j.logprobs[0].logprob);
     // Without --logprobs there are none; they need a JSON output, and 21 is too many.
     expect(JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "-n", "1", "--json"]).out)).not.toHaveProperty("logprobs");
     expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--logprobs", "2"]), 2, /--logprobs needs --json or --jsonl/);
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--logprobs", "21", "--json"]), 2, /--logprobs must be an integer in \[0, 20\]/);
+    expectOneLineError(
+      run(["generate", "--model", FIXTURE_DIR, "--ids", "2", "--logprobs", "21", "--json"]),
+      2,
+      /--logprobs must be an integer in \[0, 20\]/,
+    );
   });
 
   it("generate --jsonl: one object per token as it comes, then --json's object", () => {
@@ -156,7 +190,10 @@ describe("wasm-lm CLI", () => {
     const json = JSON.parse(run([...args, "--json"]).out);
     const r = run([...args, "--jsonl"]);
     expect(r.code, r.err).toBe(0);
-    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const summary = lines.pop();
     expect(summary.new_tokens).toEqual(json.new_tokens);
     expect(summary.logprobs).toEqual(json.logprobs);
@@ -183,12 +220,24 @@ describe("wasm-lm CLI", () => {
       const f = run(["inspect", "--model", FIXTURE_DIR, "--prompt-file", join(dir, "p.txt"), "--json"]);
       expect(f.code, f.err).toBe(0);
       expect(JSON.parse(f.out).layers[2].top[0].id).toBe(ref.argmax[ref.argmax.length - 1]);
-      expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--prompt-file", join(dir, "nope.txt")]), 1, /--prompt-file .*nope\.txt: ENOENT/);
+      expectOneLineError(
+        run(["generate", "--model", FIXTURE_DIR, "--prompt-file", join(dir, "nope.txt")]),
+        1,
+        /--prompt-file .*nope\.txt: ENOENT/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--prompt-file", "-", "--prompt", "x"], "y"), 2, /exactly one of --prompt, --prompt-file, --ids or --messages/);
-    expectOneLineError(run(["inspect", "--model", FIXTURE_DIR, "--prompt-file", "-", "--ids", "2"], "y"), 2, /exactly one of --prompt, --prompt-file or --ids/);
+    expectOneLineError(
+      run(["generate", "--model", FIXTURE_DIR, "--prompt-file", "-", "--prompt", "x"], "y"),
+      2,
+      /exactly one of --prompt, --prompt-file, --ids or --messages/,
+    );
+    expectOneLineError(
+      run(["inspect", "--model", FIXTURE_DIR, "--prompt-file", "-", "--ids", "2"], "y"),
+      2,
+      /exactly one of --prompt, --prompt-file or --ids/,
+    );
   });
 
   it("logits --top-k: the k largest logits of each position, largest first", () => {
@@ -249,7 +298,9 @@ describe("wasm-lm CLI", () => {
       expect(j.input_ids).toEqual([2, 31414]);
       expect(j.new_tokens.length).toBeGreaterThan(0);
       // The same weights made in memory give the same tokens.
-      const mem = JSON.parse(run(["generate", "--model", "synthetic:opt-125m", "--seed", "3", "--prompt", "Hello", "-n", "4", "--json"]).out);
+      const mem = JSON.parse(
+        run(["generate", "--model", "synthetic:opt-125m", "--seed", "3", "--prompt", "Hello", "-n", "4", "--json"]).out,
+      );
       expect(mem.new_tokens).toEqual(j.new_tokens);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -264,7 +315,10 @@ describe("wasm-lm CLI: --tokenizer, --messages and chat", () => {
   const GPT2_TOK = fileURLToPath(new URL("./fixtures/gpt2-tokenizer/", import.meta.url));
   const LLAMA_TINY = fileURLToPath(new URL("./fixtures/llama-tiny/", import.meta.url));
   const tok = loadTokenizer(LLAMA_TOK);
-  const messages = [{ role: "system", content: "Be kind." }, { role: "user", content: "Hello world" }];
+  const messages = [
+    { role: "system", content: "Be kind." },
+    { role: "user", content: "Hello world" },
+  ];
   const dir = mkdtempSync(join(tmpdir(), "wasm-lm-chat-"));
   const file = (name: string, content: string) => {
     writeFileSync(join(dir, name), content);
@@ -296,7 +350,21 @@ describe("wasm-lm CLI: --tokenizer, --messages and chat", () => {
     const j = JSON.parse(r.out);
     expect(j.input_ids).toEqual(tok.encodeChat(messages));
     // The same prompt as plain ids, never stopping: the chat run is its prefix up to the first </s>.
-    const free = JSON.parse(run(["generate", "--model", FIXTURE_DIR, "--tokenizer", LLAMA_TOK, "--ids", j.input_ids.join(","), "-n", "12", "--ignore-eos", "--json"]).out);
+    const free = JSON.parse(
+      run([
+        "generate",
+        "--model",
+        FIXTURE_DIR,
+        "--tokenizer",
+        LLAMA_TOK,
+        "--ids",
+        j.input_ids.join(","),
+        "-n",
+        "12",
+        "--ignore-eos",
+        "--json",
+      ]).out,
+    );
     const stop = free.new_tokens.indexOf(2);
     expect(j.new_tokens).toEqual(stop < 0 ? free.new_tokens : free.new_tokens.slice(0, stop + 1));
     expect(j.finish_reason).toBe(stop < 0 ? "length" : "eos");
@@ -307,22 +375,52 @@ describe("wasm-lm CLI: --tokenizer, --messages and chat", () => {
     const r = run(["generate", "--model", LLAMA_TINY, "--ids", "1,5,6", "-n", "3", "--ignore-eos", "--json"]);
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).new_tokens).toHaveLength(3);
-    expectOneLineError(run(["generate", "--model", LLAMA_TINY, "--prompt", "hi"]), 1, /has no tokenizer files .*pass --tokenizer DIR, or token ids with --ids/);
+    expectOneLineError(
+      run(["generate", "--model", LLAMA_TINY, "--prompt", "hi"]),
+      1,
+      /has no tokenizer files .*pass --tokenizer DIR, or token ids with --ids/,
+    );
     const t = run(["generate", "--model", LLAMA_TINY, "--tokenizer", LLAMA_TOK, "--prompt", "Hello", "-n", "2", "--ignore-eos", "--json"]);
     expect(t.code, t.err).toBe(0);
     expect(JSON.parse(t.out).input_ids).toEqual([1, 271]);
   });
 
   it("errors: a bad messages file, no template, a missing tokenizer directory — one line each", () => {
-    expectOneLineError(run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("bad.json", "[{")]), 1, /--messages .*bad\.json: not valid JSON/);
-    expectOneLineError(run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("role.json", '[{"role": 1, "content": "x"}]')]), 1,
-      /--messages .*role\.json: chat messages\[0\]\.role must be a string, got number/);
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--messages", file("obj.json", '{"role": "user"}')]), 1, /chat messages must be an array/);
-    expectOneLineError(run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("order.json", '[{"role": "assistant", "content": "x"}]')]), 1,
-      /chat template: Conversation roles must alternate user\/assistant\/user\/assistant\/\.\.\./);
-    expectOneLineError(run(["tokenize", "--tokenizer", GPT2_TOK, "--messages", chatFile]), 1, /no chat template for the tokenizer in ".*gpt2-tokenizer\/?"/);
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--messages", chatFile, "-n", "2"]), 1, /no chat template for the tokenizer in ".*tokenizers\/opt\/?"/);
-    expectOneLineError(run(["generate", "--model", FIXTURE_DIR, "--tokenizer", join(dir, "nope"), "--ids", "2"]), 1, /tokenizer directory .*nope.* does not exist/);
+    expectOneLineError(
+      run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("bad.json", "[{")]),
+      1,
+      /--messages .*bad\.json: not valid JSON/,
+    );
+    expectOneLineError(
+      run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("role.json", '[{"role": 1, "content": "x"}]')]),
+      1,
+      /--messages .*role\.json: chat messages\[0\]\.role must be a string, got number/,
+    );
+    expectOneLineError(
+      run(["generate", "--model", FIXTURE_DIR, "--messages", file("obj.json", '{"role": "user"}')]),
+      1,
+      /chat messages must be an array/,
+    );
+    expectOneLineError(
+      run(["tokenize", "--tokenizer", LLAMA_TOK, "--messages", file("order.json", '[{"role": "assistant", "content": "x"}]')]),
+      1,
+      /chat template: Conversation roles must alternate user\/assistant\/user\/assistant\/\.\.\./,
+    );
+    expectOneLineError(
+      run(["tokenize", "--tokenizer", GPT2_TOK, "--messages", chatFile]),
+      1,
+      /no chat template for the tokenizer in ".*gpt2-tokenizer\/?"/,
+    );
+    expectOneLineError(
+      run(["generate", "--model", FIXTURE_DIR, "--messages", chatFile, "-n", "2"]),
+      1,
+      /no chat template for the tokenizer in ".*tokenizers\/opt\/?"/,
+    );
+    expectOneLineError(
+      run(["generate", "--model", FIXTURE_DIR, "--tokenizer", join(dir, "nope"), "--ids", "2"]),
+      1,
+      /tokenizer directory .*nope.* does not exist/,
+    );
     expectOneLineError(run(["tokenize", "--text", "x", "--messages", chatFile]), 2, /exactly one of --text, --text-file or --messages/);
   });
 
@@ -330,13 +428,18 @@ describe("wasm-lm CLI: --tokenizer, --messages and chat", () => {
     const chat = (args: string[], input: string) => {
       const r = run(["chat", "--model", FIXTURE_DIR, "--tokenizer", LLAMA_TOK, "-n", "6", "--json", ...args], input);
       expect(r.code, r.err).toBe(0);
-      return r.out.trim().split("\n").map((l) => JSON.parse(l));
+      return r.out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
     };
     const user = (content: string) => ({ role: "user", content });
     const turns = chat([], "Hello world\n\nHi again\n/exit\nnot read\n");
     expect(turns).toHaveLength(2);
     expect(turns[0].input_ids).toEqual(tok.encodeChat([user("Hello world")]));
-    expect(turns[1].input_ids).toEqual(tok.encodeChat([user("Hello world"), { role: "assistant", content: turns[0].text }, user("Hi again")]));
+    expect(turns[1].input_ids).toEqual(
+      tok.encodeChat([user("Hello world"), { role: "assistant", content: turns[0].text }, user("Hi again")]),
+    );
     // With a system message the second prompt would pass the model's 64 positions: the oldest
     // exchange is dropped, the system message kept.
     const sys = chat(["--system", "Be kind."], "Hello world\nHi again\n");

@@ -24,7 +24,10 @@ async function agreement(model: DecoderModel): Promise<number> {
 
 describe("f16 weights", () => {
   for (const build of BUILDS) {
-    for (const [name, open] of [["F32 file", f32File], ["F16 file", f16File]] as const) {
+    for (const [name, open] of [
+      ["F32 file", f32File],
+      ["F16 file", f16File],
+    ] as const) {
       it(`${build}, ${name}: the fixture's weights are f16-exact, so logits match transformers to 1e-4`, async () => {
         const m = await DecoderModel.load(config, open(), { dtype: "f16", build, threads: 1 });
         const d = maxAbsDiff(m.forward([ref.input_ids]).logits, ref.logits.flat());
@@ -92,9 +95,16 @@ describe("saving int8 weights", () => {
     const back = await DecoderModel.load(config, openSafetensors(file, "int8.safetensors"), { threads: 1 });
     expect(back.dtype).toBe("int8");
     expect(maxAbsDiff(back.forward([ref.input_ids]).logits, q.forward([ref.input_ids]).logits).max).toBe(0);
-    await expect(DecoderModel.load(config, openSafetensors(file, "int8.safetensors"), { dtype: "f32" })).rejects.toThrow(/int8-quantized; load it with dtype int8/);
+    await expect(DecoderModel.load(config, openSafetensors(file, "int8.safetensors"), { dtype: "f32" })).rejects.toThrow(
+      /int8-quantized; load it with dtype int8/,
+    );
     // A quantized matrix without its scales is refused, naming it.
-    const noScale = writeSafetensors(tensors.filter((t) => t.name !== "model.decoder.layers.1.fc2.weight_scale"), metadata);
-    await expect(DecoderModel.load(config, openSafetensors(noScale, "bad.safetensors"))).rejects.toThrow(/'model.decoder.layers.1.fc2.weight' has no 'model.decoder.layers.1.fc2.weight_scale'/);
+    const noScale = writeSafetensors(
+      tensors.filter((t) => t.name !== "model.decoder.layers.1.fc2.weight_scale"),
+      metadata,
+    );
+    await expect(DecoderModel.load(config, openSafetensors(noScale, "bad.safetensors"))).rejects.toThrow(
+      /'model.decoder.layers.1.fc2.weight' has no 'model.decoder.layers.1.fc2.weight_scale'/,
+    );
   });
 });

@@ -13,7 +13,10 @@ import { Engine, EngineClosedError, QueueFullError, type EngineRequest, type Eng
 const dir = (name: string) => fileURLToPath(new URL(`./fixtures/${name}/`, import.meta.url));
 async function load(name: string, o: LoadOptions = {}) {
   const config = parseModelConfig(readFileSync(join(dir(name), "config.json"), "utf8"));
-  return DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(dir(name), "model.safetensors")))), { threads: 1, ...o });
+  return DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(dir(name), "model.safetensors")))), {
+    threads: 1,
+    ...o,
+  });
 }
 
 async function collect(it: AsyncGenerator<EngineToken, string>): Promise<{ ids: number[]; finish: string; tokens: EngineToken[] }> {
@@ -25,16 +28,30 @@ async function collect(it: AsyncGenerator<EngineToken, string>): Promise<{ ids: 
   }
 }
 
-const PROMPTS = [[2, 100, 200, 300], [2, 5, 9, 17, 33, 65, 129, 257, 400], [1, 7], [2, 44, 44, 44, 44, 44], [3], [2, 510, 3, 77, 91, 4, 18]];
+const PROMPTS = [
+  [2, 100, 200, 300],
+  [2, 5, 9, 17, 33, 65, 129, 257, 400],
+  [1, 7],
+  [2, 44, 44, 44, 44, 44],
+  [3],
+  [2, 510, 3, 77, 91, 4, 18],
+];
 
-const CASES: [string, LoadOptions][] = [["opt-tiny", {}], ["llama-tiny", {}], ["gpt2-tiny", {}],
-  ["llama-tiny", { dtype: "int8" }], ["gpt2-tiny", { dtype: "f16" }], ["opt-tiny", { threads: 2 }]];
+const CASES: [string, LoadOptions][] = [
+  ["opt-tiny", {}],
+  ["llama-tiny", {}],
+  ["gpt2-tiny", {}],
+  ["llama-tiny", { dtype: "int8" }],
+  ["gpt2-tiny", { dtype: "f16" }],
+  ["opt-tiny", { threads: 2 }],
+];
 for (const [name, o] of CASES) {
   describe(`engine on ${name} ${JSON.stringify(o)}`, () => {
     it("concurrent greedy requests (joining at different steps) each get exactly their tokens alone", async () => {
       const model = await load(name, o);
       const alone = [];
-      for (const p of PROMPTS) alone.push((await generate(model, undefined, p, { maxNewTokens: 12 + p.length, ignoreEos: true })).new_tokens);
+      for (const p of PROMPTS)
+        alone.push((await generate(model, undefined, p, { maxNewTokens: 12 + p.length, ignoreEos: true })).new_tokens);
       const engine = new Engine(model, { maxBatch: 4, ctx: 48 });
       const runs: Promise<{ ids: number[] }>[] = [];
       for (const [i, p] of PROMPTS.entries()) {
@@ -51,8 +68,14 @@ for (const [name, o] of CASES) {
 
     it("seeded sampling with penalties and logprobs is the same batched and alone", async () => {
       const model = await load(name, o);
-      const req = (p: number[]): EngineRequest => ({ prompt: p, maxTokens: 10, sampling: { temperature: 0.9, topP: 0.95, topK: 40, seed: 3 },
-        presencePenalty: 0.5, frequencyPenalty: 0.3, topLogprobs: 3 });
+      const req = (p: number[]): EngineRequest => ({
+        prompt: p,
+        maxTokens: 10,
+        sampling: { temperature: 0.9, topP: 0.95, topK: 40, seed: 3 },
+        presencePenalty: 0.5,
+        frequencyPenalty: 0.3,
+        topLogprobs: 3,
+      });
       const alone = [];
       for (const p of PROMPTS.slice(0, 3)) alone.push(await collect(new Engine(model, { maxBatch: 1, ctx: 32 }).generate(req(p))));
       const engine = new Engine(model, { maxBatch: 3, ctx: 32 });

@@ -63,8 +63,10 @@ for (const f of FIXTURES) {
         // the largest value, not to each element.
         const finRef = f.ref.hidden_states.final.flat() as number[];
         const fin = closeness(hs.final, finRef, 1e-4 + 1e-5 * Math.max(...finRef.map(Math.abs)), 0);
-        console.log(`${f.name} ${build}: logits max|Δ| ${logits.max.toExponential(2)}, embeddings ${emb.max.toExponential(2)}, ` +
-          `layers ${layers.map((v) => v.toExponential(2)).join(" ")}, final ${fin.maxAbs.toExponential(2)}`);
+        console.log(
+          `${f.name} ${build}: logits max|Δ| ${logits.max.toExponential(2)}, embeddings ${emb.max.toExponential(2)}, ` +
+            `layers ${layers.map((v) => v.toExponential(2)).join(" ")}, final ${fin.maxAbs.toExponential(2)}`,
+        );
         expect(logits.max).toBeLessThanOrEqual(LOGIT_TOL);
         expect(emb.max).toBeLessThanOrEqual(1e-5);
         for (const v of layers) expect(v).toBeLessThanOrEqual(LOGIT_TOL);
@@ -148,7 +150,13 @@ for (const f of FIXTURES) {
       expect(sync.forward([f.ref.input_ids]).logits).toEqual(resident);
       for (const dtype of ["f32", "int8"] as const) {
         const { source } = asyncSource(f.file());
-        const remote = await DecoderModel.load(f.config, source, { threads: 1, residentLayers: false, residentEmbeddings: false, dtype, label: f.name });
+        const remote = await DecoderModel.load(f.config, source, {
+          threads: 1,
+          residentLayers: false,
+          residentEmbeddings: false,
+          dtype,
+          label: f.name,
+        });
         expect(remote.streamsEmbeddings).toBe(true);
         const r = await remote.forwardAsync([f.ref.input_ids]);
         if (dtype === "f32") expect(r.logits).toEqual(resident);
@@ -163,22 +171,55 @@ for (const f of FIXTURES) {
 // ---- configurations beyond the fixtures, against the float64 reference ----
 
 const LLAMA_BASE: HfConfig = {
-  model_type: "llama", vocab_size: 97, hidden_size: 48, intermediate_size: 80, num_hidden_layers: 2, num_attention_heads: 6,
-  num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
-  hidden_act: "silu", bos_token_id: 1, eos_token_id: 2,
+  model_type: "llama",
+  vocab_size: 97,
+  hidden_size: 48,
+  intermediate_size: 80,
+  num_hidden_layers: 2,
+  num_attention_heads: 6,
+  num_key_value_heads: 2,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  hidden_act: "silu",
+  bos_token_id: 1,
+  eos_token_id: 2,
 };
 const GPT2_BASE: HfConfig = {
-  model_type: "gpt2", vocab_size: 97, n_embd: 48, n_layer: 2, n_head: 4, n_positions: 64, n_inner: null,
-  activation_function: "gelu_new", layer_norm_epsilon: 1e-5, bos_token_id: 0, eos_token_id: 0,
+  model_type: "gpt2",
+  vocab_size: 97,
+  n_embd: 48,
+  n_layer: 2,
+  n_head: 4,
+  n_positions: 64,
+  n_inner: null,
+  activation_function: "gelu_new",
+  layer_norm_epsilon: 1e-5,
+  bos_token_id: 0,
+  eos_token_id: 0,
 };
 
 const VARIANTS: [string, HfConfig, { gpt2Prefix?: boolean }?][] = [
-  ["Qwen2: q/k/v biases, tied head, rope_theta 1e6", { ...LLAMA_BASE, model_type: "qwen2", tie_word_embeddings: true, rope_theta: 1e6, use_sliding_window: false, sliding_window: 4096 }],
+  [
+    "Qwen2: q/k/v biases, tied head, rope_theta 1e6",
+    { ...LLAMA_BASE, model_type: "qwen2", tie_word_embeddings: true, rope_theta: 1e6, use_sliding_window: false, sliding_window: 4096 },
+  ],
   ["LLaMA, multi-query attention (1 KV head)", { ...LLAMA_BASE, num_key_value_heads: 1 }],
-  ["LLaMA, no GQA (KV heads = heads), attention_bias and mlp_bias", { ...LLAMA_BASE, num_key_value_heads: 6, attention_bias: true, mlp_bias: true }],
+  [
+    "LLaMA, no GQA (KV heads = heads), attention_bias and mlp_bias",
+    { ...LLAMA_BASE, num_key_value_heads: 6, attention_bias: true, mlp_bias: true },
+  ],
   ["LLaMA, rope_scaling linear factor 4", { ...LLAMA_BASE, rope_scaling: { type: "linear", factor: 4 } }],
-  ["LLaMA, head dim 16 (odd half multiple: 8), tied", { ...LLAMA_BASE, hidden_size: 48, num_attention_heads: 3, num_key_value_heads: 3, tie_word_embeddings: true }],
-  ["GPT-2, scale_attn_by_inverse_layer_idx, n_inner 100, hub names (no transformer. prefix)", { ...GPT2_BASE, scale_attn_by_inverse_layer_idx: true, n_inner: 100 }, { gpt2Prefix: false }],
+  [
+    "LLaMA, head dim 16 (odd half multiple: 8), tied",
+    { ...LLAMA_BASE, hidden_size: 48, num_attention_heads: 3, num_key_value_heads: 3, tie_word_embeddings: true },
+  ],
+  [
+    "GPT-2, scale_attn_by_inverse_layer_idx, n_inner 100, hub names (no transformer. prefix)",
+    { ...GPT2_BASE, scale_attn_by_inverse_layer_idx: true, n_inner: 100 },
+    { gpt2Prefix: false },
+  ],
   ["GPT-2, exact gelu, scale_attn_weights false", { ...GPT2_BASE, activation_function: "gelu", scale_attn_weights: false }],
 ];
 
@@ -188,7 +229,10 @@ describe("family variants vs the float64 reference", () => {
       const bytes = checkpointToSafetensors(randomCheckpoint(cfg, 7, opts));
       const src = openSafetensors(bytes, "variant.safetensors");
       const model = await DecoderModel.load(parseModelConfig(cfg), src, { threads: 1 });
-      const ids = [[3, 17, 42, 5, 96, 11, 0, 64, 23, 8], [1, 1, 1, 9, 33, 70, 12, 4, 55, 6]];
+      const ids = [
+        [3, 17, 42, 5, 96, 11, 0, 64, 23, 8],
+        [1, 1, 1, 9, 33, 70, 12, 4, 55, 6],
+      ];
       const mask = [ids[0].map(() => 1), [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]];
       const r = model.forward(ids, { attentionMask: mask });
       const ref = referenceForward(cfg, getterFromSource(src), ids, { attentionMask: mask });
@@ -210,7 +254,10 @@ describe("family variants vs the float64 reference", () => {
       const cache = model.createCache(2, 12);
       model.forward(ids, { attentionMask: mask, cache, logits: "none" });
       const step = model.forward([[7], [8]], { cache, logits: "last" });
-      const whole = model.forward(ids.map((row, b) => [...row, 7 + b]), { attentionMask: mask.map((m) => [...m, 1]), logits: "last" });
+      const whole = model.forward(
+        ids.map((row, b) => [...row, 7 + b]),
+        { attentionMask: mask.map((m) => [...m, 1]), logits: "last" },
+      );
       expect(maxAbsDiff(step.logits, whole.logits).max).toBeLessThanOrEqual(1e-5);
       cache.release();
     });
@@ -220,12 +267,20 @@ describe("family variants vs the float64 reference", () => {
 describe("family configs: what cannot run is refused in one line, naming the field", () => {
   const bad: [string, HfConfig, string][] = [
     ["rope_scaling yarn", { ...LLAMA_BASE, rope_scaling: { rope_type: "yarn", factor: 4 } }, `rope_scaling type "yarn" is not supported`],
-    ["rope_scaling llama3", { ...LLAMA_BASE, rope_scaling: { rope_type: "llama3", factor: 8 } }, `rope_scaling type "llama3" is not supported`],
+    [
+      "rope_scaling llama3",
+      { ...LLAMA_BASE, rope_scaling: { rope_type: "llama3", factor: 8 } },
+      `rope_scaling type "llama3" is not supported`,
+    ],
     ["dynamic rope", { ...LLAMA_BASE, rope_scaling: { type: "dynamic", factor: 2 } }, `rope_scaling type "dynamic" is not supported`],
     ["Qwen2 sliding window", { ...LLAMA_BASE, model_type: "qwen2", use_sliding_window: true }, "use_sliding_window true is not supported"],
     ["a head_dim of its own", { ...LLAMA_BASE, head_dim: 32 }, "head_dim 32 is not supported"],
     ["gelu gated MLP", { ...LLAMA_BASE, hidden_act: "gelu" }, "hidden_act 'gelu' is not supported"],
-    ["KV heads not dividing heads", { ...LLAMA_BASE, num_key_value_heads: 4 }, "num_attention_heads 6 is not divisible by num_key_value_heads 4"],
+    [
+      "KV heads not dividing heads",
+      { ...LLAMA_BASE, num_key_value_heads: 4 },
+      "num_attention_heads 6 is not divisible by num_key_value_heads 4",
+    ],
     ["GPT-2 with cross-attention", { ...GPT2_BASE, add_cross_attention: true }, "add_cross_attention true is not supported"],
     ["GPT-2 n_embd missing", { ...GPT2_BASE, n_embd: undefined }, "missing field 'n_embd'"],
     ["an unknown family", { ...LLAMA_BASE, model_type: "mamba" }, "model_type 'mamba' is not supported"],
@@ -238,8 +293,9 @@ describe("family configs: what cannot run is refused in one line, naming the fie
 
   it("a checkpoint of another family is refused naming the tensor it lacks", async () => {
     const gpt2 = openSafetensors(checkpointToSafetensors(randomCheckpoint(GPT2_BASE, 1)), "gpt2.safetensors");
-    await expect(DecoderModel.load(parseModelConfig(LLAMA_BASE), gpt2, { threads: 1, label: "x" }))
-      .rejects.toThrow("x: no 'model.embed_tokens.weight': not an LLaMA checkpoint");
+    await expect(DecoderModel.load(parseModelConfig(LLAMA_BASE), gpt2, { threads: 1, label: "x" })).rejects.toThrow(
+      "x: no 'model.embed_tokens.weight': not an LLaMA checkpoint",
+    );
   });
 
   it("GPT-2's causal-mask buffers in older files are skipped; another stray tensor is refused", async () => {
@@ -250,8 +306,9 @@ describe("family configs: what cannot run is refused in one line, naming the fie
     await expect(DecoderModel.load(parseModelConfig(GPT2_BASE), ok, { threads: 1 })).resolves.toBeDefined();
     ck.set("transformer.h.0.attn.extra", { shape: [2], data: new Float32Array(2) });
     const bad = openSafetensors(checkpointToSafetensors(ck), "gpt2.safetensors");
-    await expect(DecoderModel.load(parseModelConfig(GPT2_BASE), bad, { threads: 1, label: "x" }))
-      .rejects.toThrow("x: unexpected tensor 'transformer.h.0.attn.extra' (not part of this GPT-2 config)");
+    await expect(DecoderModel.load(parseModelConfig(GPT2_BASE), bad, { threads: 1, label: "x" })).rejects.toThrow(
+      "x: unexpected tensor 'transformer.h.0.attn.extra' (not part of this GPT-2 config)",
+    );
   });
 });
 

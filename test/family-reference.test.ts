@@ -7,8 +7,16 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { openSafetensors } from "../src/formats/safetensors.js";
 import {
-  argmaxRange, checkpointToSafetensors, getterFromMap, getterFromSource, randomCheckpoint, referenceForward,
-  referenceGreedy, type Checkpoint, type HfConfig, type Tensor,
+  argmaxRange,
+  checkpointToSafetensors,
+  getterFromMap,
+  getterFromSource,
+  randomCheckpoint,
+  referenceForward,
+  referenceGreedy,
+  type Checkpoint,
+  type HfConfig,
+  type Tensor,
 } from "./family-reference.js";
 import { attention, linear, rmsNorm, silu } from "./ref.js";
 import { closeness, maxAbsDiff } from "./helpers.js";
@@ -40,8 +48,10 @@ for (const name of ["llama-tiny", "gpt2-tiny"]) {
       const refFinal: number[] = ref.hidden_states.final.flat();
       const finScale = Math.max(...refFinal.map(Math.abs));
       const fin = closeness(r.hiddenStates.final, refFinal, 1e-4 + 1e-5 * finScale, 0);
-      console.log(`${name}: logits max|Δ| ${logits.max.toExponential(2)}, embeddings ${emb.max.toExponential(2)}, ` +
-        `layers ${layers.map((v) => v.toExponential(2)).join(" ")}, final ${fin.maxAbs.toExponential(2)} (max |final| ${finScale.toFixed(1)})`);
+      console.log(
+        `${name}: logits max|Δ| ${logits.max.toExponential(2)}, embeddings ${emb.max.toExponential(2)}, ` +
+          `layers ${layers.map((v) => v.toExponential(2)).join(" ")}, final ${fin.maxAbs.toExponential(2)} (max |final| ${finScale.toFixed(1)})`,
+      );
       expect(r.hiddenStates.layers.length).toBe(ref.hidden_states.layers.length);
       expect(logits.max).toBeLessThanOrEqual(LOGIT_TOL);
       expect(emb.max).toBeLessThanOrEqual(1e-6);
@@ -74,14 +84,30 @@ for (const name of ["llama-tiny", "gpt2-tiny"]) {
 // properties on random checkpoints
 
 const llama = (over: HfConfig = {}): HfConfig => ({
-  model_type: "llama", vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2,
-  num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
+  model_type: "llama",
+  vocab_size: 64,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
   ...over,
 });
 const qwen2 = (over: HfConfig = {}): HfConfig => ({ ...llama(over), model_type: "qwen2", ...over });
 const gpt2 = (over: HfConfig = {}): HfConfig => ({
-  model_type: "gpt2", vocab_size: 64, n_embd: 32, n_head: 4, n_layer: 3, n_positions: 32, n_inner: null,
-  activation_function: "gelu_new", layer_norm_epsilon: 1e-5, ...over,
+  model_type: "gpt2",
+  vocab_size: 64,
+  n_embd: 32,
+  n_head: 4,
+  n_layer: 3,
+  n_positions: 32,
+  n_inner: null,
+  activation_function: "gelu_new",
+  layer_norm_epsilon: 1e-5,
+  ...over,
 });
 const IDS = [5, 17, 3, 60, 42, 8, 33, 21, 9, 50, 2];
 const fwd = (config: HfConfig, ck: Map<string, Tensor>, ids = [IDS], opts = {}) => referenceForward(config, getterFromMap(ck), ids, opts);
@@ -89,21 +115,28 @@ const clone = (ck: Checkpoint): Checkpoint => new Map([...ck].map(([k, v]) => [k
 
 /** LLaMA assembled from the kernel references in test/ref.ts (f32 between steps), plain MHA. */
 function composedLlama(config: HfConfig, ck: Checkpoint, ids: number[]): Float64Array {
-  const C = config.hidden_size as number, H = config.num_attention_heads as number, D = C / H;
-  const F = config.intermediate_size as number, V = config.vocab_size as number, T = ids.length;
+  const C = config.hidden_size as number,
+    H = config.num_attention_heads as number,
+    D = C / H;
+  const F = config.intermediate_size as number,
+    V = config.vocab_size as number,
+    T = ids.length;
   const eps = config.rms_norm_eps as number;
   const w = (n: string) => ck.get(n)!.data;
   const f32 = (x: Float64Array) => Float32Array.from(x);
   let x = new Float64Array(T * C);
   ids.forEach((id, t) => x.set(w("model.embed_tokens.weight").subarray(id * C, (id + 1) * C), t * C));
   const rotate = (m: Float64Array) => {
-    for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let i = 0; i < D / 2; i++) {
-      // (a, b) = (x[i], x[i + D/2]) turned by angle t·θ_i, as a complex product (a + ib)·e^{iφ}
-      const phi = t * Math.pow(10000, -i / (D / 2));
-      const a = m[t * C + h * D + i], b = m[t * C + h * D + i + D / 2];
-      m[t * C + h * D + i] = a * Math.cos(phi) - b * Math.sin(phi);
-      m[t * C + h * D + i + D / 2] = a * Math.sin(phi) + b * Math.cos(phi);
-    }
+    for (let t = 0; t < T; t++)
+      for (let h = 0; h < H; h++)
+        for (let i = 0; i < D / 2; i++) {
+          // (a, b) = (x[i], x[i + D/2]) turned by angle t·θ_i, as a complex product (a + ib)·e^{iφ}
+          const phi = t * Math.pow(10000, -i / (D / 2));
+          const a = m[t * C + h * D + i],
+            b = m[t * C + h * D + i + D / 2];
+          m[t * C + h * D + i] = a * Math.cos(phi) - b * Math.sin(phi);
+          m[t * C + h * D + i + D / 2] = a * Math.sin(phi) + b * Math.cos(phi);
+        }
     return f32(m);
   };
   for (let l = 0; l < (config.num_hidden_layers as number); l++) {
@@ -142,22 +175,27 @@ describe("family reference: attention heads", () => {
       const gqa = llama({ num_key_value_heads: Hkv });
       const mha = llama({ num_key_value_heads: 4 });
       const ck = randomCheckpoint(gqa, 2 + Hkv);
-      const D = 8, C = 32;
+      const D = 8,
+        C = 32;
       const expanded = clone(ck);
-      for (let l = 0; l < 2; l++) for (const m of ["k_proj", "v_proj"]) {
-        const name = `model.layers.${l}.self_attn.${m}.weight`;
-        const src = ck.get(name)!.data;
-        const data = new Float32Array(4 * D * C);
-        for (let h = 0; h < 4; h++) data.set(src.subarray(Math.floor(h / (4 / Hkv)) * D * C, (Math.floor(h / (4 / Hkv)) + 1) * D * C), h * D * C);
-        expanded.set(name, { shape: [4 * D, C], data });
-      }
-      const a = fwd(gqa, ck), b = fwd(mha, expanded);
+      for (let l = 0; l < 2; l++)
+        for (const m of ["k_proj", "v_proj"]) {
+          const name = `model.layers.${l}.self_attn.${m}.weight`;
+          const src = ck.get(name)!.data;
+          const data = new Float32Array(4 * D * C);
+          for (let h = 0; h < 4; h++)
+            data.set(src.subarray(Math.floor(h / (4 / Hkv)) * D * C, (Math.floor(h / (4 / Hkv)) + 1) * D * C), h * D * C);
+          expanded.set(name, { shape: [4 * D, C], data });
+        }
+      const a = fwd(gqa, ck),
+        b = fwd(mha, expanded);
       expect(maxAbsDiff(a.logits, b.logits).max).toBeLessThanOrEqual(EXACT);
       // the grouping matters: pairing heads the other way round changes the logits
       const wrong = clone(expanded);
       for (let l = 0; l < 2; l++) {
         const name = `model.layers.${l}.self_attn.k_proj.weight`;
-        const s = expanded.get(name)!.data, data = new Float32Array(s.length);
+        const s = expanded.get(name)!.data,
+          data = new Float32Array(s.length);
         for (let h = 0; h < 4; h++) data.set(s.subarray(((h + 1) % 4) * D * C, (((h + 1) % 4) + 1) * D * C), h * D * C);
         wrong.set(name, { shape: [4 * D, C], data });
       }
@@ -242,7 +280,8 @@ describe("family reference: GPT-2 variants", () => {
   const scaleQ = (ck: Checkpoint, layers: number, s: (i: number) => number) => {
     const out = new Map<string, Tensor>([...ck].map(([k, v]) => [k, { shape: v.shape, data: Float64Array.from(v.data) }]));
     for (let i = 0; i < layers; i++) {
-      const w = out.get(`transformer.h.${i}.attn.c_attn.weight`)!.data, b = out.get(`transformer.h.${i}.attn.c_attn.bias`)!.data;
+      const w = out.get(`transformer.h.${i}.attn.c_attn.weight`)!.data,
+        b = out.get(`transformer.h.${i}.attn.c_attn.bias`)!.data;
       for (let r = 0; r < 32; r++) for (let c = 0; c < 32; c++) w[r * 96 + c] *= s(i);
       for (let c = 0; c < 32; c++) b[c] *= s(i);
     }
@@ -250,10 +289,19 @@ describe("family reference: GPT-2 variants", () => {
   };
 
   it("scale_attn_by_inverse_layer_idx equals dividing layer i's queries by i + 1", () => {
-    const plain = gpt2(), inv = gpt2({ scale_attn_by_inverse_layer_idx: true });
+    const plain = gpt2(),
+      inv = gpt2({ scale_attn_by_inverse_layer_idx: true });
     const ck = randomCheckpoint(plain, 50);
     const a = fwd(inv, ck);
-    expect(maxAbsDiff(a.logits, fwd(plain, scaleQ(ck, 3, (i) => 1 / (i + 1))).logits).max).toBeLessThanOrEqual(1e-9);
+    expect(
+      maxAbsDiff(
+        a.logits,
+        fwd(
+          plain,
+          scaleQ(ck, 3, (i) => 1 / (i + 1)),
+        ).logits,
+      ).max,
+    ).toBeLessThanOrEqual(1e-9);
     expect(maxAbsDiff(a.hiddenStates.layers[0], fwd(plain, ck).hiddenStates.layers[0]).max).toBe(0); // 1/(0+1)
     expect(maxAbsDiff(a.logits, fwd(plain, ck).logits).max).toBeGreaterThan(1e-3);
   });
@@ -261,7 +309,15 @@ describe("family reference: GPT-2 variants", () => {
   it("scale_attn_weights false equals queries multiplied by √D", () => {
     const ck = randomCheckpoint(gpt2(), 51);
     const a = fwd(gpt2({ scale_attn_weights: false }), ck);
-    expect(maxAbsDiff(a.logits, fwd(gpt2(), scaleQ(ck, 3, () => Math.sqrt(8))).logits).max).toBeLessThanOrEqual(1e-9);
+    expect(
+      maxAbsDiff(
+        a.logits,
+        fwd(
+          gpt2(),
+          scaleQ(ck, 3, () => Math.sqrt(8)),
+        ).logits,
+      ).max,
+    ).toBeLessThanOrEqual(1e-9);
   });
 
   it("names without the transformer. prefix, n_inner, activations, an untied head", () => {
@@ -295,7 +351,8 @@ describe("family reference: batches, padding and generation", () => {
   for (const [label, config] of cases) {
     it(`${label}: causal, left padding (any pad ids) leaves valid positions unchanged, batched greedy = per-row greedy`, () => {
       const ck = randomCheckpoint(config, 60);
-      const V = 64, T = IDS.length;
+      const V = 64,
+        T = IDS.length;
       const base = fwd(config, ck);
       // causality: changing the last token changes nothing before it
       const changed = fwd(config, ck, [[...IDS.slice(0, -1), 7]]);
@@ -332,7 +389,9 @@ describe("family reference: batches, padding and generation", () => {
       expect(maxAbsDiff(referenceForward(config, getterFromSource(src), [IDS]).logits, fwd(config, ck).logits).max).toBe(0);
     }
     // seeded: the same seed gives the same weights, another seed others
-    const a = randomCheckpoint(gpt2(), 1), b = randomCheckpoint(gpt2(), 1), c = randomCheckpoint(gpt2(), 2);
+    const a = randomCheckpoint(gpt2(), 1),
+      b = randomCheckpoint(gpt2(), 1),
+      c = randomCheckpoint(gpt2(), 2);
     expect(a.get("transformer.h.0.attn.c_attn.weight")!.data).toEqual(b.get("transformer.h.0.attn.c_attn.weight")!.data);
     expect(a.get("transformer.h.0.attn.c_attn.weight")!.data).not.toEqual(c.get("transformer.h.0.attn.c_attn.weight")!.data);
   });

@@ -24,12 +24,19 @@ import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import { gelu, geluTanh, relu, silu } from "./ref.js";
 
 export type Family = "llama" | "qwen2" | "gpt2";
-export interface Tensor { shape: number[]; data: Float64Array | Float32Array }
+export interface Tensor {
+  shape: number[];
+  data: Float64Array | Float32Array;
+}
 export type GetTensor = (name: string) => Tensor | undefined | null;
 /** A config.json object: HF field names. */
 export type HfConfig = Record<string, unknown>;
 
-export interface HiddenStates { embeddings: Float64Array; layers: Float64Array[]; final: Float64Array }
+export interface HiddenStates {
+  embeddings: Float64Array;
+  layers: Float64Array[];
+  final: Float64Array;
+}
 export interface ReferenceResult {
   /** (B, T, V) row-major. */
   logits: Float64Array;
@@ -82,53 +89,102 @@ const bool = (config: HfConfig, key: string, dflt: boolean): boolean => {
 
 interface LlamaDims {
   family: "llama" | "qwen2";
-  V: number; C: number; L: number; H: number; Hkv: number; D: number; F: number;
-  eps: number; theta: number; ropeFactor: number; tied: boolean;
-  qkvBias: boolean; oBias: boolean; mlpBias: boolean; act: (x: number) => number; slidingWindow: number | null;
+  V: number;
+  C: number;
+  L: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  F: number;
+  eps: number;
+  theta: number;
+  ropeFactor: number;
+  tied: boolean;
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  act: (x: number) => number;
+  slidingWindow: number | null;
 }
 interface Gpt2Dims {
   family: "gpt2";
-  V: number; C: number; L: number; H: number; D: number; F: number; P: number;
-  eps: number; tied: boolean; scaleWeights: boolean; scaleByLayer: boolean; act: (x: number) => number;
+  V: number;
+  C: number;
+  L: number;
+  H: number;
+  D: number;
+  F: number;
+  P: number;
+  eps: number;
+  tied: boolean;
+  scaleWeights: boolean;
+  scaleByLayer: boolean;
+  act: (x: number) => number;
 }
 type Dims = LlamaDims | Gpt2Dims;
 
 /** transformers' ACT2FN, in f64. */
 export function activation(name: string): (x: number) => number {
   switch (name) {
-    case "gelu": return gelu; // exact erf form
-    case "gelu_new": case "gelu_pytorch_tanh": return geluTanh; // 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
-    case "gelu_fast": return (x) => 0.5 * x * (1 + Math.tanh(x * 0.7978845608 * (1 + 0.044715 * x * x)));
-    case "quick_gelu": return (x) => x / (1 + Math.exp(-1.702 * x));
-    case "gelu_10": return (x) => Math.min(10, Math.max(-10, gelu(x)));
-    case "relu": return relu;
-    case "relu2": return (x) => relu(x) ** 2;
-    case "relu6": return (x) => Math.min(6, relu(x));
-    case "leaky_relu": return (x) => (x >= 0 ? x : 0.01 * x);
-    case "silu": case "swish": return silu;
-    case "sigmoid": return (x) => 1 / (1 + Math.exp(-x));
-    case "tanh": return Math.tanh;
-    case "mish": return (x) => x * Math.tanh(Math.log1p(Math.exp(x)));
-    case "linear": return (x) => x;
-    default: throw new Error(`family-reference: unsupported activation ${name}`);
+    case "gelu":
+      return gelu; // exact erf form
+    case "gelu_new":
+    case "gelu_pytorch_tanh":
+      return geluTanh; // 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
+    case "gelu_fast":
+      return (x) => 0.5 * x * (1 + Math.tanh(x * 0.7978845608 * (1 + 0.044715 * x * x)));
+    case "quick_gelu":
+      return (x) => x / (1 + Math.exp(-1.702 * x));
+    case "gelu_10":
+      return (x) => Math.min(10, Math.max(-10, gelu(x)));
+    case "relu":
+      return relu;
+    case "relu2":
+      return (x) => relu(x) ** 2;
+    case "relu6":
+      return (x) => Math.min(6, relu(x));
+    case "leaky_relu":
+      return (x) => (x >= 0 ? x : 0.01 * x);
+    case "silu":
+    case "swish":
+      return silu;
+    case "sigmoid":
+      return (x) => 1 / (1 + Math.exp(-x));
+    case "tanh":
+      return Math.tanh;
+    case "mish":
+      return (x) => x * Math.tanh(Math.log1p(Math.exp(x)));
+    case "linear":
+      return (x) => x;
+    default:
+      throw new Error(`family-reference: unsupported activation ${name}`);
   }
 }
 
 export function dimsOf(config: HfConfig): Dims {
   const family = familyOf(config);
   if (family === "gpt2") {
-    const C = num(config, "n_embd", 768), H = num(config, "n_head", 12);
+    const C = num(config, "n_embd", 768),
+      H = num(config, "n_head", 12);
     if (C % H) throw new Error(`family-reference: n_embd ${C} not divisible by n_head ${H}`);
     return {
-      family, V: num(config, "vocab_size", 50257), C, L: num(config, "n_layer", 12), H, D: C / H,
-      F: num(config, "n_inner", 4 * C), P: num(config, "n_positions", 1024),
-      eps: num(config, "layer_norm_epsilon", 1e-5), tied: bool(config, "tie_word_embeddings", true),
+      family,
+      V: num(config, "vocab_size", 50257),
+      C,
+      L: num(config, "n_layer", 12),
+      H,
+      D: C / H,
+      F: num(config, "n_inner", 4 * C),
+      P: num(config, "n_positions", 1024),
+      eps: num(config, "layer_norm_epsilon", 1e-5),
+      tied: bool(config, "tie_word_embeddings", true),
       scaleWeights: bool(config, "scale_attn_weights", true),
       scaleByLayer: bool(config, "scale_attn_by_inverse_layer_idx", false),
       act: activation(String(config.activation_function ?? "gelu_new")),
     };
   }
-  const C = num(config, "hidden_size"), H = num(config, "num_attention_heads");
+  const C = num(config, "hidden_size"),
+    H = num(config, "num_attention_heads");
   const Hkv = num(config, "num_key_value_heads", H);
   if (C % H) throw new Error(`family-reference: hidden_size ${C} not divisible by num_attention_heads ${H}`);
   if (H % Hkv) throw new Error(`family-reference: num_attention_heads ${H} not divisible by num_key_value_heads ${Hkv}`);
@@ -146,13 +202,23 @@ export function dimsOf(config: HfConfig): Dims {
     if (!(ropeFactor > 0)) throw new Error(`family-reference: rope_scaling factor ${String(rs.factor)}`);
   }
   const attnBias = family === "llama" && bool(config, "attention_bias", false);
-  const sw = family === "qwen2" ? config.sliding_window ?? 4096 : null;
+  const sw = family === "qwen2" ? (config.sliding_window ?? 4096) : null;
   return {
-    family, V: num(config, "vocab_size", family === "qwen2" ? 151936 : 32000), C, L: num(config, "num_hidden_layers"),
-    H, Hkv, D, F: num(config, "intermediate_size"),
-    eps: num(config, "rms_norm_eps", 1e-6), theta: num(config, "rope_theta", 10000), ropeFactor,
+    family,
+    V: num(config, "vocab_size", family === "qwen2" ? 151936 : 32000),
+    C,
+    L: num(config, "num_hidden_layers"),
+    H,
+    Hkv,
+    D,
+    F: num(config, "intermediate_size"),
+    eps: num(config, "rms_norm_eps", 1e-6),
+    theta: num(config, "rope_theta", 10000),
+    ropeFactor,
     tied: bool(config, "tie_word_embeddings", false),
-    qkvBias: family === "qwen2" || attnBias, oBias: attnBias, mlpBias: family === "llama" && bool(config, "mlp_bias", false),
+    qkvBias: family === "qwen2" || attnBias,
+    oBias: attnBias,
+    mlpBias: family === "llama" && bool(config, "mlp_bias", false),
     act: activation(String(config.hidden_act ?? "silu")),
     slidingWindow: typeof sw === "number" ? sw : null,
   };
@@ -169,14 +235,21 @@ export function checkpointLayout(config: HfConfig, opts: { gpt2Prefix?: boolean 
     add(p + "wpe.weight", d.P, d.C);
     for (let i = 0; i < d.L; i++) {
       const l = `${p}h.${i}.`;
-      add(l + "ln_1.weight", d.C); add(l + "ln_1.bias", d.C);
-      add(l + "attn.c_attn.weight", d.C, 3 * d.C); add(l + "attn.c_attn.bias", 3 * d.C);
-      add(l + "attn.c_proj.weight", d.C, d.C); add(l + "attn.c_proj.bias", d.C);
-      add(l + "ln_2.weight", d.C); add(l + "ln_2.bias", d.C);
-      add(l + "mlp.c_fc.weight", d.C, d.F); add(l + "mlp.c_fc.bias", d.F);
-      add(l + "mlp.c_proj.weight", d.F, d.C); add(l + "mlp.c_proj.bias", d.C);
+      add(l + "ln_1.weight", d.C);
+      add(l + "ln_1.bias", d.C);
+      add(l + "attn.c_attn.weight", d.C, 3 * d.C);
+      add(l + "attn.c_attn.bias", 3 * d.C);
+      add(l + "attn.c_proj.weight", d.C, d.C);
+      add(l + "attn.c_proj.bias", d.C);
+      add(l + "ln_2.weight", d.C);
+      add(l + "ln_2.bias", d.C);
+      add(l + "mlp.c_fc.weight", d.C, d.F);
+      add(l + "mlp.c_fc.bias", d.F);
+      add(l + "mlp.c_proj.weight", d.F, d.C);
+      add(l + "mlp.c_proj.bias", d.C);
     }
-    add(p + "ln_f.weight", d.C); add(p + "ln_f.bias", d.C);
+    add(p + "ln_f.weight", d.C);
+    add(p + "ln_f.bias", d.C);
     if (!d.tied) add("lm_head.weight", d.V, d.C);
     return out;
   }
@@ -214,22 +287,24 @@ type Vec = Float64Array;
 /** nn.Linear: weight (N, K), y = x·Wᵀ + b. */
 function linear(x: Vec, T: number, K: number, w: Vec, b: Vec | null, N: number): Vec {
   const y = new Float64Array(T * N);
-  for (let t = 0; t < T; t++) for (let o = 0; o < N; o++) {
-    let s = 0;
-    for (let k = 0; k < K; k++) s += x[t * K + k] * w[o * K + k];
-    y[t * N + o] = s + (b ? b[o] : 0);
-  }
+  for (let t = 0; t < T; t++)
+    for (let o = 0; o < N; o++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[t * K + k] * w[o * K + k];
+      y[t * N + o] = s + (b ? b[o] : 0);
+    }
   return y;
 }
 
 /** GPT-2's Conv1D: weight (K, N) = (in, out), y = x·W + b. */
 function conv1d(x: Vec, T: number, K: number, w: Vec, b: Vec, N: number): Vec {
   const y = new Float64Array(T * N);
-  for (let t = 0; t < T; t++) for (let o = 0; o < N; o++) {
-    let s = 0;
-    for (let k = 0; k < K; k++) s += x[t * K + k] * w[k * N + o];
-    y[t * N + o] = s + b[o];
-  }
+  for (let t = 0; t < T; t++)
+    for (let o = 0; o < N; o++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[t * K + k] * w[k * N + o];
+      y[t * N + o] = s + b[o];
+    }
   return y;
 }
 
@@ -271,8 +346,10 @@ function rope(x: Vec, T: number, nHeads: number, D: number, pos: number[], theta
       const o = t * nHeads * D + h * D;
       for (let i = 0; i < half; i++) {
         const ang = p * (1 / theta ** ((2 * i) / D));
-        const c = Math.cos(ang), s = Math.sin(ang);
-        const x1 = x[o + i], x2 = x[o + i + half];
+        const c = Math.cos(ang),
+          s = Math.sin(ang);
+        const x1 = x[o + i],
+          x2 = x[o + i + half];
         x[o + i] = x1 * c - x2 * s;
         x[o + i + half] = x2 * c + x1 * s;
       }
@@ -284,8 +361,18 @@ function rope(x: Vec, T: number, nHeads: number, D: number, pos: number[], theta
  * Causal self-attention of one row: q (T, H·D), k and v (T, Hkv·D); query head h reads KV head
  * floor(h / (H / Hkv)) (repeat_kv). Scores are q·k · scale; masking as HF's eager path (see top).
  */
-function attention(q: Vec, k: Vec, v: Vec, mask: number[], T: number, H: number, Hkv: number, D: number,
-  scale: number, style: "llama" | "gpt2"): Vec {
+function attention(
+  q: Vec,
+  k: Vec,
+  v: Vec,
+  mask: number[],
+  T: number,
+  H: number,
+  Hkv: number,
+  D: number,
+  scale: number,
+  style: "llama" | "gpt2",
+): Vec {
   const out = new Float64Array(T * H * D);
   const group = H / Hkv;
   for (let h = 0; h < H; h++) {
@@ -295,7 +382,8 @@ function attention(q: Vec, k: Vec, v: Vec, mask: number[], T: number, H: number,
       const kind = new Array<number>(T);
       const score = new Float64Array(T);
       for (let j = 0; j < T; j++) {
-        const future = j > t, padded = !mask[j];
+        const future = j > t,
+          padded = !mask[j];
         if (style === "llama") kind[j] = future || padded ? 1 : 0;
         else kind[j] = future ? (padded ? 2 : 1) : padded ? 1 : 0;
         if (kind[j] === 0) {
@@ -340,31 +428,56 @@ function loader(get: GetTensor) {
   };
   return {
     need: (name: string, ...shape: number[]): Vec => load(name, shape, true)!,
-    has: (name: string) => { const t = get(name); return t !== undefined && t !== null; },
+    has: (name: string) => {
+      const t = get(name);
+      return t !== undefined && t !== null;
+    },
   };
 }
 
 /** Loads the weights once; the returned function runs the forward pass of one row. */
-function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number[], mask: number[], pos: number[]) => {
-  logits: Vec; emb: Vec; layers: Vec[]; final: Vec } } {
+function prepare(
+  config: HfConfig,
+  get: GetTensor,
+): {
+  d: Dims;
+  row: (
+    ids: number[],
+    mask: number[],
+    pos: number[],
+  ) => {
+    logits: Vec;
+    emb: Vec;
+    layers: Vec[];
+    final: Vec;
+  };
+} {
   const d = dimsOf(config);
   const { need, has } = loader(get);
   if (d.family === "gpt2") {
     const { C, H, D, F, V, P } = d;
     const p = has("transformer.wte.weight") ? "transformer." : "";
-    const wte = need(p + "wte.weight", V, C), wpe = need(p + "wpe.weight", P, C);
+    const wte = need(p + "wte.weight", V, C),
+      wpe = need(p + "wpe.weight", P, C);
     const layers = Array.from({ length: d.L }, (_, i) => {
       const l = `${p}h.${i}.`;
       return {
-        ln1w: need(l + "ln_1.weight", C), ln1b: need(l + "ln_1.bias", C),
-        attnW: need(l + "attn.c_attn.weight", C, 3 * C), attnB: need(l + "attn.c_attn.bias", 3 * C),
-        projW: need(l + "attn.c_proj.weight", C, C), projB: need(l + "attn.c_proj.bias", C),
-        ln2w: need(l + "ln_2.weight", C), ln2b: need(l + "ln_2.bias", C),
-        fcW: need(l + "mlp.c_fc.weight", C, F), fcB: need(l + "mlp.c_fc.bias", F),
-        mprojW: need(l + "mlp.c_proj.weight", F, C), mprojB: need(l + "mlp.c_proj.bias", C),
+        ln1w: need(l + "ln_1.weight", C),
+        ln1b: need(l + "ln_1.bias", C),
+        attnW: need(l + "attn.c_attn.weight", C, 3 * C),
+        attnB: need(l + "attn.c_attn.bias", 3 * C),
+        projW: need(l + "attn.c_proj.weight", C, C),
+        projB: need(l + "attn.c_proj.bias", C),
+        ln2w: need(l + "ln_2.weight", C),
+        ln2b: need(l + "ln_2.bias", C),
+        fcW: need(l + "mlp.c_fc.weight", C, F),
+        fcB: need(l + "mlp.c_fc.bias", F),
+        mprojW: need(l + "mlp.c_proj.weight", F, C),
+        mprojB: need(l + "mlp.c_proj.bias", C),
       };
     });
-    const lnfw = need(p + "ln_f.weight", C), lnfb = need(p + "ln_f.bias", C);
+    const lnfw = need(p + "ln_f.weight", C),
+      lnfb = need(p + "ln_f.bias", C);
     const head = d.tied ? wte : need("lm_head.weight", V, C);
     return {
       d,
@@ -376,11 +489,14 @@ function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number
           if (!(pos[t] >= 0 && pos[t] < P)) throw new Error(`family-reference: position ${pos[t]} ≥ n_positions ${P}`);
           for (let c = 0; c < C; c++) x[t * C + c] = wte[ids[t] * C + c] + wpe[pos[t] * C + c];
         }
-        const emb = x, outs: Vec[] = [];
+        const emb = x,
+          outs: Vec[] = [];
         layers.forEach((w, i) => {
           const h = layerNorm(x, C, w.ln1w, w.ln1b, d.eps);
           const qkv = conv1d(h, T, C, w.attnW, w.attnB, 3 * C);
-          const q = new Float64Array(T * C), k = new Float64Array(T * C), v = new Float64Array(T * C);
+          const q = new Float64Array(T * C),
+            k = new Float64Array(T * C),
+            v = new Float64Array(T * C);
           for (let t = 0; t < T; t++) {
             q.set(qkv.subarray(t * 3 * C, t * 3 * C + C), t * C);
             k.set(qkv.subarray(t * 3 * C + C, t * 3 * C + 2 * C), t * C);
@@ -408,14 +524,21 @@ function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number
     const l = `model.layers.${i}.`;
     return {
       n1: need(l + "input_layernorm.weight", C),
-      qW: need(l + "self_attn.q_proj.weight", H * D, C), qB: opt(d.qkvBias, l + "self_attn.q_proj.bias", H * D),
-      kW: need(l + "self_attn.k_proj.weight", Hkv * D, C), kB: opt(d.qkvBias, l + "self_attn.k_proj.bias", Hkv * D),
-      vW: need(l + "self_attn.v_proj.weight", Hkv * D, C), vB: opt(d.qkvBias, l + "self_attn.v_proj.bias", Hkv * D),
-      oW: need(l + "self_attn.o_proj.weight", C, H * D), oB: opt(d.oBias, l + "self_attn.o_proj.bias", C),
+      qW: need(l + "self_attn.q_proj.weight", H * D, C),
+      qB: opt(d.qkvBias, l + "self_attn.q_proj.bias", H * D),
+      kW: need(l + "self_attn.k_proj.weight", Hkv * D, C),
+      kB: opt(d.qkvBias, l + "self_attn.k_proj.bias", Hkv * D),
+      vW: need(l + "self_attn.v_proj.weight", Hkv * D, C),
+      vB: opt(d.qkvBias, l + "self_attn.v_proj.bias", Hkv * D),
+      oW: need(l + "self_attn.o_proj.weight", C, H * D),
+      oB: opt(d.oBias, l + "self_attn.o_proj.bias", C),
       n2: need(l + "post_attention_layernorm.weight", C),
-      gW: need(l + "mlp.gate_proj.weight", F, C), gB: opt(d.mlpBias, l + "mlp.gate_proj.bias", F),
-      uW: need(l + "mlp.up_proj.weight", F, C), uB: opt(d.mlpBias, l + "mlp.up_proj.bias", F),
-      dW: need(l + "mlp.down_proj.weight", C, F), dB: opt(d.mlpBias, l + "mlp.down_proj.bias", C),
+      gW: need(l + "mlp.gate_proj.weight", F, C),
+      gB: opt(d.mlpBias, l + "mlp.gate_proj.bias", F),
+      uW: need(l + "mlp.up_proj.weight", F, C),
+      uB: opt(d.mlpBias, l + "mlp.up_proj.bias", F),
+      dW: need(l + "mlp.down_proj.weight", C, F),
+      dB: opt(d.mlpBias, l + "mlp.down_proj.bias", C),
     };
   });
   const norm = need("model.norm.weight", C);
@@ -432,7 +555,8 @@ function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number
         if (!(ids[t] >= 0 && ids[t] < V)) throw new Error(`family-reference: token id ${ids[t]} out of range`);
         x.set(embed.subarray(ids[t] * C, (ids[t] + 1) * C), t * C);
       }
-      const emb = x, outs: Vec[] = [];
+      const emb = x,
+        outs: Vec[] = [];
       for (const w of layers) {
         const h = rmsNorm(x, C, w.n1, d.eps);
         const q = linear(h, T, C, w.qW, w.qB, H * D);
@@ -443,8 +567,19 @@ function prepare(config: HfConfig, get: GetTensor): { d: Dims; row: (ids: number
         const a = attention(q, k, v, mask, T, H, Hkv, D, 1 / Math.sqrt(D), "llama");
         x = add(x, linear(a, T, H * D, w.oW, w.oB, C));
         const h2 = rmsNorm(x, C, w.n2, d.eps);
-        const g = linear(h2, T, C, w.gW, w.gB, F), u = linear(h2, T, C, w.uW, w.uB, F);
-        x = add(x, linear(g.map((gv, n) => d.act(gv) * u[n]), T, F, w.dW, w.dB, C));
+        const g = linear(h2, T, C, w.gW, w.gB, F),
+          u = linear(h2, T, C, w.uW, w.uB, F);
+        x = add(
+          x,
+          linear(
+            g.map((gv, n) => d.act(gv) * u[n]),
+            T,
+            F,
+            w.dW,
+            w.dB,
+            C,
+          ),
+        );
         outs.push(x);
       }
       const final = rmsNorm(x, C, norm, d.eps);
@@ -470,7 +605,11 @@ function checkBatch(ids: number[][], opts: ForwardOptions) {
   const T = ids[0].length;
   const mask = opts.attentionMask ?? ids.map((r) => r.map(() => 1));
   const pos = opts.positionIds ?? positionIdsFromMask(mask);
-  for (const [what, rows] of [["input_ids", ids], ["attention_mask", mask], ["position_ids", pos]] as const) {
+  for (const [what, rows] of [
+    ["input_ids", ids],
+    ["attention_mask", mask],
+    ["position_ids", pos],
+  ] as const) {
     if (rows.length !== B || rows.some((r) => r.length !== T)) throw new Error(`family-reference: ${what} is not ${B} × ${T}`);
   }
   return { B, T, mask, pos };
@@ -496,8 +635,7 @@ function runBatch(model: ReturnType<typeof prepare>, ids: number[][], opts: Forw
 }
 
 /** The whole forward pass of a batch: logits for every position and every hidden state. */
-export function referenceForward(config: HfConfig, get: GetTensor, inputIds: number[][],
-  opts: ForwardOptions = {}): ReferenceResult {
+export function referenceForward(config: HfConfig, get: GetTensor, inputIds: number[][], opts: ForwardOptions = {}): ReferenceResult {
   return runBatch(prepare(config, get), inputIds, opts);
 }
 
@@ -513,8 +651,13 @@ export function argmaxRange(x: ArrayLike<number>, from = 0, to = x.length): numb
  * mask 1 and the next position id, exactly as generate() with the KV cache. Returns the new
  * tokens of each row (all rows stop early only when every row has produced eosTokenId).
  */
-export function referenceGreedy(config: HfConfig, get: GetTensor, inputIds: number[][], maxNewTokens: number,
-  opts: GreedyOptions = {}): number[][] {
+export function referenceGreedy(
+  config: HfConfig,
+  get: GetTensor,
+  inputIds: number[][],
+  maxNewTokens: number,
+  opts: GreedyOptions = {},
+): number[][] {
   const model = prepare(config, get);
   const seqs = inputIds.map((r) => [...r]);
   const mask = (opts.attentionMask ?? inputIds.map((r) => r.map(() => 1))).map((r) => [...r]);
@@ -524,7 +667,7 @@ export function referenceGreedy(config: HfConfig, get: GetTensor, inputIds: numb
     const r = runBatch(model, seqs, { attentionMask: mask });
     const { seqLen: T, vocab: V } = r;
     seqs.forEach((row, b) => {
-      const tok = done[b] ? opts.padTokenId ?? opts.eosTokenId! : argmaxRange(r.logits, (b * T + T - 1) * V, (b * T + T) * V);
+      const tok = done[b] ? (opts.padTokenId ?? opts.eosTokenId!) : argmaxRange(r.logits, (b * T + T - 1) * V, (b * T + T) * V);
       if (opts.eosTokenId !== undefined && tok === opts.eosTokenId) done[b] = true;
       row.push(tok);
       mask[b].push(1);
@@ -550,7 +693,10 @@ export function getterFromSource(src: TensorSource): GetTensor {
   };
 }
 
-export const getterFromMap = (m: Map<string, Tensor>): GetTensor => (name) => m.get(name);
+export const getterFromMap =
+  (m: Map<string, Tensor>): GetTensor =>
+  (name) =>
+    m.get(name);
 
 /**
  * A seeded random checkpoint for `config` (all tensors the model reads, HF names, f32), scaled
@@ -562,7 +708,8 @@ export const getterFromMap = (m: Map<string, Tensor>): GetTensor => (name) => m.
 export function randomCheckpoint(config: HfConfig, seed: number, opts: { gpt2Prefix?: boolean } = {}): Checkpoint {
   const rng = xoroshiro128plus(seed);
   const normal = () => {
-    const u = 1 - uniformFloat64(rng), v = uniformFloat64(rng);
+    const u = 1 - uniformFloat64(rng),
+      v = uniformFloat64(rng);
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   };
   const d = dimsOf(config);
@@ -570,9 +717,13 @@ export function randomCheckpoint(config: HfConfig, seed: number, opts: { gpt2Pre
   for (const { name, shape } of checkpointLayout(config, opts)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
-    const fill = (f: () => number) => { for (let i = 0; i < n; i++) data[i] = f(); };
-    const fanIn = d.family === "gpt2" && shape.length === 2 && !name.endsWith("wte.weight") && !name.endsWith("wpe.weight")
-      ? shape[0] : shape[shape.length - 1];
+    const fill = (f: () => number) => {
+      for (let i = 0; i < n; i++) data[i] = f();
+    };
+    const fanIn =
+      d.family === "gpt2" && shape.length === 2 && !name.endsWith("wte.weight") && !name.endsWith("wpe.weight")
+        ? shape[0]
+        : shape[shape.length - 1];
     if (/norm|ln_/.test(name) && name.endsWith("weight")) fill(() => 0.5 + uniformFloat64(rng));
     else if (/norm|ln_/.test(name)) fill(() => 0.05 * normal());
     else if (name.includes("mlp.c_fc.bias")) fill(() => -0.2 + 0.5 * normal());
@@ -589,10 +740,15 @@ export function randomCheckpoint(config: HfConfig, seed: number, opts: { gpt2Pre
 }
 
 /** The checkpoint as a safetensors file (F32, in the given order), via the project's writer. */
-export function checkpointToSafetensors(ckpt: Map<string, { shape: number[]; data: Float32Array }>,
-  metadata: Record<string, string> = { format: "pt" }): Uint8Array {
+export function checkpointToSafetensors(
+  ckpt: Map<string, { shape: number[]; data: Float32Array }>,
+  metadata: Record<string, string> = { format: "pt" },
+): Uint8Array {
   const tensors: TensorToWrite[] = [...ckpt].map(([name, t]) => ({
-    name, dtype: "F32", shape: t.shape, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    name,
+    dtype: "F32",
+    shape: t.shape,
+    data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
   return writeSafetensors(tensors, metadata);
 }

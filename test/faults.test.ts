@@ -43,7 +43,8 @@ async function healthy(m: DecoderModel, used: number, n = 8): Promise<void> {
 
 describe("WebAssembly memory exhausted", () => {
   it("a KV cache larger than wasm32 is an OutOfMemoryError naming the size, and nothing is allocated", async () => {
-    const used = model.arena.used, cap = model.arena.capacity;
+    const used = model.arena.used,
+      cap = model.arena.capacity;
     for (const B of [1e6, 2 ** 31, Number.MAX_SAFE_INTEGER]) {
       const e = await caught(() => model.createCache(B, 64));
       expect(e).toBeInstanceOf(OutOfMemoryError);
@@ -51,8 +52,14 @@ describe("WebAssembly memory exhausted", () => {
       expect(model.arena.used).toBe(used);
       expect(model.arena.capacity).toBe(cap); // refused before growing
     }
-    for (const [B, ctx, msg] of [[0, 64, /batch size/], [1.5, 64, /batch size/], [NaN, 64, /batch size/], [1, 65, /cache length 65/],
-      [1, 0, /cache length 0/], [1, NaN, /cache length NaN/]] as const) {
+    for (const [B, ctx, msg] of [
+      [0, 64, /batch size/],
+      [1.5, 64, /batch size/],
+      [NaN, 64, /batch size/],
+      [1, 65, /cache length 65/],
+      [1, 0, /cache length 0/],
+      [1, NaN, /cache length NaN/],
+    ] as const) {
       expect((await caught(() => model.createCache(B, ctx))).message).toMatch(msg);
     }
     await healthy(model, used);
@@ -60,22 +67,38 @@ describe("WebAssembly memory exhausted", () => {
 
   it("a host that refuses to grow memory is an OutOfMemoryError, and the model keeps working", async () => {
     // 320 pages = 20 MiB: what a constrained browser tab might allow.
-    const m = await DecoderModel.load(config, source(), { build: "simd", threads: 1, memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }) });
+    const m = await DecoderModel.load(config, source(), {
+      build: "simd",
+      threads: 1,
+      memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }),
+    });
     const used = m.arena.used;
     const e = await caught(() => m.createCache(400, 64));
     expect(e).toBeInstanceOf(OutOfMemoryError);
     expect(e.message).toMatch(/^wasm-lm: cannot grow WebAssembly memory to \d+\.\d MiB \(.+\); the host refused the allocation$/);
     await healthy(m, used);
     // A forward whose scratch the host refuses: a clear error, and the model still generates.
-    const f = await caught(() => m.forward(Array.from({ length: 300 }, () => prompt), { logits: "all" }));
+    const f = await caught(() =>
+      m.forward(
+        Array.from({ length: 300 }, () => prompt),
+        { logits: "all" },
+      ),
+    );
     expect(f).toBeInstanceOf(OutOfMemoryError);
     expect((await generate(m, undefined, prompt, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(greedy(8));
   });
 
   // A model whose logits dominate its scratch (vocabulary 2^20, hidden size 8): a forward of batch
   // 16 × 64 tokens with logits for every position needs 4 GiB of scratch but only 70 kB of cache.
-  const wide: OptConfig = { ...config, vocab_size: 2 ** 20, hidden_size: 8, word_embed_proj_dim: 8, num_attention_heads: 1,
-    ffn_dim: 8, num_hidden_layers: 1 };
+  const wide: OptConfig = {
+    ...config,
+    vocab_size: 2 ** 20,
+    hidden_size: 8,
+    word_embed_proj_dim: 8,
+    num_attention_heads: 1,
+    ffn_dim: 8,
+    num_hidden_layers: 1,
+  };
   const batch = Array.from({ length: 16 }, (_, b) => Array.from({ length: 64 }, (_, t) => (b * 64 + t) % 1000));
 
   it("a forward too large for wasm32 is an OutOfMemoryError, and the model still generates the same tokens", async () => {
@@ -101,9 +124,18 @@ describe("WebAssembly memory exhausted", () => {
     expect(w.arena.used).toBe(used);
   });
   it("… and leaves the arena where it was (a host that refuses to grow: 3.7 MB leaked per call)", async () => {
-    const m = await DecoderModel.load(config, source(), { build: "simd", threads: 1, memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }) });
+    const m = await DecoderModel.load(config, source(), {
+      build: "simd",
+      threads: 1,
+      memory: new WebAssembly.Memory({ initial: 256, maximum: 320 }),
+    });
     const used = m.arena.used;
-    await caught(() => m.forward(Array.from({ length: 300 }, () => prompt), { logits: "all" }));
+    await caught(() =>
+      m.forward(
+        Array.from({ length: 300 }, () => prompt),
+        { logits: "all" },
+      ),
+    );
     expect(m.arena.used).toBe(used);
   });
 });
@@ -134,9 +166,11 @@ describe("aborted and failing generations", () => {
   it("a consumer that throws inside for-await, or breaks out, releases the model", async () => {
     const used = model.arena.used;
     const boom = new Error("consumer failed");
-    const e = await caught((async () => {
-      for await (const t of streamGenerate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true })) if (t.id >= 0) throw boom;
-    })());
+    const e = await caught(
+      (async () => {
+        for await (const t of streamGenerate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true })) if (t.id >= 0) throw boom;
+      })(),
+    );
     expect(e).toBe(boom);
     for await (const _ of streamGenerate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true })) break;
     await healthy(model, used);
@@ -176,7 +210,13 @@ describe("aborted and failing generations", () => {
     const it = streamGenerate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true });
     await it.next(); // …and never again
     const next = generate(model, undefined, prompt, { maxNewTokens: 2, ignoreEos: true });
-    const winner = await Promise.race([next.then(() => "done", () => "error"), new Promise((r) => setTimeout(() => r("blocked"), 300))]);
+    const winner = await Promise.race([
+      next.then(
+        () => "done",
+        () => "error",
+      ),
+      new Promise((r) => setTimeout(() => r("blocked"), 300)),
+    ]);
     await it.return(undefined as never); // unblock for the other tests
     await next;
     expect(winner).not.toBe("blocked");

@@ -6,8 +6,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { unzipSync, zipSync } from "fflate";
 import {
-  CheckpointError, DTYPE_SIZE, openPytorchBin, openSafetensors, writeSafetensors,
-  f16ToF32, f32ToF16, numel, type AnyDType, type TensorSource, type TensorToWrite,
+  CheckpointError,
+  DTYPE_SIZE,
+  openPytorchBin,
+  openSafetensors,
+  writeSafetensors,
+  f16ToF32,
+  f32ToF16,
+  numel,
+  type AnyDType,
+  type TensorSource,
+  type TensorToWrite,
 } from "../src/formats/index.js";
 
 const FIX = join(import.meta.dirname, "fixtures", "opt-tiny");
@@ -44,10 +53,14 @@ const tensorArb: fc.Arbitrary<TensorToWrite> = fc
     dtype: fc.constantFrom(...dtypes),
     shape: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }),
   })
-  .chain((t) => fc.uint8Array({
-    minLength: numel(t.shape) * DTYPE_SIZE[t.dtype],
-    maxLength: numel(t.shape) * DTYPE_SIZE[t.dtype],
-  }).map((data) => ({ ...t, data })));
+  .chain((t) =>
+    fc
+      .uint8Array({
+        minLength: numel(t.shape) * DTYPE_SIZE[t.dtype],
+        maxLength: numel(t.shape) * DTYPE_SIZE[t.dtype],
+      })
+      .map((data) => ({ ...t, data })),
+  );
 
 /** A mutation: overwrite a few bytes (biased towards `hot`, the structural region), or truncate. */
 function mutationArb(len: number, hot: [number, number][]) {
@@ -56,7 +69,10 @@ function mutationArb(len: number, hot: [number, number][]) {
     { weight: 1, arbitrary: fc.integer({ min: 0, max: len - 1 }) },
   );
   return fc.oneof(
-    fc.record({ kind: fc.constant("poke" as const), edits: fc.array(fc.tuple(pos, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }) }),
+    fc.record({
+      kind: fc.constant("poke" as const),
+      edits: fc.array(fc.tuple(pos, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
+    }),
     fc.record({ kind: fc.constant("cut" as const), at: fc.integer({ min: 0, max: len - 1 }) }),
   );
 }
@@ -75,44 +91,60 @@ describe("safetensors properties", () => {
   });
 
   it("round-trips any valid set of tensors and metadata", () => {
-    fc.assert(fc.property(
-      fc.uniqueArray(tensorArb, { selector: (t) => t.name, maxLength: 8 }),
-      fc.option(fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }), { nil: undefined }),
-      (tensors, metadata) => {
-        const file = writeSafetensors(tensors, metadata);
-        const src = openSafetensors(file, "rt.safetensors");
-        // File order; empty tensors share an offset with their neighbour, and JSON objects list
-        // integer-like keys first, so among those the order is the header's, not the writer's.
-        const byOffset = (ts: { name: string; dtype: string; shape: number[] }[]) =>
-          ts.filter((t) => numel(t.shape) > 0).map(({ name, dtype, shape }) => ({ name, dtype, shape }));
-        expect(byOffset(src.tensors())).toEqual(byOffset(tensors));
-        expect(new Set(src.tensors().map((t) => t.name))).toEqual(new Set(tensors.map((t) => t.name)));
-        expect({ ...src.metadata }).toEqual(metadata && Object.keys(metadata).length ? metadata : {});
-        for (const t of tensors) {
-          expect(src.readRaw(t.name)).toEqual(t.data);
-          if (t.dtype === "F16") {
-            const dst = new Float32Array(numel(t.shape));
-            src.readF32(t.name, dst);
-            for (let i = 0; i < dst.length; i++) {
-              expect(Object.is(dst[i], f16ToF32(t.data[2 * i] | (t.data[2 * i + 1] << 8))) ||
-                (Number.isNaN(dst[i]) && Number.isNaN(f16ToF32(t.data[2 * i] | (t.data[2 * i + 1] << 8))))).toBe(true);
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(tensorArb, { selector: (t) => t.name, maxLength: 8 }),
+        fc.option(fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }), { nil: undefined }),
+        (tensors, metadata) => {
+          const file = writeSafetensors(tensors, metadata);
+          const src = openSafetensors(file, "rt.safetensors");
+          // File order; empty tensors share an offset with their neighbour, and JSON objects list
+          // integer-like keys first, so among those the order is the header's, not the writer's.
+          const byOffset = (ts: { name: string; dtype: string; shape: number[] }[]) =>
+            ts.filter((t) => numel(t.shape) > 0).map(({ name, dtype, shape }) => ({ name, dtype, shape }));
+          expect(byOffset(src.tensors())).toEqual(byOffset(tensors));
+          expect(new Set(src.tensors().map((t) => t.name))).toEqual(new Set(tensors.map((t) => t.name)));
+          expect({ ...src.metadata }).toEqual(metadata && Object.keys(metadata).length ? metadata : {});
+          for (const t of tensors) {
+            expect(src.readRaw(t.name)).toEqual(t.data);
+            if (t.dtype === "F16") {
+              const dst = new Float32Array(numel(t.shape));
+              src.readF32(t.name, dst);
+              for (let i = 0; i < dst.length; i++) {
+                expect(
+                  Object.is(dst[i], f16ToF32(t.data[2 * i] | (t.data[2 * i + 1] << 8))) ||
+                    (Number.isNaN(dst[i]) && Number.isNaN(f16ToF32(t.data[2 * i] | (t.data[2 * i + 1] << 8)))),
+                ).toBe(true);
+              }
+            }
+            if (t.dtype === "F32") {
+              const dst = new Float32Array(numel(t.shape));
+              src.readF32(t.name, dst);
+              expect(new Uint8Array(dst.buffer)).toEqual(t.data); // bit-exact, NaN payloads too
             }
           }
-          if (t.dtype === "F32") {
-            const dst = new Float32Array(numel(t.shape));
-            src.readF32(t.name, dst);
-            expect(new Uint8Array(dst.buffer)).toEqual(t.data); // bit-exact, NaN payloads too
-          }
-        }
-      }), { numRuns: 300 });
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it("mutated or truncated files parse or throw a CheckpointError", () => {
     const file = fixture("model.fp16.safetensors");
     const headerEnd = 8 + new DataView(file.buffer, file.byteOffset).getUint32(0, true);
-    fc.assert(fc.property(mutationArb(file.length, [[0, 8], [8, headerEnd], [headerEnd - 64, headerEnd]]), (m) => {
-      parsesOrRefuses(() => openSafetensors(apply(file, m), "m.safetensors"));
-    }), { numRuns: 1000 });
+    fc.assert(
+      fc.property(
+        mutationArb(file.length, [
+          [0, 8],
+          [8, headerEnd],
+          [headerEnd - 64, headerEnd],
+        ]),
+        (m) => {
+          parsesOrRefuses(() => openSafetensors(apply(file, m), "m.safetensors"));
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
@@ -122,9 +154,18 @@ describe("pytorch .bin properties", () => {
   const cd = new DataView(file.buffer, file.byteOffset).getUint32(file.length - 22 + 16, true);
 
   it("mutated or truncated archives parse or throw a CheckpointError", () => {
-    fc.assert(fc.property(mutationArb(file.length, [[0, 3800], [cd, file.length]]), (m) => {
-      parsesOrRefuses(() => openPytorchBin(apply(file, m), "m.bin"));
-    }), { numRuns: 1000 });
+    fc.assert(
+      fc.property(
+        mutationArb(file.length, [
+          [0, 3800],
+          [cd, file.length],
+        ]),
+        (m) => {
+          parsesOrRefuses(() => openPytorchBin(apply(file, m), "m.bin"));
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 
   it("mutated, spliced or random pickles parse or throw a CheckpointError", () => {
@@ -140,29 +181,35 @@ describe("pytorch .bin properties", () => {
       }),
       fc.uint8Array({ maxLength: 200 }),
     );
-    fc.assert(fc.property(pklArb, (p) => {
-      parsesOrRefuses(() => openPytorchBin(rezip(p), "p.bin"));
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(pklArb, (p) => {
+        parsesOrRefuses(() => openPytorchBin(rezip(p), "p.bin"));
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
 describe("f32ToF16 property", () => {
   it("picks the nearest half, ties to even", () => {
-    fc.assert(fc.property(fc.float({ noNaN: true }), (x) => {
-      const h = f32ToF16(x);
-      const y = f16ToF32(h);
-      if (!Number.isFinite(y)) {
-        expect(Math.abs(x)).toBeGreaterThanOrEqual(65520); // halfway between 65504 and 2^16
-        return;
-      }
-      const d = Math.abs(x - y);
-      // Compare with both neighbours (same sign direction; across zero the neighbour is ∓0).
-      for (const n of [h + 1, h - 1]) {
-        if (n < 0 || n > 0xffff || (n & 0x7fff) >= 0x7c00 || (n & 0x8000) !== (h & 0x8000)) continue;
-        const dn = Math.abs(x - f16ToF32(n));
-        expect(d <= dn).toBe(true);
-        if (d === dn) expect(h & 1).toBe(0);
-      }
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.float({ noNaN: true }), (x) => {
+        const h = f32ToF16(x);
+        const y = f16ToF32(h);
+        if (!Number.isFinite(y)) {
+          expect(Math.abs(x)).toBeGreaterThanOrEqual(65520); // halfway between 65504 and 2^16
+          return;
+        }
+        const d = Math.abs(x - y);
+        // Compare with both neighbours (same sign direction; across zero the neighbour is ∓0).
+        for (const n of [h + 1, h - 1]) {
+          if (n < 0 || n > 0xffff || (n & 0x7fff) >= 0x7c00 || (n & 0x8000) !== (h & 0x8000)) continue;
+          const dn = Math.abs(x - f16ToF32(n));
+          expect(d <= dn).toBe(true);
+          if (d === dn) expect(h & 1).toBe(0);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -91,7 +91,8 @@ describe("generate", () => {
     });
     // The stream carries the same numbers, token by token.
     const events = [];
-    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 6, ignoreEos: true, logprobs: 4 })) if (t.id >= 0) events.push(t);
+    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 6, ignoreEos: true, logprobs: 4 }))
+      if (t.id >= 0) events.push(t);
     expect(events.map(({ id, logprob, top_logprobs }) => ({ id, logprob, top_logprobs }))).toEqual(r.logprobs);
     // Sampled at temperature 3, the first token's log-probability is still the untempered one.
     const hot = await generate(model, undefined, prompt, { maxNewTokens: 1, temperature: 3, seed: 7, logprobs: 0 });
@@ -100,8 +101,10 @@ describe("generate", () => {
     // None unless asked for.
     const plain = await generate(model, undefined, prompt, { maxNewTokens: 2, ignoreEos: true });
     expect(plain).not.toHaveProperty("logprobs");
-    for await (const t of streamGenerate(model, undefined, prompt, { maxNewTokens: 2, ignoreEos: true })) expect(t).not.toHaveProperty("logprob");
-    for (const bad of [-1, 21, 1.5]) await expect(generate(model, undefined, prompt, { logprobs: bad })).rejects.toThrow(/logprobs = .* must be an integer in \[0, 20\]/);
+    for await (const t of streamGenerate(model, undefined, prompt, { maxNewTokens: 2, ignoreEos: true }))
+      expect(t).not.toHaveProperty("logprob");
+    for (const bad of [-1, 21, 1.5])
+      await expect(generate(model, undefined, prompt, { logprobs: bad })).rejects.toThrow(/logprobs = .* must be an integer in \[0, 20\]/);
   });
 
   it("logprobs come after the repetition penalty: the penalised greedy token is still the most likely", async () => {
@@ -121,7 +124,7 @@ describe("generate", () => {
     expect(topIds(x, 1)).toEqual([6]);
     expect(topIds(x, 0)).toEqual([]);
     expect(topIds(x, 10)).toEqual([6, 1, 3, 5, 0, 4, 2]);
-    const big = Float32Array.from({ length: 1037 }, (_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1);
+    const big = Float32Array.from({ length: 1037 }, (_, i) => (Math.sin(i * 12.9898) * 43758.5453) % 1);
     const sorted = Array.from(big.keys()).sort((a, b) => big[b] - big[a] || a - b);
     expect(topIds(big, 17)).toEqual(sorted.slice(0, 17));
   });
@@ -137,7 +140,8 @@ describe("generate", () => {
     expect(s.finish_reason).toBe("stop_string");
     expect(s.text).toBe(full.slice(0, full.indexOf(stop)));
     let streamed = "";
-    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 32, ignoreEos: true, stopStrings: [stop] })) streamed += t.text;
+    for await (const t of streamGenerate(model, codec, prompt, { maxNewTokens: 32, ignoreEos: true, stopStrings: [stop] }))
+      streamed += t.text;
     expect(streamed).toBe(s.text);
   });
 
@@ -155,7 +159,9 @@ describe("generate", () => {
     expect(t.input_ids.length).toBe(config.max_position_embeddings - 4);
     expect(t.new_tokens.length).toBe(4);
     // The model is still fine afterwards.
-    expect((await generate(model, undefined, prompt, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 4));
+    expect((await generate(model, undefined, prompt, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(
+      ref.generation.new_tokens.slice(0, 4),
+    );
   });
 
   it("an AbortSignal stops generation, and the model is usable afterwards", async () => {
@@ -171,7 +177,9 @@ describe("generate", () => {
     await expect(run).rejects.toThrow(/abort/i);
     expect(seen.length).toBe(3);
     expect(model.arena.used).toBe(used);
-    expect((await generate(model, undefined, prompt, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    expect((await generate(model, undefined, prompt, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(
+      ref.generation.new_tokens.slice(0, 8),
+    );
   });
 
   it("concurrent calls on one model are queued, each gets its own answer", async () => {
@@ -250,7 +258,9 @@ describe("an iterator left unread (leaseMs)", () => {
 
   it("leaseMs must be a positive number", async () => {
     for (const bad of [0, -1, Number.NaN, "5" as unknown as number]) {
-      await expect(generate(model, undefined, prompt, { leaseMs: bad })).rejects.toThrow(/leaseMs = .* must be a number of milliseconds > 0/);
+      await expect(generate(model, undefined, prompt, { leaseMs: bad })).rejects.toThrow(
+        /leaseMs = .* must be a number of milliseconds > 0/,
+      );
     }
   });
 });

@@ -19,7 +19,10 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): { max: n
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - b[i]);
     if (Number.isNaN(d)) return { max: Infinity, at: i };
-    if (d > max) { max = d; at = i; }
+    if (d > max) {
+      max = d;
+      at = i;
+    }
   }
   return { max, at };
 }
@@ -40,9 +43,17 @@ export function closeness(ours: ArrayLike<number>, ref: ArrayLike<number>, atol:
     const d = Math.abs(ours[i] - ref[i]);
     const r = Number.isNaN(d) ? Infinity : d / (atol + rtol * Math.abs(ref[i]));
     if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
-    if (r > worst) { worst = r; at = i; }
+    if (r > worst) {
+      worst = r;
+      at = i;
+    }
   }
-  return { ratio: worst, maxAbs, at, message: at < 0 ? "exact" : `worst at ${at}: ours ${ours[at]}, ref ${ref[at]}, max|Δ| ${maxAbs.toExponential(2)}` };
+  return {
+    ratio: worst,
+    maxAbs,
+    at,
+    message: at < 0 ? "exact" : `worst at ${at}: ours ${ours[at]}, ref ${ref[at]}, max|Δ| ${maxAbs.toExponential(2)}`,
+  };
 }
 
 /** An AsyncTensorSource over a file in memory: every read is a promise, counted, and may fail. */

@@ -4,8 +4,20 @@ import { describe, it, expect, beforeAll, afterAll, beforeEach } from "vitest";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
-  backoffMs, bodyStream, checkLength, declaredLength, HttpError, Progress, readBody, readChunks, redactUrl, retryAfterMs, send,
-  statusError, withRetries, type DownloadProgress,
+  backoffMs,
+  bodyStream,
+  checkLength,
+  declaredLength,
+  HttpError,
+  Progress,
+  readBody,
+  readChunks,
+  redactUrl,
+  retryAfterMs,
+  send,
+  statusError,
+  withRetries,
+  type DownloadProgress,
 } from "../src/http.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
@@ -70,7 +82,10 @@ function getRetrying(path: string, opts: { retries?: number; signal?: AbortSigna
 }
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
-  const e = await p.then(() => undefined, (x: unknown) => x);
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
   if (!(e instanceof Error)) throw new Error("expected a rejection");
   return e;
 }
@@ -176,10 +191,12 @@ describe("the retry policy", () => {
         ac.abort();
       }
     });
-    const e = await rejection(withRetries(async () => {
-      const res = await send(`${BASE}/stall`, { signal: ac.signal });
-      return readBody(res, { what: "stall", signal: ac.signal, progress });
-    }));
+    const e = await rejection(
+      withRetries(async () => {
+        const res = await send(`${BASE}/stall`, { signal: ac.signal });
+        return readBody(res, { what: "stall", signal: ac.signal, progress });
+      }),
+    );
     expect(e).toBe(ac.signal.reason);
     expect(performance.now() - abortedAt).toBeLessThan(500);
     expect(hits["/stall"]).toBe(1);
@@ -192,7 +209,9 @@ describe("progress", () => {
     const events: DownloadProgress[] = [];
     const at: number[] = [];
     const res = await send(`${BASE}/slow`);
-    const progress = new Progress("model.safetensors", (p) => (events.push(p), at.push(performance.now())), { total: declaredLength(res).total });
+    const progress = new Progress("model.safetensors", (p) => (events.push(p), at.push(performance.now())), {
+      total: declaredLength(res).total,
+    });
     const bytes = await readBody(res, { what: "slow", progress });
     progress.end();
     expect(Buffer.from(bytes!).equals(BODY)).toBe(true);
@@ -264,14 +283,20 @@ describe("bodies", () => {
 
 describe("the error text", () => {
   it("one line: status, the URL with its secrets redacted, the hub's x-error-code and x-error-message", async () => {
-    routes["/gone/hf_abcdefghijk/file"] = (_req, res) => res.writeHead(500, "Internal Server Error", {
-      "x-error-code": "EntryNotFound", "x-error-message": "Entry\tnot found",
-    }).end();
+    routes["/gone/hf_abcdefghijk/file"] = (_req, res) =>
+      res
+        .writeHead(500, "Internal Server Error", {
+          "x-error-code": "EntryNotFound",
+          "x-error-message": "Entry\tnot found",
+        })
+        .end();
     const url = `${BASE}/gone/hf_abcdefghijk/file?token=hf_secret123456&X-Amz-Signature=abc&download=true#frag`;
     const res = await send(url);
     const e = statusError(res, url);
-    expect(e.message).toBe(`HTTP 500 Internal Server Error fetching ${BASE}/gone/hf_***/file?token=***&X-Amz-Signature=***&download=true ` +
-      "(EntryNotFound: Entry\\u0009not found)");
+    expect(e.message).toBe(
+      `HTTP 500 Internal Server Error fetching ${BASE}/gone/hf_***/file?token=***&X-Amz-Signature=***&download=true ` +
+        "(EntryNotFound: Entry\\u0009not found)",
+    );
     expect(e.message).not.toMatch(/[\n\r\t]|secret|abcdefghijk/);
     expect(e.transient).toBe(true);
 

@@ -6,7 +6,17 @@ import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
-  existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -62,7 +72,13 @@ function lookup(repo: string, rev: string): { files: Record<string, Buffer>; com
   return branch ? { files: revs[branch], commit: rev } : undefined;
 }
 
-interface Logged { method: string; url: string; range?: string; auth?: string; host?: string }
+interface Logged {
+  method: string;
+  url: string;
+  range?: string;
+  auth?: string;
+  host?: string;
+}
 
 /** What the server does wrong (or differently) on purpose, per test. */
 interface Faults {
@@ -92,9 +108,11 @@ let faults: Faults = {};
 
 function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<[Server, string]> {
   const s = createServer(handler);
-  return new Promise((resolve) => s.listen(0, "127.0.0.1", () => {
-    resolve([s, `http://127.0.0.1:${(s.address() as AddressInfo).port}`]);
-  }));
+  return new Promise((resolve) =>
+    s.listen(0, "127.0.0.1", () => {
+      resolve([s, `http://127.0.0.1:${(s.address() as AddressInfo).port}`]);
+    }),
+  );
 }
 
 /** Sends `body` honouring `Range: bytes=N-` (HEAD: the same headers, no body). */
@@ -184,8 +202,17 @@ beforeEach(() => {
   cache = mkdtempSync(join(tmpdir(), "wasm-lm-hub-"));
   legacy = join(cache, "old-wasm-lm-cache"); // never the user's ~/.cache/wasm-lm
   // The tests say everything explicitly; keep the caller's environment out of them.
-  for (const k of ["HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"]) {
+  for (const k of [
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_HOME",
+    "XDG_CACHE_HOME",
+  ]) {
     vi.stubEnv(k, undefined);
   }
   vi.stubEnv("WASM_LM_CACHE", legacy);
@@ -260,16 +287,26 @@ describe("resolveModel: the hub cache layout", () => {
     await resolveModel("test/opt-tiny", opts());
     const c = commitOf("test/opt-tiny", "main");
     const [cfg, model, gen] = [gitSha1(fx("config.json")), sha256(fx("model.safetensors")), gitSha1(fx("generation_config.json"))];
-    expect(tree(repoDir("test/opt-tiny"))).toEqual([
-      ".no_exist/", `.no_exist/${c}/`,
-      ...["merges.txt", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json"].map((f) => `.no_exist/${c}/${f}`),
-      "blobs/", `blobs/${cfg}`, `blobs/${gen}`, `blobs/${model}`,
-      "refs/", "refs/main",
-      "snapshots/", `snapshots/${c}/`,
-      `snapshots/${c}/config.json -> ../../blobs/${cfg}`,
-      `snapshots/${c}/generation_config.json -> ../../blobs/${gen}`,
-      `snapshots/${c}/model.safetensors -> ../../blobs/${model}`,
-    ].sort());
+    expect(tree(repoDir("test/opt-tiny"))).toEqual(
+      [
+        ".no_exist/",
+        `.no_exist/${c}/`,
+        ...["merges.txt", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json"].map(
+          (f) => `.no_exist/${c}/${f}`,
+        ),
+        "blobs/",
+        `blobs/${cfg}`,
+        `blobs/${gen}`,
+        `blobs/${model}`,
+        "refs/",
+        "refs/main",
+        "snapshots/",
+        `snapshots/${c}/`,
+        `snapshots/${c}/config.json -> ../../blobs/${cfg}`,
+        `snapshots/${c}/generation_config.json -> ../../blobs/${gen}`,
+        `snapshots/${c}/model.safetensors -> ../../blobs/${model}`,
+      ].sort(),
+    );
     expect(readFileSync(join(repoDir("test/opt-tiny"), "refs", "main"), "utf8")).toBe(c); // no newline, as Python writes it
     expect(readFileSync(join(repoDir("test/opt-tiny"), "blobs", model)).equals(fx("model.safetensors"))).toBe(true);
     expect(statSync(join(repoDir("test/opt-tiny"), ".no_exist", c, "vocab.json")).size).toBe(0);
@@ -346,10 +383,14 @@ describe("resolveModel: the hub cache layout", () => {
     log = [];
     const err = await resolveModel("test/opt-tiny", opts({ offline: true })).catch((e) => e);
     expect(err).toBeInstanceOf(HubError);
-    expect(err.message).toBe(`${where}: snapshots/${commitOf("test/opt-tiny", "main")}: no weights ` +
-      "(looked for model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json)");
+    expect(err.message).toBe(
+      `${where}: snapshots/${commitOf("test/opt-tiny", "main")}: no weights ` +
+        "(looked for model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json)",
+    );
     vi.stubEnv("HF_HUB_OFFLINE", "1");
-    await expect(resolveModel("test/opt-bin", opts())).rejects.toThrow(/offline mode: model 'test\/opt-bin' \(revision main\).*no refs\/main/);
+    await expect(resolveModel("test/opt-bin", opts())).rejects.toThrow(
+      /offline mode: model 'test\/opt-bin' \(revision main\).*no refs\/main/,
+    );
     vi.stubEnv("HF_HUB_OFFLINE", undefined);
     vi.stubEnv("TRANSFORMERS_OFFLINE", "1");
     await expect(resolveModel("test/opt-bin", opts())).rejects.toThrow(/offline mode/);
@@ -360,7 +401,9 @@ describe("resolveModel: the hub cache layout", () => {
     const dir = await resolveModel("test/sharded", opts());
     expect(await resolveModel("test/sharded", opts({ offline: true }))).toBe(dir);
     rmSync(join(dir, "model-00002-of-00002.safetensors"));
-    await expect(resolveModel("test/sharded", opts({ offline: true }))).rejects.toThrow(/shard model-00002-of-00002\.safetensors is missing/);
+    await expect(resolveModel("test/sharded", opts({ offline: true }))).rejects.toThrow(
+      /shard model-00002-of-00002\.safetensors is missing/,
+    );
   });
 
   it("falls back on the cache when the hub cannot be reached", async () => {
@@ -380,7 +423,8 @@ describe("resolveModel: the hub cache layout", () => {
     expect(log[0].url).toBe("/test/opt-tiny/resolve/v1/config.json");
     expect(log.slice(1).every((l) => l.url.startsWith(`/test/opt-tiny/resolve/${c1}/`))).toBe(true);
     await expect(resolveModel("test/opt-tiny", opts({ revision: "nope" }))).rejects.toThrow(
-      `model 'test/opt-tiny' not found at ${HUB}/test/opt-tiny/resolve/nope/config.json`);
+      `model 'test/opt-tiny' not found at ${HUB}/test/opt-tiny/resolve/nope/config.json`,
+    );
     await expect(resolveModel("test/opt-tiny", opts({ revision: "../x" }))).rejects.toThrow(/invalid revision/);
   });
 
@@ -402,8 +446,12 @@ describe("resolveModel: the hub cache layout", () => {
     expect(openCheckpointDir(bin).get("decoder.embed_tokens.weight")?.dtype).toBe("F16");
 
     const sharded = await resolveModel("test/sharded", opts());
-    expect(readdirSync(sharded).sort()).toEqual(["config.json",
-      "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]);
+    expect(readdirSync(sharded).sort()).toEqual([
+      "config.json",
+      "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json",
+    ]);
     expect(openCheckpointDir(sharded).tensors().length).toBe(36);
 
     await expect(resolveModel("test/no-weights", opts())).rejects.toThrow(/model 'test\/no-weights' has no weights/);
@@ -449,7 +497,8 @@ describe("resolveModel: downloads", () => {
     faults.cut = { file: "model.safetensors", bytes: 100_000, times: 1 };
     const c = commitOf("test/opt-tiny", "main");
     await expect(resolveModel("test/opt-tiny", opts({ retries: 0 }))).rejects.toThrow(
-      new RegExp(`connection lost downloading ${HUB}/test/opt-tiny/resolve/${c}/model.safetensors`));
+      new RegExp(`connection lost downloading ${HUB}/test/opt-tiny/resolve/${c}/model.safetensors`),
+    );
     expect(statSync(modelPart()).size).toBeGreaterThan(0);
     const dir = await resolveModel("test/opt-tiny", opts({ retries: 0 }));
     expect(gets("model.safetensors").at(-1)!.range).toMatch(/^bytes=[1-9]\d*-$/);
@@ -461,15 +510,18 @@ describe("resolveModel: downloads", () => {
     faults.stall = { file: "model.safetensors", bytes: 150_000 };
     const ac = new AbortController();
     let abortedAt = 0;
-    const call = resolveModel("test/opt-tiny", opts({
-      signal: ac.signal,
-      onDownload: (p: DownloadProgress) => {
-        if (p.file === "model.safetensors" && p.loaded >= 150_000 && !abortedAt) {
-          abortedAt = Date.now();
-          ac.abort();
-        }
-      },
-    }));
+    const call = resolveModel(
+      "test/opt-tiny",
+      opts({
+        signal: ac.signal,
+        onDownload: (p: DownloadProgress) => {
+          if (p.file === "model.safetensors" && p.loaded >= 150_000 && !abortedAt) {
+            abortedAt = Date.now();
+            ac.abort();
+          }
+        },
+      }),
+    );
     const err = await call.catch((e) => e);
     expect(Date.now() - abortedAt).toBeLessThan(1000);
     expect(err).toBe(ac.signal.reason);
@@ -532,14 +584,18 @@ describe("resolveModel: downloads", () => {
   it("refuses a sha256 or size mismatch and leaves nothing in the cache", async () => {
     faults.badEtag = "model.safetensors";
     await expect(resolveModel("test/opt-tiny", opts())).rejects.toThrow(
-      /model\.safetensors: downloaded file rejected \(sha256 does not match [0-9a-f]{64}\) from http:\/\/127\.0\.0\.1/);
+      /model\.safetensors: downloaded file rejected \(sha256 does not match [0-9a-f]{64}\) from http:\/\/127\.0\.0\.1/,
+    );
     const dir = snapshotOf("test/opt-tiny");
-    const modelBlobs = () => readdirSync(blobs()).filter((f) => f.startsWith(sha256("other")) || f.startsWith(sha256(fx("model.safetensors"))));
+    const modelBlobs = () =>
+      readdirSync(blobs()).filter((f) => f.startsWith(sha256("other")) || f.startsWith(sha256(fx("model.safetensors"))));
     expect(modelBlobs()).toEqual([]);
     expect(existsSync(join(dir, "model.safetensors"))).toBe(false);
 
     faults = { badSize: "model.safetensors" };
-    await expect(resolveModel("test/opt-tiny", opts())).rejects.toThrow(/model\.safetensors: downloaded file rejected \(size \d+ bytes, expected \d+\)/);
+    await expect(resolveModel("test/opt-tiny", opts())).rejects.toThrow(
+      /model\.safetensors: downloaded file rejected \(size \d+ bytes, expected \d+\)/,
+    );
     expect(modelBlobs()).toEqual([]);
     // A healthy server later fills it in.
     faults = {};
@@ -565,7 +621,9 @@ describe("resolveModel: downloads", () => {
   });
 
   it("sends HF_TOKEN, and says when a repository needs one", async () => {
-    await expect(resolveModel("test/private", opts())).rejects.toThrow(/model 'test\/private' not found at .*config\.json \(private or gated repositories need HF_TOKEN\)/);
+    await expect(resolveModel("test/private", opts())).rejects.toThrow(
+      /model 'test\/private' not found at .*config\.json \(private or gated repositories need HF_TOKEN\)/,
+    );
     vi.stubEnv("HF_TOKEN", "secret");
     const dir = await resolveModel("test/private", opts());
     expect(existsSync(join(dir, "model.safetensors"))).toBe(true);
@@ -573,7 +631,8 @@ describe("resolveModel: downloads", () => {
 
   it("reports a model that does not exist with its URL", async () => {
     await expect(resolveModel("test/nope", opts())).rejects.toThrow(
-      `model 'test/nope' not found at ${HUB}/test/nope/resolve/main/config.json`);
+      `model 'test/nope' not found at ${HUB}/test/nope/resolve/main/config.json`,
+    );
     expect(existsSync(join(repoDir("test/nope"), "snapshots"))).toBe(false);
   });
 
@@ -586,8 +645,25 @@ describe("resolveModel: downloads", () => {
   });
 
   it("validates model ids before touching the network", async () => {
-    for (const id of ["", "opt", "a/b/c", "../x", "a/..", "..a/b", "a/b..c", "a b/c", "a/b\n", "/a", "a/", "./b", "a/.",
-      "a/b?x=1", "a/b#c", "a/%2e%2e", "ä/b"]) {
+    for (const id of [
+      "",
+      "opt",
+      "a/b/c",
+      "../x",
+      "a/..",
+      "..a/b",
+      "a/b..c",
+      "a b/c",
+      "a/b\n",
+      "/a",
+      "a/",
+      "./b",
+      "a/.",
+      "a/b?x=1",
+      "a/b#c",
+      "a/%2e%2e",
+      "ä/b",
+    ]) {
       expect(() => parseModelId(id), JSON.stringify(id)).toThrow(HubError);
       await expect(resolveModel(id, opts())).rejects.toThrow(/invalid model id/);
     }
@@ -624,7 +700,10 @@ describe("the cache root and the old wasm-lm cache", () => {
     const dir = join(legacy, "test--opt-tiny", "main");
     mkdirSync(dir, { recursive: true });
     for (const [f, b] of Object.entries(files)) writeFileSync(join(dir, f), b);
-    writeFileSync(join(dir, ".wasm-lm-complete.json"), JSON.stringify({ id: "test/opt-tiny", revision: "main", files: Object.keys(files) }));
+    writeFileSync(
+      join(dir, ".wasm-lm-complete.json"),
+      JSON.stringify({ id: "test/opt-tiny", revision: "main", files: Object.keys(files) }),
+    );
     return dir;
   }
 
@@ -656,11 +735,15 @@ describe("the CLI on a hub id", () => {
     const cli = new URL("../dist/cli.js", import.meta.url).pathname;
     const ref = JSON.parse(fx("reference.json").toString("utf8"));
     // Async: the fake hub runs in this process and must keep answering.
-    const run = () => new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(process.execPath, [cli, "generate", "--model", "test/opt-tiny", "--ids", ref.input_ids.join(","), "-n", "8", "--ignore-eos", "--json"],
-        { env: { ...process.env, HF_ENDPOINT: HUB, HF_HUB_CACHE: cache, WASM_LM_CACHE: legacy, HF_HUB_OFFLINE: "" } },
-        (e, out, err) => resolve({ code: e ? (e as { code?: number }).code ?? 1 : 0, out, err }));
-    });
+    const run = () =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [cli, "generate", "--model", "test/opt-tiny", "--ids", ref.input_ids.join(","), "-n", "8", "--ignore-eos", "--json"],
+          { env: { ...process.env, HF_ENDPOINT: HUB, HF_HUB_CACHE: cache, WASM_LM_CACHE: legacy, HF_HUB_OFFLINE: "" } },
+          (e, out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+        );
+      });
     const r = await run();
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));

@@ -26,8 +26,10 @@ let tiny: DecoderModel;
 let opt125m: DecoderModel;
 
 beforeAll(async () => {
-  tiny = await DecoderModel.load(tinyConfig, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))),
-    { build: "simd", threads: 1 });
+  tiny = await DecoderModel.load(tinyConfig, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))), {
+    build: "simd",
+    threads: 1,
+  });
   const c = syntheticConfig("opt-125m");
   opt125m = await DecoderModel.load(c, new SyntheticSource(c, 0), { build: "simd", threads: 1 });
 });
@@ -94,15 +96,26 @@ describe("any JS string through the OPT tokenizer and generate (synthetic OPT-12
   it("random strings, code units included, sampled or greedy (property)", async () => {
     const used = opt125m.arena.used;
     const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
-    await fc.assert(fc.asyncProperty(
-      fc.oneof(fc.string({ unit: codeUnit, maxLength: 24 }), fc.string({ unit: "binary", maxLength: 24 })),
-      fc.option(fc.record({ temperature: fc.double({ min: 0.05, max: 5, noNaN: true }), topP: fc.double({ min: 0.01, max: 1, noNaN: true }),
-        topK: fc.nat(100), seed: fc.nat() }), { nil: undefined }),
-      async (s, sampling) => {
-        const r = await generate(opt125m, tok, s, { maxNewTokens: 1, ignoreEos: true, ...sampling });
-        expect(r.new_tokens.length).toBe(1);
-        expect(r.new_tokens[0]).toBeLessThan(tok.vocabSize);
-      }), { numRuns: 25 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.string({ unit: codeUnit, maxLength: 24 }), fc.string({ unit: "binary", maxLength: 24 })),
+        fc.option(
+          fc.record({
+            temperature: fc.double({ min: 0.05, max: 5, noNaN: true }),
+            topP: fc.double({ min: 0.01, max: 1, noNaN: true }),
+            topK: fc.nat(100),
+            seed: fc.nat(),
+          }),
+          { nil: undefined },
+        ),
+        async (s, sampling) => {
+          const r = await generate(opt125m, tok, s, { maxNewTokens: 1, ignoreEos: true, ...sampling });
+          expect(r.new_tokens.length).toBe(1);
+          expect(r.new_tokens[0]).toBeLessThan(tok.vocabSize);
+        },
+      ),
+      { numRuns: 25 },
+    );
     expect(opt125m.arena.used).toBe(used);
   });
 
@@ -110,7 +123,10 @@ describe("any JS string through the OPT tokenizer and generate (synthetic OPT-12
     const used = opt125m.arena.used;
     const mb = "The quick brown fox jumps over the lazy dog. ".repeat(23_302).slice(0, 1 << 20);
     const t0 = performance.now();
-    await rejectsClearly(generate(opt125m, tok, mb), /^wasm-lm: prompt of \d{6} tokens exceeds max_position_embeddings=2048 \(pass truncate/);
+    await rejectsClearly(
+      generate(opt125m, tok, mb),
+      /^wasm-lm: prompt of \d{6} tokens exceeds max_position_embeddings=2048 \(pass truncate/,
+    );
     expect(performance.now() - t0).toBeLessThan(5000);
     expect(opt125m.arena.used).toBe(used);
   });
@@ -159,7 +175,10 @@ describe("text and ids the tiny model (vocab 512) cannot take", () => {
     it(`a token id that is ${what}`, async () => {
       const used = tiny.arena.used;
       await rejectsClearly(generate(tiny, undefined, ids as number[]), msg);
-      await rejectsClearly(Promise.resolve().then(() => tiny.forward([ids as number[]])), msg);
+      await rejectsClearly(
+        Promise.resolve().then(() => tiny.forward([ids as number[]])),
+        msg,
+      );
       expect(tiny.arena.used).toBe(used);
     });
   }
@@ -168,8 +187,17 @@ describe("text and ids the tiny model (vocab 512) cannot take", () => {
     const used = tiny.arena.used;
     const r = await generate(tiny, undefined, Int32Array.from(ref.input_ids) as unknown as number[], { maxNewTokens: 4, ignoreEos: true });
     expect(r.new_tokens).toEqual(ref.generation.new_tokens.slice(0, 4));
-    for (const [p, what] of [[undefined, "undefined"], [null, "null"], [42, "number"], [{ length: 2 }, "object"], [Symbol("x"), "symbol"]] as const) {
-      await rejectsClearly(generate(tiny, codec, p as unknown as string), `the prompt must be a string or an array of token ids, got ${what}`);
+    for (const [p, what] of [
+      [undefined, "undefined"],
+      [null, "null"],
+      [42, "number"],
+      [{ length: 2 }, "object"],
+      [Symbol("x"), "symbol"],
+    ] as const) {
+      await rejectsClearly(
+        generate(tiny, codec, p as unknown as string),
+        `the prompt must be a string or an array of token ids, got ${what}`,
+      );
     }
     await rejectsClearly(generate(tiny, undefined, "text"), "a text prompt needs a tokenizer");
     const silent: TextCodec = { encode: () => [], decode: () => "" };
@@ -218,8 +246,17 @@ describe("generation options out of range", () => {
 
   it("extreme but valid values work", async () => {
     const used = tiny.arena.used;
-    for (const o of [{ temperature: 1e-300 }, { temperature: 1e300 }, { topP: Number.MIN_VALUE }, { topK: 1e9 },
-      { repetitionPenalty: 1e-300 }, { repetitionPenalty: 1e300 }, { seed: 2 ** 60 }, { seed: -(2 ** 31) }, { maxNewTokens: 0 }]) {
+    for (const o of [
+      { temperature: 1e-300 },
+      { temperature: 1e300 },
+      { topP: Number.MIN_VALUE },
+      { topK: 1e9 },
+      { repetitionPenalty: 1e-300 },
+      { repetitionPenalty: 1e300 },
+      { seed: 2 ** 60 },
+      { seed: -(2 ** 31) },
+      { maxNewTokens: 0 },
+    ]) {
       const r = await generate(tiny, tok, ref.input_ids, { ...o, maxNewTokens: o.maxNewTokens ?? 3, ignoreEos: true, seed: o.seed ?? 1 });
       expect(r.new_tokens.length, JSON.stringify(o)).toBe(o.maxNewTokens ?? 3);
       expect(r.new_tokens.every((id) => Number.isInteger(id) && id >= 0 && id < 512)).toBe(true);

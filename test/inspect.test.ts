@@ -19,7 +19,9 @@ const tokenizer = Tokenizer.fromFiles({
 
 describe("inspectPrompt", () => {
   it("lens, attention patterns and norms agree with forward", async () => {
-    const model = await DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))), { threads: 1 });
+    const model = await DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))), {
+      threads: 1,
+    });
     const ids: number[] = ref.input_ids;
     const T = ids.length;
     const { V, H, L } = model.dims;
@@ -36,7 +38,11 @@ describe("inspectPrompt", () => {
         continue;
       }
       const row = Array.from(f.logits.subarray(t * V, (t + 1) * V).subarray(0, tokenizer.vocabSize));
-      const want = row.map((v, id) => [v, id]).sort((a, b) => b[0] - a[0]).slice(0, 4).map(([, id]) => id);
+      const want = row
+        .map((v, id) => [v, id])
+        .sort((a, b) => b[0] - a[0])
+        .slice(0, 4)
+        .map(([, id]) => id);
       expect(cell!.map((c) => c.id)).toEqual(want);
       expect(cell!.every((c, j) => j === 0 || c.prob <= cell![j - 1].prob)).toBe(true);
       expect(cell![0].token).toBe(tokenizer.decode([want[0]]));

@@ -31,10 +31,11 @@ const VARIANTS = BUILDS.flatMap((build) => [
 ]);
 
 /** Max of |got - want| / (atol + rtol·|want|) with where it happened; NaN in want = not checked. */
-function expectClose(name: string, got: Float32Array, want: Float64Array, atol: number,
-  rtol: number | ((i: number) => number)): void {
+function expectClose(name: string, got: Float32Array, want: Float64Array, atol: number, rtol: number | ((i: number) => number)): void {
   expect(got.length, `${name}: length`).toBe(want.length);
-  let worst = 0, at = -1, checked = 0;
+  let worst = 0,
+    at = -1,
+    checked = 0;
   for (let i = 0; i < want.length; i++) {
     const w = want[i];
     if (Number.isNaN(w)) continue;
@@ -42,7 +43,10 @@ function expectClose(name: string, got: Float32Array, want: Float64Array, atol: 
     const g = got[i];
     const tol = atol + (typeof rtol === "number" ? rtol : rtol(i)) * Math.abs(w);
     const r = g === w ? 0 : Number.isNaN(g) ? Infinity : Math.abs(g - w) / tol;
-    if (r > worst) { worst = r; at = i; }
+    if (r > worst) {
+      worst = r;
+      at = i;
+    }
   }
   expect(checked, `${name}: nothing checked`).toBeGreaterThan(0);
   const where = at < 0 ? "" : ` worst at [${at}]: got ${got[at]}, want ${want[at]}, |err| ${Math.abs(got[at] - want[at])}`;
@@ -83,16 +87,19 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
   describe("linear", () => {
     const run = (T: number, K: number, N: number, bias: boolean, n0: number, n1: number, misalign: number, seed: number) => {
       const rng = new ref.Rng(seed);
-      const x = rng.f32(T * K, -1, 1), w = rng.f32(N * K, -1, 1), b = bias ? rng.f32(N, -1, 1) : null;
+      const x = rng.f32(T * K, -1, 1),
+        w = rng.f32(N * K, -1, 1),
+        b = bias ? rng.f32(N, -1, 1) : null;
       const SENTINEL = 4242.5;
-      const px = put(x, misalign), pw = put(w, misalign), pb = b ? put(b, misalign) : 0;
+      const px = put(x, misalign),
+        pw = put(w, misalign),
+        pb = b ? put(b, misalign) : 0;
       const py = put(new Float32Array(T * N).fill(SENTINEL), misalign);
       wasm.k.linear(py, px, pw, pb, T, K, N, n0, n1);
       const got = read(py, T * N);
       const want = ref.linear(x, w, b, T, K, N, n0, n1);
       const rmsY = Math.sqrt(K) / 3;
-      expectClose(`linear T=${T} K=${K} N=${N} [${n0},${n1})${bias ? " bias" : ""}`, got, want,
-        EPS * Math.sqrt(K) * rmsY + EPS, 1e-6);
+      expectClose(`linear T=${T} K=${K} N=${N} [${n0},${n1})${bias ? " bias" : ""}`, got, want, EPS * Math.sqrt(K) * rmsY + EPS, 1e-6);
       for (let t = 0; t < T; t++) {
         for (let o = 0; o < N; o++) {
           if (o < n0 || o >= n1) expect(got[t * N + o], `column ${o} outside [${n0},${n1}) written`).toBe(SENTINEL);
@@ -120,19 +127,34 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
 
   describe("norms", () => {
     it("layerNorm: affine, not affine, in place, C = 17 and 768", () => {
-      for (const [T, C, affine, mis, seed] of [[4, 768, true, 0, 10], [3, 17, false, 1, 11], [2, 33, true, 3, 12]] as const) {
+      for (const [T, C, affine, mis, seed] of [
+        [4, 768, true, 0, 10],
+        [3, 17, false, 1, 11],
+        [2, 33, true, 3, 12],
+      ] as const) {
         const rng = new ref.Rng(seed);
-        const x = rng.f32(T * C, -2, 3), w = affine ? rng.f32(C, -2, 2) : null, b = affine ? rng.f32(C, -1, 1) : null;
+        const x = rng.f32(T * C, -2, 3),
+          w = affine ? rng.f32(C, -2, 2) : null,
+          b = affine ? rng.f32(C, -1, 1) : null;
         const px = put(x, mis);
         wasm.k.layerNorm(px, px, w ? put(w) : 0, b ? put(b) : 0, T, C, 1e-5);
-        expectClose(`layerNorm T=${T} C=${C}${affine ? " affine" : ""}`, read(px, T * C), ref.layerNorm(x, w, b, T, C, 1e-5),
-          2 * EPS * Math.sqrt(C), 2 * EPS);
+        expectClose(
+          `layerNorm T=${T} C=${C}${affine ? " affine" : ""}`,
+          read(px, T * C),
+          ref.layerNorm(x, w, b, T, C, 1e-5),
+          2 * EPS * Math.sqrt(C),
+          2 * EPS,
+        );
       }
     });
     it("rmsNorm: with and without w", () => {
-      for (const [T, C, withW, seed] of [[4, 768, true, 13], [3, 17, false, 14]] as const) {
+      for (const [T, C, withW, seed] of [
+        [4, 768, true, 13],
+        [3, 17, false, 14],
+      ] as const) {
         const rng = new ref.Rng(seed);
-        const x = rng.f32(T * C, -3, 3), w = withW ? rng.f32(C, -2, 2) : null;
+        const x = rng.f32(T * C, -3, 3),
+          w = withW ? rng.f32(C, -2, 2) : null;
         const py = zeros(T * C, 1);
         wasm.k.rmsNorm(py, put(x, 2), w ? put(w) : 0, T, C, 1e-6);
         expectClose(`rmsNorm T=${T} C=${C}`, read(py, T * C), ref.rmsNorm(x, w, T, C, 1e-6), 2 * EPS * Math.sqrt(C), 2 * EPS);
@@ -143,7 +165,11 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
   describe("softmax", () => {
     const tol = (cols: number) => 2 * EPS * (4 + Math.sqrt(cols));
     it("no mask, and a padding mask with exact zeros where excluded", () => {
-      for (const [rows, cols, masked, seed] of [[12, 128, false, 20], [3, 17, true, 21], [2, 50272, true, 22]] as const) {
+      for (const [rows, cols, masked, seed] of [
+        [12, 128, false, 20],
+        [3, 17, true, 21],
+        [2, 50272, true, 22],
+      ] as const) {
         const rng = new ref.Rng(seed);
         const x = rng.f32(rows * cols, -12, 12);
         const mask = masked ? Uint8Array.from({ length: cols }, () => (rng.next() % 4 === 0 ? 0 : 1)) : null;
@@ -155,7 +181,8 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
       }
     });
     it("a row with everything excluded is all zeros, not NaN", () => {
-      const rows = 2, cols = 7;
+      const rows = 2,
+        cols = 7;
       const x = new ref.Rng(23).f32(rows * cols, -1, 1);
       const px = put(x);
       wasm.k.softmax(px, px, putU8(new Uint8Array(cols)), rows, cols); // in place
@@ -165,28 +192,47 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
 
   describe("attention", () => {
     /** H query heads over Hkv KV heads; scale defaults to 1/√D. */
-    const run = (T: number, past: number, H: number, Hkv: number, D: number, h0: number, h1: number, masked: boolean,
-      seed: number, scale = 1 / Math.sqrt(D)) => {
+    const run = (
+      T: number,
+      past: number,
+      H: number,
+      Hkv: number,
+      D: number,
+      h0: number,
+      h1: number,
+      masked: boolean,
+      seed: number,
+      scale = 1 / Math.sqrt(D),
+    ) => {
       const rng = new ref.Rng(seed);
-      const L = past + T, HD = H * D, KD = Hkv * D, maxCtx = L + 5;
-      const q = rng.f32(T * HD, -3, 3), k = rng.f32(L * KD, -1, 1), v = rng.f32(L * KD, -1, 1);
+      const L = past + T,
+        HD = H * D,
+        KD = Hkv * D,
+        maxCtx = L + 5;
+      const q = rng.f32(T * HD, -3, 3),
+        k = rng.f32(L * KD, -1, 1),
+        v = rng.f32(L * KD, -1, 1);
       // Padding mask: a few hidden keys, and key 0 hidden so that query 0 (with past = 0) sees nothing.
       const mask = masked ? Uint8Array.from({ length: L }, (_, j) => (j === 0 || rng.next() % 5 === 0 ? 0 : 1)) : null;
-      const kc = zeros(Hkv * maxCtx * D), vc = zeros(Hkv * maxCtx * D);
-      const pk = put(k), pv = put(v);
+      const kc = zeros(Hkv * maxCtx * D),
+        vc = zeros(Hkv * maxCtx * D);
+      const pk = put(k),
+        pv = put(v);
       if (past > 0) {
         wasm.k.kvStore(kc, pk, past, 0, Hkv, D, maxCtx);
         wasm.k.kvStore(vc, pv, past, 0, Hkv, D, maxCtx);
       }
       wasm.k.kvStore(kc, pk + 4 * past * KD, T, past, Hkv, D, maxCtx);
       wasm.k.kvStore(vc, pv + 4 * past * KD, T, past, Hkv, D, maxCtx);
-      const out = put(new Float32Array(T * HD).fill(NaN)), probs = put(new Float32Array(H * T * L).fill(NaN));
+      const out = put(new Float32Array(T * HD).fill(NaN)),
+        probs = put(new Float32Array(H * T * L).fill(NaN));
       const s = Math.fround(scale);
       wasm.k.attention(out, put(q), kc, vc, mask ? putU8(mask) : 0, probs, zeros(L), T, past, H, Hkv, D, maxCtx, s, h0, h1);
       const want = ref.attention(q, k, v, mask, T, past, H, D, h0, h1, Hkv, s);
       const tol = 0.25 * EPS * (8 + Math.sqrt(L) + Math.sqrt(D)) * Math.max(1, s * Math.sqrt(D));
       const name = `attention T=${T} past=${past} H=${H} Hkv=${Hkv} D=${D} scale=${s} heads [${h0},${h1})${masked ? " masked" : ""}`;
-      const gotOut = read(out, T * HD), gotProbs = read(probs, H * T * L);
+      const gotOut = read(out, T * HD),
+        gotProbs = read(probs, H * T * L);
       expectClose(`${name} out`, gotOut, want.out, tol, tol);
       expectClose(`${name} probs`, gotProbs, want.probs, tol, tol);
       // heads outside [h0, h1) untouched
@@ -220,13 +266,18 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
 
   describe("rope", () => {
     it("D = 6, 10, 34, 64, H = 1, 3, 9, at real angles, in place", () => {
-      for (const [rows, H, D, past, seed] of [[5, 3, 6, 0, 43], [1, 9, 10, 17, 44], [5, 1, 34, 3, 45], [4, 9, 64, 100, 46]] as const) {
+      for (const [rows, H, D, past, seed] of [
+        [5, 3, 6, 0, 43],
+        [1, 9, 10, 17, 44],
+        [5, 1, 34, 3, 45],
+        [4, 9, 64, 100, 46],
+      ] as const) {
         const rng = new ref.Rng(seed);
         const x = rng.f32(rows * H * D, -4, 4);
         const cs = new Float32Array(rows * D);
         for (let r = 0; r < rows; r++) {
           for (let i = 0; i < D / 2; i++) {
-            const a = (past + r) * 10000 ** (-2 * i / D);
+            const a = (past + r) * 10000 ** ((-2 * i) / D);
             cs[r * D + i] = Math.cos(a);
             cs[r * D + D / 2 + i] = Math.sin(a);
           }
@@ -243,7 +294,8 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
     it("silu(gate)·up, with extreme gates, and in place over gate", () => {
       const n = 1031;
       const rng = new ref.Rng(47);
-      const gate = rng.f32(n, -12, 12), up = rng.f32(n, -3, 3);
+      const gate = rng.f32(n, -12, 12),
+        up = rng.f32(n, -3, 3);
       gate.set([80, -80, 0, -0, -87.4, -100, -1e30, 1e30, 20, -20]);
       const pg = put(gate, 1);
       wasm.k.swiglu(pg, pg, put(up, 3), n);
@@ -276,15 +328,18 @@ describe.each(VARIANTS)("kernels, $name build", ({ build, shared }) => {
       ["silu", ref.silu],
       ["relu", ref.relu],
     ] as const)("%s", (name, f) => {
-      const px = put(x, 1), py = zeros(x.length, 3);
+      const px = put(x, 1),
+        py = zeros(x.length, 3);
       (wasm.k[name] as (y: number, x: number, n: number) => void)(py, px, x.length);
       const got = read(py, x.length);
       const want = ref.map(x, f);
       // Non-finite inputs: NaN/±inf in → the reference decides (NaN where the formula is inf·0).
       for (let i = 0; i < x.length; i++) {
         if (!Number.isFinite(x[i])) {
-          expect(Object.is(got[i], Math.fround(want[i])) || (Number.isNaN(got[i]) && Number.isNaN(want[i])),
-            `${name}(${x[i]}) = ${got[i]}, want ${want[i]}`).toBe(true);
+          expect(
+            Object.is(got[i], Math.fround(want[i])) || (Number.isNaN(got[i]) && Number.isNaN(want[i])),
+            `${name}(${x[i]}) = ${got[i]}, want ${want[i]}`,
+          ).toBe(true);
           want[i] = NaN; // checked here, skipped below
         }
       }
@@ -322,7 +377,9 @@ describe("relaxed SIMD without command-line flags", () => {
       console.log(JSON.stringify({ node: process.version, flagged, before, build: wasm.build, maxDiff }));
     `;
     const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-      cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8", env: { ...process.env, NODE_OPTIONS: "" },
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      encoding: "utf8",
+      env: { ...process.env, NODE_OPTIONS: "" },
     });
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split("\n").pop()!);

@@ -15,8 +15,10 @@ const config = parseOptConfig(readFileSync(join(FIXTURE_DIR, "config.json"), "ut
 
 describe("200 calls on one model", () => {
   it("arena.used returns to its start after each call; highWater does not grow after the first", async () => {
-    const model = await DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))),
-      { build: "simd", threads: 1 });
+    const model = await DecoderModel.load(config, openSafetensors(new Uint8Array(readFileSync(join(FIXTURE_DIR, "model.safetensors")))), {
+      build: "simd",
+      threads: 1,
+    });
     const prompt: number[] = ref.input_ids;
     const start = model.arena.used;
     // The largest call of the loop first: its high-water mark is the one every later call must stay under.
@@ -35,7 +37,12 @@ describe("200 calls on one model", () => {
           break;
         }
         case 1:
-          await generate(model, undefined, prompt.slice(0, 1 + (i % prompt.length)), { maxNewTokens: 12, temperature: 0.9, topP: 0.9, seed: i });
+          await generate(model, undefined, prompt.slice(0, 1 + (i % prompt.length)), {
+            maxNewTokens: 12,
+            temperature: 0.9,
+            topP: 0.9,
+            seed: i,
+          });
           counts.sampled++;
           break;
         case 2: {
@@ -47,11 +54,13 @@ describe("200 calls on one model", () => {
         case 3: {
           const ac = new AbortController();
           let n = 0;
-          await expect((async () => {
-            for await (const _ of streamGenerate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true, signal: ac.signal })) {
-              if (++n === 1 + (i % 7)) ac.abort();
-            }
-          })()).rejects.toThrow(/abort/i);
+          await expect(
+            (async () => {
+              for await (const _ of streamGenerate(model, undefined, prompt, { maxNewTokens: 20, ignoreEos: true, signal: ac.signal })) {
+                if (++n === 1 + (i % 7)) ac.abort();
+              }
+            })(),
+          ).rejects.toThrow(/abort/i);
           counts.aborted++;
           break;
         }

@@ -23,7 +23,16 @@ it("the float64 reference reproduces transformers' logits for the fixture", () =
   expect(d.max).toBeLessThan(1e-4);
 });
 
-const base: OptConfig = { ...tiny, vocab_size: 300, hidden_size: 48, num_attention_heads: 3, ffn_dim: 80, num_hidden_layers: 2, max_position_embeddings: 32, word_embed_proj_dim: 48 };
+const base: OptConfig = {
+  ...tiny,
+  vocab_size: 300,
+  hidden_size: 48,
+  num_attention_heads: 3,
+  ffn_dim: 80,
+  num_hidden_layers: 2,
+  max_position_embeddings: 32,
+  word_embed_proj_dim: 48,
+};
 const VARIANTS: [string, Partial<OptConfig>][] = [
   ["OPT-350M style: post-LN, no final LayerNorm, project_in/out (E=32 ≠ C=48)", { do_layer_norm_before: false, word_embed_proj_dim: 32 }],
   ["pre-LN with project_in/out", { word_embed_proj_dim: 32 }],
@@ -63,7 +72,12 @@ describe("OPT variants vs the float64 reference", () => {
       const file = openSafetensors(writeSafetensors(tensors, metadata));
       for (const opts of [{}, { dtype: "int8", embedDType: "int8" }] as const) {
         const resident = await DecoderModel.load(config, file, { ...opts, threads: 1 });
-        const streamed = await DecoderModel.load(config, asyncSource(file).source, { ...opts, threads: 1, residentLayers: false, residentEmbeddings: false });
+        const streamed = await DecoderModel.load(config, asyncSource(file).source, {
+          ...opts,
+          threads: 1,
+          residentLayers: false,
+          residentEmbeddings: false,
+        });
         expect(maxAbsDiff((await streamed.forwardAsync([ids])).logits, resident.forward([ids]).logits).max, JSON.stringify(opts)).toBe(0);
       }
     });

@@ -19,11 +19,12 @@ export function referenceForward(config: OptConfig, src: TensorSource, ids: numb
   const T = ids.length;
   const linear = (x: Mat, rows: number, K: number, w: Mat, b: Mat | null, N: number): Mat => {
     const y = new Float64Array(rows * N);
-    for (let t = 0; t < rows; t++) for (let o = 0; o < N; o++) {
-      let s = b ? b[o] : 0;
-      for (let k = 0; k < K; k++) s += x[t * K + k] * w[o * K + k];
-      y[t * N + o] = s;
-    }
+    for (let t = 0; t < rows; t++)
+      for (let o = 0; o < N; o++) {
+        let s = b ? b[o] : 0;
+        for (let k = 0; k < K; k++) s += x[t * K + k] * w[o * K + k];
+        y[t * N + o] = s;
+      }
     return y;
   };
   const layerNorm = (x: Mat, C: number, w: Mat | null, b: Mat | null): Mat => {
@@ -43,16 +44,32 @@ export function referenceForward(config: OptConfig, src: TensorSource, ids: numb
   const erf = (x: number) => {
     // Numerical Recipes' erfc (Chebyshev fit): |error| < 1.2e-7, plenty for a logits reference.
     const t = 1 / (1 + 0.5 * Math.abs(x));
-    const y = 1 - t * Math.exp(-x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-      t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+    const y =
+      1 -
+      t *
+        Math.exp(
+          -x * x -
+            1.26551223 +
+            t *
+              (1.00002368 +
+                t *
+                  (0.37409196 +
+                    t *
+                      (0.09678418 +
+                        t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+        );
     return x >= 0 ? y : -y;
   };
   const act = (v: number) => {
     switch (d.activation) {
-      case "relu": return Math.max(0, v);
-      case "gelu": return 0.5 * v * (1 + erf(v / Math.SQRT2));
-      case "gelu_tanh": return 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
-      case "silu": return v / (1 + Math.exp(-v));
+      case "relu":
+        return Math.max(0, v);
+      case "gelu":
+        return 0.5 * v * (1 + erf(v / Math.SQRT2));
+      case "gelu_tanh":
+        return 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+      case "silu":
+        return v / (1 + Math.exp(-v));
     }
   };
   const { C, E, H, D, F, V } = d;
@@ -76,22 +93,23 @@ export function referenceForward(config: OptConfig, src: TensorSource, ids: numb
     const k = linear(h, T, C, g("self_attn.k_proj.weight")!, g("self_attn.k_proj.bias"), C);
     const v = linear(h, T, C, g("self_attn.v_proj.weight")!, g("self_attn.v_proj.bias"), C);
     const att = new Float64Array(T * C);
-    for (let hh = 0; hh < H; hh++) for (let t = 0; t < T; t++) {
-      const scores: number[] = [];
-      for (let j = 0; j <= t; j++) {
-        if (!mask[j]) continue;
-        let s = 0;
-        for (let e = 0; e < D; e++) s += q[t * C + hh * D + e] * k[j * C + hh * D + e];
-        scores.push(s);
+    for (let hh = 0; hh < H; hh++)
+      for (let t = 0; t < T; t++) {
+        const scores: number[] = [];
+        for (let j = 0; j <= t; j++) {
+          if (!mask[j]) continue;
+          let s = 0;
+          for (let e = 0; e < D; e++) s += q[t * C + hh * D + e] * k[j * C + hh * D + e];
+          scores.push(s);
+        }
+        const js = Array.from({ length: t + 1 }, (_, j) => j).filter((j) => mask[j]);
+        const m = Math.max(...scores);
+        const ex = scores.map((s) => Math.exp(s - m));
+        const z = ex.reduce((a, b) => a + b, 0);
+        js.forEach((j, n) => {
+          for (let e = 0; e < D; e++) att[t * C + hh * D + e] += (ex[n] / z) * v[j * C + hh * D + e];
+        });
       }
-      const js = Array.from({ length: t + 1 }, (_, j) => j).filter((j) => mask[j]);
-      const m = Math.max(...scores);
-      const ex = scores.map((s) => Math.exp(s - m));
-      const z = ex.reduce((a, b) => a + b, 0);
-      js.forEach((j, n) => {
-        for (let e = 0; e < D; e++) att[t * C + hh * D + e] += (ex[n] / z) * v[j * C + hh * D + e];
-      });
-    }
     h = linear(att, T, C, g("self_attn.out_proj.weight")!, g("self_attn.out_proj.bias"), C);
     x = x.map((xv, n) => xv + h[n]);
     if (!d.preNorm) x = layerNorm(x, C, g("self_attn_layer_norm.weight"), g("self_attn_layer_norm.bias"));

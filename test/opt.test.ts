@@ -50,8 +50,10 @@ for (const build of BUILDS) {
         const layers = hs.layers.map((h, i) => maxAbsDiff(h, ref.hidden_states.layers[i].flat()).max);
         // The final LayerNorm's output reaches ~450 here: f32 rounding is relative to that.
         const fin = closeness(hs.final, ref.hidden_states.final.flat(), 1e-4, 1e-5);
-        report.push(`${build} ${file}: logits max|Δ| ${logits.max.toExponential(2)}, embeddings ${emb.max.toExponential(2)}, ` +
-          `layers ${layers.map((v) => v.toExponential(2)).join(" ")}, final ${fin.maxAbs.toExponential(2)}`);
+        report.push(
+          `${build} ${file}: logits max|Δ| ${logits.max.toExponential(2)}, embeddings ${emb.max.toExponential(2)}, ` +
+            `layers ${layers.map((v) => v.toExponential(2)).join(" ")}, final ${fin.maxAbs.toExponential(2)}`,
+        );
         console.log(report[report.length - 1]);
         expect(logits.max).toBeLessThanOrEqual(LOGIT_TOL);
         expect(emb.max).toBeLessThanOrEqual(1e-5);

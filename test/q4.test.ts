@@ -27,7 +27,9 @@ describe("q4 on transformers' fixtures", () => {
       expect(q4.dtype).toBe("q4");
       const a = f32.forward([ref.input_ids]).logits;
       const b = q4.forward([ref.input_ids]).logits;
-      let se = 0, ss = 0, maxAbs = 0;
+      let se = 0,
+        ss = 0,
+        maxAbs = 0;
       for (let i = 0; i < a.length; i++) {
         se += (a[i] - b[i]) ** 2;
         ss += a[i] ** 2;
@@ -43,8 +45,10 @@ describe("q4 on transformers' fixtures", () => {
       }
       const g = (await generate(q4, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true })).new_tokens;
       const agree = g.filter((t: number, i: number) => t === ref.generation.new_tokens[i]).length;
-      console.log(`${name} q4 vs f32: logits relative RMS ${(100 * rel).toFixed(1)}%, max|Δ| ${maxAbs.toFixed(3)}, ` +
-        `top-1 ${top1}/${ref.input_ids.length} positions, greedy ${agree}/32 tokens equal to transformers'`);
+      console.log(
+        `${name} q4 vs f32: logits relative RMS ${(100 * rel).toFixed(1)}%, max|Δ| ${maxAbs.toFixed(3)}, ` +
+          `top-1 ${top1}/${ref.input_ids.length} positions, greedy ${agree}/32 tokens equal to transformers'`,
+      );
       // These fixtures are scaled so that a wrong kernel moves the top tokens; 4-bit weights with
       // ~8% RMS error per matrix compound over the layers. A broken q4 path gives ~100%.
       expect(rel).toBeLessThan(0.35);
@@ -55,16 +59,27 @@ describe("q4 on transformers' fixtures", () => {
 
 describe("q4 blocks", () => {
   it("each block's minimum is at most its smallest weight, minimum + 15·scale at least its largest, and every weight within half a step", async () => {
-    const cfg = parseModelConfig({ model_type: "llama", vocab_size: 300, hidden_size: 128, intermediate_size: 256, num_hidden_layers: 1,
-      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 });
+    const cfg = parseModelConfig({
+      model_type: "llama",
+      vocab_size: 300,
+      hidden_size: 128,
+      intermediate_size: 256,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 32,
+    });
     const src = new SyntheticSource(cfg, 3);
     const m = await DecoderModel.load(cfg, src, { threads: 1, dtype: "q4" });
-    for (const [field, name, N, K] of [["q", "model.layers.0.self_attn.q_proj.weight", 128, 128], ["down", "model.layers.0.mlp.down_proj.weight", 128, 256]] as const) {
+    for (const [field, name, N, K] of [
+      ["q", "model.layers.0.self_attn.q_proj.weight", 128, 128],
+      ["down", "model.layers.0.mlp.down_proj.weight", 128, 256],
+    ] as const) {
       const mat = m.weights.layers[0][field];
       expect(mat.dtype).toBe("q4");
       const w = new Float32Array(N * K);
       src.readF32(name, w);
-      const q = m.arena.u8(mat.w, N * K / 2);
+      const q = m.arena.u8(mat.w, (N * K) / 2);
       const sb = new Uint16Array(m.arena.u8(mat.s, N * (K / 32) * 4).slice().buffer);
       const ss = Float32Array.from(sb, (h) => bf16ToF32(h)); // per row: K/32 scales, then K/32 minimums
       let worst = 0;
@@ -73,13 +88,14 @@ describe("q4 blocks", () => {
           const d = ss[n * 2 * (K / 32) + blk];
           const mn = ss[n * 2 * (K / 32) + K / 32 + blk];
           const vals = w.subarray(n * K + blk * 32, n * K + blk * 32 + 32);
-          const lo = Math.min(...vals), hi = Math.max(...vals);
+          const lo = Math.min(...vals),
+            hi = Math.max(...vals);
           expect(d).toBeGreaterThanOrEqual(0);
           expect(mn).toBeLessThanOrEqual(lo + 1e-2 * Math.abs(lo)); // bf16 keeps 8 bits: the minimum is rounded down or close
           expect(mn + 15 * d).toBeGreaterThanOrEqual(hi - 1e-2 * Math.abs(hi));
           expect(d).toBeLessThanOrEqual(((hi - lo) / 15) * 1.02 + 1e-9); // no wider than the block needs
           for (let j = 0; j < 32; j++) {
-            const byte = q[n * K / 2 + blk * 16 + (j & 15)];
+            const byte = q[(n * K) / 2 + blk * 16 + (j & 15)];
             const u = j < 16 ? byte & 15 : byte >> 4;
             worst = Math.max(worst, Math.abs(mn + d * u - vals[j]) / (d || 1));
           }
@@ -103,7 +119,9 @@ describe("quantize --dtype q4's file", () => {
       expect(again.dtype).toBe("q4");
       const ids = [1, 2, 3, 4, 5, 6, 7];
       expect(again.forward([ids]).logits).toEqual(q4.forward([ids]).logits);
-      await expect(DecoderModel.load(config(name), file, { threads: 1, dtype: "int8", label: "x" })).rejects.toThrow("x: the checkpoint is q4-quantized; load it with dtype q4");
+      await expect(DecoderModel.load(config(name), file, { threads: 1, dtype: "int8", label: "x" })).rejects.toThrow(
+        "x: the checkpoint is q4-quantized; load it with dtype q4",
+      );
     });
   }
 });

@@ -3,18 +3,23 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach } from "vitest";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { CheckpointError, openSafetensors, writeSafetensors, type TensorToWrite } from "../src/formats/index.js";
 import {
-  CheckpointError, openSafetensors, writeSafetensors, type TensorToWrite,
-} from "../src/formats/index.js";
-import {
-  blobRangeReader, httpRangeReader, openRangedCheckpoint, openRangedSafetensors, RangeReadError,
+  blobRangeReader,
+  httpRangeReader,
+  openRangedCheckpoint,
+  openRangedSafetensors,
+  RangeReadError,
   type RangeReader,
 } from "../src/formats/ranged.js";
 import { fixtureBytes, rawSafetensors } from "./builders.js";
 
 const TINY = fixtureBytes("model.safetensors");
 const TINY_F16 = fixtureBytes("model.fp16.safetensors");
-const LAYER0 = openSafetensors(TINY).tensors().map((t) => t.name).filter((n) => n.startsWith("model.decoder.layers.0."));
+const LAYER0 = openSafetensors(TINY)
+  .tensors()
+  .map((t) => t.name)
+  .filter((n) => n.startsWith("model.decoder.layers.0."));
 
 /** What the server does wrong on purpose, per test. */
 interface Faults {
@@ -94,7 +99,10 @@ beforeEach(() => {
 });
 
 const url = (f: string) => `${BASE}/files/${f}`;
-const serve = (f: string, bytes: Uint8Array) => { files[f] = bytes; return url(f); };
+const serve = (f: string, bytes: Uint8Array) => {
+  files[f] = bytes;
+  return url(f);
+};
 const openUrl = (u: string) => openRangedSafetensors(httpRangeReader(u), "t.safetensors");
 const opener = (dir: string) => async (f: string) => httpRangeReader(url(`${dir}/${f}`));
 function u8(n: number, seed = 1): Uint8Array {
@@ -106,14 +114,18 @@ function u8(n: number, seed = 1): Uint8Array {
 /** Byte equality without vitest's element-by-element diff (slow on MiBs): the first difference in the message. */
 function expectBytes(got: Uint8Array | undefined, want: Uint8Array, what = ""): void {
   expect(got, what).toBeInstanceOf(Uint8Array);
-  const at = Buffer.from(got!.buffer, got!.byteOffset, got!.length).equals(want) ? -1
+  const at = Buffer.from(got!.buffer, got!.byteOffset, got!.length).equals(want)
+    ? -1
     : Array.from({ length: Math.max(got!.length, want.length) }).findIndex((_, i) => got![i] !== want[i]);
   expect(at < 0 ? "equal" : `${what}: lengths ${got!.length}/${want.length}, first difference at byte ${at}`).toBe("equal");
 }
 
 /** The error `p` rejects with; its message must be one line. */
 async function rejection(p: Promise<unknown>): Promise<Error> {
-  const e = await p.then(() => undefined, (x: unknown) => x);
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
   if (!(e instanceof Error)) throw new Error("expected a rejection");
   expect(e.message).not.toMatch(/[\n\r]/);
   return e;
@@ -127,7 +139,9 @@ function counting(r: RangeReader): RangeReader & { reads: [number, number][] } {
   const reads: [number, number][] = [];
   return {
     reads,
-    get size() { return r.size; },
+    get size() {
+      return r.size;
+    },
     read: (o, n) => (reads.push([o, n]), r.read(o, n)),
   };
 }
@@ -148,7 +162,10 @@ function sharded(index: (wm: Record<string, string>) => Record<string, string> =
 }
 
 describe("openRangedSafetensors over HTTP", () => {
-  for (const [file, bytes] of [["model.safetensors", TINY], ["model.fp16.safetensors", TINY_F16]] as const) {
+  for (const [file, bytes] of [
+    ["model.safetensors", TINY],
+    ["model.fp16.safetensors", TINY_F16],
+  ] as const) {
     it(`reads every tensor of ${file} byte for byte as openSafetensors does`, async () => {
       const whole = openSafetensors(bytes);
       const src = await openUrl(serve(file, bytes));
@@ -189,7 +206,12 @@ describe("openRangedSafetensors over HTTP", () => {
     expectBytes(await src.readRawAsync(name, raw.length - 8), raw.subarray(raw.length - 8));
     expect(log.at(-1)!.range).toBe(`bytes=${raw.byteOffset + raw.length - 8}-${raw.byteOffset + raw.length - 1}`);
     expect((await src.readRawAsync(name, raw.length, 0)).length).toBe(0);
-    for (const [off, len] of [[raw.length, 1], [0, raw.length + 1], [-1, 4], [1.5, 4]]) {
+    for (const [off, len] of [
+      [raw.length, 1],
+      [0, raw.length + 1],
+      [-1, 4],
+      [1.5, 4],
+    ]) {
       const e = await rejection(src.readRawAsync(name, off, len));
       expect(e).toBeInstanceOf(CheckpointError);
       expect(e.message).toContain(`t.safetensors: tensor '${name}': bytes [${off}, ${off + len}) are outside its ${raw.length} bytes`);
@@ -240,7 +262,10 @@ describe("openRangedSafetensors over HTTP", () => {
     const t = (name: string, n: number): TensorToWrite => ({ name, dtype: "U8", shape: [n], data: u8(n) });
     const near = writeSafetensors([t("a", 1024), t("gap", 60 * 1024), t("b", 1024)]);
     const far = writeSafetensors([t("a", 1024), t("gap", 100 * 1024), t("b", 1024)]);
-    for (const [bytes, reads] of [[near, 1], [far, 2]] as const) {
+    for (const [bytes, reads] of [
+      [near, 1],
+      [far, 2],
+    ] as const) {
       const r = counting(blobRangeReader(blobOf(bytes)));
       const src = await openRangedSafetensors(r);
       r.reads.length = 0;
@@ -263,7 +288,9 @@ describe("openRangedSafetensors over HTTP", () => {
   it("reads a header longer than 64 KiB with a second read", async () => {
     const ts: TensorToWrite[] = Array.from({ length: 1500 }, (_, i) => ({
       name: `model.decoder.layers.${i}.a_rather_long_tensor_name_to_make_the_header_large.weight`,
-      dtype: "F32", shape: [2], data: u8(8, i),
+      dtype: "F32",
+      shape: [2],
+      data: u8(8, i),
     }));
     const bytes = writeSafetensors(ts);
     const headerLen = new DataView(bytes.buffer).getUint32(0, true);
@@ -280,7 +307,8 @@ describe("openRangedSafetensors over HTTP", () => {
     serve("m.safetensors", TINY);
     const src = await openUrl(`${BASE}/redirect/m.safetensors`);
     expect(log.map((l) => [l.path, l.range])).toEqual([
-      ["/redirect/m.safetensors", "bytes=0-65535"], ["/files/m.safetensors", "bytes=0-65535"],
+      ["/redirect/m.safetensors", "bytes=0-65535"],
+      ["/files/m.safetensors", "bytes=0-65535"],
     ]);
     expectBytes(await src.readRawAsync(LAYER0[0]), openSafetensors(TINY).readRaw(LAYER0[0]));
   });
@@ -290,8 +318,9 @@ describe("openRangedSafetensors over HTTP", () => {
     const u = serve("m.safetensors", TINY);
     const e = await rejection(openUrl(u));
     expect(e).toBeInstanceOf(RangeReadError);
-    expect(e.message).toBe(`${u}: access denied (HTTP 401): a private or gated model needs a token ` +
-      "(headers: { authorization: 'Bearer hf_…' })");
+    expect(e.message).toBe(
+      `${u}: access denied (HTTP 401): a private or gated model needs a token ` + "(headers: { authorization: 'Bearer hf_…' })",
+    );
     const src = await openRangedSafetensors(httpRangeReader(u, { headers: { authorization: "Bearer secret" } }));
     expect(src.tensors().length).toBe(36);
   });
@@ -302,8 +331,10 @@ describe("httpRangeReader errors", () => {
     faults.ignoreRange = true;
     const e = await rejection(openUrl(serve("m.safetensors", TINY)));
     expect(e).toBeInstanceOf(RangeReadError);
-    expect(e.message).toBe(`${url("m.safetensors")}: the server does not support range requests (it answered a ranged ` +
-      "GET with HTTP 200 and the whole file), so the model cannot be streamed from it");
+    expect(e.message).toBe(
+      `${url("m.safetensors")}: the server does not support range requests (it answered a ranged ` +
+        "GET with HTTP 200 and the whole file), so the model cannot be streamed from it",
+    );
 
     const small = writeSafetensors([{ name: "w", dtype: "F32", shape: [4], data: u8(16) }]);
     const src = await openUrl(serve("small.safetensors", small)); // the first 64 KiB are the whole file
@@ -383,8 +414,9 @@ describe("httpRangeReader errors", () => {
 
     faults = { noContentRange: true };
     e = await rejection(httpRangeReader(u).read(0, 100));
-    expect(e.message).toBe(`${u}: HTTP 206 without a Content-Range header ` +
-      "(a cross-origin server must list it in Access-Control-Expose-Headers)");
+    expect(e.message).toBe(
+      `${u}: HTTP 206 without a Content-Range header ` + "(a cross-origin server must list it in Access-Control-Expose-Headers)",
+    );
   });
 
   it("a file that changes size between reads", async () => {
@@ -474,7 +506,17 @@ describe("openRangedCheckpoint", () => {
     const shards = sharded();
     for (const [f, b] of Object.entries(shards)) files[`sh/${f}`] = b;
     const src = await openRangedCheckpoint(opener("sh"), "sh");
-    expect(src.tensors().map((t) => t.name).sort()).toEqual(whole.tensors().map((t) => t.name).sort());
+    expect(
+      src
+        .tensors()
+        .map((t) => t.name)
+        .sort(),
+    ).toEqual(
+      whole
+        .tensors()
+        .map((t) => t.name)
+        .sort(),
+    );
     const wm = JSON.parse(new TextDecoder().decode(shards["model.safetensors.index.json"])).weight_map;
 
     for (const n of LAYER0.slice(0, 4)) {
@@ -490,13 +532,19 @@ describe("openRangedCheckpoint", () => {
     expect(memory === scratch.buffer || (scratch.buffer.byteLength === 0 && memory.byteLength === 200_000)).toBe(true);
     expect(LAYER0.every((n) => layer.get(n)!.buffer === memory)).toBe(true);
     // layer 0's tensors alternate between the shards, and are adjacent within each: one read per shard
-    expect(log.map((l) => l.path).sort()).toEqual(["/files/sh/model-00001-of-00002.safetensors", "/files/sh/model-00002-of-00002.safetensors"]);
+    expect(log.map((l) => l.path).sort()).toEqual([
+      "/files/sh/model-00001-of-00002.safetensors",
+      "/files/sh/model-00002-of-00002.safetensors",
+    ]);
     expect((await rejection(src.readRawMany(["nope"]))).message).toBe("sh/model.safetensors.index.json: no tensor named 'nope'");
   });
 
   it("reads an index longer than 64 KiB whole", async () => {
     const ts: TensorToWrite[] = Array.from({ length: 1500 }, (_, i) => ({
-      name: `tensor.number.${i}.with.a.long.enough.name.to.push.the.index.past.64.KiB`, dtype: "U8", shape: [2], data: u8(2, i),
+      name: `tensor.number.${i}.with.a.long.enough.name.to.push.the.index.past.64.KiB`,
+      dtype: "U8",
+      shape: [2],
+      data: u8(2, i),
     }));
     const weightMap: Record<string, string> = {};
     for (const [k, part] of [ts.slice(0, 700), ts.slice(700)].entries()) {
@@ -507,7 +555,10 @@ describe("openRangedCheckpoint", () => {
     expect(index.length).toBeGreaterThan(64 * 1024);
     files["many/model.safetensors.index.json"] = index;
     const src = await openRangedCheckpoint(opener("many"));
-    expect(log.filter((l) => l.path.endsWith(".index.json")).map((l) => l.range)).toEqual(["bytes=0-65535", `bytes=65536-${index.length - 1}`]);
+    expect(log.filter((l) => l.path.endsWith(".index.json")).map((l) => l.range)).toEqual([
+      "bytes=0-65535",
+      `bytes=65536-${index.length - 1}`,
+    ]);
     expect(src.tensors().map((t) => t.name)).toEqual(ts.map((t) => t.name));
     const got = await src.readRawMany([ts[3].name, ts[1400].name]);
     expectBytes(got.get(ts[3].name), ts[3].data);
@@ -519,7 +570,9 @@ describe("openRangedCheckpoint", () => {
     for (const [f, b] of Object.entries(sharded((wm) => ({ ...wm, [n]: wm[n].replace("1-of", "2-of") })))) files[`bad/${f}`] = b;
     let e = await rejection(openRangedCheckpoint(opener("bad"), "bad"));
     expect(e).toBeInstanceOf(CheckpointError);
-    expect(e.message).toBe(`bad/model.safetensors.index.json: tensor '${n}': not in shard 'model-00002-of-00002.safetensors' where the index puts it`);
+    expect(e.message).toBe(
+      `bad/model.safetensors.index.json: tensor '${n}': not in shard 'model-00002-of-00002.safetensors' where the index puts it`,
+    );
 
     const shards = sharded();
     delete shards["model-00002-of-00002.safetensors"];
@@ -539,13 +592,17 @@ describe("openRangedCheckpoint", () => {
     files["bin/pytorch_model.bin"] = fixtureBytes("pytorch_model.bin");
     let e = await rejection(openRangedCheckpoint(opener("bin"), "bin"));
     expect(e).toBeInstanceOf(CheckpointError);
-    expect(e.message).toBe("bin/pytorch_model.bin: streaming needs a safetensors checkpoint; convert this one first " +
-      "(wasm-lm quantize --dtype f32 --out DIR writes model.safetensors)");
+    expect(e.message).toBe(
+      "bin/pytorch_model.bin: streaming needs a safetensors checkpoint; convert this one first " +
+        "(wasm-lm quantize --dtype f32 --out DIR writes model.safetensors)",
+    );
     expect(log.at(-1)!.range).toBe("bytes=0-0"); // the .bin is only probed
 
     e = await rejection(openRangedCheckpoint(opener("empty"), "empty"));
-    expect(e.message).toBe("empty: no checkpoint found (looked for model.safetensors, model.safetensors.index.json, " +
-      "pytorch_model.bin, pytorch_model.bin.index.json)");
+    expect(e.message).toBe(
+      "empty: no checkpoint found (looked for model.safetensors, model.safetensors.index.json, " +
+        "pytorch_model.bin, pytorch_model.bin.index.json)",
+    );
     e = await rejection(openRangedCheckpoint(async () => undefined));
     expect(e.message).toMatch(/^checkpoint: no checkpoint found/);
   });
@@ -554,18 +611,24 @@ describe("openRangedCheckpoint", () => {
     faults.status = 403;
     let e = await rejection(openRangedCheckpoint(opener("tiny"), "tiny"));
     expect(e).toBeInstanceOf(RangeReadError);
-    expect(e.message).toBe(`${url("tiny/model.safetensors")}: access denied (HTTP 403): a private or gated model ` +
-      "needs a token (headers: { authorization: 'Bearer hf_…' })");
+    expect(e.message).toBe(
+      `${url("tiny/model.safetensors")}: access denied (HTTP 403): a private or gated model ` +
+        "needs a token (headers: { authorization: 'Bearer hf_…' })",
+    );
 
     // a 404 for the second part of a long header: the file was there
-    files["long/model.safetensors"] = writeSafetensors(Array.from({ length: 1500 }, (_, i) => ({
-      name: `tensor.number.${i}.with.a.long.enough.name.to.push.the.header.past.64.KiB`, dtype: "U8", shape: [1], data: u8(1),
-    })));
+    files["long/model.safetensors"] = writeSafetensors(
+      Array.from({ length: 1500 }, (_, i) => ({
+        name: `tensor.number.${i}.with.a.long.enough.name.to.push.the.header.past.64.KiB`,
+        dtype: "U8",
+        shape: [1],
+        data: u8(1),
+      })),
+    );
     log = [];
     faults = { status: 404, statusAfter: 1 };
     e = await rejection(openRangedCheckpoint(opener("long"), "long"));
     expect(e.message).toBe(`${url("long/model.safetensors")}: not found (HTTP 404)`);
     expect(log.length).toBe(2);
   });
-
 });

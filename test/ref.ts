@@ -29,13 +29,22 @@ export class Rng {
 }
 
 /** y[t, o] = Σ_k x[t, k]·w[o, k] + b[o] for o in [n0, n1); other columns NaN (not computed). */
-export function linear(x: Float32Array, w: Float32Array, b: Float32Array | null, T: number, K: number, N: number,
-  n0 = 0, n1 = N): Float64Array {
+export function linear(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array | null,
+  T: number,
+  K: number,
+  N: number,
+  n0 = 0,
+  n1 = N,
+): Float64Array {
   const y = new Float64Array(T * N).fill(NaN);
   for (let t = 0; t < T; t++) {
     for (let o = n0; o < n1; o++) {
       let s = 0;
-      const xo = t * K, wo = o * K;
+      const xo = t * K,
+        wo = o * K;
       for (let k = 0; k < K; k++) s += x[xo + k] * w[wo + k];
       y[t * N + o] = s + (b ? b[o] : 0);
     }
@@ -43,8 +52,14 @@ export function linear(x: Float32Array, w: Float32Array, b: Float32Array | null,
   return y;
 }
 
-export function layerNorm(x: Float32Array, w: Float32Array | null, b: Float32Array | null, T: number, C: number,
-  eps: number): Float64Array {
+export function layerNorm(
+  x: Float32Array,
+  w: Float32Array | null,
+  b: Float32Array | null,
+  T: number,
+  C: number,
+  eps: number,
+): Float64Array {
   const y = new Float64Array(T * C);
   for (let t = 0; t < T; t++) {
     let s = 0;
@@ -95,9 +110,24 @@ export function softmax(x: Float32Array, mask: Uint8Array | null, rows: number, 
  * Grouped-query heads: query head h reads KV head h / (H / Hkv) (Hkv = H: multi-head, the default).
  * scale defaults to 1/√D.
  */
-export function attention(q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Uint8Array | null,
-  T: number, past: number, H: number, D: number, h0 = 0, h1 = H, Hkv = H, scale = 1 / Math.sqrt(D)): { out: Float64Array; probs: Float64Array } {
-  const L = past + T, HD = H * D, KD = Hkv * D, group = H / Hkv;
+export function attention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  keyMask: Uint8Array | null,
+  T: number,
+  past: number,
+  H: number,
+  D: number,
+  h0 = 0,
+  h1 = H,
+  Hkv = H,
+  scale = 1 / Math.sqrt(D),
+): { out: Float64Array; probs: Float64Array } {
+  const L = past + T,
+    HD = H * D,
+    KD = Hkv * D,
+    group = H / Hkv;
   const out = new Float64Array(T * HD).fill(NaN);
   const probs = new Float64Array(H * T * L).fill(NaN);
   for (let h = h0; h < h1; h++) {
@@ -116,7 +146,7 @@ export function attention(q: Float32Array, k: Float32Array, v: Float32Array, key
       let sum = 0;
       const p = new Float64Array(L);
       if (m !== -Infinity) {
-        for (let j = 0; j < L; j++) if (vis[j]) sum += (p[j] = Math.exp(s[j] - m));
+        for (let j = 0; j < L; j++) if (vis[j]) sum += p[j] = Math.exp(s[j] - m);
         for (let j = 0; j < L; j++) p[j] /= sum;
       }
       probs.set(p, (h * T + t) * L);
@@ -139,7 +169,8 @@ export function erfc(x: number): number {
   const a = Math.abs(x);
   if (a === Infinity) return x > 0 ? 0 : 2;
   if (a < 2) {
-    let term = a, sum = a;
+    let term = a,
+      sum = a;
     for (let n = 1; n < 60; n++) {
       term *= (-a * a) / n;
       const add = term / (2 * n + 1);
@@ -151,7 +182,9 @@ export function erfc(x: number): number {
   }
   // erfc(a) = e^(-a²)/√π · 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + 2/(a + ...)))))
   const tiny = 1e-300;
-  let f = a, c = a, d = 0;
+  let f = a,
+    c = a,
+    d = 0;
   for (let n = 1; n < 500; n++) {
     const an = n / 2;
     d = a + an * d;
@@ -172,8 +205,7 @@ export const erf = (x: number): number => 1 - erfc(x);
 /** The activations, elementwise in f64. */
 export const gelu = (x: number): number => x * 0.5 * erfc(-x / Math.SQRT2);
 // ½(1 + tanh u) = 1/(1 + e^(-2u)): the same function without f64's own cancellation for x ≪ 0
-export const geluTanh = (x: number): number =>
-  x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+export const geluTanh = (x: number): number => x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
 export const silu = (x: number): number => x / (1 + Math.exp(-x));
 /** swiglu(gate, up) = silu(gate)·up, elementwise. */
 export function swiglu(gate: Float32Array, up: Float32Array): Float64Array {
@@ -187,12 +219,15 @@ export function swiglu(gate: Float32Array, up: Float32Array): Float64Array {
  * each row's angles: (a, b) = (x[i], x[i + D/2]) → (a·cos − b·sin, b·cos + a·sin), in f64.
  */
 export function rope(x: Float32Array, cs: Float32Array, rows: number, H: number, D: number): Float64Array {
-  const y = Float64Array.from(x), half = D / 2;
+  const y = Float64Array.from(x),
+    half = D / 2;
   for (let r = 0; r < rows; r++) {
     for (let h = 0; h < H; h++) {
       for (let i = 0; i < half; i++) {
-        const ia = (r * H + h) * D + i, ib = ia + half;
-        const c = cs[r * D + i], s = cs[r * D + half + i];
+        const ia = (r * H + h) * D + i,
+          ib = ia + half;
+        const c = cs[r * D + i],
+          s = cs[r * D + half + i];
         y[ia] = x[ia] * c - x[ib] * s;
         y[ib] = x[ib] * c + x[ia] * s;
       }

@@ -41,18 +41,32 @@ describe("completions", () => {
   it("temperature 0 gives exactly generate's text, ids and usage", async () => {
     for (const prompt of PROMPTS.slice(0, 4)) {
       const want = await expected(prompt, 20);
-      const got = await client.completions.create({ model: "opt-tiny", prompt, max_tokens: 20, temperature: 0, return_token_ids: true } as OpenAI.CompletionCreateParamsNonStreaming);
+      const got = await client.completions.create({
+        model: "opt-tiny",
+        prompt,
+        max_tokens: 20,
+        temperature: 0,
+        return_token_ids: true,
+      } as OpenAI.CompletionCreateParamsNonStreaming);
       expect(got.object).toBe("text_completion");
       expect(got.model).toBe("opt-tiny");
       expect(got.choices[0].text, prompt).toBe(want.text);
       expect(got.choices[0].finish_reason).toBe(want.finish);
       expect((got.choices[0] as unknown as { token_ids: number[] }).token_ids).toEqual(want.ids);
-      expect(got.usage).toEqual({ prompt_tokens: want.r.input_ids.length, completion_tokens: want.ids.length, total_tokens: want.r.input_ids.length + want.ids.length });
+      expect(got.usage).toEqual({
+        prompt_tokens: want.r.input_ids.length,
+        completion_tokens: want.ids.length,
+        total_tokens: want.r.input_ids.length + want.ids.length,
+      });
     }
   });
 
   it("a token-id prompt gives the reference's greedy tokens (to the first EOS)", async () => {
-    const got = await post(`${s.url}/v1/completions`, { prompt: ref.input_ids, max_tokens: 32, temperature: 0, return_token_ids: true }, auth);
+    const got = await post(
+      `${s.url}/v1/completions`,
+      { prompt: ref.input_ids, max_tokens: 32, temperature: 0, return_token_ids: true },
+      auth,
+    );
     expect(got.status).toBe(200);
     const j = await got.json();
     const want: number[] = ref.generation.new_tokens;
@@ -62,9 +76,15 @@ describe("completions", () => {
   });
 
   it("streamed with return_token_ids: one chunk per token carrying its id; the last chunk has them all", async () => {
-    const got = await post(`${s.url}/v1/completions`, { prompt: ref.input_ids, max_tokens: 8, temperature: 0, stream: true, return_token_ids: true }, auth);
+    const got = await post(
+      `${s.url}/v1/completions`,
+      { prompt: ref.input_ids, max_tokens: 8, temperature: 0, stream: true, return_token_ids: true },
+      auth,
+    );
     expect(got.status).toBe(200);
-    const chunks = sseData(await got.text()).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+    const chunks = sseData(await got.text())
+      .filter((d) => d !== "[DONE]")
+      .map((d) => JSON.parse(d));
     const per = chunks.filter((c) => c.choices[0].finish_reason === null).map((c) => c.choices[0].token_ids);
     for (const ids of per) expect(ids).toHaveLength(1);
     const last = chunks[chunks.length - 1].choices[0];
@@ -82,7 +102,14 @@ describe("completions", () => {
   it("streamed chunks concatenate to the plain text; include_usage adds a usage chunk", async () => {
     for (const prompt of PROMPTS.slice(2, 5)) {
       const plain = await client.completions.create({ model: "opt-tiny", prompt, max_tokens: 24, temperature: 0 });
-      const stream = await client.completions.create({ model: "opt-tiny", prompt, max_tokens: 24, temperature: 0, stream: true, stream_options: { include_usage: true } });
+      const stream = await client.completions.create({
+        model: "opt-tiny",
+        prompt,
+        max_tokens: 24,
+        temperature: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       let text = "";
       const chunks: OpenAI.Completion[] = [];
       for await (const c of stream) {
@@ -113,11 +140,25 @@ describe("completions", () => {
     const stop = full.slice(8, 12);
     const want = await generate(s.model, s.tokenizer, PROMPTS[0], { maxNewTokens: 20, stopStrings: [stop] });
     expect(want.finish_reason).toBe("stop_string");
-    const got = await client.completions.create({ model: "opt-tiny", prompt: PROMPTS[0], max_tokens: 20, temperature: 0, stop: [stop, "never appears"] });
+    const got = await client.completions.create({
+      model: "opt-tiny",
+      prompt: PROMPTS[0],
+      max_tokens: 20,
+      temperature: 0,
+      stop: [stop, "never appears"],
+    });
     expect(got.choices[0].text).toBe(want.text);
     expect(got.choices[0].finish_reason).toBe("stop");
     let streamed = "";
-    for await (const c of await client.completions.create({ model: "opt-tiny", prompt: PROMPTS[0], max_tokens: 20, temperature: 0, stop, stream: true })) streamed += c.choices[0]?.text ?? "";
+    for await (const c of await client.completions.create({
+      model: "opt-tiny",
+      prompt: PROMPTS[0],
+      max_tokens: 20,
+      temperature: 0,
+      stop,
+      stream: true,
+    }))
+      streamed += c.choices[0]?.text ?? "";
     expect(streamed).toBe(want.text);
     // The stop string ended the engine request: it leaves the batch before the next step.
     for (let i = 0; i < 100 && s.engine.stats.active > 0; i++) await new Promise((w) => setTimeout(w, 5));
@@ -151,7 +192,13 @@ describe("completions", () => {
   });
 
   it("sampling: a seed repeats, top_k 1 is greedy; penalties reach the engine", async () => {
-    const ask = (extra: object) => client.completions.create({ model: "opt-tiny", prompt: PROMPTS[1], max_tokens: 16, ...extra } as OpenAI.CompletionCreateParamsNonStreaming);
+    const ask = (extra: object) =>
+      client.completions.create({
+        model: "opt-tiny",
+        prompt: PROMPTS[1],
+        max_tokens: 16,
+        ...extra,
+      } as OpenAI.CompletionCreateParamsNonStreaming);
     const a = await ask({ temperature: 1.5, seed: 7 });
     const b = await ask({ temperature: 1.5, seed: 7 });
     expect(a.choices[0].text).toBe(b.choices[0].text);
@@ -169,12 +216,22 @@ describe("completions", () => {
     const wants: Awaited<ReturnType<typeof expected>>[] = [];
     for (const p of PROMPTS) wants.push(await expected(p, 12));
     const jobs = PROMPTS.flatMap((p, i) => [0, 1].map((k) => ({ p, i, stream: k === 1 })));
-    const got = await Promise.all(jobs.map(async (j) => {
-      if (!j.stream) return (await client.completions.create({ model: "opt-tiny", prompt: j.p, max_tokens: 12, temperature: 0 })).choices[0].text;
-      let t = "";
-      for await (const c of await client.completions.create({ model: "opt-tiny", prompt: j.p, max_tokens: 12, temperature: 0, stream: true })) t += c.choices[0]?.text ?? "";
-      return t;
-    }));
+    const got = await Promise.all(
+      jobs.map(async (j) => {
+        if (!j.stream)
+          return (await client.completions.create({ model: "opt-tiny", prompt: j.p, max_tokens: 12, temperature: 0 })).choices[0].text;
+        let t = "";
+        for await (const c of await client.completions.create({
+          model: "opt-tiny",
+          prompt: j.p,
+          max_tokens: 12,
+          temperature: 0,
+          stream: true,
+        }))
+          t += c.choices[0]?.text ?? "";
+        return t;
+      }),
+    );
     jobs.forEach((j, n) => expect(got[n], `${j.p} (stream ${j.stream})`).toBe(wants[j.i].text));
     expect(s.engine.stats.rows).toBeGreaterThan(s.engine.stats.steps); // they were batched
   });
@@ -191,7 +248,10 @@ describe("chat completions", () => {
     expect(prompt.every((id) => id < 512)).toBe(true);
     const want = await (async () => {
       const it = streamChat(s.model, s.tokenizer, messages, { maxNewTokens: 20 });
-      for (;;) { const r = await it.next(); if (r.done) return r.value; }
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return r.value;
+      }
     })();
     const got = await client.chat.completions.create({ model: "opt-tiny", messages, max_tokens: 20, temperature: 0 });
     expect(got.object).toBe("chat.completion");
@@ -203,7 +263,14 @@ describe("chat completions", () => {
 
     let text = "";
     const chunks: OpenAI.ChatCompletionChunk[] = [];
-    for await (const c of await client.chat.completions.create({ model: "opt-tiny", messages, max_tokens: 20, temperature: 0, stream: true, stream_options: { include_usage: true } })) {
+    for await (const c of await client.chat.completions.create({
+      model: "opt-tiny",
+      messages,
+      max_tokens: 20,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    })) {
       chunks.push(c);
       text += c.choices[0]?.delta.content ?? "";
     }
@@ -222,9 +289,29 @@ describe("chat completions", () => {
   });
 
   it("text parts are joined; logprobs in chat's shape", async () => {
-    const parts = [{ role: "user" as const, content: [{ type: "text" as const, text: "the people" }, { type: "text" as const, text: " will go home" }] }];
-    const got = await client.chat.completions.create({ model: "opt-tiny", messages: parts, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2 });
-    const plain = await client.chat.completions.create({ model: "opt-tiny", messages: [{ role: "user", content: "the people will go home" }], max_tokens: 6, temperature: 0 });
+    const parts = [
+      {
+        role: "user" as const,
+        content: [
+          { type: "text" as const, text: "the people" },
+          { type: "text" as const, text: " will go home" },
+        ],
+      },
+    ];
+    const got = await client.chat.completions.create({
+      model: "opt-tiny",
+      messages: parts,
+      max_tokens: 6,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const plain = await client.chat.completions.create({
+      model: "opt-tiny",
+      messages: [{ role: "user", content: "the people will go home" }],
+      max_tokens: 6,
+      temperature: 0,
+    });
     expect(got.choices[0].message.content).toBe(plain.choices[0].message.content);
     const content = got.choices[0].logprobs!.content!;
     expect(content).toHaveLength(got.usage!.completion_tokens);
@@ -255,8 +342,19 @@ describe("chat completions", () => {
   });
 
   it("a tokenizer without a chat template: 400 saying so", async () => {
-    const h = createHandler({ engine: new ScriptedEngine(), tokenizer: loadTokenizer(TOKENIZER_FIXTURE_DIR), modelId: "m", eosTokenIds: [2] });
-    const r = await h(new Request("http://x/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }) }));
+    const h = createHandler({
+      engine: new ScriptedEngine(),
+      tokenizer: loadTokenizer(TOKENIZER_FIXTURE_DIR),
+      modelId: "m",
+      eosTokenIds: [2],
+    });
+    const r = await h(
+      new Request("http://x/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }),
+      }),
+    );
     expect(r.status).toBe(400);
     expect((await r.json()).error.message).toMatch(/no chat template/);
   });
@@ -291,7 +389,11 @@ describe("routes, auth and errors", () => {
     const r = await fetch(`${s.url}/v1/embeddings`, { method: "POST", headers: auth });
     expect(r.status).toBe(404);
     expect((await r.json()).error.message).toMatch(/\/v1\/embeddings/);
-    await expect(client.completions.create({ model: "gpt-4", prompt: "x" })).rejects.toMatchObject({ status: 404, code: "model_not_found", param: "model" });
+    await expect(client.completions.create({ model: "gpt-4", prompt: "x" })).rejects.toMatchObject({
+      status: 404,
+      code: "model_not_found",
+      param: "model",
+    });
     const noModel = await post(`${s.url}/v1/completions`, { prompt: PROMPTS[0], max_tokens: 2 }, auth);
     expect(noModel.status).toBe(200);
   });
@@ -339,7 +441,11 @@ describe("routes, auth and errors", () => {
       expect(j.error.type).toBe("invalid_request_error");
       expect(j.error.message).toContain(param.split(".")[0]);
     }
-    const ok = await post(`${s.url}/v1/completions`, { prompt: PROMPTS[0], max_tokens: 2, temperature: 0, frobnicate: { deep: [1] }, user: "u", n: 1, top_p: null, stop: null }, auth);
+    const ok = await post(
+      `${s.url}/v1/completions`,
+      { prompt: PROMPTS[0], max_tokens: 2, temperature: 0, frobnicate: { deep: [1] }, user: "u", n: 1, top_p: null, stop: null },
+      auth,
+    );
     expect(ok.status).toBe(200);
   });
 
@@ -352,14 +458,26 @@ describe("routes, auth and errors", () => {
     // Chunked, no Content-Length: counted while reading, and refused long before the end of 1 GiB.
     let sent = 0;
     const piece = new TextEncoder().encode("x".repeat(64 << 10));
-    const body = new ReadableStream({ pull(c) { if (sent < 1 << 30) { sent += piece.length; c.enqueue(piece); } else c.close(); } });
-    const streamed = await fetch(`${s.url}/v1/completions`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
+    const body = new ReadableStream({
+      pull(c) {
+        if (sent < 1 << 30) {
+          sent += piece.length;
+          c.enqueue(piece);
+        } else c.close();
+      },
+    });
+    const streamed = await fetch(`${s.url}/v1/completions`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
     expect(streamed.status).toBe(413);
     expect(sent).toBeLessThan(1 << 28);
 
     const form = await post(`${s.url}/v1/completions`, "prompt=x", { ...auth, "content-type": "application/x-www-form-urlencoded" });
     expect(form.status).toBe(415);
-    for (const bad of ["{", "", "[1,2]", "null", "\"x\"", "{\"prompt\": \"x\",}"]) {
+    for (const bad of ["{", "", "[1,2]", "null", '"x"', '{"prompt": "x",}']) {
       const r = await post(`${s.url}/v1/completions`, bad, auth);
       expect(r.status, bad).toBe(400);
       expect((await r.json()).error.message).toMatch(/JSON|empty/);
@@ -371,8 +489,11 @@ describe("routes, auth and errors", () => {
     const { serveNode } = await import("../src/server/node.js");
     const srv = await serveNode(h, { port: 0 });
     try {
-      const raw = await rawRequest(srv.url, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
-        [{ data: "{\"prompt\": " }, { data: "\"x\"}", delayMs: 2000 }]);
+      const raw = await rawRequest(
+        srv.url,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        [{ data: '{"prompt": ' }, { data: '"x"}', delayMs: 2000 }],
+      );
       const r = parseRaw(raw);
       expect(r.status).toBe(408);
       expect(JSON.parse(r.body).error.code).toBe("request_timeout");
@@ -382,7 +503,14 @@ describe("routes, auth and errors", () => {
   });
 
   it("CORS: preflight and the allow-origin header", async () => {
-    const pre = await fetch(`${s.url}/v1/chat/completions`, { method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type, x-stainless-os" } });
+    const pre = await fetch(`${s.url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type, x-stainless-os",
+      },
+    });
     expect(pre.status).toBe(204);
     expect(pre.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(pre.headers.get("access-control-allow-headers")).toMatch(/x-stainless-os/);
@@ -430,7 +558,8 @@ describe("the handler on a scripted engine", () => {
     const h = createHandler({ engine, tokenizer, modelId: "m", eosTokenIds: [2], onError: (e) => errors.push(e), ...extra });
     return { h, errors };
   };
-  const req = (path: string, body: object) => new Request(`http://x${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const req = (path: string, body: object) =>
+    new Request(`http://x${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
   it("429 with Retry-After when the queue is full", async () => {
     const { h } = make(new ScriptedEngine({ queueFull: true }));
@@ -460,10 +589,32 @@ describe("the handler on a scripted engine", () => {
   it("maps OpenAI's parameters onto the engine request", async () => {
     const engine = new ScriptedEngine();
     const { h } = make(engine);
-    await (await h(req("/v1/completions", { prompt: [5, 6], max_tokens: 7, temperature: 0.5, top_p: 0.9, top_k: 4, seed: 3, presence_penalty: 0.5, frequency_penalty: -1, logprobs: 0 }))).text();
+    await (
+      await h(
+        req("/v1/completions", {
+          prompt: [5, 6],
+          max_tokens: 7,
+          temperature: 0.5,
+          top_p: 0.9,
+          top_k: 4,
+          seed: 3,
+          presence_penalty: 0.5,
+          frequency_penalty: -1,
+          logprobs: 0,
+        }),
+      )
+    ).text();
     await (await h(req("/v1/completions", { prompt: [5], temperature: 0, top_p: 0.5, seed: 1 }))).text();
     const [a, b] = engine.requests;
-    expect(a).toMatchObject({ prompt: [5, 6], maxTokens: 7, sampling: { temperature: 0.5, topP: 0.9, topK: 4, seed: 3 }, presencePenalty: 0.5, frequencyPenalty: -1, topLogprobs: 0, stopTokenIds: [2] });
+    expect(a).toMatchObject({
+      prompt: [5, 6],
+      maxTokens: 7,
+      sampling: { temperature: 0.5, topP: 0.9, topK: 4, seed: 3 },
+      presencePenalty: 0.5,
+      frequencyPenalty: -1,
+      topLogprobs: 0,
+      stopTokenIds: [2],
+    });
     expect(b.sampling).toEqual({}); // temperature 0: greedy
     expect(b.maxTokens).toBe(16);
     expect(b.topLogprobs).toBeUndefined();
@@ -497,10 +648,29 @@ describe("the handler on a scripted engine", () => {
 describe("wasm-lm serve", () => {
   it("prints its URL, serves, and exits 0 on SIGTERM after finishing in-flight requests", async () => {
     const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
-    const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--model", FIXTURE_DIR, "--tokenizer", chatTokenizerDir(), "--port", "0", "--model-id", "tiny", "--max-batch", "2"], {
-      env: { ...process.env, WASM_LM_API_KEY: "k1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        cli,
+        "serve",
+        "--model",
+        FIXTURE_DIR,
+        "--tokenizer",
+        chatTokenizerDir(),
+        "--port",
+        "0",
+        "--model-id",
+        "tiny",
+        "--max-batch",
+        "2",
+      ],
+      {
+        env: { ...process.env, WASM_LM_API_KEY: "k1" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let err = "";
     child.stderr.on("data", (d) => (err += d));
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
@@ -512,7 +682,13 @@ describe("wasm-lm serve", () => {
       const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: "k1", maxRetries: 0 });
       expect((await c.models.list()).data[0].id).toBe("tiny");
       // A streamed request in flight when the signal comes still completes.
-      const stream = await c.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "the people" }], max_tokens: 30, temperature: 0, stream: true });
+      const stream = await c.chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: "the people" }],
+        max_tokens: 30,
+        temperature: 0,
+        stream: true,
+      });
       child.kill("SIGTERM");
       let chunks = 0;
       for await (const _ of stream) chunks++;

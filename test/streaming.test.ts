@@ -53,7 +53,9 @@ describe("a checkpoint read asynchronously", () => {
     const used = m.arena.used;
     expect(() => m.forward([ref.input_ids])).toThrow(/streams its layers from an asynchronous source.*forwardAsync/);
     expect(m.arena.used).toBe(used);
-    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 4));
+    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 4, ignoreEos: true })).new_tokens).toEqual(
+      ref.generation.new_tokens.slice(0, 4),
+    );
   });
 
   it("a read that fails mid-pass is the reader's error; the step is released; the next call works", async () => {
@@ -65,7 +67,9 @@ describe("a checkpoint read asynchronously", () => {
     expect(m.arena.used).toBe(used);
     // The prefetch that was in flight failed too: it must not be reused, nor reported as unhandled.
     stats.failOn = null;
-    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(
+      ref.generation.new_tokens.slice(0, 8),
+    );
     expect(m.arena.used).toBe(used);
   });
 });
@@ -78,7 +82,9 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
     const resident = await DecoderModel.load(config, file(), { build: "simd", threads: 1 });
     const all = (await m.forwardAsync([ref.input_ids])).logits;
     const d = maxAbsDiff(all, ref.logits.flat());
-    console.log(`embedding + lm_head streamed: logits max|Δ| vs transformers ${d.max.toExponential(2)}, vs resident ${maxAbsDiff(all, resident.forward([ref.input_ids]).logits).max}`);
+    console.log(
+      `embedding + lm_head streamed: logits max|Δ| vs transformers ${d.max.toExponential(2)}, vs resident ${maxAbsDiff(all, resident.forward([ref.input_ids]).logits).max}`,
+    );
     expect(d.max).toBeLessThanOrEqual(1e-4);
     expect(maxAbsDiff(all, resident.forward([ref.input_ids]).logits).max).toBe(0);
     const before = stats.reads;
@@ -94,14 +100,17 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
   });
 
   it("two threads: bit-identical to one (the lm_head chunks split by rows like any linear)", async () => {
-    const load = (threads: number) => DecoderModel.load(config, asyncSource(file()).source, { build: "simd", threads, residentLayers: false, residentEmbeddings: false });
+    const load = (threads: number) =>
+      DecoderModel.load(config, asyncSource(file()).source, { build: "simd", threads, residentLayers: false, residentEmbeddings: false });
     const [one, two] = [await load(1), await load(2)];
     try {
       expect(two.threads).toBe(2);
       const a = (await one.forwardAsync([ref.input_ids])).logits;
       const b = (await two.forwardAsync([ref.input_ids])).logits;
       expect(maxAbsDiff(a, b).max).toBe(0);
-      expect((await generate(two, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+      expect((await generate(two, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(
+        ref.generation.new_tokens.slice(0, 8),
+      );
     } finally {
       two.dispose();
     }
@@ -128,7 +137,9 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
       s.end();
     }
     expect(m.arena.used).toBe(used);
-    await expect(DecoderModel.load(config, file(), { residentLayers: false, residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false and an AsyncTensorSource/);
+    await expect(DecoderModel.load(config, file(), { residentLayers: false, residentEmbeddings: false })).rejects.toThrow(
+      /needs residentLayers false and an AsyncTensorSource/,
+    );
     await expect(DecoderModel.load(config, source, { residentEmbeddings: false })).rejects.toThrow(/needs residentLayers false/);
   });
 
@@ -140,7 +151,9 @@ describe("the embedding and lm_head streamed too (residentEmbeddings false)", ()
     await expect(generate(m, undefined, ref.input_ids, { maxNewTokens: 2 })).rejects.toThrow(/embed_tokens\.weight.*connection reset/);
     expect(m.arena.used).toBe(used);
     stats.failOn = null;
-    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(ref.generation.new_tokens.slice(0, 8));
+    expect((await generate(m, undefined, ref.input_ids, { maxNewTokens: 8, ignoreEos: true })).new_tokens).toEqual(
+      ref.generation.new_tokens.slice(0, 8),
+    );
   });
 });
 
@@ -153,7 +166,9 @@ describe("an int8 token embedding (embedDType int8)", () => {
     const g = await generate(m, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
     let agree = 0;
     while (agree < 32 && g.new_tokens[agree] === ref.generation.new_tokens[agree]) agree++;
-    console.log(`int8 layers + int8 embedding, group 16: logits max|Δ| vs transformers ${d.max.toExponential(2)}, greedy agrees for ${agree}/32`);
+    console.log(
+      `int8 layers + int8 embedding, group 16: logits max|Δ| vs transformers ${d.max.toExponential(2)}, greedy agrees for ${agree}/32`,
+    );
     expect(d.max).toBeLessThan(0.5);
 
     const { tensors, metadata } = modelTensors(m);
@@ -164,22 +179,32 @@ describe("an int8 token embedding (embedDType int8)", () => {
     expect(back.dtype).toBe("int8");
     expect(back.weights.embedTokens.dtype).toBe("int8");
     expect(maxAbsDiff((await back.forwardAsync([ref.input_ids])).logits, logits).max).toBe(0);
-    await expect(DecoderModel.load(config, saved, { embedDType: "f16" })).rejects.toThrow(/token embedding is int8-quantized; load it with embedDType int8/);
+    await expect(DecoderModel.load(config, saved, { embedDType: "f16" })).rejects.toThrow(
+      /token embedding is int8-quantized; load it with embedDType int8/,
+    );
   });
 
   it("OPT-125M shape: top-1 agreement with f32 printed and bounded", async () => {
     const sc = syntheticConfig("opt-125m");
     const ids = [2, 31414, 232, 328, 20, 5, 2441, 9, 5, 232, 4, 1437, 50118, 133, 2193, 9];
     const f32 = (await DecoderModel.load(sc, new SyntheticSource(sc, 3), { build: "simd", threads: 1 })).forward([ids]).logits;
-    const q = (await DecoderModel.load(sc, new SyntheticSource(sc, 3), { dtype: "int8", embedDType: "int8", build: "simd", threads: 1 })).forward([ids]).logits;
+    const q = (
+      await DecoderModel.load(sc, new SyntheticSource(sc, 3), { dtype: "int8", embedDType: "int8", build: "simd", threads: 1 })
+    ).forward([ids]).logits;
     const V = sc.vocab_size;
     let top1 = 0;
     for (let t = 0; t < ids.length; t++) {
-      const am = (x: Float32Array) => { let b = t * V; for (let i = t * V; i < (t + 1) * V; i++) if (x[i] > x[b]) b = i; return b; };
+      const am = (x: Float32Array) => {
+        let b = t * V;
+        for (let i = t * V; i < (t + 1) * V; i++) if (x[i] > x[b]) b = i;
+        return b;
+      };
       if (am(f32) === am(q)) top1++;
     }
     const d = maxAbsDiff(q, f32);
-    console.log(`synthetic OPT-125M, int8 layers + int8 embedding: logits max|Δ| vs f32 ${d.max.toExponential(2)}, top-1 ${top1}/${ids.length}`);
+    console.log(
+      `synthetic OPT-125M, int8 layers + int8 embedding: logits max|Δ| vs f32 ${d.max.toExponential(2)}, top-1 ${top1}/${ids.length}`,
+    );
     expect(d.max).toBeLessThan(0.2);
     expect(top1).toBeGreaterThanOrEqual(ids.length - 2);
   }, 60_000);

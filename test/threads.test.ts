@@ -11,10 +11,27 @@ import { SyntheticSource } from "../src/models/synthetic.js";
 import { generate } from "../src/generate/index.js";
 
 const CONFIGS: Record<string, ModelConfig> = {
-  opt: parseModelConfig({ model_type: "opt", vocab_size: 1000, hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 8,
-    ffn_dim: 1024, max_position_embeddings: 256, word_embed_proj_dim: 256 }),
-  llama: parseModelConfig({ model_type: "llama", vocab_size: 1000, hidden_size: 256, intermediate_size: 768, num_hidden_layers: 2,
-    num_attention_heads: 8, num_key_value_heads: 2, max_position_embeddings: 256, tie_word_embeddings: true }),
+  opt: parseModelConfig({
+    model_type: "opt",
+    vocab_size: 1000,
+    hidden_size: 256,
+    num_hidden_layers: 2,
+    num_attention_heads: 8,
+    ffn_dim: 1024,
+    max_position_embeddings: 256,
+    word_embed_proj_dim: 256,
+  }),
+  llama: parseModelConfig({
+    model_type: "llama",
+    vocab_size: 1000,
+    hidden_size: 256,
+    intermediate_size: 768,
+    num_hidden_layers: 2,
+    num_attention_heads: 8,
+    num_key_value_heads: 2,
+    max_position_embeddings: 256,
+    tie_word_embeddings: true,
+  }),
   gpt2: parseModelConfig({ model_type: "gpt2", vocab_size: 1000, n_embd: 256, n_layer: 2, n_head: 8, n_positions: 256 }),
 };
 

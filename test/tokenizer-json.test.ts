@@ -13,7 +13,12 @@ const GPT2 = new URL("./fixtures/gpt2-tokenizer/", import.meta.url).pathname;
 const LLAMA2 = new URL("./fixtures/llama2-style-tokenizer/", import.meta.url).pathname;
 const read = (dir: string, name: string) => readFileSync(join(dir, name), "utf8");
 
-interface Case { text: string; ids: number[]; tokens: string[]; decoded: string }
+interface Case {
+  text: string;
+  ids: number[];
+  tokens: string[];
+  decoded: string;
+}
 const reference = JSON.parse(read(GPT2, "tokenization.json")) as { checks: Record<string, number[]>; cases: Case[] };
 
 function streamed(t: Tokenizer, ids: number[], skipSpecialTokens = false): string[] {
@@ -84,8 +89,40 @@ describe("GPT-2: transformers' reference ids (tokenization.json)", () => {
   // Rust library's Oniguruma \s is Unicode White_Space; tokenizer-json.ts rewrites it to a Split
   // the library translates. Before that rewrite 594 of 20,000 such strings differed.
   it("agrees with the slow tokenizer on strings full of Unicode whitespace edge cases", () => {
-    const unit = fc.constantFrom(" ", "  ", "\t", "\n", "\r\n", "\u000b", "\u000c", "\u001c", "\u0085", "\u00a0", "\u1680", "\u180e", "\u2000",
-      "\u2028", "\u202f", "\u3000", "\ufeff", "\u200b", "a", "Z", "é", "1", "٣", "!", "'s", "'ll", "😀", "中", "\u0301", "-", "_", "<|endoftext|>");
+    const unit = fc.constantFrom(
+      " ",
+      "  ",
+      "\t",
+      "\n",
+      "\r\n",
+      "\u000b",
+      "\u000c",
+      "\u001c",
+      "\u0085",
+      "\u00a0",
+      "\u1680",
+      "\u180e",
+      "\u2000",
+      "\u2028",
+      "\u202f",
+      "\u3000",
+      "\ufeff",
+      "\u200b",
+      "a",
+      "Z",
+      "é",
+      "1",
+      "٣",
+      "!",
+      "'s",
+      "'ll",
+      "😀",
+      "中",
+      "\u0301",
+      "-",
+      "_",
+      "<|endoftext|>",
+    );
     fc.assert(
       fc.property(fc.oneof(fc.string({ unit, maxLength: 20 }), fc.string({ unit: "grapheme", maxLength: 30 })), (s) => {
         expect(fromJsonAlone.encode(s)).toEqual(fromVocabMerges.encode(s));
@@ -209,9 +246,12 @@ describe("Llama 2 style tokenizer.json (SentencePiece BPE with byte fallback)", 
     expect(noBos.addBosToken).toBe(false);
     expect(Tokenizer.fromTokenizerJson(json, config({ add_eos_token: true })).encode("Hello")).toEqual([1, HELLO, 2]);
     // Another class keeps the tokenizer.json's template (here "<s> $A") whatever the flags say.
-    expect(Tokenizer.fromTokenizerJson(json, config({ tokenizer_class: "PreTrainedTokenizerFast", add_bos_token: false })).encode("Hello"))
-      .toEqual([1, HELLO]);
-    expect(() => Tokenizer.fromTokenizerJson(json, config({ bos_token: null }))).toThrow("tokenizer_config.json: add_bos_token is true but there is no bos_token");
+    expect(
+      Tokenizer.fromTokenizerJson(json, config({ tokenizer_class: "PreTrainedTokenizerFast", add_bos_token: false })).encode("Hello"),
+    ).toEqual([1, HELLO]);
+    expect(() => Tokenizer.fromTokenizerJson(json, config({ bos_token: null }))).toThrow(
+      "tokenizer_config.json: add_bos_token is true but there is no bos_token",
+    );
   });
 
   it("the legacy-free layout (Metaspace pre-tokenizer, prepend_scheme first) gives the same ids without the double ▁", () => {
@@ -238,9 +278,18 @@ describe("Llama 2 style tokenizer.json (SentencePiece BPE with byte fallback)", 
 describe("tokenizer.json errors are one line naming the file", () => {
   const bad: [unknown, string][] = [
     [{ model: { type: "BPE", vocab: { a: -1 }, merges: [] } }, 'tokenizer.json: value for "a" is not a non-negative integer'],
-    [{ model: { type: "BPE", vocab: { a: 0 }, merges: [] }, pre_tokenizer: { type: "Nope" } }, "tokenizer.json: cannot be built: Unknown PreTokenizer type: Nope"],
-    [{ model: { type: "BPE", vocab: { a: 0 }, merges: [] }, decoder: { type: "Nope" } }, "tokenizer.json: cannot be built: Unknown Decoder type: Nope"],
-    [{ model: { type: "BPE", vocab: { a: 0 }, merges: [] }, added_tokens: [{ id: 1 }] }, "tokenizer.json: added_tokens[0].content must be a non-empty string"],
+    [
+      { model: { type: "BPE", vocab: { a: 0 }, merges: [] }, pre_tokenizer: { type: "Nope" } },
+      "tokenizer.json: cannot be built: Unknown PreTokenizer type: Nope",
+    ],
+    [
+      { model: { type: "BPE", vocab: { a: 0 }, merges: [] }, decoder: { type: "Nope" } },
+      "tokenizer.json: cannot be built: Unknown Decoder type: Nope",
+    ],
+    [
+      { model: { type: "BPE", vocab: { a: 0 }, merges: [] }, added_tokens: [{ id: 1 }] },
+      "tokenizer.json: added_tokens[0].content must be a non-empty string",
+    ],
   ];
   for (const [json, message] of bad) {
     it(message, () => {
@@ -259,7 +308,9 @@ describe("tokenizer.json errors are one line naming the file", () => {
   it("a symbol the vocabulary lacks, with no unk token, is dropped (as the Rust library does); with one it is unk", () => {
     const t = Tokenizer.fromTokenizerJson(JSON.stringify({ model: { type: "BPE", vocab: { a: 0 }, merges: [] } }));
     expect(t.encode("aba")).toEqual([0, 0]);
-    const u = Tokenizer.fromTokenizerJson(JSON.stringify({ model: { type: "BPE", vocab: { a: 0, "<unk>": 1 }, merges: [], unk_token: "<unk>" } }));
+    const u = Tokenizer.fromTokenizerJson(
+      JSON.stringify({ model: { type: "BPE", vocab: { a: 0, "<unk>": 1 }, merges: [], unk_token: "<unk>" } }),
+    );
     expect(u.encode("aba")).toEqual([0, 1, 0]);
   });
 });

@@ -218,7 +218,27 @@ describe("property-based", () => {
   const specialFree = (s: string) => !s.includes("</s>") && !s.includes("<pad>");
   const wellFormed = (s: string) => !/[\uD800-\uDFFF]/u.test(s);
   // Pieces that exercise the pre-tokenizer's edges: contractions, whitespace runs, specials.
-  const tricky = fc.constantFrom(" ", "  ", "\n", "\t", "\u0085", "\u00a0", "\ufeff", "'s", "'ll", "'", "a", "é", "😀", "1", "!", "<", "/s>", "</s>", "<pad>");
+  const tricky = fc.constantFrom(
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\u0085",
+    "\u00a0",
+    "\ufeff",
+    "'s",
+    "'ll",
+    "'",
+    "a",
+    "é",
+    "😀",
+    "1",
+    "!",
+    "<",
+    "/s>",
+    "</s>",
+    "<pad>",
+  );
   const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
   const anyString = fc.oneof(
     fc.string({ unit: "binary", maxLength: 60 }),
@@ -229,10 +249,13 @@ describe("property-based", () => {
 
   it("decode(encode(s)) === s for well-formed strings without special-token text", () => {
     fc.assert(
-      fc.property(anyString.filter((s) => wellFormed(s) && specialFree(s)), (s) => {
-        expect(tok.decode(tok.encode(s, { addSpecialTokens: false }))).toBe(s);
-        expect(tok.decode(tok.encode(s), { skipSpecialTokens: true })).toBe(s);
-      }),
+      fc.property(
+        anyString.filter((s) => wellFormed(s) && specialFree(s)),
+        (s) => {
+          expect(tok.decode(tok.encode(s, { addSpecialTokens: false }))).toBe(s);
+          expect(tok.decode(tok.encode(s), { skipSpecialTokens: true })).toBe(s);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -394,7 +417,9 @@ describe("loadTokenizer(dir)", () => {
     writeFileSync(join(d, "vocab.json"), vocabJson);
     expect(() => loadTokenizer(d)).toThrow("vocab.json given without merges.txt");
     writeFileSync(join(d, "merges.txt"), "#version: 0.2\nĠ t\nbad\n");
-    expect(() => loadTokenizer(d)).toThrow(`loadTokenizer(${JSON.stringify(d)}): merges.txt: line 3 is not two space-separated symbols: "bad"`);
+    expect(() => loadTokenizer(d)).toThrow(
+      `loadTokenizer(${JSON.stringify(d)}): merges.txt: line 3 is not two space-separated symbols: "bad"`,
+    );
   });
 });
 
@@ -427,7 +452,10 @@ describe("malformed files give one-line errors naming the file", () => {
   });
 
   it("merges.txt", () => {
-    expect(parseMergesTxt("#version: 0.2\na b\r\nab c\n\n")).toEqual([["a", "b"], ["ab", "c"]]);
+    expect(parseMergesTxt("#version: 0.2\na b\r\nab c\n\n")).toEqual([
+      ["a", "b"],
+      ["ab", "c"],
+    ]);
     expect(parseMergesTxt("a b")).toEqual([["a", "b"]]);
     expect(parseMergesTxt("")).toEqual([]);
     expectError(() => parseMergesTxt("#version: 0.2\na b c\n"), 'merges.txt: line 2 is not two space-separated symbols: "a b c"');
@@ -440,7 +468,10 @@ describe("malformed files give one-line errors naming the file", () => {
     expectError(() => parseMergesTxt(" b\n"), 'merges.txt: line 1 is not two space-separated symbols: " b"');
     expectError(() => parseMergesTxt("a b\r\n\r\nc d"), 'merges.txt: line 2 is not two space-separated symbols: ""');
     expect(parseMergesTxt("#version x\r\na b\r\n\r\n")).toEqual([["a", "b"]]);
-    expect(parseMergesTxt("#ver b\nc d")).toEqual([["#ver", "b"], ["c", "d"]]);
+    expect(parseMergesTxt("#ver b\nc d")).toEqual([
+      ["#ver", "b"],
+      ["c", "d"],
+    ]);
   });
 
   it("tokenizer.json", () => {
@@ -449,25 +480,58 @@ describe("malformed files give one-line errors naming the file", () => {
     expectError(() => parseTokenizerJson("nope"), /^tokenizer\.json: not valid JSON/);
     expectError(() => parseTokenizerJson("[]"), "tokenizer.json: expected a JSON object at the top level, got an array");
     expectError(() => parseTokenizerJson(json({})), 'tokenizer.json: missing "model" object');
-    expectError(() => parseTokenizerJson(json({ model: { ...model, type: "WordLevel" } })), 'tokenizer.json: model.type is the string "WordLevel", supported: "BPE", "Unigram", "WordPiece"');
-    expectError(() => parseTokenizerJson(json({ model: { ...model, type: "Unigram" } })), "tokenizer.json: model.vocab of a Unigram model must be a non-empty array of [piece, score]");
-    expectError(() => parseTokenizerJson(json({ model: { vocab: {}, merges: [] } })), 'tokenizer.json: missing model.type (expected one of "BPE", "Unigram", "WordPiece")');
+    expectError(
+      () => parseTokenizerJson(json({ model: { ...model, type: "WordLevel" } })),
+      'tokenizer.json: model.type is the string "WordLevel", supported: "BPE", "Unigram", "WordPiece"',
+    );
+    expectError(
+      () => parseTokenizerJson(json({ model: { ...model, type: "Unigram" } })),
+      "tokenizer.json: model.vocab of a Unigram model must be a non-empty array of [piece, score]",
+    );
+    expectError(
+      () => parseTokenizerJson(json({ model: { vocab: {}, merges: [] } })),
+      'tokenizer.json: missing model.type (expected one of "BPE", "Unigram", "WordPiece")',
+    );
     expectError(() => parseTokenizerJson(json({ model: { type: "BPE", merges: [] } })), "tokenizer.json: missing model.vocab");
     expectError(() => parseTokenizerJson(json({ model: { type: "BPE", vocab: { a: 0 } } })), "tokenizer.json: missing model.merges");
-    expectError(() => parseTokenizerJson(json({ model: { ...model, vocab: { a: "x" } } })), /^tokenizer\.json: value for "a" is not a non-negative integer/);
+    expectError(
+      () => parseTokenizerJson(json({ model: { ...model, vocab: { a: "x" } } })),
+      /^tokenizer\.json: value for "a" is not a non-negative integer/,
+    );
     expectError(() => parseTokenizerJson(json({ model: { ...model, merges: "a b" } })), /^tokenizer\.json: model\.merges must be an array/);
-    expectError(() => parseTokenizerJson(json({ model: { ...model, merges: ["a b", ["a"]] } })), /^tokenizer\.json: model\.merges\[1\] is not "left right" or \["left", "right"\]/);
+    expectError(
+      () => parseTokenizerJson(json({ model: { ...model, merges: ["a b", ["a"]] } })),
+      /^tokenizer\.json: model\.merges\[1\] is not "left right" or \["left", "right"\]/,
+    );
     expectError(() => parseTokenizerJson(json({ model: { ...model, merges: ["abc"] } })), /^tokenizer\.json: model\.merges\[0\]/);
-    expectError(() => parseTokenizerJson(json({ model, added_tokens: [{ id: -3, content: "x" }] })), /^tokenizer\.json: added_tokens\[0\]\.id is not a non-negative integer/);
-    expectError(() => parseTokenizerJson(json({ model, added_tokens: [{ id: 5 }] })), "tokenizer.json: added_tokens[0].content must be a non-empty string");
-    expectError(() => parseTokenizerJson(json({ model, pre_tokenizer: "Metaspace" })), 'tokenizer.json: pre_tokenizer must be null or an object with a "type" (got the string "Metaspace")');
-    expectError(() => Tokenizer.fromTokenizerJson(json({ model, normalizer: { type: "NoSuchNormalizer" } })), "tokenizer.json: cannot be built: Unknown Normalizer type: NoSuchNormalizer");
+    expectError(
+      () => parseTokenizerJson(json({ model, added_tokens: [{ id: -3, content: "x" }] })),
+      /^tokenizer\.json: added_tokens\[0\]\.id is not a non-negative integer/,
+    );
+    expectError(
+      () => parseTokenizerJson(json({ model, added_tokens: [{ id: 5 }] })),
+      "tokenizer.json: added_tokens[0].content must be a non-empty string",
+    );
+    expectError(
+      () => parseTokenizerJson(json({ model, pre_tokenizer: "Metaspace" })),
+      'tokenizer.json: pre_tokenizer must be null or an object with a "type" (got the string "Metaspace")',
+    );
+    expectError(
+      () => Tokenizer.fromTokenizerJson(json({ model, normalizer: { type: "NoSuchNormalizer" } })),
+      "tokenizer.json: cannot be built: Unknown Normalizer type: NoSuchNormalizer",
+    );
   });
 
   it("tokenizer_config.json / special_tokens_map.json", () => {
     expectError(() => parseTokenizerConfig("{"), /^tokenizer_config\.json: not valid JSON/);
     expectError(() => parseTokenizerConfig('{"add_bos_token": "yes"}'), "tokenizer_config.json: add_bos_token must be true or false");
-    expectError(() => parseTokenizerConfig('{"pad_token": 5}', "special_tokens_map.json"), /^special_tokens_map\.json: pad_token must be a string or an object with "content"/);
-    expectError(() => parseTokenizerConfig('{"bos_token": {"content": ""}}'), "tokenizer_config.json: bos_token.content must be a non-empty string");
+    expectError(
+      () => parseTokenizerConfig('{"pad_token": 5}', "special_tokens_map.json"),
+      /^special_tokens_map\.json: pad_token must be a string or an object with "content"/,
+    );
+    expectError(
+      () => parseTokenizerConfig('{"bos_token": {"content": ""}}'),
+      "tokenizer_config.json: bos_token.content must be a non-empty string",
+    );
   });
 });

@@ -10,7 +10,13 @@ import { HubError } from "../src/formats/hubids.js";
 import { isAsyncSource, openSafetensors } from "../src/formats/index.js";
 import { DecoderModel } from "../src/models/decoder.js";
 import {
-  loadModelFromUrl, openModelFiles, pickedFiles, resolveModelUrl, urlFiles, type FetchProgress, type ModelCache,
+  loadModelFromUrl,
+  openModelFiles,
+  pickedFiles,
+  resolveModelUrl,
+  urlFiles,
+  type FetchProgress,
+  type ModelCache,
 } from "../src/web.js";
 import { generate } from "../src/generate/index.js";
 import { FIXTURE_DIR, maxAbsDiff, reference } from "./helpers.js";
@@ -25,7 +31,10 @@ const tiny = { "config.json": fx("config.json"), "model.safetensors": fx("model.
 /** The tiny LLaMA and GPT-2 fixtures (transformers' outputs in their reference.json). */
 const family = (name: string) => {
   const f = (file: string) => readFileSync(join(import.meta.dirname, "fixtures", name, file));
-  return { files: { "config.json": f("config.json"), "model.safetensors": f("model.safetensors") }, ref: JSON.parse(f("reference.json").toString()) };
+  return {
+    files: { "config.json": f("config.json"), "model.safetensors": f("model.safetensors") },
+    ref: JSON.parse(f("reference.json").toString()),
+  };
 };
 const FAMILY_REPOS = { "test/llama-tiny": family("llama-tiny"), "test/gpt2-tiny": family("gpt2-tiny") };
 /** repo → revision → file → bytes */
@@ -34,7 +43,9 @@ const REPOS: Record<string, Record<string, Record<string, Buffer>>> = {
   "test/with-tokenizer": { main: { ...tiny, "vocab.json": tok("vocab.json"), "merges.txt": tok("merges.txt") } },
   "test/opt-bin": { main: { "config.json": fx("config.json"), "pytorch_model.bin": fx("pytorch_model.bin") } },
   "test/sharded": { main: shardedRepo() },
-  "test/bad-config": { main: { ...tiny, "config.json": Buffer.from(JSON.stringify({ ...JSON.parse(fx("config.json").toString()), model_type: "mamba" })) } },
+  "test/bad-config": {
+    main: { ...tiny, "config.json": Buffer.from(JSON.stringify({ ...JSON.parse(fx("config.json").toString()), model_type: "mamba" })) },
+  },
   "test/no-config": { main: { "model.safetensors": fx("model.safetensors") } },
   "test/no-weights": { main: { "config.json": fx("config.json") } },
   "test/private": { main: tiny },
@@ -43,7 +54,10 @@ const REPOS: Record<string, Record<string, Record<string, Buffer>>> = {
   ...Object.fromEntries(Object.entries(FAMILY_REPOS).map(([repo, f]) => [repo, { main: f.files }])),
 };
 
-interface Logged { url: string; auth?: string }
+interface Logged {
+  url: string;
+  auth?: string;
+}
 
 /** What the server does wrong on purpose, per test. */
 interface Faults {
@@ -74,7 +88,8 @@ beforeAll(async () => {
     if (!body) return void res.writeHead(404).end();
     const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
     if (range) {
-      const a = Number(range[1]), b = Math.min(Number(range[2]), body.length - 1);
+      const a = Number(range[1]),
+        b = Math.min(Number(range[2]), body.length - 1);
       res.writeHead(206, { "content-length": String(b - a + 1), "content-range": `bytes ${a}-${b}/${body.length}` });
       return void res.end(body.subarray(a, b + 1));
     }
@@ -157,7 +172,10 @@ describe("loadModelFromUrl", () => {
       expect(mine.at(-1), file).toEqual({ file, loaded: fx(file).length, total: fx(file).length, cached: false, done: fx(file).length });
       expect(mine.every((e, i) => e.done === e.loaded && (i === 0 || e.loaded >= mine[i - 1].loaded))).toBe(true);
     }
-    expect([...cache.entries.keys()].sort()).toEqual([`${HUB}/test/opt-tiny/resolve/main/config.json`, `${HUB}/test/opt-tiny/resolve/main/model.safetensors`]);
+    expect([...cache.entries.keys()].sort()).toEqual([
+      `${HUB}/test/opt-tiny/resolve/main/config.json`,
+      `${HUB}/test/opt-tiny/resolve/main/model.safetensors`,
+    ]);
 
     log = [];
     events.length = 0;
@@ -217,16 +235,20 @@ describe("loadModelFromUrl", () => {
   });
 
   it("refuses a bad config.json before any weight file is requested", async () => {
-    await expect(loadModelFromUrl("test/bad-config", { endpoint: HUB, cache: false }))
-      .rejects.toThrow(`${HUB}/test/bad-config/resolve/main/config.json: model_type 'mamba' is not supported`);
+    await expect(loadModelFromUrl("test/bad-config", { endpoint: HUB, cache: false })).rejects.toThrow(
+      `${HUB}/test/bad-config/resolve/main/config.json: model_type 'mamba' is not supported`,
+    );
     expect(log.filter((l) => WEIGHTS.test(l.url))).toEqual([]);
   });
 
   it("sends the token to the hub, and says a private or gated model needs one", async () => {
     const url = `${HUB}/test/private/resolve/main/config.json`;
     await expect(loadModelFromUrl("test/private", { endpoint: HUB, cache: false })).rejects.toThrow(
-      new RegExp(`^wasm-lm: access denied to ${url} \\(HTTP 401 Unauthorized\\): a private or gated model needs a token`));
-    await expect(loadModelFromUrl("test/gated", { endpoint: HUB, cache: false })).rejects.toThrow(/access denied to .*\/test\/gated\/.*config\.json \(HTTP 403 Forbidden\).*token/);
+      new RegExp(`^wasm-lm: access denied to ${url} \\(HTTP 401 Unauthorized\\): a private or gated model needs a token`),
+    );
+    await expect(loadModelFromUrl("test/gated", { endpoint: HUB, cache: false })).rejects.toThrow(
+      /access denied to .*\/test\/gated\/.*config\.json \(HTTP 403 Forbidden\).*token/,
+    );
     log = [];
     const r = await loadModelFromUrl("test/private", { endpoint: HUB, cache: false, token: "secret", threads: 1 });
     r.model.dispose();
@@ -240,13 +262,16 @@ describe("loadModelFromUrl", () => {
   });
 
   it("names the URL when config.json is missing, a status is unexpected, or there are no weights", async () => {
-    await expect(loadModelFromUrl("test/no-config", { endpoint: HUB, cache: false }))
-      .rejects.toThrow(`wasm-lm: ${HUB}/test/no-config/resolve/main/config.json not found`);
+    await expect(loadModelFromUrl("test/no-config", { endpoint: HUB, cache: false })).rejects.toThrow(
+      `wasm-lm: ${HUB}/test/no-config/resolve/main/config.json not found`,
+    );
     expect(log.filter((l) => WEIGHTS.test(l.url))).toEqual([]);
-    await expect(loadModelFromUrl("test/broken", { endpoint: HUB, cache: false }))
-      .rejects.toThrow(`wasm-lm: HTTP 500 Internal Server Error fetching ${HUB}/test/broken/resolve/main/model.safetensors`);
-    await expect(loadModelFromUrl("test/no-weights", { endpoint: HUB, cache: false }))
-      .rejects.toThrow(/test\/no-weights\/resolve\/main: no checkpoint found/);
+    await expect(loadModelFromUrl("test/broken", { endpoint: HUB, cache: false })).rejects.toThrow(
+      `wasm-lm: HTTP 500 Internal Server Error fetching ${HUB}/test/broken/resolve/main/model.safetensors`,
+    );
+    await expect(loadModelFromUrl("test/no-weights", { endpoint: HUB, cache: false })).rejects.toThrow(
+      /test\/no-weights\/resolve\/main: no checkpoint found/,
+    );
   });
 
   it("tries a 503 again (src/http.ts's policy), `retries` times", async () => {
@@ -256,7 +281,8 @@ describe("loadModelFromUrl", () => {
     expect(requested("config.json")).toHaveLength(3);
     faults.busy = { file: "config.json", times: 1 };
     await expect(urlFiles("test/opt-tiny", { endpoint: HUB, cache: false, retries: 0 })("config.json")).rejects.toThrow(
-      `wasm-lm: HTTP 503 Service Unavailable fetching ${HUB}/test/opt-tiny/resolve/main/config.json`);
+      `wasm-lm: HTTP 503 Service Unavailable fetching ${HUB}/test/opt-tiny/resolve/main/config.json`,
+    );
   });
 
   it("names the URL when the network fails", async () => {
@@ -264,15 +290,17 @@ describe("loadModelFromUrl", () => {
     await new Promise<void>((ok) => closed.listen(0, "127.0.0.1", () => ok()));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((ok) => closed.close(ok));
-    await expect(loadModelFromUrl("test/opt-tiny", { endpoint: `http://127.0.0.1:${port}`, cache: false }))
-      .rejects.toThrow(new RegExp(`^wasm-lm: network error fetching http://127\\.0\\.0\\.1:${port}/test/opt-tiny/resolve/main/config\\.json: `));
+    await expect(loadModelFromUrl("test/opt-tiny", { endpoint: `http://127.0.0.1:${port}`, cache: false })).rejects.toThrow(
+      new RegExp(`^wasm-lm: network error fetching http://127\\.0\\.0\\.1:${port}/test/opt-tiny/resolve/main/config\\.json: `),
+    );
   });
 
   it("caches nothing from a download cut short, and downloads it again next time", async () => {
     const cache = new MemoryCache();
     faults.cut = { file: "model.safetensors", bytes: 1000 };
-    await expect(loadModelFromUrl("test/opt-tiny", { endpoint: HUB, cache }))
-      .rejects.toThrow(`downloading ${HUB}/test/opt-tiny/resolve/main/model.safetensors after`);
+    await expect(loadModelFromUrl("test/opt-tiny", { endpoint: HUB, cache })).rejects.toThrow(
+      `downloading ${HUB}/test/opt-tiny/resolve/main/model.safetensors after`,
+    );
     expect([...cache.entries.keys()]).toEqual([`${HUB}/test/opt-tiny/resolve/main/config.json`]);
     faults = {};
     log = [];
@@ -304,7 +332,11 @@ describe("loadModelFromUrl", () => {
     expect(isAsyncSource(source)).toBe(true);
     expect(requested("model.safetensors")).toHaveLength(1); // the damaged entry was fetched again
     expect(cache.entries.get(url)!.body.length).toBe(whole.length);
-    expect(events.filter((e) => e.file === "model.safetensors").at(-1)).toMatchObject({ loaded: whole.length, total: whole.length, cached: false });
+    expect(events.filter((e) => e.file === "model.safetensors").at(-1)).toMatchObject({
+      loaded: whole.length,
+      total: whole.length,
+      cached: false,
+    });
     const model = await DecoderModel.load(config, source, { threads: 1 });
     expect(await logitsDiff(model)).toBeLessThanOrEqual(LOGIT_TOL);
     // A cache that refuses the file (quota): the file is read into memory instead, still right.
@@ -342,7 +374,14 @@ describe("loadModelFromUrl with stream: the checkpoint read by ranges", () => {
     const cache = new MemoryCache();
     for (const residentEmbeddings of [true, false]) {
       log = [];
-      const { model } = await loadModelFromUrl("test/private", { endpoint: HUB, token: "secret", cache, stream: true, residentEmbeddings, threads: 1 });
+      const { model } = await loadModelFromUrl("test/private", {
+        endpoint: HUB,
+        token: "secret",
+        cache,
+        stream: true,
+        residentEmbeddings,
+        threads: 1,
+      });
       expect(model.streamsLayers).toBe(true);
       expect(model.streamsEmbeddings).toBe(!residentEmbeddings);
       expect(() => model.forward([ref.input_ids])).toThrow(/forwardAsync/);
@@ -375,10 +414,12 @@ describe("loadModelFromUrl with stream: the checkpoint read by ranges", () => {
   it("sharded safetensors stream; a pytorch_model.bin alone is a clear error; a bad config is refused first", async () => {
     const { model } = await loadModelFromUrl(`${HUB}/test/sharded/resolve/main`, { cache: false, stream: true, threads: 1 });
     expect(maxAbsDiff((await model.forwardAsync([ref.input_ids])).logits, ref.logits.flat()).max).toBeLessThanOrEqual(LOGIT_TOL);
-    await expect(loadModelFromUrl(`${HUB}/test/opt-bin/resolve/main`, { cache: false, stream: true, threads: 1 }))
-      .rejects.toThrow(/streaming needs a safetensors checkpoint/);
-    await expect(loadModelFromUrl(`${HUB}/test/opt-tiny/resolve/main`, { cache: false, stream: true, residentLayers: true }))
-      .rejects.toThrow(/cannot be combined with residentLayers true/);
+    await expect(loadModelFromUrl(`${HUB}/test/opt-bin/resolve/main`, { cache: false, stream: true, threads: 1 })).rejects.toThrow(
+      /streaming needs a safetensors checkpoint/,
+    );
+    await expect(
+      loadModelFromUrl(`${HUB}/test/opt-tiny/resolve/main`, { cache: false, stream: true, residentLayers: true }),
+    ).rejects.toThrow(/cannot be combined with residentLayers true/);
   });
 });
 
@@ -421,6 +462,8 @@ describe("pickedFiles", () => {
     // A FileList-like iterable of Files works too (names are base names)
     const list = pickedFiles([file("config.json"), file("model.safetensors")]);
     expect((await list("config.json"))?.length).toBe(fx("config.json").length);
-    await expect(openModelFiles(pickedFiles([file("model.safetensors")]), "picked")).rejects.toThrow("wasm-lm: picked/config.json not found");
+    await expect(openModelFiles(pickedFiles([file("model.safetensors")]), "picked")).rejects.toThrow(
+      "wasm-lm: picked/config.json not found",
+    );
   });
 });

@@ -11,8 +11,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = resolve(process.argv[2] ?? join(here, "out"));
 mkdirSync(out, { recursive: true });
 await esbuild.build({
-  entryPoints: [join(here, "worker.mjs")], outfile: join(out, "worker.js"),
-  bundle: true, format: "esm", platform: "browser", logLevel: "warning",
+  entryPoints: [join(here, "worker.mjs")],
+  outfile: join(out, "worker.js"),
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  logLevel: "warning",
 });
 const require = createRequire(join(here, "worker.mjs"));
 for (const build of ["simd", "relaxed", "simd-mt", "relaxed-mt"]) {

@@ -2,11 +2,19 @@
 // all of it is in the worker. ?model=…&prompt=…&tokens=… fill the form and start at once.
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL("./out/worker.js", import.meta.url), { type: "module" });
-const status = (state, text) => { $("status").dataset.state = state; $("status").textContent = text; };
+const status = (state, text) => {
+  $("status").dataset.state = state;
+  $("status").textContent = text;
+};
 
 worker.onmessage = ({ data: m }) => {
-  if (m.type === "progress") status("loading", `${m.file}: ${(m.done / 2 ** 20).toFixed(1)}${m.total ? ` of ${(m.total / 2 ** 20).toFixed(1)}` : ""} MiB${m.cached ? " (cached)" : ""}`);
-  else if (m.type === "loaded") status("generating", `loaded in ${m.ms.toFixed(0)} ms on ${m.threads} thread${m.threads === 1 ? "" : "s"}: generating…`);
+  if (m.type === "progress")
+    status(
+      "loading",
+      `${m.file}: ${(m.done / 2 ** 20).toFixed(1)}${m.total ? ` of ${(m.total / 2 ** 20).toFixed(1)}` : ""} MiB${m.cached ? " (cached)" : ""}`,
+    );
+  else if (m.type === "loaded")
+    status("generating", `loaded in ${m.ms.toFixed(0)} ms on ${m.threads} thread${m.threads === 1 ? "" : "s"}: generating…`);
   else if (m.type === "token") $("output").textContent += m.text;
   else if (m.type === "done") {
     $("output").dataset.tokens = String(m.tokens);

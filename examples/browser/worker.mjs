@@ -25,7 +25,13 @@ self.onmessage = async ({ data: { model: url, prompt, maxNewTokens } }) => {
     let step;
     while (!(step = await tokens.next()).done) self.postMessage({ type: "token", text: step.value.text });
     const r = step.value;
-    self.postMessage({ type: "done", tokens: r.new_tokens.length, text: r.text, finishReason: r.finish_reason, tokensPerSecond: r.timings.tokens_per_second });
+    self.postMessage({
+      type: "done",
+      tokens: r.new_tokens.length,
+      text: r.text,
+      finishReason: r.finish_reason,
+      tokensPerSecond: r.timings.tokens_per_second,
+    });
   } catch (e) {
     self.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) });
   }

@@ -13,14 +13,17 @@ const { model, tokenizer } = await loadModel(spec);
 const engine = new Engine(model, { maxBatch: 4, ctx: Math.min(1024, model.dims.maxPositions), decodable: tokenizer?.vocabSize });
 const handler = createHandler({ engine, tokenizer, modelId: spec, eosTokenIds: model.dims.eos });
 
-const server = Deno.serve({
-  hostname: "127.0.0.1",
-  port: Number(port),
-  onListen: ({ port }) => {
-    console.log(`serving ${spec} at http://127.0.0.1:${port}/v1`);
-    if (spec.startsWith("synthetic:")) console.log(`note: ${spec} has random weights: its text is noise`);
+const server = Deno.serve(
+  {
+    hostname: "127.0.0.1",
+    port: Number(port),
+    onListen: ({ port }) => {
+      console.log(`serving ${spec} at http://127.0.0.1:${port}/v1`);
+      if (spec.startsWith("synthetic:")) console.log(`note: ${spec} has random weights: its text is noise`);
+    },
   },
-}, handler);
+  handler,
+);
 
 // Ctrl-C: finish the requests in flight, then exit.
 Deno.addSignalListener("SIGINT", async () => {

@@ -29,8 +29,10 @@ try {
   while (!(step = await tokens.next()).done) process.stdout.write(step.value.text);
   const { finish_reason, timings } = step.value; // the generator's return value: the whole result
   process.stdout.write("\n");
-  console.error(`${finish_reason}: ${timings.tokens_per_second.toFixed(1)} tokens/s, ` +
-    `load ${loadMs.toFixed(0)} ms, prefill ${timings.prefill_ms.toFixed(0)} ms`);
+  console.error(
+    `${finish_reason}: ${timings.tokens_per_second.toFixed(1)} tokens/s, ` +
+      `load ${loadMs.toFixed(0)} ms, prefill ${timings.prefill_ms.toFixed(0)} ms`,
+  );
 } finally {
   model.dispose(); // stops the worker threads
 }

@@ -31,7 +31,9 @@ const server = createServer(async (req, res) => {
   res.once("close", onClose);
   const hasBody = req.method !== "GET" && req.method !== "HEAD";
   const request = new Request(`http://${req.headers.host ?? "localhost"}${req.url}`, {
-    method: req.method, headers: req.headers, signal: gone.signal,
+    method: req.method,
+    headers: req.headers,
+    signal: gone.signal,
     ...(hasBody ? { body: Readable.toWeb(req), duplex: "half" } : {}),
   });
   const response = await handler(request);

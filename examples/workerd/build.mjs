@@ -11,10 +11,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = resolve(process.argv[2] ?? join(here, "out"));
 mkdirSync(join(out, "wasm-lm/build"), { recursive: true });
 await esbuild.build({
-  entryPoints: [join(here, "worker.mjs")], outfile: join(out, "worker.js"),
-  bundle: true, format: "esm", platform: "neutral",
+  entryPoints: [join(here, "worker.mjs")],
+  outfile: join(out, "worker.js"),
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
   conditions: ["workerd", "worker", "browser"], // wasm-lm's platform-neutral entry, no node: imports
-  external: ["*.wasm"],                          // kept as imports: config.capnp lists the module
+  external: ["*.wasm"], // kept as imports: config.capnp lists the module
   logLevel: "warning",
 });
 // The .wasm, at the name the bundle imports it by.

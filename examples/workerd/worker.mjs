@@ -29,10 +29,18 @@ async function open(env) {
   const tokenizer = await openTokenizer(files, base);
   const source = await openRangedCheckpoint(async (file) => httpRangeReader(base + file), base);
   const model = await DecoderModel.load(config, source, {
-    residentLayers: false, residentEmbeddings: false, // one layer in memory at a time
-    module: wasm, build: "simd", threads: 1,          // a Worker has no threads
+    residentLayers: false,
+    residentEmbeddings: false, // one layer in memory at a time
+    module: wasm,
+    build: "simd",
+    threads: 1, // a Worker has no threads
   });
-  const engine = new Engine(model, { maxBatch: 2, maxQueue: 8, ctx: Math.min(256, model.dims.maxPositions), decodable: tokenizer?.vocabSize });
+  const engine = new Engine(model, {
+    maxBatch: 2,
+    maxQueue: 8,
+    ctx: Math.min(256, model.dims.maxPositions),
+    decodable: tokenizer?.vocabSize,
+  });
   return createHandler({ engine, tokenizer, modelId: env.MODEL_ID || base, eosTokenIds: model.dims.eos, apiKey: env.API_KEY || undefined });
 }
 
@@ -42,7 +50,10 @@ export default {
    * @param {{ MODEL_URL: string, MODEL_ID?: string, API_KEY?: string }} env
    */
   async fetch(request, env) {
-    serving ??= open(env).catch((e) => { serving = undefined; throw e; });
+    serving ??= open(env).catch((e) => {
+      serving = undefined;
+      throw e;
+    });
     return (await serving)(request);
   },
 };

@@ -27,7 +27,10 @@ function f16BitsToF32Bits(h: number): number {
     if (mant === 0) return sign >>> 0;
     // Subnormal half: normalise into an f32 normal.
     let e = 113; // 127 - 15 + 1
-    while ((mant & 0x400) === 0) { mant <<= 1; e--; }
+    while ((mant & 0x400) === 0) {
+      mant <<= 1;
+      e--;
+    }
     return (sign | (e << 23) | ((mant & 0x3ff) << 13)) >>> 0;
   }
   if (exp === 31) return (sign | 0x7f800000 | (mant << 13)) >>> 0; // inf / NaN (payload kept)

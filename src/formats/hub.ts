@@ -31,7 +31,17 @@ import { CHECKPOINT_FILES } from "./index.js";
 import { isPlainFileName, parseShardIndex, shardFiles } from "./multi.js";
 import { checkRevision, DEFAULT_ENDPOINT, HubError, hubFileUrl, parseModelId } from "./hubids.js";
 import {
-  declaredLength, discard, HttpError, isTransient, Progress, readChunks, send, sleep, statusError, withRetries, type DownloadProgress,
+  declaredLength,
+  discard,
+  HttpError,
+  isTransient,
+  Progress,
+  readChunks,
+  send,
+  sleep,
+  statusError,
+  withRetries,
+  type DownloadProgress,
 } from "../http.js";
 
 export { HubError, parseModelId } from "./hubids.js";
@@ -70,8 +80,12 @@ export interface ResolveOptions {
 
 /** Files fetched when present; a 404 for them is normal. */
 export const OPTIONAL_FILES = [
-  "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
-  "special_tokens_map.json", "generation_config.json",
+  "tokenizer.json",
+  "vocab.json",
+  "merges.txt",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "generation_config.json",
 ] as const;
 
 /** A full commit hash: huggingface_hub uses such a revision as the snapshot name directly. */
@@ -100,8 +114,12 @@ function envPath(name: string): string | undefined {
  * else ~/.cache/huggingface/hub.
  */
 export function hubCacheRoot(cacheDir?: string): string {
-  return cacheDir ?? envPath("HF_HUB_CACHE") ?? envPath("HUGGINGFACE_HUB_CACHE") ??
-    join(envPath("HF_HOME") ?? join(envPath("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "huggingface"), "hub");
+  return (
+    cacheDir ??
+    envPath("HF_HUB_CACHE") ??
+    envPath("HUGGINGFACE_HUB_CACHE") ??
+    join(envPath("HF_HOME") ?? join(envPath("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "huggingface"), "hub")
+  );
 }
 
 /** The model's folder in the hub cache (refs/, blobs/, snapshots/), without touching the network. */
@@ -217,7 +235,11 @@ async function resolve(id: string, opts: ResolveOptions): Promise<string> {
   }
 
   const ctx: Ctx = {
-    id, owner, name, revision, repoDir,
+    id,
+    owner,
+    name,
+    revision,
+    repoDir,
     locksDir: join(root, ".locks", `models--${owner}--${name}`),
     legacyDir: legacyModelDir(id, revision),
     endpoint: (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
@@ -249,7 +271,8 @@ async function resolve(id: string, opts: ResolveOptions): Promise<string> {
     throw new HubError(`model '${id}' not found at ${fileUrl(ctx, "config.json")}${hint}`);
   }
   if (head.commit !== undefined) {
-    if (!COMMIT_LIKE.test(head.commit)) throw new HubError(`${fileUrl(ctx, "config.json")}: invalid X-Repo-Commit ${JSON.stringify(head.commit)}`);
+    if (!COMMIT_LIKE.test(head.commit))
+      throw new HubError(`${fileUrl(ctx, "config.json")}: invalid X-Repo-Commit ${JSON.stringify(head.commit)}`);
     ctx.commit = head.commit;
     ctx.urlRevision = head.commit;
     ctx.snapshot = join(repoDir, "snapshots", head.commit);
@@ -273,7 +296,7 @@ async function resolve(id: string, opts: ResolveOptions): Promise<string> {
     if (file.endsWith(".index.json")) {
       const wm = parseShardIndex(readFileSync(join(ctx.snapshot, file)), `${id}/${file}`);
       for (const shard of shardFiles(wm)) {
-        if (await ensure(ctx, shard) !== "ok") {
+        if ((await ensure(ctx, shard)) !== "ok") {
           throw new HubError(`shard ${shard} named by ${file} is missing at ${fileUrl(ctx, shard)}`);
         }
       }
@@ -282,8 +305,7 @@ async function resolve(id: string, opts: ResolveOptions): Promise<string> {
     break;
   }
   if (!weights) {
-    throw new HubError(`model '${id}' has no weights at ${ctx.endpoint}/${owner}/${name} ` +
-      `(looked for ${CHECKPOINT_FILES.join(", ")})`);
+    throw new HubError(`model '${id}' has no weights at ${ctx.endpoint}/${owner}/${name} ` + `(looked for ${CHECKPOINT_FILES.join(", ")})`);
   }
   for (const file of OPTIONAL_FILES) await ensure(ctx, file);
   return ctx.snapshot;
@@ -426,7 +448,8 @@ async function headOnce(ctx: Ctx, file: string): Promise<Head> {
   const etag = blobName(hop.linkedEtag ?? res.headers.get("etag"));
   let size = hop.linkedSize !== undefined && /^\d+$/.test(hop.linkedSize) ? Number(hop.linkedSize) : undefined;
   const len = res.headers.get("content-length");
-  if (size === undefined && !hop.crossOrigin && len !== null && /^\d+$/.test(len) && !res.headers.get("content-encoding")) size = Number(len);
+  if (size === undefined && !hop.crossOrigin && len !== null && /^\d+$/.test(len) && !res.headers.get("content-encoding"))
+    size = Number(len);
   return { status: "ok", commit, etag, size };
 }
 
@@ -461,7 +484,7 @@ async function fetchBlob(ctx: Ctx, file: string, head: Head): Promise<string> {
   const release = await acquireLock(join(ctx.locksDir, `${key}.wasm-lm.lock`), ctx.signal);
   try {
     if (head.etag && existsSync(join(blobs, head.etag))) return join(blobs, head.etag); // another process finished it
-    if (head.etag && await adoptLegacy(ctx, file, head.etag)) return join(blobs, head.etag);
+    if (head.etag && (await adoptLegacy(ctx, file, head.etag))) return join(blobs, head.etag);
     const part = join(blobs, `${key}.incomplete`);
     const sha = await retrying(ctx, () => getOnce(ctx, file, part, head));
     const final = join(blobs, head.etag ?? sha);

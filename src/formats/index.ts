@@ -7,23 +7,51 @@ import { openPytorchBin } from "./pytorch.js";
 import { MultiSource, parseShardIndex, shardFiles } from "./multi.js";
 
 export {
-  type DType, type AnyDType, type TensorInfo, type TensorSource, type AsyncTensorSource,
-  CheckpointError, isAsyncSource, DTYPE_SIZE, isAnyDType, isSupportedDType, numel,
+  type DType,
+  type AnyDType,
+  type TensorInfo,
+  type TensorSource,
+  type AsyncTensorSource,
+  CheckpointError,
+  isAsyncSource,
+  DTYPE_SIZE,
+  isAnyDType,
+  isSupportedDType,
+  numel,
 } from "./types.js";
 export {
-  f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, convertToF32,
-  f32ArrayToF16Bytes, f32ArrayToBf16Bytes, f32ArrayToBytes,
+  f16ToF32,
+  f32ToF16,
+  bf16ToF32,
+  f32ToBf16,
+  convertToF32,
+  f32ArrayToF16Bytes,
+  f32ArrayToBf16Bytes,
+  f32ArrayToBytes,
 } from "./dtype.js";
 export {
-  openSafetensors, writeSafetensors, SafetensorsSource, safetensorsHeaderLength, parseSafetensorsHeader,
-  type SafetensorsEntry, type TensorToWrite,
+  openSafetensors,
+  writeSafetensors,
+  SafetensorsSource,
+  safetensorsHeaderLength,
+  parseSafetensorsHeader,
+  type SafetensorsEntry,
+  type TensorToWrite,
 } from "./safetensors.js";
 export { openPytorchBin, PytorchSource } from "./pytorch.js";
 export { MultiSource, parseShardIndex, shardFiles, isPlainFileName, type Shard } from "./multi.js";
 export {
-  httpRangeReader, blobRangeReader, bytesRangeReader, openRangedSafetensors, openRangedCheckpoint, openRangedSafetensorsCheckpoint,
-  RangedSafetensors, RangeReadError,
-  type RangeReader, type RangeOpener, type HttpRangeOptions,
+  httpRangeReader,
+  blobRangeReader,
+  bytesRangeReader,
+  openRangedSafetensors,
+  openRangedCheckpoint,
+  openRangedSafetensorsCheckpoint,
+  RangedSafetensors,
+  RangeReadError,
+  type RangeReader,
+  type RangeOpener,
+  type HttpRangeOptions,
 } from "./ranged.js";
 
 /** The checkpoint files looked for in a model directory, in order of preference. */

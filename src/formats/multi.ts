@@ -17,7 +17,11 @@ export class MultiSource implements TensorSource {
    * Without `weightMap`, the union of the shards (a name in two shards is an error). With it,
    * exactly the mapped tensors; every file it names must be among `shards` and hold the tensor.
    */
-  constructor(shards: Shard[], weightMap?: Map<string, string>, readonly label = "checkpoint") {
+  constructor(
+    shards: Shard[],
+    weightMap?: Map<string, string>,
+    readonly label = "checkpoint",
+  ) {
     const byFile = new Map<string, TensorSource>();
     for (const s of shards) {
       if (byFile.has(s.file)) fail(label, `shard ${q(s.file)} given twice`);

@@ -47,8 +47,9 @@ export function readFileBytes(path: string): Uint8Array {
   try {
     const size = fstatSync(fd).size;
     if (size > constants.MAX_LENGTH) {
-      throw new CheckpointError(`${path}: ${size} bytes is more than this runtime can hold in one buffer ` +
-        `(${constants.MAX_LENGTH}); use a sharded checkpoint`);
+      throw new CheckpointError(
+        `${path}: ${size} bytes is more than this runtime can hold in one buffer ` + `(${constants.MAX_LENGTH}); use a sharded checkpoint`,
+      );
     }
     const out = new Uint8Array(size);
     const CHUNK = 1 << 30;

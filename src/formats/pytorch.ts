@@ -3,33 +3,48 @@
 // little-endian storage per key). The pickle names each tensor's storage, offset, shape and
 // strides; the restricted unpickler in pickle.ts reads it without executing anything.
 
-import {
-  type AnyDType, type TensorInfo, type TensorSource,
-  DTYPE_SIZE, isSupportedDType, fail, q, numel, checkDst,
-} from "./types.js";
+import { type AnyDType, type TensorInfo, type TensorSource, DTYPE_SIZE, isSupportedDType, fail, q, numel, checkDst } from "./types.js";
 import { convertToF32 } from "./dtype.js";
 import { openZip, crc32, type Crc32, type ZipArchive } from "./zip.js";
 import { unpickle, PyGlobal, PyTuple, type Hooks } from "./pickle.js";
 
 /** torch storage classes → element type. Only F32/F16/BF16 can be read as f32. */
 const STORAGES: Record<string, AnyDType> = {
-  FloatStorage: "F32", HalfStorage: "F16", BFloat16Storage: "BF16",
-  DoubleStorage: "F64", LongStorage: "I64", IntStorage: "I32", ShortStorage: "I16",
-  CharStorage: "I8", ByteStorage: "U8", BoolStorage: "BOOL",
+  FloatStorage: "F32",
+  HalfStorage: "F16",
+  BFloat16Storage: "BF16",
+  DoubleStorage: "F64",
+  LongStorage: "I64",
+  IntStorage: "I32",
+  ShortStorage: "I16",
+  CharStorage: "I8",
+  ByteStorage: "U8",
+  BoolStorage: "BOOL",
 };
 
 class StorageType {
-  constructor(readonly name: string, readonly dtype: AnyDType) {}
+  constructor(
+    readonly name: string,
+    readonly dtype: AnyDType,
+  ) {}
 }
 
 // Classes rather than plain objects so `instanceof` tells them apart from pickle values.
 class StorageRef {
-  constructor(readonly key: string, readonly dtype: AnyDType, readonly numel: number) {}
+  constructor(
+    readonly key: string,
+    readonly dtype: AnyDType,
+    readonly numel: number,
+  ) {}
 }
 
 class TensorRef {
-  constructor(readonly storage: StorageRef, readonly offset: number, readonly shape: number[],
-    readonly stride: number[]) {}
+  constructor(
+    readonly storage: StorageRef,
+    readonly offset: number,
+    readonly shape: number[],
+    readonly stride: number[],
+  ) {}
 }
 
 const ORDERED_DICT = new PyGlobal("collections", "OrderedDict");
@@ -72,8 +87,11 @@ export class PytorchSource implements TensorSource {
     const info = this.get(name);
     if (!info) fail(this.label, `no tensor named ${q(name)}`);
     if (!isSupportedDType(info.dtype)) {
-      fail(this.label, `tensor ${q(name)} has dtype ${info.dtype}, which cannot be read as f32 ` +
-        "(supported: FloatStorage, HalfStorage, BFloat16Storage)");
+      fail(
+        this.label,
+        `tensor ${q(name)} has dtype ${info.dtype}, which cannot be read as f32 ` +
+          "(supported: FloatStorage, HalfStorage, BFloat16Storage)",
+      );
     }
     checkDst(this.label, info, dst);
     convertToF32(info.dtype, this.readRaw(name), dst);
@@ -103,8 +121,10 @@ export interface PytorchBinOptions {
 export function openPytorchBin(bytes: Uint8Array, label = "pytorch_model.bin", opts: PytorchBinOptions = {}): PytorchSource {
   if (!(bytes instanceof Uint8Array)) fail(label, "expected a Uint8Array");
   if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1] <= 5) {
-    fail(label, "legacy torch.save format (PyTorch < 1.6) is not supported; re-save it with a newer PyTorch " +
-      "or convert it to safetensors");
+    fail(
+      label,
+      "legacy torch.save format (PyTorch < 1.6) is not supported; re-save it with a newer PyTorch " + "or convert it to safetensors",
+    );
   }
   const zip = openZip(bytes, label);
   if (opts.verifyChecksums) zip.verifyChecksums(typeof opts.verifyChecksums === "function" ? opts.verifyChecksums : crc32);
@@ -141,8 +161,10 @@ export function openPytorchBin(bytes: Uint8Array, label = "pytorch_model.bin", o
     if (!entry) fail(label, `tensor ${q(name)}: storage ${q(s.key)} is missing from the archive`);
     const want = s.numel * DTYPE_SIZE[s.dtype];
     if (entry.size !== want) {
-      fail(label, `tensor ${q(name)}: storage ${q(s.key)} has ${entry.size} bytes, ` +
-        `expected ${s.numel} × ${DTYPE_SIZE[s.dtype]} = ${want}`);
+      fail(
+        label,
+        `tensor ${q(name)}: storage ${q(s.key)} has ${entry.size} bytes, ` + `expected ${s.numel} × ${DTYPE_SIZE[s.dtype]} = ${want}`,
+      );
     }
   }
   return new PytorchSource(zip, label, prefix, refs);
@@ -166,8 +188,14 @@ function torchHooks(label: string): Hooks {
       // ('storage', storage_type, key, location, numel)
       const t = pid instanceof PyTuple ? pid.items : [];
       const [tag, type, key, location, n] = t;
-      if (t.length !== 5 || tag !== "storage" || !(type instanceof StorageType) ||
-        typeof key !== "string" || typeof location !== "string" || !isCount(n)) {
+      if (
+        t.length !== 5 ||
+        tag !== "storage" ||
+        !(type instanceof StorageType) ||
+        typeof key !== "string" ||
+        typeof location !== "string" ||
+        !isCount(n)
+      ) {
         fail(label, "pickle has an unsupported persistent id (expected ('storage', type, key, location, numel))");
       }
       if (!/^[A-Za-z0-9_.-]+$/.test(key)) fail(label, `storage key ${q(key)} is not a plain name`);
@@ -194,8 +222,12 @@ function torchHooks(label: string): Hooks {
         if (args.length !== 3 || !isTensorRef(args[0])) fail(label, "pickle calls _rebuild_parameter with bad arguments");
         return args[0];
       }
-      const what = callable instanceof StorageType ? `torch.${callable.name}`
-        : callable instanceof PyGlobal ? callable.qualified : "a non-callable value";
+      const what =
+        callable instanceof StorageType
+          ? `torch.${callable.name}`
+          : callable instanceof PyGlobal
+            ? callable.qualified
+            : "a non-callable value";
       fail(label, `pickle calls ${what}, which a state dict never does`);
     },
 
@@ -211,10 +243,16 @@ function torchHooks(label: string): Hooks {
 // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
 function rebuildTensor(label: string, args: unknown[]): TensorRef {
   const [storage, offset, size, stride] = args;
-  if ((args.length !== 6 && args.length !== 7) || !isStorageRef(storage) || !isCount(offset) ||
-    !(size instanceof PyTuple) || !(stride instanceof PyTuple) ||
-    !size.items.every(isCount) || !stride.items.every(Number.isSafeInteger) ||
-    size.items.length !== stride.items.length) {
+  if (
+    (args.length !== 6 && args.length !== 7) ||
+    !isStorageRef(storage) ||
+    !isCount(offset) ||
+    !(size instanceof PyTuple) ||
+    !(stride instanceof PyTuple) ||
+    !size.items.every(isCount) ||
+    !stride.items.every(Number.isSafeInteger) ||
+    size.items.length !== stride.items.length
+  ) {
     fail(label, "pickle calls _rebuild_tensor_v2 with bad arguments");
   }
   return new TensorRef(storage, offset, size.items as number[], stride.items as number[]);
@@ -229,14 +267,19 @@ function checkTensor(label: string, name: string, r: TensorRef): void {
   for (let i = r.shape.length - 1; i >= 0; i--) {
     // A dimension of size 1 is never stepped over, so its stride does not matter.
     if (r.shape[i] !== 1 && r.stride[i] !== want) {
-      fail(label, `tensor ${q(name)}: non-contiguous strides [${r.stride.join(", ")}] for shape ` +
-        `[${r.shape.join(", ")}]; save it after .contiguous()`);
+      fail(
+        label,
+        `tensor ${q(name)}: non-contiguous strides [${r.stride.join(", ")}] for shape ` +
+          `[${r.shape.join(", ")}]; save it after .contiguous()`,
+      );
     }
     want *= r.shape[i];
   }
   if (r.offset + n > r.storage.numel) {
-    fail(label, `tensor ${q(name)}: storage ${q(r.storage.key)} has ${r.storage.numel} elements, ` +
-      `tensor needs offset ${r.offset} + ${n}`);
+    fail(
+      label,
+      `tensor ${q(name)}: storage ${q(r.storage.key)} has ${r.storage.numel} elements, ` + `tensor needs offset ${r.offset} + ${n}`,
+    );
   }
 }
 

@@ -40,9 +40,13 @@ export interface RangeReader {
 /** A read that failed for a reason other than the file's contents: HTTP status, network, a bad server. */
 export class RangeReadError extends HttpError {
   override name = "RangeReadError";
-  constructor(message: string, status?: number,
+  constructor(
+    message: string,
+    status?: number,
     /** Worth another try: the network failed, the connection dropped, HTTP 408, 429 or 5xx. */
-    transient = false, retryAfterMs?: number) {
+    transient = false,
+    retryAfterMs?: number,
+  ) {
     super(message, status, transient, retryAfterMs);
   }
 }
@@ -79,7 +83,8 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
   const sameFile = (res: Response) => {
     const e = res.headers.get("etag");
     if (e === null) return;
-    if (etag !== null && e !== etag) throw err(`the file changed between reads (ETag ${JSON.stringify(oneLine(etag))} → ${JSON.stringify(oneLine(e))})`);
+    if (etag !== null && e !== etag)
+      throw err(`the file changed between reads (ETag ${JSON.stringify(oneLine(etag))} → ${JSON.stringify(oneLine(e))})`);
     etag = e;
   };
 
@@ -89,8 +94,11 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
     const span = `${offset}-${offset + length - 1}`;
     let res: Response | undefined;
     try {
-      res = await send(url, { headers: { ...opts.headers, range: `bytes=${span}` }, signal: opts.signal },
-        { fetch: opts.fetch, what: `bytes ${span}` });
+      res = await send(
+        url,
+        { headers: { ...opts.headers, range: `bytes=${span}` }, signal: opts.signal },
+        { fetch: opts.fetch, what: `bytes ${span}` },
+      );
       return await answer(res, offset, length, `bytes ${span}`, into);
     } catch (e) {
       // http.ts's errors (network, a lost connection, a status) with the label in front
@@ -106,9 +114,11 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       sameFile(res);
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr?.trim() ?? "");
       if (!m) {
-        throw err(cr === null
-          ? "HTTP 206 without a Content-Range header (a cross-origin server must list it in Access-Control-Expose-Headers)"
-          : `HTTP 206 with Content-Range ${JSON.stringify(oneLine(cr))}, not 'bytes a-b/size'`);
+        throw err(
+          cr === null
+            ? "HTTP 206 without a Content-Range header (a cross-origin server must list it in Access-Control-Expose-Headers)"
+            : `HTTP 206 with Content-Range ${JSON.stringify(oneLine(cr))}, not 'bytes a-b/size'`,
+        );
       }
       const [a, b, total] = m.slice(1).map(Number);
       if (a !== offset || b !== Math.min(offset + length, total) - 1 || b < a || !Number.isSafeInteger(total)) {
@@ -125,8 +135,10 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
       // Range ignored: the body is the whole file, which will do if that is all that was asked for.
       const body = offset === 0 ? await readBody(res, { max: length, into, what: "the whole file", signal: opts.signal }) : undefined;
       if (!body) {
-        throw err("the server does not support range requests (it answered a ranged GET with HTTP 200 and the " +
-          "whole file), so the model cannot be streamed from it");
+        throw err(
+          "the server does not support range requests (it answered a ranged GET with HTTP 200 and the " +
+            "whole file), so the model cannot be streamed from it",
+        );
       }
       learn(body.length);
       return body;
@@ -139,13 +151,21 @@ export function httpRangeReader(url: string, opts: HttpRangeOptions = {}): Range
     }
     if (res.status === 404) throw err("not found (HTTP 404)", 404);
     if (res.status === 401 || res.status === 403) {
-      throw err(`access denied (HTTP ${res.status}): a private or gated model needs a token ` +
-        "(headers: { authorization: 'Bearer hf_…' })", res.status);
+      throw err(
+        `access denied (HTTP ${res.status}): a private or gated model needs a token ` + "(headers: { authorization: 'Bearer hf_…' })",
+        res.status,
+      );
     }
     throw statusError(res, range);
   }
 
-  return { get size() { return size; }, read, retry: { retries: opts.retries, signal: opts.signal } };
+  return {
+    get size() {
+      return size;
+    },
+    read,
+    retry: { retries: opts.retries, signal: opts.signal },
+  };
 }
 
 /** Reads spans of a Blob or File (e.g. one picked in a browser) without reading it whole. */
@@ -171,10 +191,13 @@ export function blobRangeReader(blob: Blob, label = (blob as File).name || "blob
 /** A safetensors file whose header is in memory and whose tensors are read when asked for. */
 export class RangedSafetensors implements AsyncTensorSource {
   /** Use `openRangedSafetensors`; the constructor trusts its (already validated) arguments. */
-  constructor(private readonly reader: RangeReader, readonly label: string,
+  constructor(
+    private readonly reader: RangeReader,
+    readonly label: string,
     private readonly entries: Map<string, SafetensorsEntry>,
     /** The `__metadata__` map (string → string), empty when absent. */
-    readonly metadata: Record<string, string>) {}
+    readonly metadata: Record<string, string>,
+  ) {}
 
   tensors(): TensorInfo[] {
     return [...this.entries.values()].map(publicInfo);
@@ -258,8 +281,11 @@ export async function openRangedCheckpoint(open: RangeOpener, label = ""): Promi
   if (found) return found;
   for (const file of TORCH_FILES) {
     if (await ifPresent(open, file, (r) => r.read(0, 1))) {
-      fail(name(file), "streaming needs a safetensors checkpoint; convert this one first " +
-        "(wasm-lm quantize --dtype f32 --out DIR writes model.safetensors)");
+      fail(
+        name(file),
+        "streaming needs a safetensors checkpoint; convert this one first " +
+          "(wasm-lm quantize --dtype f32 --out DIR writes model.safetensors)",
+      );
     }
   }
   fail(label || "checkpoint", `no checkpoint found (looked for model.safetensors, ${INDEX}, ${TORCH_FILES.join(", ")})`);
@@ -278,11 +304,15 @@ export async function openRangedSafetensorsCheckpoint(open: RangeOpener, label =
   if (single) return single;
   const weightMap = await ifPresent(open, INDEX, async (r) => parseShardIndex(await readWhole(r, name(INDEX)), name(INDEX)));
   if (!weightMap) return undefined;
-  const shards = new Map(await Promise.all(shardFiles(weightMap).map(async (file) => {
-    const shard = await ifPresent(open, file, (r) => openRangedSafetensors(r, name(file)));
-    if (!shard) fail(name(INDEX), `shard ${q(file)} named by the index is missing`);
-    return [file, shard] as const;
-  })));
+  const shards = new Map(
+    await Promise.all(
+      shardFiles(weightMap).map(async (file) => {
+        const shard = await ifPresent(open, file, (r) => openRangedSafetensors(r, name(file)));
+        if (!shard) fail(name(INDEX), `shard ${q(file)} named by the index is missing`);
+        return [file, shard] as const;
+      }),
+    ),
+  );
   return new RangedShards(shards, weightMap, name(INDEX));
 }
 
@@ -303,7 +333,11 @@ export function bytesRangeReader(bytes: Uint8Array): RangeReader {
 class RangedShards implements AsyncTensorSource {
   private readonly owner = new Map<string, RangedSafetensors>();
 
-  constructor(shards: Map<string, RangedSafetensors>, weightMap: Map<string, string>, readonly label: string) {
+  constructor(
+    shards: Map<string, RangedSafetensors>,
+    weightMap: Map<string, string>,
+    readonly label: string,
+  ) {
     for (const [name, file] of weightMap) {
       const src = shards.get(file)!;
       if (!src.get(name)) fail(label, `tensor ${q(name)}: not in shard ${q(file)} where the index puts it`);
@@ -329,7 +363,10 @@ class RangedShards implements AsyncTensorSource {
       const s = this.source(n);
       byShard.set(s, [...(byShard.get(s) ?? []), n]);
     }
-    return runReads([...byShard].flatMap(([s, ns]) => s.reads(ns)), scratch);
+    return runReads(
+      [...byShard].flatMap(([s, ns]) => s.reads(ns)),
+      scratch,
+    );
   }
 
   private source(name: string): RangedSafetensors {
@@ -363,8 +400,11 @@ async function runReads(reads: MergedRead[], scratch?: Uint8Array): Promise<Map<
  * BYOB read that failed took the scratch's memory with it (it is detached): the next try gets
  * fresh memory of its size.
  */
-async function retried<T>(reader: RangeReader | undefined, scratch: Uint8Array | undefined,
-  attempt: (scratch?: Uint8Array) => Promise<T>): Promise<T> {
+async function retried<T>(
+  reader: RangeReader | undefined,
+  scratch: Uint8Array | undefined,
+  attempt: (scratch?: Uint8Array) => Promise<T>,
+): Promise<T> {
   const size = scratch?.length ?? 0;
   return withRetries(() => attempt(scratch), {
     ...reader?.retry,
@@ -439,7 +479,10 @@ async function readExact(r: RangeReader, offset: number, length: number, label: 
   if (length === 0) return new Uint8Array(0);
   const b = await r.read(offset, length, into);
   if (b.length !== length) {
-    fail(label, `bytes ${offset}-${offset + length - 1}: read ${b.length} of ${length} bytes (file shorter than its header says, or changed?)`);
+    fail(
+      label,
+      `bytes ${offset}-${offset + length - 1}: read ${b.length} of ${length} bytes (file shorter than its header says, or changed?)`,
+    );
   }
   return b;
 }
@@ -457,4 +500,3 @@ function isCount(x: number): boolean {
 function publicInfo(e: SafetensorsEntry): TensorInfo {
   return { name: e.name, dtype: e.dtype, shape: [...e.shape] };
 }
-

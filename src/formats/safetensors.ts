@@ -6,8 +6,17 @@
 // problem is a one-line CheckpointError naming the file and the tensor.
 
 import {
-  type AnyDType, type TensorInfo, type TensorSource,
-  DTYPE_SIZE, isAnyDType, isSupportedDType, fail, q, oneLine, numel, checkDst,
+  type AnyDType,
+  type TensorInfo,
+  type TensorSource,
+  DTYPE_SIZE,
+  isAnyDType,
+  isSupportedDType,
+  fail,
+  q,
+  oneLine,
+  numel,
+  checkDst,
 } from "./types.js";
 import { convertToF32 } from "./dtype.js";
 
@@ -24,8 +33,7 @@ export class SafetensorsSource implements TensorSource {
   private readonly entries: Map<string, Entry>;
 
   /** Use `openSafetensors`; the constructor trusts its (already validated) arguments. */
-  constructor(bytes: Uint8Array, label: string, entries: Map<string, Entry>,
-    metadata: Record<string, string>) {
+  constructor(bytes: Uint8Array, label: string, entries: Map<string, Entry>, metadata: Record<string, string>) {
     this.bytes = bytes;
     this.label = label;
     this.entries = entries;
@@ -49,8 +57,7 @@ export class SafetensorsSource implements TensorSource {
   readF32(name: string, dst: Float32Array): void {
     const e = this.entry(name);
     if (!isSupportedDType(e.dtype)) {
-      fail(this.label, `tensor ${q(name)} has dtype ${e.dtype}, which cannot be read as f32 ` +
-        "(supported: F32, F16, BF16)");
+      fail(this.label, `tensor ${q(name)} has dtype ${e.dtype}, which cannot be read as f32 ` + "(supported: F32, F16, BF16)");
     }
     checkDst(this.label, e, dst);
     convertToF32(e.dtype, this.bytes.subarray(e.begin, e.end), dst);
@@ -103,8 +110,11 @@ export interface SafetensorsEntry extends TensorInfo {
  * Validates the JSON header (the bytes after the 8-byte length) of a file of `fileSize` bytes:
  * every entry's dtype, shape and offsets, and no two tensors sharing bytes. Entries in file order.
  */
-export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, label: string):
-  { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string>; dataStart: number } {
+export function parseSafetensorsHeader(
+  json: Uint8Array,
+  fileSize: number,
+  label: string,
+): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string>; dataStart: number } {
   const header = parseHeaderJson(json, label);
   const dataStart = 8 + json.length;
   const dataLen = fileSize - dataStart;
@@ -124,10 +134,14 @@ export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, label
   // another, which HF's writer never produces.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < entries.length; i++) {
-    const p = entries[i - 1], c = entries[i];
+    const p = entries[i - 1],
+      c = entries[i];
     if (c.begin < p.end) {
-      fail(label, `tensor ${q(c.name)} bytes [${c.begin - dataStart}, ${c.end - dataStart}) overlap ` +
-        `tensor ${q(p.name)} [${p.begin - dataStart}, ${p.end - dataStart})`);
+      fail(
+        label,
+        `tensor ${q(c.name)} bytes [${c.begin - dataStart}, ${c.end - dataStart}) overlap ` +
+          `tensor ${q(p.name)} [${p.begin - dataStart}, ${p.end - dataStart})`,
+      );
     }
   }
   return { entries: new Map(entries.map((e) => [e.name, e])), metadata, dataStart };
@@ -169,8 +183,7 @@ function parseMetadata(v: unknown, label: string): Record<string, string> {
   return out;
 }
 
-function parseEntry(name: string, v: unknown, label: string, dataStart: number,
-  dataLen: number): Entry {
+function parseEntry(name: string, v: unknown, label: string, dataStart: number, dataLen: number): Entry {
   const where = `tensor ${q(name)}`;
   if (typeof v !== "object" || v === null || Array.isArray(v)) fail(label, `${where}: entry is not an object`);
   const { dtype, shape, data_offsets: offs } = v as Record<string, unknown>;
@@ -188,16 +201,17 @@ function parseEntry(name: string, v: unknown, label: string, dataStart: number,
   const n = numel(shape as number[]);
   const want = n * DTYPE_SIZE[dtype as AnyDType];
   if (!Number.isSafeInteger(want) || end - begin !== want) {
-    fail(label, `${where}: ${end - begin} bytes for shape [${(shape as number[]).join(", ")}] ${dtype}, ` +
-      `expected ${want}`);
+    fail(label, `${where}: ${end - begin} bytes for shape [${(shape as number[]).join(", ")}] ${dtype}, ` + `expected ${want}`);
   }
   if (end > dataLen) {
-    fail(label, `${where}: data_offsets [${begin}, ${end}) past the end of the data section ` +
-      `(${dataLen} bytes; file truncated?)`);
+    fail(label, `${where}: data_offsets [${begin}, ${end}) past the end of the data section ` + `(${dataLen} bytes; file truncated?)`);
   }
   return {
-    name, dtype: dtype as AnyDType, shape: (shape as number[]).slice(),
-    begin: dataStart + begin, end: dataStart + end,
+    name,
+    dtype: dtype as AnyDType,
+    shape: (shape as number[]).slice(),
+    begin: dataStart + begin,
+    end: dataStart + end,
   };
 }
 

@@ -8,10 +8,7 @@ export type DType = "F32" | "F16" | "BF16";
  * Every element type a checkpoint may *list*. Tensors of the types outside `DType` can be
  * enumerated (an I64 `position_ids` buffer, say) but reading them as f32 is refused.
  */
-export type AnyDType =
-  | DType
-  | "F64" | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL"
-  | "F8_E4M3" | "F8_E5M2";
+export type AnyDType = DType | "F64" | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2";
 
 export interface TensorInfo {
   name: string;
@@ -60,9 +57,21 @@ export function isAsyncSource(s: TensorSource | AsyncTensorSource): s is AsyncTe
 
 /** Bytes per element (safetensors names; torch storages map onto the same names). */
 export const DTYPE_SIZE: Readonly<Record<AnyDType, number>> = {
-  F32: 4, F16: 2, BF16: 2,
-  F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  F64: 8,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 export function isAnyDType(s: unknown): s is AnyDType {
@@ -97,15 +106,14 @@ export function q(s: string): string {
 export function oneLine(s: string, max = 200): string {
   const cut = s.length > max ? s.slice(0, max) + "…" : s;
   // eslint-disable-next-line no-control-regex
-  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
-    "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 /** A fetch failure as one line: undici's "fetch failed" with its cause ("ECONNREFUSED", …). */
 export function errorText(e: unknown): string {
   const err = e as { message?: string; cause?: { message?: string; code?: string } };
   const cause = err?.cause?.message ?? err?.cause?.code;
-  return oneLine((cause ? `${err.message}: ${cause}` : err?.message ?? String(e)).replace(/\s+/g, " "));
+  return oneLine((cause ? `${err.message}: ${cause}` : (err?.message ?? String(e))).replace(/\s+/g, " "));
 }
 
 /** Throws a one-line CheckpointError prefixed with the file label. */
@@ -127,7 +135,6 @@ export function checkDst(label: string, info: TensorInfo, dst: Float32Array): vo
     fail(label, `tensor ${q(info.name)}: destination must be a Float32Array`);
   }
   if (dst.length !== n) {
-    fail(label, `tensor ${q(info.name)}: destination has ${dst.length} elements, ` +
-      `tensor has ${n} (shape [${info.shape.join(", ")}])`);
+    fail(label, `tensor ${q(info.name)}: destination has ${dst.length} elements, ` + `tensor has ${n} (shape [${info.shape.join(", ")}])`);
   }
 }

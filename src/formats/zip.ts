@@ -58,7 +58,10 @@ const SIG_LOCAL = 0x04034b50;
 
 export class ZipArchive {
   readonly entries = new Map<string, ZipEntry>();
-  constructor(private readonly bytes: Uint8Array, private readonly label: string) {}
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly label: string,
+  ) {}
 
   /** The entry's bytes: a view for stored entries, a fresh buffer for deflated ones. */
   read(name: string): Uint8Array {
@@ -74,8 +77,7 @@ export class ZipArchive {
     const start = lo + 30 + u16(b, lo + 26) + u16(b, lo + 28);
     const end = start + e.compressedSize;
     if (end > b.length) {
-      fail(this.label, `zip entry ${q(name)}: data [${start}, ${end}) runs past the end of the file ` +
-        `(${b.length} bytes; truncated?)`);
+      fail(this.label, `zip entry ${q(name)}: data [${start}, ${end}) runs past the end of the file ` + `(${b.length} bytes; truncated?)`);
     }
     const raw = b.subarray(start, end);
     if (e.method === 0) {
@@ -112,8 +114,11 @@ export class ZipArchive {
     for (const e of this.entries.values()) {
       const got = crc(this.read(e.name)) >>> 0;
       if (got !== e.crc32) {
-        fail(this.label, `zip entry ${q(e.name)}: its CRC-32 is ${hex(got)}, the zip's directory says ${hex(e.crc32)} ` +
-          "(the file is damaged: download or copy it again)");
+        fail(
+          this.label,
+          `zip entry ${q(e.name)}: its CRC-32 is ${hex(got)}, the zip's directory says ${hex(e.crc32)} ` +
+            "(the file is damaged: download or copy it again)",
+        );
       }
     }
   }
@@ -135,8 +140,7 @@ export function openZip(bytes: Uint8Array, label: string): ZipArchive {
     cdOffset = u64(b, rec + 48);
   }
   if (cdOffset + cdSize > b.length) {
-    fail(label, `zip central directory [${cdOffset}, ${cdOffset + cdSize}) runs past the end of the file ` +
-      `(${b.length} bytes)`);
+    fail(label, `zip central directory [${cdOffset}, ${cdOffset + cdSize}) runs past the end of the file ` + `(${b.length} bytes)`);
   }
 
   const zip = new ZipArchive(bytes, label);
@@ -162,7 +166,8 @@ export function openZip(bytes: Uint8Array, label: string): ZipArchive {
     let x = p + 46 + nameLen;
     const xEnd = x + extraLen;
     while (x + 4 <= xEnd) {
-      const id = u16(b, x), len = u16(b, x + 2);
+      const id = u16(b, x),
+        len = u16(b, x + 2);
       if (x + 4 + len > xEnd) break;
       if (id === 0x0001) {
         let f = x + 4;
@@ -205,7 +210,8 @@ function u32(b: Uint8Array, o: number): number {
 
 /** 64-bit values beyond 2^53 cannot index a Uint8Array anyway: map them to +inf. */
 function u64(b: Uint8Array, o: number): number {
-  const lo = u32(b, o), hi = u32(b, o + 4);
+  const lo = u32(b, o),
+    hi = u32(b, o + 4);
   if (lo < 0 || hi < 0) return Infinity;
   const v = hi * 2 ** 32 + lo;
   return Number.isSafeInteger(v) ? v : Infinity;

@@ -9,9 +9,18 @@ import { streamGenerate, type GenerateOptions, type GenerateResult, type TextCod
 export type ChatGenerateOptions = GenerateOptions & Pick<ChatTemplateOptions, "tools" | "documents" | "chatTemplate" | "variables">;
 
 /** The prompt ids and stop ids of a conversation (stopTokenIds add to the chat's; ignoreEos drops the model's EOS). */
-export function chatPrompt(model: DecoderModel, tokenizer: Tokenizer, messages: ChatMessage[], o: ChatGenerateOptions = {}):
-  { ids: number[]; stopTokenIds: number[] } {
-  const ids = tokenizer.encodeChat(messages, { tools: o.tools, documents: o.documents, chatTemplate: o.chatTemplate, variables: o.variables });
+export function chatPrompt(
+  model: DecoderModel,
+  tokenizer: Tokenizer,
+  messages: ChatMessage[],
+  o: ChatGenerateOptions = {},
+): { ids: number[]; stopTokenIds: number[] } {
+  const ids = tokenizer.encodeChat(messages, {
+    tools: o.tools,
+    documents: o.documents,
+    chatTemplate: o.chatTemplate,
+    variables: o.variables,
+  });
   const stops = new Set([...tokenizer.chatStopTokenIds, ...(o.stopTokenIds ?? []), ...(o.ignoreEos ? [] : model.dims.eos)]);
   return { ids, stopTokenIds: [...stops] };
 }
@@ -21,8 +30,12 @@ export function chatPrompt(model: DecoderModel, tokenizer: Tokenizer, messages: 
  * generation does yield as its last id, among them), so it can go back into the history as the
  * assistant message.
  */
-export async function* streamChat(model: DecoderModel, tokenizer: Tokenizer, messages: ChatMessage[],
-  o: ChatGenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
+export async function* streamChat(
+  model: DecoderModel,
+  tokenizer: Tokenizer,
+  messages: ChatMessage[],
+  o: ChatGenerateOptions = {},
+): AsyncGenerator<TokenEvent, GenerateResult> {
   const { ids, stopTokenIds } = chatPrompt(model, tokenizer, messages, o);
   const codec: TextCodec = {
     encode: (text) => tokenizer.encode(text),

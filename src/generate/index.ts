@@ -85,8 +85,7 @@ export interface TokenEvent {
 
 const now = () => performance.now();
 // Let timers and abort signals run between tokens without the 1 ms floor of setTimeout in Node.
-const yieldToEventLoop = () =>
-  new Promise<void>((r) => (typeof setImmediate === "function" ? setImmediate(r) : setTimeout(r, 0)));
+const yieldToEventLoop = () => new Promise<void>((r) => (typeof setImmediate === "function" ? setImmediate(r) : setTimeout(r, 0)));
 
 /** How long a streamGenerate iterator may sit unread while another call waits (GenerateOptions.leaseMs). */
 export const DEFAULT_LEASE_MS = 10_000;
@@ -132,7 +131,11 @@ class Lease {
   private expired = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(private readonly queue: Queue, private readonly ms: number, private readonly revoke: () => void) {}
+  constructor(
+    private readonly queue: Queue,
+    private readonly ms: number,
+    private readonly revoke: () => void,
+  ) {}
 
   /** The consumer has a token: the model now idles on its behalf. */
   idle(): void {
@@ -177,9 +180,10 @@ class Lease {
 // collector takes it — whenever that is — if its lease has not already. The held value must not
 // reference the iterator; the lease does not.
 // (Some edge runtimes have no FinalizationRegistry: there the lease alone does it.)
-const dropped = typeof FinalizationRegistry === "function"
-  ? new FinalizationRegistry<{ lease: Lease | null }>((held) => held.lease?.giveUp("was garbage-collected unclosed"))
-  : null;
+const dropped =
+  typeof FinalizationRegistry === "function"
+    ? new FinalizationRegistry<{ lease: Lease | null }>((held) => held.lease?.giveUp("was garbage-collected unclosed"))
+    : null;
 
 function checkOptions(o: GenerateOptions): void {
   validateSampling(o);
@@ -190,8 +194,7 @@ function checkOptions(o: GenerateOptions): void {
     throw new Error(`wasm-lm: maxNewTokens = ${o.maxNewTokens} must be an integer ≥ 0`);
   }
   // An empty stop string would match before the first character: stop at once with no text.
-  if (o.stopStrings !== undefined &&
-    !(Array.isArray(o.stopStrings) && o.stopStrings.every((s) => typeof s === "string" && s !== ""))) {
+  if (o.stopStrings !== undefined && !(Array.isArray(o.stopStrings) && o.stopStrings.every((s) => typeof s === "string" && s !== ""))) {
     throw new Error("wasm-lm: stopStrings must be an array of non-empty strings");
   }
   if (o.stopTokenIds !== undefined && !(Array.isArray(o.stopTokenIds) && o.stopTokenIds.every(Number.isInteger))) {
@@ -207,12 +210,20 @@ function throwIfAborted(signal?: AbortSignal): void {
 }
 
 /** Token-level generation for one prompt: yields each new token as it is chosen. */
-async function* tokenLoop(model: DecoderModel, prompt: number[], o: GenerateOptions,
-  timings: { prefill: number; decode: number[] }, decodable: number): AsyncGenerator<{ id: number } | TokenLogprobs, FinishReason> {
+async function* tokenLoop(
+  model: DecoderModel,
+  prompt: number[],
+  o: GenerateOptions,
+  timings: { prefill: number; decode: number[] },
+  decodable: number,
+): AsyncGenerator<{ id: number } | TokenLogprobs, FinishReason> {
   const maxNew = o.maxNewTokens ?? 32;
   const ctx = model.dims.maxPositions;
   if (prompt.length === 0) throw new Error("wasm-lm: empty prompt: at least one token id is needed");
-  if (prompt.length > ctx) throw new Error(`wasm-lm: prompt of ${prompt.length} tokens exceeds max_position_embeddings=${ctx} (pass truncate to keep its last tokens)`);
+  if (prompt.length > ctx)
+    throw new Error(
+      `wasm-lm: prompt of ${prompt.length} tokens exceeds max_position_embeddings=${ctx} (pass truncate to keep its last tokens)`,
+    );
   const stops = new Set(o.stopTokenIds ?? []);
   if (!o.ignoreEos && o.stopTokenIds === undefined) for (const id of model.dims.eos) stops.add(id);
   const sampler = new Sampler(o);
@@ -276,16 +287,25 @@ function finishTimings(t: { prefill: number; decode: number[] }, total: number, 
  * or is closed — or, unread for `leaseMs` while another call waits, gives it up (see leaseMs), as
  * it does when the garbage collector takes it unclosed.
  */
-export function streamGenerate(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
-  o: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
+export function streamGenerate(
+  model: DecoderModel,
+  codec: TextCodec | undefined,
+  prompt: string | number[],
+  o: GenerateOptions = {},
+): AsyncGenerator<TokenEvent, GenerateResult> {
   const held: { lease: Lease | null } = { lease: null };
   const it = generation(model, codec, prompt, o, held);
   dropped?.register(it, held);
   return it;
 }
 
-async function* generation(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
-  o: GenerateOptions, held: { lease: Lease | null }): AsyncGenerator<TokenEvent, GenerateResult> {
+async function* generation(
+  model: DecoderModel,
+  codec: TextCodec | undefined,
+  prompt: string | number[],
+  o: GenerateOptions,
+  held: { lease: Lease | null },
+): AsyncGenerator<TokenEvent, GenerateResult> {
   checkOptions(o);
   let input = promptIds(codec, prompt);
   const ctx = model.dims.maxPositions;
@@ -299,7 +319,10 @@ async function* generation(model: DecoderModel, codec: TextCodec | undefined, pr
   const turn = new Promise<void>((r) => (release = r));
   let started!: () => void;
   const ready = new Promise<void>((r) => (started = r));
-  void exclusive(model, () => { started(); return turn; });
+  void exclusive(model, () => {
+    started();
+    return turn;
+  });
   await ready;
   const t0 = now();
   const timings = { prefill: 0, decode: [] as number[] };
@@ -321,7 +344,10 @@ async function* generation(model: DecoderModel, codec: TextCodec | undefined, pr
     let finish: FinishReason = "length";
     for (;;) {
       const r = await loop.next();
-      if (r.done) { finish = r.value; break; }
+      if (r.done) {
+        finish = r.value;
+        break;
+      }
       const tok = r.value;
       newTokens.push(tok.id);
       const text = stream ? stream.push(tok.id) : "";
@@ -366,8 +392,12 @@ async function* generation(model: DecoderModel, codec: TextCodec | undefined, pr
 }
 
 /** Generate and return the whole result (ids, text, timings). */
-export async function generate(model: DecoderModel, codec: TextCodec | undefined, prompt: string | number[],
-  o: GenerateOptions = {}): Promise<GenerateResult> {
+export async function generate(
+  model: DecoderModel,
+  codec: TextCodec | undefined,
+  prompt: string | number[],
+  o: GenerateOptions = {},
+): Promise<GenerateResult> {
   const it = streamGenerate(model, codec, prompt, o);
   for (;;) {
     const r = await it.next();
@@ -379,7 +409,12 @@ export async function generate(model: DecoderModel, codec: TextCodec | undefined
  * Greedy generation for a batch of left-padded prompts (B, T) with an attention mask, as
  * transformers' generate() does it: the new tokens of every row are real (mask 1).
  */
-export async function greedyBatch(model: DecoderModel, ids: number[][], attentionMask: number[][], maxNewTokens: number): Promise<number[][]> {
+export async function greedyBatch(
+  model: DecoderModel,
+  ids: number[][],
+  attentionMask: number[][],
+  maxNewTokens: number,
+): Promise<number[][]> {
   const B = ids.length;
   const T = ids[0].length;
   const cache = model.createCache(B, Math.min(model.dims.maxPositions, T + maxNewTokens));
@@ -391,7 +426,12 @@ export async function greedyBatch(model: DecoderModel, ids: number[][], attentio
       const next = Array.from({ length: B }, (_, b) => argmax(logits, b * V, (b + 1) * V));
       next.forEach((id, b) => out[b].push(id));
       if (n + 1 === maxNewTokens) break;
-      logits = (await model.forwardAsync(next.map((id) => [id]), { cache, logits: "last" })).logits;
+      logits = (
+        await model.forwardAsync(
+          next.map((id) => [id]),
+          { cache, logits: "last" },
+        )
+      ).logits;
     }
     return out;
   } finally {

@@ -20,15 +20,16 @@ export function validateSampling(o: SamplingOptions): void {
   const bad = (name: string, v: unknown, want: string) => {
     throw new Error(`wasm-lm: ${name} = ${String(v)} is out of range (${want})`);
   };
-  if (o.temperature !== undefined && !(o.temperature > 0 && Number.isFinite(o.temperature))) bad("temperature", o.temperature, "must be > 0");
+  if (o.temperature !== undefined && !(o.temperature > 0 && Number.isFinite(o.temperature)))
+    bad("temperature", o.temperature, "must be > 0");
   if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad("topK", o.topK, "an integer ≥ 0");
   if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) bad("topP", o.topP, "in (0, 1]");
-  if (o.repetitionPenalty !== undefined && !(o.repetitionPenalty > 0 && Number.isFinite(o.repetitionPenalty))) bad("repetitionPenalty", o.repetitionPenalty, "must be > 0");
+  if (o.repetitionPenalty !== undefined && !(o.repetitionPenalty > 0 && Number.isFinite(o.repetitionPenalty)))
+    bad("repetitionPenalty", o.repetitionPenalty, "must be > 0");
   if (o.seed !== undefined && !Number.isInteger(o.seed)) bad("seed", o.seed, "an integer");
 }
 
-export const isSampling = (o: SamplingOptions) =>
-  o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
+export const isSampling = (o: SamplingOptions) => o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
 
 /** transformers' RepetitionPenaltyLogitsProcessor, in place. */
 export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
@@ -116,7 +117,10 @@ export function topIds(x: ArrayLike<number>, k: number): number[] {
     if (top.length < k || x[i] > x[top[top.length - 1]]) {
       let j = Math.min(top.length, k - 1);
       if (top.length < k) top.push(i);
-      while (j > 0 && x[top[j - 1]] < x[i]) { top[j] = top[j - 1]; j--; }
+      while (j > 0 && x[top[j - 1]] < x[i]) {
+        top[j] = top[j - 1];
+        j--;
+      }
       top[j] = i;
     }
   }

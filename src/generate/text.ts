@@ -14,7 +14,10 @@ export class TextStream {
   text = "";
   stopped = false;
 
-  constructor(private readonly decode: Decode, private readonly stops: readonly string[] = []) {}
+  constructor(
+    private readonly decode: Decode,
+    private readonly stops: readonly string[] = [],
+  ) {}
 
   /** The text that became final with this id ("" while a UTF-8 character or a possible stop string is incomplete). */
   push(id: number): string {
@@ -33,7 +36,10 @@ export class TextStream {
       let hold = 0;
       for (const s of this.stops) {
         for (let k = Math.min(s.length - 1, end); k > hold; k--) {
-          if (full.slice(end - k, end) === s.slice(0, k)) { hold = k; break; }
+          if (full.slice(end - k, end) === s.slice(0, k)) {
+            hold = k;
+            break;
+          }
         }
       }
       end -= hold;

@@ -78,8 +78,14 @@ export function field<T>(cfg: Json, label: string, name: string, kind: FieldKind
     if (dflt !== undefined) return dflt;
     throw new Error(`${label}: missing field '${name}'`);
   }
-  const ok = kind === "int" ? Number.isSafeInteger(v) : kind === "bool" ? typeof v === "boolean"
-    : kind === "number" ? typeof v === "number" && Number.isFinite(v) : typeof v === "string";
+  const ok =
+    kind === "int"
+      ? Number.isSafeInteger(v)
+      : kind === "bool"
+        ? typeof v === "boolean"
+        : kind === "number"
+          ? typeof v === "number" && Number.isFinite(v)
+          : typeof v === "string";
   if (!ok) {
     const want = kind === "int" ? "an integer" : kind === "number" ? "a finite number" : `a ${kind === "bool" ? "boolean" : "string"}`;
     throw new Error(`${label}: field '${name}' must be ${want}, got ${show(v)}`);
@@ -105,7 +111,8 @@ export function tokenIds(cfg: Json, label: string, name: string, vocab: number, 
   const v = cfg[name];
   if (v === undefined || v === null) return dflt;
   const list = Array.isArray(v) ? v : [v];
-  if (list.length > 64 || !list.every((x) => Number.isSafeInteger(x))) throw new Error(`${label}: field '${name}' must be a token id or a list of them, got ${show(v)}`);
+  if (list.length > 64 || !list.every((x) => Number.isSafeInteger(x)))
+    throw new Error(`${label}: field '${name}' must be a token id or a list of them, got ${show(v)}`);
   for (const id of list as number[]) {
     if (id < 0 || id >= vocab) throw new Error(`${label}: field '${name}' = ${id} is outside the vocabulary [0, ${vocab})`);
   }

@@ -25,7 +25,19 @@ import type { Family } from "./family.js";
 import { familyOf, type ModelConfig } from "./families/index.js";
 import { placeScratch, scratchBytes, f32s } from "./scratch.js";
 import { NEED_EMBED, WeightStream } from "./streaming.js";
-import { CheckpointNames, DEFAULT_INT8_GROUP, layerBytes, WEIGHT_DTYPES, WeightLoader, weightBytes, type LayerWeights, type Mat, type ModelWeights, type WeightDType, type WeightFormat } from "./weights.js";
+import {
+  CheckpointNames,
+  DEFAULT_INT8_GROUP,
+  layerBytes,
+  WEIGHT_DTYPES,
+  WeightLoader,
+  weightBytes,
+  type LayerWeights,
+  type Mat,
+  type ModelWeights,
+  type WeightDType,
+  type WeightFormat,
+} from "./weights.js";
 
 export interface LoadOptions extends LoadWasmOptions {
   /** Called while weights are copied into WebAssembly memory. */
@@ -72,7 +84,6 @@ export interface LoadOptions extends LoadWasmOptions {
    */
   embedDType?: WeightDType;
 }
-
 
 /** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
 const PARALLEL_MIN_MACS = 1 << 16;
@@ -123,18 +134,24 @@ export interface StepBuffers {
   x: number; // (rows, C) the residual stream
   xn: number; // (rows, max(C, E)) normed x; OPT's projected embeddings
   q: number; // (rows, C) queries; also each block's output before the residual add
-  k: number; v: number; // (rows, Hkv·D) this step's keys and values
+  k: number;
+  v: number; // (rows, Hkv·D) this step's keys and values
   att: number; // (rows, C) attention output
   ffn: number; // (rows, F) MLP inner activations (the gate's, for gated MLPs)
   ffnUp: number; // (rows, F) gated MLPs: up(x)
   cs: number; // (rows, D) rotary cos | sin of each row's position
-  idsPtr: number; posPtr: number; // i32 (rows): embedding rows, learned-position rows
+  idsPtr: number;
+  posPtr: number; // i32 (rows): embedding rows, learned-position rows
   scores: number; // (past + T) f32 per thread, scoresStride bytes apart
   quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
-  actQ: number; actS: number; // q4: the linear's input quantized to int8 per block of 32, (rows, K) and its scales
+  actQ: number;
+  actS: number; // q4: the linear's input quantized to int8 per block of 32, (rows, K) and its scales
   probs: number; // (H, T, past + T) f32, or 0
-  lnRows: number; lnE: number; logitsBuf: number; // logits: (R, C), (R, E), (R, V)
-  embRows: number; posRows: number; // streamed embeddings: token rows, position rows (R·C f32)
+  lnRows: number;
+  lnE: number;
+  logitsBuf: number; // logits: (R, C), (R, E), (R, V)
+  embRows: number;
+  posRows: number; // streamed embeddings: token rows, position rows (R·C f32)
   headOut: number; // streamed lm_head: one chunk's logits, (R, rows per chunk)
 }
 
@@ -164,7 +181,8 @@ export interface Step extends StepBuffers {
   scoresStride: number;
   maxLogitRows: number;
   /** Streamed embeddings: for each token, the row of its id / its position in embRows / posRows. */
-  localIds: Int32Array; localPos: Int32Array;
+  localIds: Int32Array;
+  localPos: Int32Array;
   /** Filled by layer() when collectAttentions: per layer, (B, H, T, past+T). */
   attentions: Float32Array[];
   end(): void;
@@ -211,13 +229,15 @@ function weightFormat(o: LoadOptions): WeightFormat {
   if (!Number.isInteger(group) || group < 1) throw new Error(`wasm-lm: int8Group = ${group} must be a positive integer`);
   const embed = o.embedDType;
   const embedTypes = ["f32", "f16", "int8"] as const;
-  if (embed !== undefined && !(embedTypes as readonly string[]).includes(embed)) throw new Error(`wasm-lm: embedDType '${String(embed)}' is not supported (${embedTypes.join(", ")})`);
+  if (embed !== undefined && !(embedTypes as readonly string[]).includes(embed))
+    throw new Error(`wasm-lm: embedDType '${String(embed)}' is not supported (${embedTypes.join(", ")})`);
   return embed === undefined ? { dtype, group } : { dtype, group, embed };
 }
 
 async function resolveThreads(requested: number | undefined): Promise<number> {
   if (requested !== undefined) {
-    if (!Number.isInteger(requested) || requested < 1 || requested > 256) throw new Error(`wasm-lm: threads = ${requested} must be an integer in [1, 256]`);
+    if (!Number.isInteger(requested) || requested < 1 || requested > 256)
+      throw new Error(`wasm-lm: threads = ${requested} must be an integer in [1, 256]`);
     return requested;
   }
   return defaultThreads();
@@ -289,28 +309,39 @@ export class DecoderModel {
     const resident = opts.residentLayers ?? true;
     const residentEmbeddings = opts.residentEmbeddings ?? true;
     if (!residentEmbeddings && (resident || !isAsyncSource(source))) {
-      throw new Error(`${label}: residentEmbeddings false needs residentLayers false and an AsyncTensorSource (a checkpoint read by ranges)`);
+      throw new Error(
+        `${label}: residentEmbeddings false needs residentLayers false and an AsyncTensorSource (a checkpoint read by ranges)`,
+      );
     }
-    const bytesOf = (fmt: WeightFormat) => weightBytes(family, d, fmt, resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(family, d, fmt));
+    const bytesOf = (fmt: WeightFormat) =>
+      weightBytes(family, d, fmt, resident ? d.L : 0, residentEmbeddings) + (resident ? 0 : layerBytes(family, d, fmt));
     const bytes = bytesOf(weightFormat(opts));
     if (bytes > 3.5 * 2 ** 30) {
-      throw new Error(`${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of ${opts.dtype ?? "f32"} weights ` +
-        `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, MLP size ${d.F}); wasm32 memory holds at most 4 GiB`);
+      throw new Error(
+        `${label}: config.json needs ${(bytes / 2 ** 30).toFixed(2)} GiB of ${opts.dtype ?? "f32"} weights ` +
+          `(vocab_size ${d.V}, hidden_size ${d.C}, num_hidden_layers ${d.L}, MLP size ${d.F}); wasm32 memory holds at most 4 GiB`,
+      );
     }
     const names = new CheckpointNames(source, family, d, label);
     let fmt = weightFormat(opts);
     if (names.q4) {
       // A file written by `wasm-lm quantize --dtype q4` (its matrices of other widths in int8).
-      if (opts.dtype !== undefined && opts.dtype !== "q4") throw new Error(`${label}: the checkpoint is q4-quantized; load it with dtype q4 (asked: ${opts.dtype})`);
+      if (opts.dtype !== undefined && opts.dtype !== "q4")
+        throw new Error(`${label}: the checkpoint is q4-quantized; load it with dtype q4 (asked: ${opts.dtype})`);
       fmt = { dtype: "q4", group: names.int8Group || fmt.group, embed: fmt.embed };
     } else if (names.int8Group) {
       // A file written by `wasm-lm quantize`: its int8 matrices load as they are.
-      if (opts.dtype !== undefined && opts.dtype !== "int8") throw new Error(`${label}: the checkpoint is int8-quantized; load it with dtype int8 (asked: ${opts.dtype})`);
-      if (opts.int8Group !== undefined && opts.int8Group !== names.int8Group) throw new Error(`${label}: the checkpoint's int8 group is ${names.int8Group}, asked ${opts.int8Group}`);
+      if (opts.dtype !== undefined && opts.dtype !== "int8")
+        throw new Error(`${label}: the checkpoint is int8-quantized; load it with dtype int8 (asked: ${opts.dtype})`);
+      if (opts.int8Group !== undefined && opts.int8Group !== names.int8Group)
+        throw new Error(`${label}: the checkpoint's int8 group is ${names.int8Group}, asked ${opts.int8Group}`);
       fmt = { dtype: "int8", group: names.int8Group, embed: fmt.embed };
     }
     if (names.int8Embed) {
-      if (opts.embedDType !== undefined && opts.embedDType !== "int8") throw new Error(`${label}: the checkpoint's token embedding is int8-quantized; load it with embedDType int8 (asked: ${opts.embedDType})`);
+      if (opts.embedDType !== undefined && opts.embedDType !== "int8")
+        throw new Error(
+          `${label}: the checkpoint's token embedding is int8-quantized; load it with embedDType int8 (asked: ${opts.embedDType})`,
+        );
       fmt = { ...fmt, embed: "int8" };
     }
     const threads = await resolveThreads(opts.threads);
@@ -365,16 +396,25 @@ export class DecoderModel {
     const st = this.stream;
     const gated = this.dims.mlp === "gated";
     return {
-      x: f32s(rows * C), xn: f32s(rows * Math.max(C, E)), q: f32s(rows * C), k: f32s(rows * KV), v: f32s(rows * KV), att: f32s(rows * C),
-      ffn: f32s(rows * F), ffnUp: gated ? f32s(rows * F) : 0,
+      x: f32s(rows * C),
+      xn: f32s(rows * Math.max(C, E)),
+      q: f32s(rows * C),
+      k: f32s(rows * KV),
+      v: f32s(rows * KV),
+      att: f32s(rows * C),
+      ffn: f32s(rows * F),
+      ffnUp: gated ? f32s(rows * F) : 0,
       cs: this.dims.positions === "rope" ? f32s(rows * D) : 0,
-      idsPtr: f32s(rows), posPtr: f32s(rows),
+      idsPtr: f32s(rows),
+      posPtr: f32s(rows),
       scores: parts * align(f32s(S), 64),
       quantScratch: this.dtype === "f32" ? 0 : parts * this.quantScratchBytes,
       actQ: this.dtype === "q4" ? rows * Math.max(C, F, E) : 0,
       actS: this.dtype === "q4" ? rows * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
       probs: collectAttentions ? f32s(H * T * S) : 0,
-      lnRows: f32s(R * C), lnE: f32s(R * E), logitsBuf: f32s(R * V),
+      lnRows: f32s(R * C),
+      lnE: f32s(R * E),
+      logitsBuf: f32s(R * V),
       embRows: st?.embedRowBytes(rows) ?? 0,
       posRows: st?.streamsEmbeddings && this.dims.positions === "learned" ? f32s(rows * C) : 0,
       headOut: st?.streamsEmbeddings ? f32s(R * st.headRows) : 0,
@@ -419,13 +459,16 @@ export class DecoderModel {
     const ownCache = given.length === 0;
     const cache = opts.caches?.[0] ?? opts.cache ?? this.createCache(B, Math.min(T, this.dims.maxPositions));
     if (!opts.caches && cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
-    const stepRows: StepRow[] = opts.caches ? opts.caches.map((c) => ({ cache: c, b: 0, past: c.length }))
+    const stepRows: StepRow[] = opts.caches
+      ? opts.caches.map((c) => ({ cache: c, b: 0, past: c.length }))
       : Array.from({ length: B }, (_, b) => ({ cache, b, past: cache.length }));
     for (const { cache: c, past } of stepRows) {
       if (past + T > c.maxCtx) {
         if (ownCache) cache.release();
-        throw new Error(`wasm-lm: ${past} cached + ${T} new positions exceed the context of ${c.maxCtx}` +
-          (c.maxCtx === this.dims.maxPositions ? " (the model's maximum positions)" : " (the cache's size)"));
+        throw new Error(
+          `wasm-lm: ${past} cached + ${T} new positions exceed the context of ${c.maxCtx}` +
+            (c.maxCtx === this.dims.maxPositions ? " (the model's maximum positions)" : " (the cache's size)"),
+        );
       }
     }
     const past = stepRows[0].past;
@@ -448,7 +491,11 @@ export class DecoderModel {
     const streamed = this.streamsEmbeddings;
     const step: Step = {
       ...placeScratch(arena, table),
-      B, T, past, cache, rows: stepRows,
+      B,
+      T,
+      past,
+      cache,
+      rows: stepRows,
       ids: Int32Array.from(ids.flatMap((r) => Array.from(r))),
       positions: new Int32Array(rows),
       seenAfter: stepRows.map((r) => r.cache.seen[r.b]),
@@ -519,9 +566,12 @@ export class DecoderModel {
     const parallel = T * K * N >= PARALLEL_MIN_MACS;
     const scratch = this.step?.quantScratch ?? 0;
     switch (m.dtype) {
-      case "f32": return this.run("linear", [y, x, m.w, b, T, K, N, 0, N], N, parallel);
-      case "f16": return this.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], N, parallel, this.quantScratchBytes);
-      case "int8": return this.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], N, parallel, this.quantScratchBytes);
+      case "f32":
+        return this.run("linear", [y, x, m.w, b, T, K, N, 0, N], N, parallel);
+      case "f16":
+        return this.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], N, parallel, this.quantScratchBytes);
+      case "int8":
+        return this.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], N, parallel, this.quantScratchBytes);
       case "q4": {
         // The input quantized once per block of 32 (int8 and a scale), then integer dot products.
         const s = this.step!;
@@ -543,19 +593,27 @@ export class DecoderModel {
     const m = this.stream?.streamsEmbeddings && this.step ? this.stream.embRowsMat(this.step, table) : table;
     const E = this.dims.E;
     switch (m.dtype) {
-      case "f32": return this.k.embedGather(y, m.w, ids, rows, E);
-      case "f16": return this.k.embedGatherF16(y, m.w, ids, rows, E);
-      case "int8": return this.k.embedGatherI8(y, m.w, m.s, ids, rows, E, m.g);
-      case "q4": throw new Error("wasm-lm: a q4 token embedding is not supported (a wasm-lm bug: embedDType refuses it)");
+      case "f32":
+        return this.k.embedGather(y, m.w, ids, rows, E);
+      case "f16":
+        return this.k.embedGatherF16(y, m.w, ids, rows, E);
+      case "int8":
+        return this.k.embedGatherI8(y, m.w, m.s, ids, rows, E, m.g);
+      case "q4":
+        throw new Error("wasm-lm: a q4 token embedding is not supported (a wasm-lm bug: embedDType refuses it)");
     }
   }
 
   private activation(ptr: number, n: number): void {
     switch (this.dims.activation) {
-      case "relu": return this.k.relu(ptr, ptr, n);
-      case "gelu": return this.k.gelu(ptr, ptr, n);
-      case "gelu_tanh": return this.k.geluTanh(ptr, ptr, n);
-      case "silu": return this.k.silu(ptr, ptr, n);
+      case "relu":
+        return this.k.relu(ptr, ptr, n);
+      case "gelu":
+        return this.k.gelu(ptr, ptr, n);
+      case "gelu_tanh":
+        return this.k.geluTanh(ptr, ptr, n);
+      case "silu":
+        return this.k.silu(ptr, ptr, n);
     }
   }
 
@@ -591,7 +649,8 @@ export class DecoderModel {
   embed(s: Step): void {
     const { k, dims: d, weights: w } = this;
     const streamed = this.streamsEmbeddings;
-    if (streamed && !this.stream!.embedPrepared(s)) throw new Error("wasm-lm: this model streams its embeddings: await prepareEmbed(step) before embed(step)");
+    if (streamed && !this.stream!.embedPrepared(s))
+      throw new Error("wasm-lm: this model streams its embeddings: await prepareEmbed(step) before embed(step)");
     const rows = s.B * s.T;
     this.arena.i32(s.idsPtr, rows).set(streamed ? s.localIds : s.ids);
     if (d.project) {
@@ -633,8 +692,13 @@ export class DecoderModel {
       const { cache: c, b: j, past } = s.rows[b];
       k.kvStore(c.k[i][j], s.k + kv, s.T, past, Hkv, D, c.maxCtx);
       k.kvStore(c.v[i][j], s.v + kv, s.T, past, Hkv, D, c.maxCtx);
-      this.run("attention", [s.att + q, s.q + q, c.k[i][j], c.v[i][j], c.mask[j], s.probs, s.scores,
-        s.T, past, H, Hkv, D, c.maxCtx, scale, 0, H], H, H > 1, s.scoresStride);
+      this.run(
+        "attention",
+        [s.att + q, s.q + q, c.k[i][j], c.v[i][j], c.mask[j], s.probs, s.scores, s.T, past, H, Hkv, D, c.maxCtx, scale, 0, H],
+        H,
+        H > 1,
+        s.scoresStride,
+      );
       if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
     }
     if (probs) s.attentions[i] = probs;
@@ -685,7 +749,8 @@ export class DecoderModel {
    * model's logits; after an earlier layer they are the "logit lens" view of that layer.
    */
   logits(s: Step, rowIdx: number[]): Float32Array {
-    if (this.streamsEmbeddings) throw new Error("wasm-lm: this model streams its lm_head from an asynchronous source: use logitsAsync (or forwardAsync)");
+    if (this.streamsEmbeddings)
+      throw new Error("wasm-lm: this model streams its lm_head from an asynchronous source: use logitsAsync (or forwardAsync)");
     return drive(this.logitsPass(s, rowIdx));
   }
 
@@ -745,7 +810,8 @@ export class DecoderModel {
    * model streaming its layers from an asynchronous source, use forwardAsync.
    */
   forward(ids: ArrayLike<number>[], opts: ForwardOptions = {}): ForwardResult {
-    if (this.streamsEmbeddings) throw new Error("wasm-lm: this model streams its embeddings from an asynchronous source: use forwardAsync or generate");
+    if (this.streamsEmbeddings)
+      throw new Error("wasm-lm: this model streams its embeddings from an asynchronous source: use forwardAsync or generate");
     return drive(this.pass(ids, opts));
   }
 
@@ -763,8 +829,12 @@ export class DecoderModel {
     const which = opts.logits ?? "all";
     const B = ids.length;
     const T = ids[0]?.length ?? 0;
-    const rowIdx = which === "all" ? Array.from({ length: B * T }, (_, r) => r)
-      : which === "last" ? Array.from({ length: B }, (_, b) => b * T + T - 1) : [];
+    const rowIdx =
+      which === "all"
+        ? Array.from({ length: B * T }, (_, r) => r)
+        : which === "last"
+          ? Array.from({ length: B }, (_, b) => b * T + T - 1)
+          : [];
     const s = this.begin(ids, {
       ...opts,
       collectAttentions: opts.outputAttentions,

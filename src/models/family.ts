@@ -5,13 +5,24 @@ import type { Dims, FamilyName, Json } from "./config.js";
 
 /** A decoder layer's weights, as the decoder reads them: matrices (out, in), vectors f32. */
 export type LayerField =
-  | "attnNormW" | "attnNormB" // (C) the norm before attention (after it, post-norm)
-  | "q" | "qB" | "k" | "kB" | "v" | "vB" // (H·D, C), (Hkv·D, C), (Hkv·D, C) and biases
-  | "o" | "oB" // (C, H·D)
-  | "mlpNormW" | "mlpNormB" // (C)
-  | "up" | "upB" // (F, C): fc1 / c_fc / up_proj
-  | "gate" | "gateB" // (F, C): gated MLPs
-  | "down" | "downB"; // (C, F): fc2 / c_proj / down_proj
+  | "attnNormW"
+  | "attnNormB" // (C) the norm before attention (after it, post-norm)
+  | "q"
+  | "qB"
+  | "k"
+  | "kB"
+  | "v"
+  | "vB" // (H·D, C), (Hkv·D, C), (Hkv·D, C) and biases
+  | "o"
+  | "oB" // (C, H·D)
+  | "mlpNormW"
+  | "mlpNormB" // (C)
+  | "up"
+  | "upB" // (F, C): fc1 / c_fc / up_proj
+  | "gate"
+  | "gateB" // (F, C): gated MLPs
+  | "down"
+  | "downB"; // (C, F): fc2 / c_proj / down_proj
 
 /** The weights outside the layers. */
 export type GlobalField = "embedTokens" | "embedPositions" | "projectIn" | "projectOut" | "finalNormW" | "finalNormB";

@@ -33,8 +33,8 @@ export function modelTensors(model: DecoderModel): { tensors: TensorToWrite[]; m
     const [N, K] = shape;
     if (m.dtype === "q4") {
       // Two 4-bit values a byte, (N, K/2), and per row K/32 bf16 scales then K/32 bf16 minimums.
-      out.push({ name, dtype: "U8", shape: [N, K / 2], data: copy(m.w, N * K / 2) });
-      out.push({ name: `${name}_scale`, dtype: "BF16", shape: [N, 2 * K / 32], data: copy(m.s, N * (K / 32) * 4) });
+      out.push({ name, dtype: "U8", shape: [N, K / 2], data: copy(m.w, (N * K) / 2) });
+      out.push({ name: `${name}_scale`, dtype: "BF16", shape: [N, (2 * K) / 32], data: copy(m.s, N * (K / 32) * 4) });
       return;
     }
     out.push({ name, dtype: DTYPE[m.dtype], shape, data: copy(m.w, N * K * BYTES[m.dtype]) });
@@ -53,4 +53,3 @@ export function modelTensors(model: DecoderModel): { tensors: TensorToWrite[]; m
   if (model.dtype === "int8" || model.dtype === "q4") metadata.wasm_lm_int8_group = String(w.format.group);
   return { tensors: out, metadata };
 }
-

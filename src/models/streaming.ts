@@ -18,12 +18,16 @@ export const NEED_EMBED = -1;
 
 /** The step fields streamed embeddings use (scratch the decoder plans from embedRowBytes). */
 export interface EmbedRows {
-  B: number; T: number;
-  ids: Int32Array; positions: Int32Array;
+  B: number;
+  T: number;
+  ids: Int32Array;
+  positions: Int32Array;
   /** The step's token rows in the embedding's dtype (int8: with scales after them), f32 position rows. */
-  embRows: number; posRows: number;
+  embRows: number;
+  posRows: number;
   /** For each token, the row of its id / of its position in embRows / posRows. */
-  localIds: Int32Array; localPos: Int32Array;
+  localIds: Int32Array;
+  localPos: Int32Array;
 }
 
 type Fetched = Map<string, Uint8Array> | RowBytes;
@@ -40,7 +44,12 @@ export class WeightStream {
   private prefetch: { key: number; bytes: Promise<Fetched> } | null = null;
   private readonly embedReady = new WeakSet<object>();
 
-  constructor(private readonly loader: WeightLoader, private readonly arena: Arena, private readonly d: Dims, weights: ModelWeights) {
+  constructor(
+    private readonly loader: WeightLoader,
+    private readonly arena: Arena,
+    private readonly d: Dims,
+    weights: ModelWeights,
+  ) {
     const start = arena.mark();
     this.slot = loader.allocLayer();
     if (weights.lmHead.w === 0) {
@@ -71,8 +80,10 @@ export class WeightStream {
   layer(i: number): LayerWeights {
     if (this.slotLayer !== i) {
       if (this.loader.remote) {
-        throw new Error(`wasm-lm: layer ${i} is not in memory: this model streams its layers from an asynchronous source, ` +
-          "so run it with forwardAsync or generate (or await prepareLayer(i) before layer(i))");
+        throw new Error(
+          `wasm-lm: layer ${i} is not in memory: this model streams its layers from an asynchronous source, ` +
+            "so run it with forwardAsync or generate (or await prepareLayer(i) before layer(i))",
+        );
       }
       this.slotLayer = -1; // a failed read must not leave a half-filled slot labelled as layer i
       this.headChunk = -1;
@@ -103,7 +114,7 @@ export class WeightStream {
     if (this.headChunk === c) return [r0, n];
     this.slotLayer = -1;
     this.headChunk = -1;
-    const rows = await this.fetchInTurn(this.d.L + c) as RowBytes;
+    const rows = (await this.fetchInTurn(this.d.L + c)) as RowBytes;
     this.loader.fillTableRows(this.head!, this.loader.headName, 0, n, rows);
     this.headChunk = c;
     return [r0, n];
@@ -140,7 +151,7 @@ export class WeightStream {
     if (!this.head) return 0;
     const E = this.d.E;
     // Rows in the embedding's dtype with int8 scales; room for f32 rows bounds every dtype.
-    return align(rows * (E + 2 * E / (this.head.g || E)) * 4, 64) * 4;
+    return align(rows * (E + (2 * E) / (this.head.g || E)) * 4, 64) * 4;
   }
 
   /** The step's token rows as a matrix (its pointer in the step's scratch). */
@@ -163,10 +174,12 @@ export class WeightStream {
       const info = loader.src.get(full)!;
       const rb = info.shape[1] * DTYPE_SIZE[info.dtype];
       const sb = (info.shape[1] / (m.g || 1)) * 4;
-      const got = await Promise.all([...row.keys()].map(async (key) => ({
-        raw: await remote.readRawAsync(full, key * rb, rb),
-        scale: info.dtype === "I8" ? await remote.readRawAsync(`${full}_scale`, key * sb, sb) : null,
-      })));
+      const got = await Promise.all(
+        [...row.keys()].map(async (key) => ({
+          raw: await remote.readRawAsync(full, key * rb, rb),
+          scale: info.dtype === "I8" ? await remote.readRawAsync(`${full}_scale`, key * sb, sb) : null,
+        })),
+      );
       got.forEach((r, j) => loader.fillTableRows(m, full, j, 1, r));
       keys.forEach((key, t) => (local[t] = row.get(key)!));
     };

@@ -21,13 +21,15 @@ function hash(s: string): number {
  * range can be made without the ones before it (layers streamed and rows converted in chunks).
  */
 function fill(dst: Float32Array, seed: number, start: number, center: number, std: number): void {
-  const a = std * Math.sqrt(3) * 2 / 4294967296; // uniform on [-std·√3, std·√3]
+  const a = (std * Math.sqrt(3) * 2) / 4294967296; // uniform on [-std·√3, std·√3]
   const c = center - std * Math.sqrt(3);
   for (let i = 0; i < dst.length; i++) {
     // murmur3's finalizer over (index, seed)
     let x = (Math.imul(start + i, 0x9e3779b1) ^ seed) >>> 0;
-    x ^= x >>> 16; x = Math.imul(x, 0x85ebca6b);
-    x ^= x >>> 13; x = Math.imul(x, 0xc2b2ae35);
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x85ebca6b);
+    x ^= x >>> 13;
+    x = Math.imul(x, 0xc2b2ae35);
     x ^= x >>> 16;
     dst[i] = c + (x >>> 0) * a;
   }
@@ -37,12 +39,15 @@ export class SyntheticSource implements TensorSource {
   private infos: TensorInfo[];
   private byName: Map<string, TensorInfo>;
 
-  constructor(readonly config: ModelConfig, readonly seed = 0) {
+  constructor(
+    readonly config: ModelConfig,
+    readonly seed = 0,
+  ) {
     const family = familyOf(config);
     const d = family.dims(config);
     const prefix = family.prefixes[0];
     const refs = [...family.globals(d)];
-    for (let i = 0; i < d.L; i++) refs.push(...family.layer(d, i) as never[]);
+    for (let i = 0; i < d.L; i++) refs.push(...(family.layer(d, i) as never[]));
     this.infos = [];
     this.byName = new Map();
     for (const r of refs) {
@@ -68,7 +73,8 @@ export class SyntheticSource implements TensorSource {
   readF32(name: string, dst: Float32Array): void {
     const info = this.byName.get(name);
     if (!info) throw new Error(`synthetic: no tensor '${name}'`);
-    if (dst.length !== numelOf(info.shape)) throw new Error(`synthetic: '${name}' has ${numelOf(info.shape)} elements, destination ${dst.length}`);
+    if (dst.length !== numelOf(info.shape))
+      throw new Error(`synthetic: '${name}' has ${numelOf(info.shape)} elements, destination ${dst.length}`);
     this.readF32Range(name, 0, dst);
   }
 

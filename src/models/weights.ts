@@ -53,15 +53,24 @@ export interface Mat {
 
 /** One decoder layer's weights (pointer 0 = absent). Shapes (out, in), see LayerField. */
 export interface LayerWeights {
-  attnNormW: number; attnNormB: number; // (C)
-  q: Mat; qB: number; // (H·D, C), (H·D)
-  k: Mat; kB: number; // (Hkv·D, C), (Hkv·D)
-  v: Mat; vB: number; // (Hkv·D, C), (Hkv·D)
-  o: Mat; oB: number; // (C, H·D), (C)
-  mlpNormW: number; mlpNormB: number; // (C)
-  up: Mat; upB: number; // (F, C), (F)
-  gate: Mat; gateB: number; // (F, C), (F): gated MLPs
-  down: Mat; downB: number; // (C, F), (C)
+  attnNormW: number;
+  attnNormB: number; // (C)
+  q: Mat;
+  qB: number; // (H·D, C), (H·D)
+  k: Mat;
+  kB: number; // (Hkv·D, C), (Hkv·D)
+  v: Mat;
+  vB: number; // (Hkv·D, C), (Hkv·D)
+  o: Mat;
+  oB: number; // (C, H·D), (C)
+  mlpNormW: number;
+  mlpNormB: number; // (C)
+  up: Mat;
+  upB: number; // (F, C), (F)
+  gate: Mat;
+  gateB: number; // (F, C), (F): gated MLPs
+  down: Mat;
+  downB: number; // (C, F), (C)
 }
 
 export interface ModelWeights {
@@ -70,12 +79,32 @@ export interface ModelWeights {
   embedPositions: number; // (P, C) f32, or 0 (rotary positions)
   projectIn: number; // (C, E) f32, or 0
   projectOut: number; // (E, C) f32, or 0
-  finalNormW: number; finalNormB: number; // (C) or 0
+  finalNormW: number;
+  finalNormB: number; // (C) or 0
   lmHead: Mat; // (V, E): embedTokens when tied
   layers: LayerWeights[];
 }
 
-const LAYER_FIELDS: LayerField[] = ["attnNormW", "attnNormB", "q", "qB", "k", "kB", "v", "vB", "o", "oB", "mlpNormW", "mlpNormB", "up", "upB", "gate", "gateB", "down", "downB"];
+const LAYER_FIELDS: LayerField[] = [
+  "attnNormW",
+  "attnNormB",
+  "q",
+  "qB",
+  "k",
+  "kB",
+  "v",
+  "vB",
+  "o",
+  "oB",
+  "mlpNormW",
+  "mlpNormB",
+  "up",
+  "upB",
+  "gate",
+  "gateB",
+  "down",
+  "downB",
+];
 
 export const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -85,10 +114,14 @@ const groupFor = (fmt: WeightFormat, K: number) => (K % fmt.group === 0 ? fmt.gr
 /** Bytes a (N, K) matrix takes in a format (with 64-byte alignment padding). */
 export function matBytes(fmt: WeightFormat, N: number, K: number): number {
   switch (fmt.dtype) {
-    case "f32": return pad64(N * K * 4);
-    case "f16": return pad64(N * K * 2);
-    case "int8": return pad64(N * K) + pad64(N * (K / groupFor(fmt, K)) * 4);
-    case "q4": return K % Q4_BLOCK === 0 ? pad64(N * K / 2) + pad64(N * (K / Q4_BLOCK) * 4) : matBytes({ ...fmt, dtype: "int8" }, N, K);
+    case "f32":
+      return pad64(N * K * 4);
+    case "f16":
+      return pad64(N * K * 2);
+    case "int8":
+      return pad64(N * K) + pad64(N * (K / groupFor(fmt, K)) * 4);
+    case "q4":
+      return K % Q4_BLOCK === 0 ? pad64((N * K) / 2) + pad64(N * (K / Q4_BLOCK) * 4) : matBytes({ ...fmt, dtype: "int8" }, N, K);
   }
 }
 
@@ -137,15 +170,22 @@ export class CheckpointNames {
    * Maps the family's names to the checkpoint's: finds the prefix, checks that every expected
    * tensor exists with the expected shape and that nothing unexpected is there.
    */
-  constructor(src: Pick<TensorSource, "tensors" | "get">, readonly family: Family, d: Dims, label: string) {
+  constructor(
+    src: Pick<TensorSource, "tensors" | "get">,
+    readonly family: Family,
+    d: Dims,
+    label: string,
+  ) {
     const names = src.tensors().map((t) => t.name);
     const globals = family.globals(d);
     this.globalRefs = new Map(globals.map((r) => [r.field, r]));
     const embed = this.globalRefs.get("embedTokens")!.name;
     const prefix = family.prefixes.find((p) => names.some((n) => n === `${p}${embed}`));
     if (prefix === undefined) {
-      throw new Error(`${label}: no ${family.prefixes.map((p) => `'${p}${embed}'`).join(" or ")}: ` +
-        `not an ${family.title} checkpoint (first tensors: ${names.slice(0, 3).join(", ") || "none"})`);
+      throw new Error(
+        `${label}: no ${family.prefixes.map((p) => `'${p}${embed}'`).join(" or ")}: ` +
+          `not an ${family.title} checkpoint (first tensors: ${names.slice(0, 3).join(", ") || "none"})`,
+      );
     }
     this.prefix = prefix;
     this.hasLmHead = names.includes(LM_HEAD);
@@ -172,11 +212,15 @@ export class CheckpointNames {
         // A q4 matrix: (N, K/2) bytes of two 4-bit values, and (N, 2·K/32) BF16 scales and minimums.
         const [N, K] = shape;
         if (K % Q4_BLOCK !== 0 || info.shape.length !== 2 || info.shape[0] !== N || info.shape[1] !== K / 2) {
-          throw new Error(`${label}: q4 tensor '${name}' has shape [${info.shape}], config.json implies [${N}, ${K / 2}] (two 4-bit values a byte)`);
+          throw new Error(
+            `${label}: q4 tensor '${name}' has shape [${info.shape}], config.json implies [${N}, ${K / 2}] (two 4-bit values a byte)`,
+          );
         }
         const scale = src.get(`${name}_scale`);
-        if (!scale || scale.dtype !== "BF16" || scale.shape.length !== 2 || scale.shape[0] !== N || scale.shape[1] !== 2 * K / Q4_BLOCK) {
-          throw new Error(`${label}: q4 tensor '${name}' needs '${name}_scale' BF16 of shape [${N}, ${2 * K / Q4_BLOCK}], got ${scale ? `${scale.dtype} [${scale.shape}]` : "none"}`);
+        if (!scale || scale.dtype !== "BF16" || scale.shape.length !== 2 || scale.shape[0] !== N || scale.shape[1] !== (2 * K) / Q4_BLOCK) {
+          throw new Error(
+            `${label}: q4 tensor '${name}' needs '${name}_scale' BF16 of shape [${N}, ${(2 * K) / Q4_BLOCK}], got ${scale ? `${scale.dtype} [${scale.shape}]` : "none"}`,
+          );
         }
         (this as { q4: boolean }).q4 = true;
         expected.set(`${name}_scale`, scale.shape);
@@ -187,13 +231,16 @@ export class CheckpointNames {
       }
       if (info.dtype === "I8") {
         // An int8 matrix comes with its scales: (N, K / group), one group size for the whole file.
-        if (!quantizable.has(name)) throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices and the token embedding may be quantized`);
+        if (!quantizable.has(name))
+          throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices and the token embedding may be quantized`);
         if (name === LM_HEAD || name === this.full(embed)) (this as { int8Embed: boolean }).int8Embed = true;
         const scale = src.get(`${name}_scale`);
         if (!scale) throw new Error(`${label}: int8 tensor '${name}' has no '${name}_scale'`);
         const [N, K] = shape;
-        const g = scale.shape.length === 2 && scale.shape[0] === N && scale.shape[1] > 0 && K % scale.shape[1] === 0 ? K / scale.shape[1] : 0;
-        if (!g || scale.dtype !== "F32") throw new Error(`${label}: '${name}_scale' must be F32 of shape [${N}, ${K}/group], got ${scale.dtype} [${scale.shape}]`);
+        const g =
+          scale.shape.length === 2 && scale.shape[0] === N && scale.shape[1] > 0 && K % scale.shape[1] === 0 ? K / scale.shape[1] : 0;
+        if (!g || scale.dtype !== "F32")
+          throw new Error(`${label}: '${name}_scale' must be F32 of shape [${N}, ${K}/group], got ${scale.dtype} [${scale.shape}]`);
         // One group size for the file (a matrix whose K it does not divide has one scale per row).
         const group = this.int8Group || g;
         if (g !== group && !(K % group !== 0 && g === K)) {
@@ -202,11 +249,14 @@ export class CheckpointNames {
         (this as { int8Group: number }).int8Group = group;
         expected.set(`${name}_scale`, scale.shape);
       } else if (info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16") {
-        throw new Error(`${label}: tensor '${name}' has dtype ${info.dtype} (expected F32, F16, BF16, or I8 / U8 for quantized layer matrices)`);
+        throw new Error(
+          `${label}: tensor '${name}' has dtype ${info.dtype} (expected F32, F16, BF16, or I8 / U8 for quantized layer matrices)`,
+        );
       }
     }
     for (const name of names) {
-      if (!expected.has(name) && !family.ignored?.test(name)) throw new Error(`${label}: unexpected tensor '${name}' (not part of this ${family.title} config)`);
+      if (!expected.has(name) && !family.ignored?.test(name))
+        throw new Error(`${label}: unexpected tensor '${name}' (not part of this ${family.title} config)`);
     }
   }
 
@@ -237,11 +287,20 @@ type Values = (start: number, dst: Float32Array) => void;
  */
 class StagedSource implements TensorSource {
   private staged = new Map<string, Uint8Array>();
-  constructor(readonly remote: AsyncTensorSource, private readonly label: string) {}
-  tensors(): TensorInfo[] { return this.remote.tensors(); }
-  get(name: string): TensorInfo | undefined { return this.remote.get(name); }
+  constructor(
+    readonly remote: AsyncTensorSource,
+    private readonly label: string,
+  ) {}
+  tensors(): TensorInfo[] {
+    return this.remote.tensors();
+  }
+  get(name: string): TensorInfo | undefined {
+    return this.remote.get(name);
+  }
   /** Serve these bytes (name → raw bytes, or the bytes of the rows being filled). */
-  hold(bytes: Map<string, Uint8Array>): void { this.staged = bytes; }
+  hold(bytes: Map<string, Uint8Array>): void {
+    this.staged = bytes;
+  }
   readRaw(name: string): Uint8Array {
     const b = this.staged.get(name);
     if (!b) throw new Error(`${this.label}: tensor '${name}' was read before it was fetched (a wasm-lm bug)`);
@@ -271,11 +330,18 @@ export class WeightLoader {
   /** The checkpoint when it is read asynchronously (src is then its staged view). */
   readonly remote: AsyncTensorSource | null;
 
-  constructor(readonly arena: Arena, readonly k: KernelExports, source: TensorSource | AsyncTensorSource,
-    readonly names: CheckpointNames, readonly d: Dims, readonly fmt: WeightFormat, readonly label = "checkpoint") {
+  constructor(
+    readonly arena: Arena,
+    readonly k: KernelExports,
+    source: TensorSource | AsyncTensorSource,
+    readonly names: CheckpointNames,
+    readonly d: Dims,
+    readonly fmt: WeightFormat,
+    readonly label = "checkpoint",
+  ) {
     const async = typeof (source as AsyncTensorSource).readRawMany === "function";
-    this.remote = async ? source as AsyncTensorSource : null;
-    this.src = async ? new StagedSource(source as AsyncTensorSource, label) : source as TensorSource;
+    this.remote = async ? (source as AsyncTensorSource) : null;
+    this.src = async ? new StagedSource(source as AsyncTensorSource, label) : (source as TensorSource);
   }
 
   get family(): Family {
@@ -291,8 +357,10 @@ export class WeightLoader {
   allocMat(N: number, K: number, dtype = this.fmt.dtype): Mat {
     const a = this.arena;
     switch (dtype) {
-      case "f32": return { dtype, w: a.alloc(N * K * 4), s: 0, g: 0 };
-      case "f16": return { dtype, w: a.alloc(N * K * 2), s: 0, g: 0 };
+      case "f32":
+        return { dtype, w: a.alloc(N * K * 4), s: 0, g: 0 };
+      case "f16":
+        return { dtype, w: a.alloc(N * K * 2), s: 0, g: 0 };
       case "int8": {
         const g = groupFor(this.fmt, K);
         return { dtype, w: a.alloc(N * K), s: a.alloc(N * (K / g) * 4), g };
@@ -300,7 +368,7 @@ export class WeightLoader {
       case "q4":
         // The kernels read whole blocks of 32 inputs: other widths (LLaMA-tiny's 176) stay int8.
         if (K % Q4_BLOCK !== 0) return this.allocMat(N, K, "int8");
-        return { dtype, w: a.alloc(N * K / 2), s: a.alloc(N * (K / Q4_BLOCK) * 4), g: Q4_BLOCK };
+        return { dtype, w: a.alloc((N * K) / 2), s: a.alloc(N * (K / Q4_BLOCK) * 4), g: Q4_BLOCK };
     }
   }
 
@@ -349,8 +417,17 @@ export class WeightLoader {
    * Rows [r0, r0 + n) of the matrix `full` from their raw bytes in the file's dtype — or, with raw
    * null, from `values` — and for an int8 file the rows' scales.
    */
-  private fillRows(m: Mat, full: string, K: number, r0: number, n: number, raw: Uint8Array | null, scale: Uint8Array | null,
-    values: Values | undefined, scan: Scan): void {
+  private fillRows(
+    m: Mat,
+    full: string,
+    K: number,
+    r0: number,
+    n: number,
+    raw: Uint8Array | null,
+    scale: Uint8Array | null,
+    values: Values | undefined,
+    scan: Scan,
+  ): void {
     const a = this.arena;
     const fileDType = this.src.get(full)!.dtype;
     // Where element e (counted from row r0) is in the checkpoint, for the NaN/Inf message.
@@ -385,7 +462,14 @@ export class WeightLoader {
       const G = K / m.g;
       a.u8(m.w + r0 * K, n * K).set(raw!);
       a.u8(m.s + r0 * G * 4, n * G * 4).set(scale!);
-      if (scan) this.checkFinite(`${full}_scale`, m.s + r0 * G * 4, n * G, "f32", scan.row === undefined ? () => "" : this.at(`${full}_scale`, scan.row * G));
+      if (scan)
+        this.checkFinite(
+          `${full}_scale`,
+          m.s + r0 * G * 4,
+          n * G,
+          "f32",
+          scan.row === undefined ? () => "" : this.at(`${full}_scale`, scan.row * G),
+        );
       return;
     }
     const dt = fileDType as "F32" | "F16" | "BF16";
@@ -393,7 +477,9 @@ export class WeightLoader {
     if (raw && ((m.dtype === "f32" && dt === "F32") || (m.dtype === "f16" && dt === "F16"))) {
       // Already in the target dtype: copied as it is.
       const ptr = m.w + r0 * K * esize;
-      pieces(n * K, esize, ptr, m.dtype, 0, (e0, e1) => a.u8(ptr + e0 * esize, (e1 - e0) * esize).set(raw.subarray(e0 * esize, e1 * esize)));
+      pieces(n * K, esize, ptr, m.dtype, 0, (e0, e1) =>
+        a.u8(ptr + e0 * esize, (e1 - e0) * esize).set(raw.subarray(e0 * esize, e1 * esize)),
+      );
       return;
     }
     if (m.dtype === "f32") {
@@ -418,7 +504,7 @@ export class WeightLoader {
         else convertToF32(dt, raw!.subarray((j * K + e0) * esize, (j * K + e1) * esize), f);
       });
       if (m.dtype === "f16") this.k.f32ToF16Rows(m.w + r * K * 2, stage, c * K);
-      else if (m.dtype === "q4") this.k.quantizeQ4(m.w + r * K / 2, m.s + r * (K / Q4_BLOCK) * 4, stage, c, K);
+      else if (m.dtype === "q4") this.k.quantizeQ4(m.w + (r * K) / 2, m.s + r * (K / Q4_BLOCK) * 4, stage, c, K);
       else this.k.quantizeI8(m.w + r * K, m.s + r * (K / m.g) * 4, stage, c, K, m.g);
     }
   }
@@ -447,7 +533,9 @@ export class WeightLoader {
     if (Number.isFinite(x)) {
       throw new Error(`${this.label}: tensor '${full}' holds ${x}${at(i)}, beyond f16's range (±65504): load it with dtype f32`);
     }
-    throw new Error(`${this.label}: tensor '${full}' holds ${x}${at(i)}: a non-finite weight makes the model's outputs NaN (the checkpoint is damaged)`);
+    throw new Error(
+      `${this.label}: tensor '${full}' holds ${x}${at(i)}: a non-finite weight makes the model's outputs NaN (the checkpoint is damaged)`,
+    );
   }
 
   /** Probe vectors (zeros; PROBE_SCALE) of PROBE_K f32 and PROBE_ROWS outputs; made by all(). */
@@ -673,7 +761,8 @@ export class WeightLoader {
     const asIs = (full: string, dtype: WeightDType) => copiedAsIs(this.src.get(full)!.dtype, dtype);
     const layerMats = this.family.layer(d, 0).filter((r) => MATRIX_FIELDS.has(r.field));
     const layersConvert = this.fmt.dtype !== "f32" && !layerMats.every((r) => !r.conv && asIs(this.names.full(r.name), this.fmt.dtype));
-    const embedConverts = embedFmt.dtype !== "f32" && ![this.headName, this.names.global("embedTokens")].every((n) => asIs(n, embedFmt.dtype));
+    const embedConverts =
+      embedFmt.dtype !== "f32" && ![this.headName, this.names.global("embedTokens")].every((n) => asIs(n, embedFmt.dtype));
     if ((!residentLayers && layersConvert) || (!residentEmbeddings && embedConverts)) this.stage();
     return { format: this.fmt, embedTokens, embedPositions, projectIn, projectOut, finalNormW, finalNormB, lmHead, layers };
   }
@@ -728,7 +817,8 @@ function settle(got: Uint8Array, scratch: Uint8Array, at: number): Uint8Array {
 }
 
 /** Whether a matrix stored as `file` is copied as it is into a compressed `target`. */
-const copiedAsIs = (file: string, target: WeightDType) => (file === "F16" && target === "f16") || (file === "I8" && target === "int8") || (file === "U8" && target === "q4");
+const copiedAsIs = (file: string, target: WeightDType) =>
+  (file === "F16" && target === "f16") || (file === "I8" && target === "int8") || (file === "U8" && target === "q4");
 
 /** A file's dtype for matrices that come with a `_scale` tensor (int8, q4). */
 const isQuantized = (dtype: string) => dtype === "I8" || dtype === "U8";

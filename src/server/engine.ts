@@ -7,7 +7,16 @@
 // last tokens through the model as B rows, each row over its own cache; a finished, failed or
 // cancelled request frees its slot at once. Sampling and stop conditions stay per request.
 import type { DecoderModel, KVCache } from "../models/decoder.js";
-import { applyRepetitionPenalty, argmax, isSampling, logSoftmax, Sampler, topIds, validateSampling, type SamplingOptions } from "../generate/sampling.js";
+import {
+  applyRepetitionPenalty,
+  argmax,
+  isSampling,
+  logSoftmax,
+  Sampler,
+  topIds,
+  validateSampling,
+  type SamplingOptions,
+} from "../generate/sampling.js";
 
 /** One generation request, in token ids (text, chat templates and stop strings are the caller's). */
 export interface EngineRequest {
@@ -143,7 +152,10 @@ export class Engine {
   private readonly decodable: number;
   private readonly pollMs: number;
 
-  constructor(readonly model: DecoderModel, opts: EngineOptions = {}) {
+  constructor(
+    readonly model: DecoderModel,
+    opts: EngineOptions = {},
+  ) {
     const d = model.dims;
     const int = (name: string, v: number, min: number) => {
       if (!Number.isInteger(v) || v < min) throw new Error(`wasm-lm: ${name} = ${v} must be an integer ≥ ${min}`);
@@ -162,8 +174,13 @@ export class Engine {
 
   get stats(): EngineStats {
     return {
-      active: this.active.length, queued: this.queue.length, maxBatch: this.maxBatch, maxQueue: this.maxQueue,
-      ctx: this.ctx, steps: this.steps, rows: this.rows,
+      active: this.active.length,
+      queued: this.queue.length,
+      maxBatch: this.maxBatch,
+      maxQueue: this.maxQueue,
+      ctx: this.ctx,
+      steps: this.steps,
+      rows: this.rows,
     };
   }
 
@@ -205,8 +222,7 @@ export class Engine {
 
   /** Stop accepting requests and resolve once every queued and active one has finished. */
   drain(): Promise<void> {
-    this.draining ??= this.queue.length || this.active.length
-      ? new Promise<void>((r) => (this.idle = r)) : Promise.resolve();
+    this.draining ??= this.queue.length || this.active.length ? new Promise<void>((r) => (this.idle = r)) : Promise.resolve();
     return this.draining;
   }
 
@@ -218,7 +234,8 @@ export class Engine {
     for (const id of p) {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`wasm-lm: token id ${id} is outside the vocabulary [0, ${V})`);
     }
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 0) throw new Error(`wasm-lm: maxTokens = ${req.maxTokens} must be an integer ≥ 0`);
+    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 0)
+      throw new Error(`wasm-lm: maxTokens = ${req.maxTokens} must be an integer ≥ 0`);
     validateSampling(req.sampling ?? {});
     for (const k of ["presencePenalty", "frequencyPenalty"] as const) {
       const v = req[k];
@@ -286,11 +303,16 @@ export class Engine {
       if (this.active.length) {
         const batch = this.active;
         try {
-          const r = await this.model.forwardAsync(batch.map((j) => [j.last]), { caches: batch.map((j) => j.slot!), logits: "last" });
+          const r = await this.model.forwardAsync(
+            batch.map((j) => [j.last]),
+            { caches: batch.map((j) => j.slot!), logits: "last" },
+          );
           this.steps++;
           this.rows += batch.length;
           const V = this.model.dims.V;
-          batch.forEach((j, b) => { if (!j.done) this.choose(j, r.logits.subarray(b * V, (b + 1) * V)); });
+          batch.forEach((j, b) => {
+            if (!j.done) this.choose(j, r.logits.subarray(b * V, (b + 1) * V));
+          });
         } catch (e) {
           for (const j of batch) j.error = e;
         }

@@ -85,10 +85,22 @@ export function createHandler(opts: HandlerOptions): Handler {
     let r = routes[path];
     if (!r && path.startsWith("/v1/models/")) {
       const id = safeDecode(path.slice("/v1/models/".length));
-      r = { GET: () => { if (id !== opts.modelId) throw modelNotFound(id); return jsonResponse(200, model()); } };
+      r = {
+        GET: () => {
+          if (id !== opts.modelId) throw modelNotFound(id);
+          return jsonResponse(200, model());
+        },
+      };
       path = "/v1/models/{model}";
     }
-    if (!r) throw new ApiError(404, `Unknown route: ${request.method} ${url.pathname.slice(0, 200)}`, "invalid_request_error", null, "unknown_url");
+    if (!r)
+      throw new ApiError(
+        404,
+        `Unknown route: ${request.method} ${url.pathname.slice(0, 200)}`,
+        "invalid_request_error",
+        null,
+        "unknown_url",
+      );
     const allowed = (["GET", "POST"] as const).filter((m) => r[m]);
     const allow = [...allowed, ...(allowed.includes("GET") ? ["HEAD"] : []), ...(cors ? ["OPTIONS"] : [])].join(", ");
     if (request.method === "OPTIONS" && cors) {
@@ -104,11 +116,25 @@ export function createHandler(opts: HandlerOptions): Handler {
     }
     const method = request.method === "HEAD" ? "GET" : request.method;
     const fn = r[method as "GET" | "POST"];
-    if (!fn) throw new ApiError(405, `Method ${request.method} is not allowed on ${path}; allowed: ${allow}.`, "invalid_request_error", null, "method_not_allowed", { allow });
+    if (!fn)
+      throw new ApiError(
+        405,
+        `Method ${request.method} is not allowed on ${path}; allowed: ${allow}.`,
+        "invalid_request_error",
+        null,
+        "method_not_allowed",
+        { allow },
+      );
     if (keyDigest && !r.open && !(await bearerMatches(request, keyDigest))) {
       const given = request.headers.has("authorization");
-      throw new ApiError(401, given ? "Incorrect API key provided." : "Missing API key: send it as 'Authorization: Bearer <key>'.",
-        "invalid_request_error", null, "invalid_api_key", { "www-authenticate": "Bearer" });
+      throw new ApiError(
+        401,
+        given ? "Incorrect API key provided." : "Missing API key: send it as 'Authorization: Bearer <key>'.",
+        "invalid_request_error",
+        null,
+        "invalid_api_key",
+        { "www-authenticate": "Bearer" },
+      );
     }
     const response = await fn(request);
     return request.method === "HEAD" ? new Response(null, { status: response.status, headers: response.headers }) : response;
@@ -178,7 +204,9 @@ class GenerationContext {
     if (e instanceof ApiError) return e;
     if (e instanceof QueueFullError || (e as Error)?.name === "QueueFullError") {
       const seconds = Math.max(1, Math.ceil((e as QueueFullError).retryAfterSeconds ?? 1));
-      return new ApiError(429, (e as Error).message.replace(/^wasm-lm: /, ""), "overloaded_error", null, "queue_full", { "retry-after": String(seconds) });
+      return new ApiError(429, (e as Error).message.replace(/^wasm-lm: /, ""), "overloaded_error", null, "queue_full", {
+        "retry-after": String(seconds),
+      });
     }
     if (e instanceof EngineClosedError) {
       return new ApiError(503, e.message.replace(/^wasm-lm: /, ""), "overloaded_error", null, "shutting_down", { "retry-after": "1" });
@@ -202,8 +230,10 @@ class GenerationContext {
   async completions(request: Request): Promise<Response> {
     const body = await this.parse(request, CompletionRequest);
     const tok = this.tokenizer;
-    const raw = Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number"
-      ? body.prompt[0] as string | number[] : body.prompt as string | number[];
+    const raw =
+      Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number"
+        ? (body.prompt[0] as string | number[])
+        : (body.prompt as string | number[]);
     let prompt: number[];
     if (typeof raw === "string") {
       if (!tok) throw invalid("prompt", "This server has no tokenizer: send the prompt as an array of token ids.");
@@ -213,11 +243,13 @@ class GenerationContext {
       prompt = raw;
       if (tok) {
         const bad = prompt.findIndex((id) => id >= tok.vocabSize);
-        if (bad >= 0) throw invalid("prompt", `prompt[${bad}] = ${prompt[bad]} is not a token id of the vocabulary (0..${tok.vocabSize - 1}).`);
+        if (bad >= 0)
+          throw invalid("prompt", `prompt[${bad}] = ${prompt[bad]} is not a token id of the vocabulary (0..${tok.vocabSize - 1}).`);
       }
     }
     const logprobs = body.logprobs ?? null;
-    if (body.echo && logprobs !== null) throw invalid("echo", "echo with logprobs is not supported (the prompt's log-probabilities are not computed).");
+    if (body.echo && logprobs !== null)
+      throw invalid("echo", "echo with logprobs is not supported (the prompt's log-probabilities are not computed).");
     const maxTokens = this.maxTokens(prompt, body.max_tokens, "prompt", COMPLETION_MAX_TOKENS);
     const decode: Decode | null = tok ? (ids) => tok.decode(ids) : null;
     const promptText = !body.echo ? null : typeof raw === "string" ? raw : decode ? decode(prompt) : "";
@@ -228,7 +260,8 @@ class GenerationContext {
     return this.respond(request, plan, {
       chunks: async function* (steps: AsyncGenerator<Step, Outcome>, usage: () => Usage) {
         const usageNull = plan.includeUsage ? { usage: null } : {};
-        if (plan.promptText) yield { ...head, choices: [{ index: 0, text: plan.promptText, logprobs: null, finish_reason: null }], ...usageNull };
+        if (plan.promptText)
+          yield { ...head, choices: [{ index: 0, text: plan.promptText, logprobs: null, finish_reason: null }], ...usageNull };
         let r = await steps.next();
         for (; !r.done; r = await steps.next()) {
           const logprobs = plan.logprobs === null ? null : completionLogprobs([r.value], plan);
@@ -244,13 +277,15 @@ class GenerationContext {
       },
       whole: (steps: Step[], o: Outcome, usage: Usage) => ({
         ...head,
-        choices: [{
-          index: 0,
-          text: (plan.promptText ?? "") + o.text,
-          logprobs: plan.logprobs === null ? null : completionLogprobs(steps, plan),
-          finish_reason: o.finish,
-          ...tokenIds(plan, o),
-        }],
+        choices: [
+          {
+            index: 0,
+            text: (plan.promptText ?? "") + o.text,
+            logprobs: plan.logprobs === null ? null : completionLogprobs(steps, plan),
+            finish_reason: o.finish,
+            ...tokenIds(plan, o),
+          },
+        ],
         usage,
       }),
     });
@@ -278,14 +313,18 @@ class GenerationContext {
     const maxTokens = this.maxTokens(prompt, body.max_completion_tokens ?? body.max_tokens, "messages", Infinity);
     const stops = [...(this.opts.chatStopTokenIds ?? tok.chatStopTokenIds), ...this.opts.eosTokenIds];
     const decode: Decode = (ids) => tok.decode(ids, { skipSpecialTokens: true });
-    const plan = this.plan(body, prompt, maxTokens, stops, decode, body.logprobs ? body.top_logprobs ?? 0 : null, null);
+    const plan = this.plan(body, prompt, maxTokens, stops, decode, body.logprobs ? (body.top_logprobs ?? 0) : null, null);
     const id = `chatcmpl-${randomId()}`;
     const created = Math.floor(Date.now() / 1000);
     const head = { id, object: "chat.completion.chunk", created, model: this.opts.modelId };
     const usageNull = plan.includeUsage ? { usage: null } : {};
     return this.respond(request, plan, {
       chunks: async function* (steps: AsyncGenerator<Step, Outcome>, usage: () => Usage) {
-        yield { ...head, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageNull };
+        yield {
+          ...head,
+          choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }],
+          ...usageNull,
+        };
         let r = await steps.next();
         for (; !r.done; r = await steps.next()) {
           const logprobs = plan.logprobs === null ? null : chatLogprobs([r.value], plan);
@@ -293,20 +332,23 @@ class GenerationContext {
           yield { ...head, choices: [{ index: 0, delta: { content: r.value.piece }, logprobs, finish_reason: null }], ...usageNull };
         }
         const o = r.value;
-        if (o.rest) yield { ...head, choices: [{ index: 0, delta: { content: o.rest }, logprobs: null, finish_reason: null }], ...usageNull };
+        if (o.rest)
+          yield { ...head, choices: [{ index: 0, delta: { content: o.rest }, logprobs: null, finish_reason: null }], ...usageNull };
         yield { ...head, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: o.finish, ...tokenIds(plan, o) }], ...usageNull };
         if (plan.includeUsage) yield { ...head, choices: [], usage: usage() };
       },
       whole: (steps: Step[], o: Outcome, usage: Usage) => ({
         ...head,
         object: "chat.completion",
-        choices: [{
-          index: 0,
-          message: { role: "assistant", content: o.text, refusal: null },
-          logprobs: plan.logprobs === null ? null : chatLogprobs(steps, plan),
-          finish_reason: o.finish,
-          ...tokenIds(plan, o),
-        }],
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant", content: o.text, refusal: null },
+            logprobs: plan.logprobs === null ? null : chatLogprobs(steps, plan),
+            finish_reason: o.finish,
+            ...tokenIds(plan, o),
+          },
+        ],
         usage,
       }),
     });
@@ -316,16 +358,32 @@ class GenerationContext {
   private maxTokens(prompt: number[], asked: number | null | undefined, promptParam: string, byDefault: number): number {
     const ctx = this.opts.engine.stats.ctx;
     const room = ctx - prompt.length;
-    if (room < 1) throw invalid(promptParam, `The prompt is ${prompt.length} tokens: it leaves no room for a completion in this server's context of ${ctx} tokens.`, "context_length_exceeded");
+    if (room < 1)
+      throw invalid(
+        promptParam,
+        `The prompt is ${prompt.length} tokens: it leaves no room for a completion in this server's context of ${ctx} tokens.`,
+        "context_length_exceeded",
+      );
     if (asked == null) return Math.min(byDefault, room);
     if (asked > room) {
-      throw invalid("max_tokens", `max_tokens = ${asked} is too large: the prompt is ${prompt.length} tokens and the context is ${ctx} tokens, so at most ${room} new tokens fit.`, "context_length_exceeded");
+      throw invalid(
+        "max_tokens",
+        `max_tokens = ${asked} is too large: the prompt is ${prompt.length} tokens and the context is ${ctx} tokens, so at most ${room} new tokens fit.`,
+        "context_length_exceeded",
+      );
     }
     return asked;
   }
 
-  private plan(body: CompletionRequest | ChatRequest, prompt: number[], maxTokens: number, stopIds: readonly number[],
-    decode: Decode | null, logprobs: number | null, promptText: string | null): Plan {
+  private plan(
+    body: CompletionRequest | ChatRequest,
+    prompt: number[],
+    maxTokens: number,
+    stopIds: readonly number[],
+    decode: Decode | null,
+    logprobs: number | null,
+    promptText: string | null,
+  ): Plan {
     const stopStrings = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
     if (stopStrings.length && !decode) throw invalid("stop", "stop strings need a tokenizer, and this server has none.");
     // temperature 0 is greedy (generate's default); OpenAI's default temperature is 1.
@@ -365,10 +423,14 @@ class GenerationContext {
   }
 
   /** Runs the plan on the engine; a streamed or a whole response. */
-  private respond(request: Request, plan: Plan, shape: {
-    chunks: (steps: AsyncGenerator<Step, Outcome>, usage: () => Usage) => AsyncGenerator<unknown, void>;
-    whole: (steps: Step[], o: Outcome, usage: Usage) => unknown;
-  }): Response | Promise<Response> {
+  private respond(
+    request: Request,
+    plan: Plan,
+    shape: {
+      chunks: (steps: AsyncGenerator<Step, Outcome>, usage: () => Usage) => AsyncGenerator<unknown, void>;
+      whole: (steps: Step[], o: Outcome, usage: Usage) => unknown;
+    },
+  ): Response | Promise<Response> {
     // One controller per request: the client going away (request.signal) or a cancelled stream aborts it.
     const abort = new AbortController();
     const onClientGone = () => abort.abort(new DOMException("the client disconnected", "AbortError"));
@@ -383,7 +445,11 @@ class GenerationContext {
       throw e;
     }
     let completionTokens = 0;
-    const usage = (): Usage => ({ prompt_tokens: plan.prompt.length, completion_tokens: completionTokens, total_tokens: plan.prompt.length + completionTokens });
+    const usage = (): Usage => ({
+      prompt_tokens: plan.prompt.length,
+      completion_tokens: completionTokens,
+      total_tokens: plan.prompt.length + completionTokens,
+    });
     const counted = async function* (): AsyncGenerator<Step, Outcome> {
       try {
         const steps = follow(generation, plan);
@@ -437,7 +503,11 @@ class GenerationContext {
   }
 }
 
-interface Usage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
 
 /** The engine's tokens as text steps: stop ids are not decoded; a stop string ends the generation. */
 async function* follow(generation: AsyncGenerator<EngineToken, EngineFinish>, plan: Plan): AsyncGenerator<Step, Outcome> {
@@ -447,12 +517,18 @@ async function* follow(generation: AsyncGenerator<EngineToken, EngineFinish>, pl
   try {
     for (;;) {
       const r = await generation.next();
-      if (r.done) { finish = r.value; break; }
+      if (r.done) {
+        finish = r.value;
+        break;
+      }
       ids.push(r.value.id);
       const offset = text?.text.length ?? 0;
       const piece = text && !plan.stopIds.has(r.value.id) ? text.push(r.value.id) : "";
       yield { token: r.value, piece, offset };
-      if (text?.stopped) { finish = "stop"; break; }
+      if (text?.stopped) {
+        finish = "stop";
+        break;
+      }
     }
   } finally {
     // A stop string, a disconnect or an error ends the engine request too: its slot is freed now.
@@ -471,7 +547,9 @@ function completionLogprobs(steps: Step[], plan: Plan) {
   return {
     tokens: steps.map((s) => plan.tokenText(s.token.id)),
     token_logprobs: steps.map((s) => lp(s.token.logprob)),
-    top_logprobs: steps.map((s) => Object.fromEntries((s.token.top ?? []).slice(0, plan.logprobs!).map((t) => [plan.tokenText(t.id), lp(t.logprob)]))),
+    top_logprobs: steps.map((s) =>
+      Object.fromEntries((s.token.top ?? []).slice(0, plan.logprobs!).map((t) => [plan.tokenText(t.id), lp(t.logprob)])),
+    ),
     text_offset: steps.map((s) => echo + s.offset),
   };
 }
@@ -497,7 +575,13 @@ function tokenIds(plan: Plan, o: Outcome) {
 }
 
 function modelNotFound(id: string): ApiError {
-  return new ApiError(404, `The model '${id.slice(0, 200)}' does not exist: this server serves only its own model.`, "invalid_request_error", "model", "model_not_found");
+  return new ApiError(
+    404,
+    `The model '${id.slice(0, 200)}' does not exist: this server serves only its own model.`,
+    "invalid_request_error",
+    "model",
+    "model_not_found",
+  );
 }
 
 function corsHeaders(origin: string | undefined): Record<string, string> | null {
@@ -522,15 +606,21 @@ function randomId(): string {
 }
 
 function checkOptions(o: HandlerOptions): void {
-  const bad = (name: string, want: string) => { throw new Error(`createHandler: ${name} ${want}`); };
+  const bad = (name: string, want: string) => {
+    throw new Error(`createHandler: ${name} ${want}`);
+  };
   if (!o || typeof o !== "object") bad("options", "must be an object");
   if (!o.engine || typeof o.engine.generate !== "function") bad("engine", "must have generate() (an Engine)");
   if (typeof o.modelId !== "string" || o.modelId === "") bad("modelId", "must be a non-empty string");
   if (o.tokenizer === undefined) bad("tokenizer", "must be a Tokenizer or null");
-  if (!Array.isArray(o.eosTokenIds) || !o.eosTokenIds.every((id) => Number.isInteger(id) && id >= 0)) bad("eosTokenIds", "must be an array of token ids");
-  if (o.chatStopTokenIds !== undefined && !(Array.isArray(o.chatStopTokenIds) && o.chatStopTokenIds.every(Number.isInteger))) bad("chatStopTokenIds", "must be an array of token ids");
+  if (!Array.isArray(o.eosTokenIds) || !o.eosTokenIds.every((id) => Number.isInteger(id) && id >= 0))
+    bad("eosTokenIds", "must be an array of token ids");
+  if (o.chatStopTokenIds !== undefined && !(Array.isArray(o.chatStopTokenIds) && o.chatStopTokenIds.every(Number.isInteger)))
+    bad("chatStopTokenIds", "must be an array of token ids");
   if (o.apiKey !== undefined && (typeof o.apiKey !== "string" || o.apiKey === "")) bad("apiKey", "must be a non-empty string");
-  if (o.maxBodyBytes !== undefined && !(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0)) bad("maxBodyBytes", `must be a positive integer, got ${o.maxBodyBytes}`);
-  if (o.bodyTimeoutMs !== undefined && !(o.bodyTimeoutMs > 0 && Number.isFinite(o.bodyTimeoutMs))) bad("bodyTimeoutMs", `must be a positive number of ms, got ${o.bodyTimeoutMs}`);
-  if (o.cors !== undefined && (typeof o.cors !== "string" || o.cors === "")) bad("cors", "must be an origin (or \"*\")");
+  if (o.maxBodyBytes !== undefined && !(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0))
+    bad("maxBodyBytes", `must be a positive integer, got ${o.maxBodyBytes}`);
+  if (o.bodyTimeoutMs !== undefined && !(o.bodyTimeoutMs > 0 && Number.isFinite(o.bodyTimeoutMs)))
+    bad("bodyTimeoutMs", `must be a positive number of ms, got ${o.bodyTimeoutMs}`);
+  if (o.cors !== undefined && (typeof o.cors !== "string" || o.cors === "")) bad("cors", 'must be an origin (or "*")');
 }

@@ -40,14 +40,35 @@ export function errorResponse(e: ApiError): Response {
 export async function readBody(request: Request, maxBytes: number, timeoutMs: number): Promise<Uint8Array> {
   // The body is left unread: the client must not send its next request on this connection.
   const close = { connection: "close" };
-  const tooLarge = () => new ApiError(413, `The request body is larger than this server's limit of ${maxBytes} bytes.`, "invalid_request_error", null, "request_too_large", close);
+  const tooLarge = () =>
+    new ApiError(
+      413,
+      `The request body is larger than this server's limit of ${maxBytes} bytes.`,
+      "invalid_request_error",
+      null,
+      "request_too_large",
+      close,
+    );
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
   if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ApiError(408, `The request body did not arrive within ${timeoutMs / 1000} s.`, "invalid_request_error", null, "request_timeout", close)), timeoutMs);
+    timer = setTimeout(
+      () =>
+        reject(
+          new ApiError(
+            408,
+            `The request body did not arrive within ${timeoutMs / 1000} s.`,
+            "invalid_request_error",
+            null,
+            "request_timeout",
+            close,
+          ),
+        ),
+      timeoutMs,
+    );
   });
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -63,14 +84,24 @@ export async function readBody(request: Request, maxBytes: number, timeoutMs: nu
     reader.cancel().catch(() => {});
     if (e instanceof ApiError) throw e;
     // The client went away (or sent a broken body) while we read.
-    throw new ApiError(400, "The request body could not be read (the connection was closed or reset).", "invalid_request_error", null, "body_read_error", close);
+    throw new ApiError(
+      400,
+      "The request body could not be read (the connection was closed or reset).",
+      "invalid_request_error",
+      null,
+      "body_read_error",
+      close,
+    );
   } finally {
     clearTimeout(timer);
   }
   if (chunks.length === 1) return chunks[0];
   const out = new Uint8Array(size);
   let at = 0;
-  for (const c of chunks) { out.set(c, at); at += c.byteLength; }
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
   return out;
 }
 
@@ -79,7 +110,13 @@ export async function readJsonObject(request: Request, maxBytes: number, timeout
   const type = request.headers.get("content-type");
   // Media types are case-insensitive; parameters (charset) may follow. No type at all is read as JSON.
   if (type !== null && !/^\s*application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
-    throw new ApiError(415, `Unsupported Content-Type '${type.slice(0, 100)}': send application/json.`, "invalid_request_error", null, "unsupported_media_type");
+    throw new ApiError(
+      415,
+      `Unsupported Content-Type '${type.slice(0, 100)}': send application/json.`,
+      "invalid_request_error",
+      null,
+      "unsupported_media_type",
+    );
   }
   const bytes = await readBody(request, maxBytes, timeoutMs);
   if (bytes.byteLength === 0) throw invalid(null, "The request body is empty: send a JSON object.");
@@ -125,8 +162,12 @@ export async function sha256(text: string): Promise<Uint8Array> {
  * becomes one `data: {"error": ...}` event. When the consumer cancels (the client disconnected),
  * onCancel runs and the generator is closed, so its `finally` blocks release what it holds.
  */
-export function sseResponse(events: AsyncGenerator<unknown, void>, toError: (e: unknown) => ApiError,
-  onCancel: () => void, headers: Record<string, string> = {}): Response {
+export function sseResponse(
+  events: AsyncGenerator<unknown, void>,
+  toError: (e: unknown) => ApiError,
+  onCancel: () => void,
+  headers: Record<string, string> = {},
+): Response {
   const encoder = new TextEncoder();
   let cancelled = false;
   const body = new ReadableStream<Uint8Array>({
@@ -144,7 +185,9 @@ export function sseResponse(events: AsyncGenerator<unknown, void>, toError: (e: 
         try {
           controller.enqueue(encoder.encode(`data: ${JSON.stringify(toError(e).body)}\n\n`));
           controller.close();
-        } catch { /* cancelled meanwhile: nobody to tell */ }
+        } catch {
+          /* cancelled meanwhile: nobody to tell */
+        }
       }
     },
     async cancel() {

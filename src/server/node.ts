@@ -30,9 +30,11 @@ export interface NodeServer {
 export async function serveNode(handler: (request: Request) => Promise<Response>, opts: NodeServeOptions = {}): Promise<NodeServer> {
   const host = opts.host ?? "127.0.0.1";
   const port = opts.port ?? 8080;
-  if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new Error(`wasm-lm serve: port ${port} is not a port number (0..65535)`);
+  if (!(Number.isInteger(port) && port >= 0 && port < 65536))
+    throw new Error(`wasm-lm serve: port ${port} is not a port number (0..65535)`);
   let closing = false;
-  const shuttingDown = () => errorResponse(new ApiError(503, "The server is shutting down.", "server_error", null, "shutting_down", { connection: "close" }));
+  const shuttingDown = () =>
+    errorResponse(new ApiError(503, "The server is shutting down.", "server_error", null, "shutting_down", { connection: "close" }));
   const listener = getRequestListener((request) => (closing ? shuttingDown() : handler(request)), {
     // Keep Node's own Request/Response globals: the adapter would otherwise replace them process-wide.
     overrideGlobalObjects: false,
@@ -54,7 +56,9 @@ export async function serveNode(handler: (request: Request) => Promise<Response>
       if (closing && inFlight.get(socket) === 0) socket.destroySoon();
     });
   });
-  const endIdle = () => { for (const [socket, n] of inFlight) if (n === 0) socket.destroySoon(); };
+  const endIdle = () => {
+    for (const [socket, n] of inFlight) if (n === 0) socket.destroySoon();
+  };
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
       reject(new Error(`wasm-lm serve: cannot listen on ${host}:${port}: ${e.code === "EADDRINUSE" ? "the port is in use" : e.message}`));

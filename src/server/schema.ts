@@ -7,10 +7,10 @@ import { z } from "zod";
 const nullish = <T extends z.ZodType>(t: T) => t.nullish();
 const int = () => z.number().int();
 
-const stop = z.union([
-  z.string().min(1, "must not be empty"),
-  z.array(z.string().min(1, "must not be empty")).max(4, "at most 4 stop strings"),
-], { error: "must be a string or an array of up to 4 strings" });
+const stop = z.union(
+  [z.string().min(1, "must not be empty"), z.array(z.string().min(1, "must not be empty")).max(4, "at most 4 stop strings")],
+  { error: "must be a string or an array of up to 4 strings" },
+);
 
 // Shared by both endpoints.
 const common = {
@@ -39,12 +39,9 @@ const tokenIds = z.array(int().min(0, "token ids are ≥ 0")).min(1, "must not b
 export const CompletionRequest = z.object({
   ...common,
   // One prompt per request: a string or token ids, or a list holding exactly one of them.
-  prompt: z.union([
-    z.string(),
-    tokenIds,
-    z.tuple([z.string()]),
-    z.tuple([tokenIds]),
-  ], { error: "must be a string or an array of token ids (one prompt per request)" }),
+  prompt: z.union([z.string(), tokenIds, z.tuple([z.string()]), z.tuple([tokenIds])], {
+    error: "must be a string or an array of token ids (one prompt per request)",
+  }),
   max_tokens: nullish(int().min(1)),
   logprobs: nullish(int().min(0).max(5)),
   echo: nullish(z.boolean()),
@@ -54,10 +51,15 @@ export const CompletionRequest = z.object({
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
 // Content as a string or as text parts (OpenAI's array form); other part types are refused.
-const content = z.union([
-  z.string(),
-  z.array(z.object({ type: z.literal("text"), text: z.string() }, { error: "only text parts ({\"type\": \"text\", \"text\": ...}) are supported" })),
-], { error: "must be a string or an array of text parts" });
+const content = z.union(
+  [
+    z.string(),
+    z.array(
+      z.object({ type: z.literal("text"), text: z.string() }, { error: 'only text parts ({"type": "text", "text": ...}) are supported' }),
+    ),
+  ],
+  { error: "must be a string or an array of text parts" },
+);
 
 const message = z.looseObject({ role: z.string(), content });
 
@@ -68,7 +70,7 @@ export const ChatRequest = z.object({
   max_completion_tokens: nullish(int().min(1)),
   logprobs: nullish(z.boolean()),
   top_logprobs: nullish(int().min(0).max(20)),
-  response_format: nullish(z.object({ type: z.literal("text", "only {\"type\": \"text\"} is supported") })),
+  response_format: nullish(z.object({ type: z.literal("text", 'only {"type": "text"} is supported') })),
   tools: nullish(z.array(z.unknown()).max(0, "tools are not supported")),
 });
 export type ChatRequest = z.infer<typeof ChatRequest>;
@@ -76,12 +78,17 @@ export type ChatRequest = z.infer<typeof ChatRequest>;
 /** The first problem of a failed parse: the field's path (OpenAI's `param`) and a message naming it. */
 export function firstIssue(error: z.ZodError, body: unknown): { param: string; message: string } {
   const issue = error.issues[0];
-  const param = issue.path.reduce<string>((p, k) => typeof k === "number" ? `${p}[${k}]` : p ? `${p}.${String(k)}` : String(k), "");
+  const param = issue.path.reduce<string>((p, k) => (typeof k === "number" ? `${p}[${k}]` : p ? `${p}.${String(k)}` : String(k)), "");
   const where = param === "" ? "the request body" : `'${param}'`;
   if (issue.code === "invalid_type") {
     const got = valueAt(body, issue.path);
     const missing = got === undefined;
-    return { param, message: missing ? `Missing required parameter ${where}.` : `Invalid type for ${where}: expected ${issue.expected}, got ${kind(got)}.` };
+    return {
+      param,
+      message: missing
+        ? `Missing required parameter ${where}.`
+        : `Invalid type for ${where}: expected ${issue.expected}, got ${kind(got)}.`,
+    };
   }
   return { param, message: `Invalid value for ${where}: ${issue.message}.`.replace(/\.\.$/, ".") };
 }

@@ -234,10 +234,7 @@ class PairHeap {
       let child = 2 * i + 1;
       if (child >= last) break;
       const right = child + 1;
-      if (
-        right < last &&
-        (ranks[right] < ranks[child] || (ranks[right] === ranks[child] && positions[right] < positions[child]))
-      ) {
+      if (right < last && (ranks[right] < ranks[child] || (ranks[right] === ranks[child] && positions[right] < positions[child]))) {
         child = right;
       }
       if (ranks[child] > rank || (ranks[child] === rank && positions[child] >= pos)) break;

@@ -4,8 +4,7 @@
 
 function buildByteToChar(): string[] {
   const table: string[] = new Array(256);
-  const printable = (b: number) =>
-    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   // Printable bytes stand for themselves; the rest are shifted past U+00FF in byte order.
   let shifted = 0;
   for (let b = 0; b < 256; b++) {
@@ -18,9 +17,7 @@ function buildByteToChar(): string[] {
 export const BYTE_TO_CHAR: readonly string[] = buildByteToChar();
 
 /** Inverse of BYTE_TO_CHAR, keyed by UTF-16 code unit (all 256 characters are in the BMP). */
-export const CHAR_TO_BYTE: ReadonlyMap<number, number> = new Map(
-  BYTE_TO_CHAR.map((ch, b) => [ch.charCodeAt(0), b] as const),
-);
+export const CHAR_TO_BYTE: ReadonlyMap<number, number> = new Map(BYTE_TO_CHAR.map((ch, b) => [ch.charCodeAt(0), b] as const));
 
 const encoder = new TextEncoder();
 // ignoreBOM keeps a leading U+FEFF, as Python's bytes.decode("utf-8") does.

@@ -75,7 +75,9 @@ export class ChatTemplates {
     if (!named) return s as string;
     if (options.tools !== undefined && named.tool_use !== undefined) return named.tool_use;
     if (named.default !== undefined) return named.default;
-    throw new Error(`chat template: the tokenizer ${this.where} has named templates (${Object.keys(named).join(", ")}) and none is "default"; pass chatTemplate`);
+    throw new Error(
+      `chat template: the tokenizer ${this.where} has named templates (${Object.keys(named).join(", ")}) and none is "default"; pass chatTemplate`,
+    );
   }
 
   /** transformers' apply_chat_template(messages, tokenize=False, ...). */
@@ -83,7 +85,9 @@ export class ChatTemplates {
     validateMessages(messages);
     const source = this.select(options);
     if (source === null) {
-      throw new Error(`no chat template for the tokenizer ${this.where} (no chat_template in tokenizer_config.json and no chat_template.jinja)`);
+      throw new Error(
+        `no chat template for the tokenizer ${this.where} (no chat_template in tokenizer_config.json and no chat_template.jinja)`,
+      );
     }
     let template = this.parsed.get(source);
     if (!template) {

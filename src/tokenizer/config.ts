@@ -3,14 +3,7 @@
 // default to OPT's: add_bos_token=true, bos = eos = unk = "</s>", pad = "<pad>"; a tokenizer.json
 // has its own (its post-processor, its added tokens). An explicit null removes a token.
 
-import {
-  type AddedTokenSpec,
-  checkTokenId,
-  fail,
-  isObject,
-  parseAddedToken,
-  parseJson,
-} from "./files.js";
+import { type AddedTokenSpec, checkTokenId, fail, isObject, parseAddedToken, parseJson } from "./files.js";
 
 /** A token given by its text, or with transformers' AddedToken flags. */
 export type TokenSpec = string | { content: string; lstrip?: boolean; rstrip?: boolean; singleWord?: boolean };
@@ -123,7 +116,7 @@ export function parseTokenizerConfig(text: string, file = "tokenizer_config.json
 function chatTemplateSource(v: unknown, file: string): ChatTemplateSource | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === "string") return v;
-  const bad = () => fail(file, "chat_template must be a string or a list of {\"name\": ..., \"template\": ...}");
+  const bad = () => fail(file, 'chat_template must be a string or a list of {"name": ..., "template": ...}');
   if (!Array.isArray(v)) return bad();
   // No prototype: a template named "__proto__" or "toString" is just a name.
   const named: Record<string, string> = Object.create(null);

@@ -77,8 +77,10 @@ function checkVocab(obj: unknown, file: string, where: string): { tokens: string
   const ids = new Int32Array(tokens.length);
   for (let i = 0; i < tokens.length; i++) {
     const v = obj[tokens[i]];
-    ids[i] = typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_ID ? v
-      : checkTokenId(v, file, `value for ${quote(tokens[i])}`);
+    ids[i] =
+      typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_ID
+        ? v
+        : checkTokenId(v, file, `value for ${quote(tokens[i])}`);
   }
   if (tokens.length === 0) fail(file, `${where} is empty`);
   ids.sort();
@@ -212,7 +214,8 @@ export function parseTokenizerJson(text: string, file = "tokenizer.json"): Token
     const v = model.vocab;
     if (!Array.isArray(v) || v.length === 0) fail(file, `model.vocab of a Unigram model must be a non-empty array of [piece, score]`);
     v.forEach((e, i) => {
-      if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number") fail(file, `model.vocab[${i}] is not [piece, score] (got ${describe(e)})`);
+      if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number")
+        fail(file, `model.vocab[${i}] is not [piece, score] (got ${describe(e)})`);
     });
     vocabSize = v.length;
   } else {
@@ -232,8 +235,15 @@ export function parseTokenizerJson(text: string, file = "tokenizer.json"): Token
       if (!isObject(t)) fail(file, `${where} must be an object (got ${describe(t)})`);
       const id = checkTokenId(t.id, file, `${where}.id`);
       const spec = parseAddedToken(t, file, where, false);
-      added_tokens.push({ id, content: spec.content, special: spec.special, lstrip: spec.lstrip, rstrip: spec.rstrip,
-        single_word: spec.singleWord, normalized: t.normalized === undefined ? !spec.special : optionalBool(t, "normalized", file, where) });
+      added_tokens.push({
+        id,
+        content: spec.content,
+        special: spec.special,
+        lstrip: spec.lstrip,
+        rstrip: spec.rstrip,
+        single_word: spec.singleWord,
+        normalized: t.normalized === undefined ? !spec.special : optionalBool(t, "normalized", file, where),
+      });
       vocabSize = Math.max(vocabSize, id + 1);
     });
   }

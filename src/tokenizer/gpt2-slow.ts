@@ -111,14 +111,22 @@ export class Gpt2SlowTokenizer implements TokenizerBackend {
   encode(text: string, addSpecialTokens: boolean): number[] {
     const ids: number[] = [];
     if (addSpecialTokens && this.addBosToken) ids.push(this.bosTokenId!);
-    this.run(text, (sym) => ids.push(this.symbolVocabId(sym)), (tok) => ids.push(tok.id));
+    this.run(
+      text,
+      (sym) => ids.push(this.symbolVocabId(sym)),
+      (tok) => ids.push(tok.id),
+    );
     return ids;
   }
 
   /** Token strings (byte-level alphabet, e.g. "Ġworld"), without BOS, like transformers' tokenize(). */
   tokenize(text: string): string[] {
     const tokens: string[] = [];
-    this.run(text, (sym) => tokens.push(this.bpe.symbol(sym)), (tok) => tokens.push(tok.content));
+    this.run(
+      text,
+      (sym) => tokens.push(this.bpe.symbol(sym)),
+      (tok) => tokens.push(tok.content),
+    );
     return tokens;
   }
 
@@ -230,4 +238,3 @@ class ByteDecodeStream implements DecodeStream {
     return this.decoder.decode();
   }
 }
-

@@ -108,7 +108,15 @@ export class TokenizerJsonBackend implements TokenizerBackend {
     // tokenizer_config.json's added_tokens_decoder normally repeats added_tokens; add what it adds.
     for (const t of options.addedTokens ?? []) {
       if (!byContent.has(t.content)) {
-        addToken({ id: t.id, content: t.content, special: t.special, lstrip: t.lstrip, rstrip: t.rstrip, single_word: t.singleWord, normalized: !t.special });
+        addToken({
+          id: t.id,
+          content: t.content,
+          special: t.special,
+          lstrip: t.lstrip,
+          rstrip: t.rstrip,
+          single_word: t.singleWord,
+          normalized: !t.special,
+        });
       }
     }
     // The config's special tokens, registered as transformers does: an added special token with
@@ -128,8 +136,15 @@ export class TokenizerJsonBackend implements TokenizerBackend {
       let token = byContent.get(content);
       if (!token) {
         const flags: Exclude<TokenSpec, string> = typeof spec === "string" ? { content } : spec;
-        token = { id: vocabId(content) ?? json.vocabSize, content, special: true, lstrip: flags.lstrip ?? false, rstrip: flags.rstrip ?? false,
-          single_word: flags.singleWord ?? false, normalized: false };
+        token = {
+          id: vocabId(content) ?? json.vocabSize,
+          content,
+          special: true,
+          lstrip: flags.lstrip ?? false,
+          rstrip: flags.rstrip ?? false,
+          single_word: flags.singleWord ?? false,
+          normalized: false,
+        };
         addToken(token);
       }
       this.specialIds.add(token.id);
@@ -152,10 +167,14 @@ export class TokenizerJsonBackend implements TokenizerBackend {
     }
     json.pre_tokenizer = withOnigurumaWhitespace(json.pre_tokenizer);
 
-    this.lib = buildLibraryTokenizer(json, {
-      additional_special_tokens: this.additionalSpecialTokens,
-      eos_token: eos?.content ?? null, // a Unigram model's end-of-word piece
-    }, file);
+    this.lib = buildLibraryTokenizer(
+      json,
+      {
+        additional_special_tokens: this.additionalSpecialTokens,
+        eos_token: eos?.content ?? null, // a Unigram model's end-of-word piece
+      },
+      file,
+    );
     // The library copies the vocabulary and (string-form) merges into its own tables; the JSON
     // copies would stay reachable through the config it keeps. About 7 MB for GPT-2.
     if (json.model.type === "BPE" && typeof (json.model.merges as unknown[])[0] === "string") json.model.merges = [];
@@ -202,10 +221,13 @@ export class TokenizerJsonBackend implements TokenizerBackend {
   }
 
   createDecodeStream(skipSpecialTokens: boolean): DecodeStream {
-    return new PrefixDecodeStream((ids) => this.decode(ids, false), (id) => {
-      if (this.idToToken(id) === undefined) throw unknownIdError(id, this.vocabSize);
-      return skipSpecialTokens && this.specialIds.has(id);
-    });
+    return new PrefixDecodeStream(
+      (ids) => this.decode(ids, false),
+      (id) => {
+        if (this.idToToken(id) === undefined) throw unknownIdError(id, this.vocabSize);
+        return skipSpecialTokens && this.specialIds.has(id);
+      },
+    );
   }
 
   idToToken(id: number): string | undefined {

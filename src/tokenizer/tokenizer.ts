@@ -63,7 +63,11 @@ export class Tokenizer {
 
   private readonly chat: ChatTemplates;
 
-  private constructor(private readonly impl: TokenizerBackend, chatTemplate: ChatTemplateSource | undefined, where: string) {
+  private constructor(
+    private readonly impl: TokenizerBackend,
+    chatTemplate: ChatTemplateSource | undefined,
+    where: string,
+  ) {
     this.vocabSize = impl.vocabSize;
     this.bosTokenId = impl.bosTokenId;
     this.eosTokenId = impl.eosTokenId;
@@ -92,7 +96,12 @@ export class Tokenizer {
   }
 
   /** From vocab.json + merges.txt contents (the slow GPT-2 tokenizer). Options default to OPT's settings. */
-  static fromVocabAndMerges(vocabJson: string, mergesTxt: string, options: TokenizerOptions = {}, where = "(vocab.json + merges.txt)"): Tokenizer {
+  static fromVocabAndMerges(
+    vocabJson: string,
+    mergesTxt: string,
+    options: TokenizerOptions = {},
+    where = "(vocab.json + merges.txt)",
+  ): Tokenizer {
     return new Tokenizer(new Gpt2SlowTokenizer(vocabJson, mergesTxt, options), options.chatTemplate, where);
   }
 
@@ -109,9 +118,7 @@ export class Tokenizer {
   static fromFiles(files: TokenizerFiles, where = "(tokenizer files)"): Tokenizer {
     const options = mergeOptions(
       files.tokenizerConfigJson === undefined ? undefined : parseTokenizerConfig(files.tokenizerConfigJson),
-      files.specialTokensMapJson === undefined
-        ? undefined
-        : parseTokenizerConfig(files.specialTokensMapJson, "special_tokens_map.json"),
+      files.specialTokensMapJson === undefined ? undefined : parseTokenizerConfig(files.specialTokensMapJson, "special_tokens_map.json"),
     );
     if (files.chatTemplateJinja !== undefined) options.chatTemplate = files.chatTemplateJinja;
     if (files.tokenizerJson !== undefined) return Tokenizer.fromTokenizerJson(files.tokenizerJson, options, where);
@@ -138,7 +145,7 @@ export class Tokenizer {
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
     const text = this.impl.decode(ids, options.skipSpecialTokens ?? false);
-    return options.cleanUpTokenizationSpaces ?? this.cleanUpTokenizationSpaces ? cleanUpTokenization(text) : text;
+    return (options.cleanUpTokenizationSpaces ?? this.cleanUpTokenizationSpaces) ? cleanUpTokenization(text) : text;
   }
 
   /**

@@ -16,7 +16,10 @@ export async function loaderVisit(lib, first) {
   const events = [];
   const t0 = performance.now();
   const { model, tokenizer } = await lib.loadModelFromUrl("test/opt-tiny", {
-    endpoint: location.origin, cache: LOADER_CACHE, threads: 1, onDownload: (p) => events.push(p),
+    endpoint: location.origin,
+    cache: LOADER_CACHE,
+    threads: 1,
+    onDownload: (p) => events.push(p),
   });
   const ms = performance.now() - t0;
   let logits = Infinity;
@@ -50,7 +53,11 @@ export async function streamVisit(lib, name) {
   const failures = [];
   const t0 = performance.now();
   const { model, tokenizer } = await lib.loadModelFromUrl(`test/${name}`, {
-    endpoint: location.origin, cache: false, stream: true, residentEmbeddings: false, threads: 1,
+    endpoint: location.origin,
+    cache: false,
+    stream: true,
+    residentEmbeddings: false,
+    threads: 1,
   });
   const ms = performance.now() - t0;
   let logits = Infinity;

@@ -13,14 +13,20 @@ import { loaderVisit, streamVisit } from "./loader.mjs";
 
 const pre = document.createElement("pre");
 document.body.append(pre);
-const say = (line) => { console.log(line); pre.textContent += line + "\n"; };
+const say = (line) => {
+  console.log(line);
+  pre.textContent += line + "\n";
+};
 
 function inWorker(threads, tag) {
   return new Promise((resolve) => {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
     worker.onmessage = (e) => {
       if (e.data.log) say(e.data.log);
-      if (e.data.result) { worker.terminate(); resolve(e.data.result); }
+      if (e.data.result) {
+        worker.terminate();
+        resolve(e.data.result);
+      }
     };
     worker.onerror = (e) => resolve({ ok: false, failures: [`worker error: ${e.message}`], figures: {} });
     worker.postMessage({ threads, tag });
@@ -31,12 +37,21 @@ window.__run = async () => {
   const isolated = self.crossOriginIsolated === true;
   const tag = isolated ? "chromium isolated" : "chromium not-isolated";
   if (!isolated) {
-    say(`[${tag}] notice: this page is not cross-origin isolated (no COOP/COEP headers): SharedArrayBuffer is ` +
-      `${typeof SharedArrayBuffer}, so wasm-lm runs on one thread here and threads: 2 must fail with a clear error`);
+    say(
+      `[${tag}] notice: this page is not cross-origin isolated (no COOP/COEP headers): SharedArrayBuffer is ` +
+        `${typeof SharedArrayBuffer}, so wasm-lm runs on one thread here and threads: 2 must fail with a clear error`,
+    );
   }
   const fixture = await fetchFixture(location.href);
-  const page = await runChecks({ runtime: `${tag} page`, lib, kernels, fixture, threads: "error", log: (l) => say(`[${tag} page] ${l}`),
-    wasmSource: async () => ({}) });
+  const page = await runChecks({
+    runtime: `${tag} page`,
+    lib,
+    kernels,
+    fixture,
+    threads: "error",
+    log: (l) => say(`[${tag} page] ${l}`),
+    wasmSource: async () => ({}),
+  });
   const worker = await inWorker(isolated ? "expect" : "error", `${tag} worker`);
   return { isolated, page, worker };
 };

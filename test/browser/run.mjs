@@ -43,7 +43,11 @@ const bundleDir = join(tmp, "bundle");
 const esbuild = await import("esbuild");
 await esbuild.build({
   entryPoints: { page: join(HERE, "page.mjs"), worker: join(HERE, "worker.mjs") },
-  bundle: true, format: "esm", platform: "browser", outdir: bundleDir, logLevel: "warning",
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  outdir: bundleDir,
+  logLevel: "warning",
 });
 
 // URL prefix → directory. Only these are served; anything else is a 404.
@@ -56,7 +60,13 @@ const ROUTES = [
   ...MODEL_FIXTURES.map((m) => [`/test/${m}/resolve/main/`, join(ROOT, "test/fixtures", m)]),
   ["/test/opt-tiny/resolve/main/", join(ROOT, "test/fixtures/opt-tokenizer")],
 ];
-const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain", ".html": "text/html" };
+const TYPES = {
+  ".js": "text/javascript",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".txt": "text/plain",
+  ".html": "text/html",
+};
 const INDEX = `<!doctype html><meta charset="utf-8"><title>wasm-lm browser test</title><script type="module" src="/bundle/page.js"></script>`;
 
 function serve(isolated) {
@@ -90,8 +100,10 @@ function serve(isolated) {
       if (range) {
         // Range requests, as the hub's CDN answers them (loadModelFromUrl's stream mode).
         server.ranges = (server.ranges ?? 0) + 1;
-        const a = Number(range[1]), b = Math.min(Number(range[2]), body.length - 1);
-        res.writeHead(206, { ...headers, "Content-Type": "application/octet-stream", "Content-Range": `bytes ${a}-${b}/${body.length}` })
+        const a = Number(range[1]),
+          b = Math.min(Number(range[2]), body.length - 1);
+        res
+          .writeHead(206, { ...headers, "Content-Type": "application/octet-stream", "Content-Range": `bytes ${a}-${b}/${body.length}` })
           .end(body.subarray(a, b + 1));
         return;
       }
@@ -109,8 +121,15 @@ const profile = join(tmp, "profile");
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM,
   headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
 });
 const version = context.browser()?.version() ?? "?";
 console.log(`== chromium ${version} (${CHROMIUM}, headless)`);
@@ -135,8 +154,10 @@ async function loaderCheck(page, server) {
   // Only the files the directory lacks (tokenizer.json: 404s are not cached) may be asked for again.
   const again = names(b.hub).filter((f) => f !== "tokenizer.json");
   if (again.length) failures.push(`after reload: the server was asked for ${again.join(", ")}`);
-  console.log(`loader: first visit ${a.ms?.toFixed(0)} ms, ${a.events} progress events, requests ${names(a.hub).join(" ")}; ` +
-    `after reload ${b.ms?.toFixed(0)} ms, requests ${names(b.hub).join(" ") || "none"}`);
+  console.log(
+    `loader: first visit ${a.ms?.toFixed(0)} ms, ${a.events} progress events, requests ${names(a.hub).join(" ")}; ` +
+      `after reload ${b.ms?.toFixed(0)} ms, requests ${names(b.hub).join(" ") || "none"}`,
+  );
   return { ok: failures.length === 0, failures, logits: Math.max(a.logits ?? Infinity, b.logits ?? Infinity) };
 }
 
@@ -189,12 +210,17 @@ try {
       server.closeAllConnections(); // Chromium's keep-alive connections would hold close() open
       await new Promise((r) => server.close(r));
     }
-    for (const [where, r] of [["page", out.page], ["worker", out.worker]]) {
+    for (const [where, r] of [
+      ["page", out.page],
+      ["worker", out.worker],
+    ]) {
       const f = r.figures;
       const th = f.threads;
       const logits = worstLogitsDiff(f);
       rows.push({
-        name: `${tag} ${where}`, ok: r.ok, builds: (f.builds ?? []).join("+") || "-",
+        name: `${tag} ${where}`,
+        ok: r.ok,
+        builds: (f.builds ?? []).join("+") || "-",
         models: (f.models ?? []).map((m) => m.replace(/-tiny$/, "")).join("+") || "-",
         logits: logits === undefined ? "-" : logits.toExponential(2),
         threads: !th ? "-" : th.works ? `${th.threads}${th.bitIdentical ? " (bit-identical)" : " (DIFFERENT)"}` : "1 (clear error for 2)",
@@ -203,9 +229,13 @@ try {
     }
     for (const [what, r] of [["loader", loader], ...streams]) {
       rows.push({
-        name: `${tag} ${what}`, ok: r.ok, builds: "auto", threads: "1",
+        name: `${tag} ${what}`,
+        ok: r.ok,
+        builds: "auto",
+        threads: "1",
         models: what === "loader" ? "opt" : what.replace(/^stream (.*)-tiny$/, "$1"),
-        logits: Number.isFinite(r.logits) ? r.logits.toExponential(2) : "-", why: r.failures.join("; "),
+        logits: Number.isFinite(r.logits) ? r.logits.toExponential(2) : "-",
+        why: r.failures.join("; "),
       });
     }
   }
@@ -215,8 +245,13 @@ try {
 }
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\n${pad("chromium " + version, 34)}${pad("builds", 14)}${pad("models", 16)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}result`);
-for (const r of rows) console.log(`${pad(r.name, 34)}${pad(r.builds, 14)}${pad(r.models, 16)}${pad(r.threads, 22)}${pad(r.logits, 13)}${r.ok ? "pass" : `FAIL ${r.why}`}`);
+console.log(
+  `\n${pad("chromium " + version, 34)}${pad("builds", 14)}${pad("models", 16)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}result`,
+);
+for (const r of rows)
+  console.log(
+    `${pad(r.name, 34)}${pad(r.builds, 14)}${pad(r.models, 16)}${pad(r.threads, 22)}${pad(r.logits, 13)}${r.ok ? "pass" : `FAIL ${r.why}`}`,
+  );
 const passed = rows.filter((r) => r.ok).length;
 console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 console.log(`browser: ${passed} passed, ${rows.length - passed} failed`);

@@ -68,8 +68,11 @@ function cli(model, input, maxNewTokens) {
   const key = JSON.stringify([model, input, maxNewTokens]);
   if (!refs.has(key)) {
     const how = Array.isArray(input) ? ["--ids", input.join(",")] : input.messages ? ["--messages", input.messages] : ["--prompt", input];
-    const r = spawnSync(process.execPath, [join(ROOT, "dist/cli.js"), "generate", "--model", model, ...how, "--max-new-tokens", String(maxNewTokens), "--json"],
-      { encoding: "utf8", timeout: 120_000 });
+    const r = spawnSync(
+      process.execPath,
+      [join(ROOT, "dist/cli.js"), "generate", "--model", model, ...how, "--max-new-tokens", String(maxNewTokens), "--json"],
+      { encoding: "utf8", timeout: 120_000 },
+    );
     if (r.status !== 0) throw new Error(`wasm-lm generate --model ${model}: ${r.stderr.trim() || `exit ${r.status}`}`);
     refs.set(key, JSON.parse(r.stdout));
   }
@@ -82,26 +85,58 @@ function start(cmd, argv, { ready, env = {}, cwd = ROOT } = {}) {
   const proc = { child, out: "", err: "", exited: null };
   proc.stop = async () => {
     if (proc.exited) return proc.exited;
-    try { process.kill(-child.pid, "SIGINT"); } catch { /* gone */ }
-    const t = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } }, 5000);
+    try {
+      process.kill(-child.pid, "SIGINT");
+    } catch {
+      /* gone */
+    }
+    const t = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }, 5000);
     await proc.done;
     clearTimeout(t);
     return proc.exited;
   };
-  proc.done = new Promise((resolve) => child.on("close", (code, signal) => { proc.exited = { code, signal }; resolve(proc.exited); }));
-  child.stdout.setEncoding("utf8").on("data", (d) => { proc.out += d; if (VERBOSE) process.stdout.write(d); });
-  child.stderr.setEncoding("utf8").on("data", (d) => { proc.err += d; if (VERBOSE) process.stderr.write(d); });
+  proc.done = new Promise((resolve) =>
+    child.on("close", (code, signal) => {
+      proc.exited = { code, signal };
+      resolve(proc.exited);
+    }),
+  );
+  child.stdout.setEncoding("utf8").on("data", (d) => {
+    proc.out += d;
+    if (VERBOSE) process.stdout.write(d);
+  });
+  child.stderr.setEncoding("utf8").on("data", (d) => {
+    proc.err += d;
+    if (VERBOSE) process.stderr.write(d);
+  });
   if (!ready) return Promise.resolve(proc);
   return new Promise((resolve, reject) => {
     const check = () => {
       const m = ready.exec(proc.out);
-      if (m) { clearInterval(poll); proc.match = m; resolve(proc); }
+      if (m) {
+        clearInterval(poll);
+        proc.match = m;
+        resolve(proc);
+      }
     };
     const poll = setInterval(check, 50);
-    child.on("error", (e) => { clearInterval(poll); reject(new Error(`could not start ${cmd}: ${e.message}`)); });
+    child.on("error", (e) => {
+      clearInterval(poll);
+      reject(new Error(`could not start ${cmd}: ${e.message}`));
+    });
     proc.done.then(() => {
       clearInterval(poll);
-      reject(new Error(`${cmd.split("/").pop()} exited (${proc.exited.code ?? proc.exited.signal}) before it was ready: ${tail(proc.err || proc.out)}`));
+      reject(
+        new Error(
+          `${cmd.split("/").pop()} exited (${proc.exited.code ?? proc.exited.signal}) before it was ready: ${tail(proc.err || proc.out)}`,
+        ),
+      );
     });
   });
 }
@@ -110,14 +145,23 @@ const tail = (s) => s.trim().split("\n").slice(-3).join(" | ").slice(0, 400);
 
 function freePort() {
   return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
   });
 }
 
 /** Run a whole command to its end (bounded); its stdout, stderr and exit code. */
 async function run(cmd, argv, opts) {
   const p = await start(cmd, argv, opts);
-  const timer = setTimeout(() => { try { process.kill(-p.child.pid, "SIGKILL"); } catch { /* gone */ } }, 120_000);
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-p.child.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }, 120_000);
   const { code, signal } = await p.done;
   clearTimeout(timer);
   return { code: code ?? signal, stdout: p.out, stderr: p.err };
@@ -142,7 +186,8 @@ async function checkServer(baseURL, { model, kind, chat = false }, retries = 0) 
     const ref = cli(model, PROMPT, n);
     const c = await client.completions.create({ model: id, prompt: PROMPT, max_tokens: n, temperature: 0 });
     if (c.choices[0].text !== ref.text) failures.push(`completion ${show(c.choices[0].text)} ≠ CLI ${show(ref.text)}`);
-    if (c.usage?.completion_tokens !== ref.new_tokens.length) failures.push(`usage.completion_tokens ${c.usage?.completion_tokens} ≠ ${ref.new_tokens.length}`);
+    if (c.usage?.completion_tokens !== ref.new_tokens.length)
+      failures.push(`usage.completion_tokens ${c.usage?.completion_tokens} ≠ ${ref.new_tokens.length}`);
     let streamed = "";
     let chunks = 0;
     for await (const chunk of await client.completions.create({ model: id, prompt: PROMPT, max_tokens: n, temperature: 0, stream: true })) {
@@ -161,7 +206,8 @@ async function checkServer(baseURL, { model, kind, chat = false }, retries = 0) 
     const prompt = [1, 100, 200, 300];
     const ref = cli(model, prompt, n);
     const c = await client.completions.create({ model: id, prompt, max_tokens: n, temperature: 0, return_token_ids: true });
-    if (!same(c.choices[0].token_ids, ref.new_tokens)) failures.push(`token_ids ${show(c.choices[0].token_ids)} ≠ CLI ${show(ref.new_tokens)}`);
+    if (!same(c.choices[0].token_ids, ref.new_tokens))
+      failures.push(`token_ids ${show(c.choices[0].token_ids)} ≠ CLI ${show(ref.new_tokens)}`);
   }
   return failures;
 }
@@ -203,10 +249,16 @@ const EXAMPLES = [
     name: "node/generate",
     async run() {
       const failures = [];
-      for (const [model, argv] of [["synthetic:opt-125m", []], [LLAMA, [LLAMA, PROMPT, "16"]]]) {
+      for (const [model, argv] of [
+        ["synthetic:opt-125m", []],
+        [LLAMA, [LLAMA, PROMPT, "16"]],
+      ]) {
         const r = await run(process.execPath, [join(EX, "node/generate.mjs"), ...argv]);
         const ref = cli(model, PROMPT, argv[2] ? Number(argv[2]) : 24);
-        if (r.code !== 0) { failures.push(`${model}: exit ${r.code}: ${tail(r.stderr)}`); continue; }
+        if (r.code !== 0) {
+          failures.push(`${model}: exit ${r.code}: ${tail(r.stderr)}`);
+          continue;
+        }
         if (r.stdout !== `${PROMPT}${ref.text}\n`) failures.push(`${model}: printed ${show(r.stdout)}, CLI ${show(PROMPT + ref.text)}`);
         if (model.startsWith("synthetic:") && !/random weights/.test(r.stderr)) failures.push("no notice that synthetic weights are noise");
       }
@@ -214,7 +266,15 @@ const EXAMPLES = [
     },
   },
   serverExample("node/serve", process.execPath, (spec, port) => [join(EX, "node/serve.mjs"), spec, String(port)]),
-  serverExample("deno/serve", bin("deno"), (spec, port) => ["run", "--allow-read", "--allow-net", "--no-prompt", join(EX, "deno/serve.ts"), spec, String(port)]),
+  serverExample("deno/serve", bin("deno"), (spec, port) => [
+    "run",
+    "--allow-read",
+    "--allow-net",
+    "--no-prompt",
+    join(EX, "deno/serve.ts"),
+    spec,
+    String(port),
+  ]),
   serverExample("bun/serve", bin("bun"), (spec, port) => [join(EX, "bun/serve.ts"), spec, String(port)]),
   {
     name: "workerd",
@@ -224,13 +284,17 @@ const EXAMPLES = [
       const b = await run(process.execPath, [join(EX, "workerd/build.mjs"), join(dir, "out")]);
       if (b.code !== 0) return { failures: [`build.mjs: ${tail(b.stderr)}`] };
       copyFileSync(join(EX, "workerd/config.capnp"), join(dir, "config.capnp"));
-      const storage = await serveStatic([["/llama-tiny/", LLAMA], ["/gpt2-tiny/", GPT2]]);
+      const storage = await serveStatic([
+        ["/llama-tiny/", LLAMA],
+        ["/gpt2-tiny/", GPT2],
+      ]);
       const failures = [];
       try {
         for (const m of SERVED.filter((s) => !s.spec.startsWith("synthetic:"))) {
           const port = await freePort();
-          const p = await start(bin("workerd"), ["serve", join(dir, "config.capnp"), "--socket-addr", `http=127.0.0.1:${port}`],
-            { env: { MODEL_URL: `${storage.url}/${m.name}/`, MODEL_ID: m.name } });
+          const p = await start(bin("workerd"), ["serve", join(dir, "config.capnp"), "--socket-addr", `http=127.0.0.1:${port}`], {
+            env: { MODEL_URL: `${storage.url}/${m.name}/`, MODEL_ID: m.name },
+          });
           try {
             await waitForHttp(`http://127.0.0.1:${port}/health`, p);
             const before = storage.ranges;
@@ -240,8 +304,11 @@ const EXAMPLES = [
               // at once — two decode together, the third waits for a slot — each get the CLI's text.
               const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0 });
               const ref = cli(m.model, PROMPT, 8);
-              const all = await Promise.all([0, 1, 2].map(() => client.completions.create({ model: m.name, prompt: PROMPT, max_tokens: 8, temperature: 0 })));
-              if (!all.every((c) => c.choices[0].text === ref.text)) failures.push(`${m.name}: three concurrent requests: ${show(all.map((c) => c.choices[0].text))}`);
+              const all = await Promise.all(
+                [0, 1, 2].map(() => client.completions.create({ model: m.name, prompt: PROMPT, max_tokens: 8, temperature: 0 })),
+              );
+              if (!all.every((c) => c.choices[0].text === ref.text))
+                failures.push(`${m.name}: three concurrent requests: ${show(all.map((c) => c.choices[0].text))}`);
             }
             if (storage.ranges === before) failures.push(`${m.name}: the Worker made no Range request`);
           } catch (e) {
@@ -264,11 +331,27 @@ const EXAMPLES = [
       const out = join(tmp, "browser-out");
       const b = await run(process.execPath, [join(EX, "browser/build.mjs"), out]);
       if (b.code !== 0) return { failures: [`build.mjs: ${tail(b.stderr)}`] };
-      const server = await serveStatic([["/out/", out], ["/models/llama-tiny/", LLAMA], ["/", join(EX, "browser")]], { isolated: true });
+      const server = await serveStatic(
+        [
+          ["/out/", out],
+          ["/models/llama-tiny/", LLAMA],
+          ["/", join(EX, "browser")],
+        ],
+        { isolated: true },
+      );
       const { chromium } = await import("playwright-core");
       const context = await chromium.launchPersistentContext(join(tmp, "profile"), {
-        executablePath: CHROMIUM, headless: true,
-        args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          "--no-sandbox",
+          "--disable-gpu",
+          "--disable-quic",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-sync",
+        ],
       });
       const failures = [];
       let detail = "";
@@ -280,10 +363,14 @@ const EXAMPLES = [
         const ref = cli(LLAMA, PROMPT, n);
         const q = new URLSearchParams({ model: `${server.url}/models/llama-tiny/`, prompt: PROMPT, tokens: String(n) });
         await page.goto(`${server.url}/?${q}`);
-        await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("status").dataset.state), null, { timeout: 60_000 });
+        await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("status").dataset.state), null, {
+          timeout: 60_000,
+        });
         const got = await page.evaluate(() => ({
-          status: document.getElementById("status").textContent, output: document.getElementById("output").textContent,
-          tokens: document.getElementById("output").dataset.tokens, isolated: crossOriginIsolated,
+          status: document.getElementById("status").textContent,
+          output: document.getElementById("output").textContent,
+          tokens: document.getElementById("output").dataset.tokens,
+          isolated: crossOriginIsolated,
         }));
         if (!/^\d+ tokens/.test(got.status)) failures.push(`status: ${got.status}`);
         if (got.output !== PROMPT + ref.text) failures.push(`page shows ${show(got.output)}, CLI ${show(PROMPT + ref.text)}`);
@@ -340,7 +427,9 @@ async function waitForHttp(url, proc) {
     try {
       await fetch(url, { signal: AbortSignal.timeout(30_000) });
       return;
-    } catch { await new Promise((r) => setTimeout(r, 100)); }
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   throw new Error(`${url} did not answer within 30 s`);
 }

@@ -6,8 +6,13 @@ import { createServer } from "node:http";
 import { extname, join, normalize } from "node:path";
 
 const TYPES = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
-  ".json": "application/json", ".txt": "text/plain", ".css": "text/css",
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".txt": "text/plain",
+  ".css": "text/css",
 };
 
 /**
@@ -21,10 +26,18 @@ export async function serveStatic(routes, opts = {}) {
     state.requests.push(req.url);
     const headers = { "cache-control": "no-store", "accept-ranges": "bytes" };
     if (opts.isolated) {
-      Object.assign(headers, { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp", "cross-origin-resource-policy": "same-origin" });
+      Object.assign(headers, {
+        "cross-origin-opener-policy": "same-origin",
+        "cross-origin-embedder-policy": "require-corp",
+        "cross-origin-resource-policy": "same-origin",
+      });
     }
     let path;
-    try { path = decodeURIComponent(new URL(req.url, "http://x").pathname); } catch { path = ""; }
+    try {
+      path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    } catch {
+      path = "";
+    }
     if (path.endsWith("/")) path += "index.html";
     for (const [prefix, dir] of routes) {
       if (!path.startsWith(prefix)) continue;
@@ -34,14 +47,23 @@ export async function serveStatic(routes, opts = {}) {
       const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
       if (!m) {
         res.writeHead(200, { ...headers, "content-type": TYPES[extname(file)] ?? "application/octet-stream", "content-length": size });
-        if (req.method === "HEAD") res.end(); else createReadStream(file).pipe(res);
+        if (req.method === "HEAD") res.end();
+        else createReadStream(file).pipe(res);
         return;
       }
       state.ranges++;
       const start = Number(m[1]);
       const end = Math.min(m[2] === "" ? size - 1 : Number(m[2]), size - 1);
-      if (start > end) { res.writeHead(416, { ...headers, "content-range": `bytes */${size}` }).end(); return; }
-      res.writeHead(206, { ...headers, "content-type": "application/octet-stream", "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${size}` });
+      if (start > end) {
+        res.writeHead(416, { ...headers, "content-range": `bytes */${size}` }).end();
+        return;
+      }
+      res.writeHead(206, {
+        ...headers,
+        "content-type": "application/octet-stream",
+        "content-length": end - start + 1,
+        "content-range": `bytes ${start}-${end}/${size}`,
+      });
       createReadStream(file, { start, end }).pipe(res);
       return;
     }
@@ -50,6 +72,10 @@ export async function serveStatic(routes, opts = {}) {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return Object.assign(state, {
     url: `http://127.0.0.1:${server.address().port}`,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   });
 }

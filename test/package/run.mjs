@@ -27,7 +27,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const { values: args } = parseArgs({ options: { "no-build": { type: "boolean", default: false }, keep: { type: "boolean", default: false } } });
+const { values: args } = parseArgs({
+  options: { "no-build": { type: "boolean", default: false }, keep: { type: "boolean", default: false } },
+});
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 const tmp = mkdtempSync(join(tmpdir(), "wasm-lm-package-"));
 const app = join(tmp, "app");
@@ -36,14 +38,25 @@ const results = [];
 
 // A user's shell: `npm run` puts node_modules/.bin first on PATH, and this repository's holds an
 // old npm (6, a dependency of as-pect's) that would shadow the real npm and npx.
-const PATH = (process.env.PATH ?? "").split(delimiter).filter((p) => !/node_modules[\\/]\.bin$|node-gyp-bin$/.test(p)).join(delimiter);
+const PATH = (process.env.PATH ?? "")
+  .split(delimiter)
+  .filter((p) => !/node_modules[\\/]\.bin$|node-gyp-bin$/.test(p))
+  .join(delimiter);
 const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
 
 /** Run a command (bounded); throws with its stderr on a non-zero exit. */
 function sh(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { cwd: app, encoding: "utf8", timeout: 300_000, maxBuffer: 64 << 20, ...opts, env: { ...ENV, PATH, ...opts.env } });
+  const r = spawnSync(cmd, argv, {
+    cwd: app,
+    encoding: "utf8",
+    timeout: 300_000,
+    maxBuffer: 64 << 20,
+    ...opts,
+    env: { ...ENV, PATH, ...opts.env },
+  });
   if (r.error) throw new Error(`${cmd} ${argv.join(" ")}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")}: exit ${r.status}: ${(r.stderr || r.stdout).trim().split("\n").slice(-4).join(" | ")}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${argv.join(" ")}: exit ${r.status}: ${(r.stderr || r.stdout).trim().split("\n").slice(-4).join(" | ")}`);
   return r.stdout;
 }
 
@@ -60,7 +73,9 @@ async function check(name, fn) {
   }
   const s = ((performance.now() - start) / 1000).toFixed(1);
   results.push(failures.length === 0);
-  console.log(`${failures.length ? "FAIL" : "ok  "}  ${name.padEnd(14)} ${s.padStart(5)} s  ${failures.length ? failures.join("; ") : detail}`);
+  console.log(
+    `${failures.length ? "FAIL" : "ok  "}  ${name.padEnd(14)} ${s.padStart(5)} s  ${failures.length ? failures.join("; ") : detail}`,
+  );
   return failures.length === 0;
 }
 
@@ -74,7 +89,9 @@ try {
     const info = JSON.parse(out.slice(out.lastIndexOf("\n[") + 1 || out.indexOf("[")))[0];
     tarball = join(tmp, info.filename);
     files = info.files.map((f) => f.path);
-    return { detail: `${info.filename}: ${files.length} files, ${(info.size / 1024).toFixed(0)} kB packed, ${(info.unpackedSize / 1024).toFixed(0)} kB unpacked` };
+    return {
+      detail: `${info.filename}: ${files.length} files, ${(info.size / 1024).toFixed(0)} kB packed, ${(info.unpackedSize / 1024).toFixed(0)} kB unpacked`,
+    };
   });
 
   await check("contents", () => {
@@ -86,30 +103,49 @@ try {
       /^tokenizers\/opt\/(vocab\.json|merges\.txt|tokenizer_config\.json|special_tokens_map\.json|SOURCE\.txt)$/,
     ];
     const extra = files.filter((f) => !allowed.some((re) => re.test(f)));
-    if (extra.length) failures.push(`not for users: ${extra.slice(0, 10).join(", ")}${extra.length > 10 ? ` and ${extra.length - 10} more` : ""}`);
-    const stale = files.filter((f) => /^dist\/.+\.(js|d\.ts)$/.test(f) && !existsSync(join(ROOT, "src", f.slice(5).replace(/\.(js|d\.ts)$/, ".ts"))));
+    if (extra.length)
+      failures.push(`not for users: ${extra.slice(0, 10).join(", ")}${extra.length > 10 ? ` and ${extra.length - 10} more` : ""}`);
+    const stale = files.filter(
+      (f) => /^dist\/.+\.(js|d\.ts)$/.test(f) && !existsSync(join(ROOT, "src", f.slice(5).replace(/\.(js|d\.ts)$/, ".ts"))),
+    );
     if (stale.length) failures.push(`stale build output (no src/*.ts): ${stale.join(", ")}`);
     const needed = [
-      "package.json", "README.md", "LICENSE", "CHANGELOG.md", "tokenizers/opt/vocab.json", "tokenizers/opt/merges.txt",
+      "package.json",
+      "README.md",
+      "LICENSE",
+      "CHANGELOG.md",
+      "tokenizers/opt/vocab.json",
+      "tokenizers/opt/merges.txt",
       ...["simd", "relaxed", "simd-mt", "relaxed-mt"].map((b) => `build/wasm-lm.${b}.wasm`),
       ...Object.values(pkg.bin).map((p) => p.replace(/^\.\//, "")),
     ];
     // Every file "exports" points at (wildcards: at least one match).
     const targets = (v) => (typeof v === "string" ? [v] : v && typeof v === "object" ? Object.values(v).flatMap(targets) : []);
     for (const t of Object.values(pkg.exports).flatMap(targets)) {
-      const re = new RegExp(`^${t.replace(/^\.\//, "").replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".+")}$`);
+      const re = new RegExp(
+        `^${t
+          .replace(/^\.\//, "")
+          .replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+          .replace(/\*/g, ".+")}$`,
+      );
       if (!files.some((f) => re.test(f))) failures.push(`exports target ${t} is not in the tarball`);
     }
     const missing = needed.filter((f) => !files.includes(f));
     if (missing.length) failures.push(`missing: ${missing.join(", ")}`);
-    return { failures, detail: `${files.filter((f) => f.startsWith("dist/")).length} dist files, ${files.filter((f) => f.startsWith("build/")).length} wasm, nothing else` };
+    return {
+      failures,
+      detail: `${files.filter((f) => f.startsWith("dist/")).length} dist files, ${files.filter((f) => f.startsWith("build/")).length} wasm, nothing else`,
+    };
   });
 
   if (!packed) throw new Error("npm pack failed");
 
   // An empty project, as a user starts one.
   mkdirSync(app);
-  writeFileSync(join(app, "package.json"), JSON.stringify({ name: "wasm-lm-smoke", version: "1.0.0", private: true, type: "module" }, null, 2));
+  writeFileSync(
+    join(app, "package.json"),
+    JSON.stringify({ name: "wasm-lm-smoke", version: "1.0.0", private: true, type: "module" }, null, 2),
+  );
   const model = join(app, "opt-tiny");
   mkdirSync(model);
   for (const f of ["config.json", "model.safetensors"]) copyFileSync(join(ROOT, "test/fixtures/opt-tiny", f), join(model, f));
@@ -130,20 +166,30 @@ try {
   });
 
   await check("cli fixture", () => {
-    const r = JSON.parse(npx(["generate", "--model", "./opt-tiny", "--ids", ref.input_ids.join(","), "--max-new-tokens", "32", "--ignore-eos", "--json"]));
+    const r = JSON.parse(
+      npx(["generate", "--model", "./opt-tiny", "--ids", ref.input_ids.join(","), "--max-new-tokens", "32", "--ignore-eos", "--json"]),
+    );
     const ok = JSON.stringify(r.new_tokens) === JSON.stringify(ref.generation.new_tokens);
-    return { failures: ok ? [] : [`tokens ${JSON.stringify(r.new_tokens)} ≠ transformers' ${JSON.stringify(ref.generation.new_tokens)}`], detail: "32/32 tokens = transformers'" };
+    return {
+      failures: ok ? [] : [`tokens ${JSON.stringify(r.new_tokens)} ≠ transformers' ${JSON.stringify(ref.generation.new_tokens)}`],
+      detail: "32/32 tokens = transformers'",
+    };
   });
 
   await check("cli tokenize", () => {
     const got = npx(["tokenize", "--text-file", "-", "--json"], { input: "hi\n" });
     const want = sh(process.execPath, [join(ROOT, "dist/cli.js"), "tokenize", "--text-file", "-", "--json"], { input: "hi\n" });
     const a = JSON.parse(got).ids;
-    return { failures: JSON.stringify(a) === JSON.stringify(JSON.parse(want).ids) ? [] : [`ids ${got.trim()} ≠ the repository's ${want.trim()}`], detail: `"hi\\n" → ${JSON.stringify(a)}` };
+    return {
+      failures: JSON.stringify(a) === JSON.stringify(JSON.parse(want).ids) ? [] : [`ids ${got.trim()} ≠ the repository's ${want.trim()}`],
+      detail: `"hi\\n" → ${JSON.stringify(a)}`,
+    };
   });
 
   await check("esm imports", () => {
-    writeFileSync(join(app, "smoke.mjs"), `import { generate } from "wasm-lm";
+    writeFileSync(
+      join(app, "smoke.mjs"),
+      `import { generate } from "wasm-lm";
 import { loadModel } from "wasm-lm/node";
 import { createHandler, Engine } from "wasm-lm/server";
 import { loadKernels } from "wasm-lm/kernels";
@@ -167,13 +213,18 @@ const arena = new Arena(await loadWasm({ build: "simd" }));
 console.log(JSON.stringify({ generate: r.new_tokens, text: r.text, server: body.choices?.[0]?.token_ids, serverText: body.choices?.[0]?.text, wasm: existsSync(wasm),
   linear, arena: arena.alloc(64) > 0 }));
 model.dispose();
-`);
+`,
+    );
     const out = JSON.parse(sh(process.execPath, ["smoke.mjs"]));
     const failures = [];
-    if (JSON.stringify(out.generate) !== JSON.stringify(ref.generation.new_tokens.slice(0, out.generate.length)) || out.generate.length === 0) {
+    if (
+      JSON.stringify(out.generate) !== JSON.stringify(ref.generation.new_tokens.slice(0, out.generate.length)) ||
+      out.generate.length === 0
+    ) {
       failures.push(`generate: ${JSON.stringify(out.generate)} ≠ transformers' ${JSON.stringify(ref.generation.new_tokens.slice(0, 8))}`);
     }
-    if (JSON.stringify(out.server) !== JSON.stringify(out.generate) || out.serverText !== out.text) failures.push(`createHandler: ${JSON.stringify(out.server)} ≠ generate's ${JSON.stringify(out.generate)}`);
+    if (JSON.stringify(out.server) !== JSON.stringify(out.generate) || out.serverText !== out.text)
+      failures.push(`createHandler: ${JSON.stringify(out.server)} ≠ generate's ${JSON.stringify(out.generate)}`);
     if (!out.wasm) failures.push("wasm-lm/build/wasm-lm.simd.wasm does not resolve to a file");
     if (JSON.stringify(out.linear) !== "[11.5,16]") failures.push(`wasm-lm/kernels linear: ${JSON.stringify(out.linear)} ≠ [11.5,16]`);
     if (!out.arena) failures.push("wasm-lm/internals: Arena over loadWasm() did not allocate");
@@ -181,7 +232,9 @@ model.dispose();
   });
 
   await check("types", () => {
-    writeFileSync(join(app, "smoke.ts"), `import { generate, type GenerateResult } from "wasm-lm";
+    writeFileSync(
+      join(app, "smoke.ts"),
+      `import { generate, type GenerateResult } from "wasm-lm";
 import { loadModel } from "wasm-lm/node";
 import { createHandler, Engine } from "wasm-lm/server";
 import { loadKernels, type Kernels } from "wasm-lm/kernels";
@@ -199,13 +252,33 @@ export async function main(): Promise<GenerateResult> {
   void handler;
   return generate(model, tokenizer!, "Hello", { maxNewTokens: 4 });
 }
-`);
-    sh(join(ROOT, "node_modules/.bin/tsc"), ["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022",
-      "--lib", "es2022,dom", "--types", "node", "--typeRoots", join(ROOT, "node_modules/@types"), "--skipLibCheck", "smoke.ts"]);
+`,
+    );
+    sh(join(ROOT, "node_modules/.bin/tsc"), [
+      "--noEmit",
+      "--strict",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "--target",
+      "es2022",
+      "--lib",
+      "es2022,dom",
+      "--types",
+      "node",
+      "--typeRoots",
+      join(ROOT, "node_modules/@types"),
+      "--skipLibCheck",
+      "smoke.ts",
+    ]);
     return { detail: "tsc --strict, NodeNext: wasm-lm, wasm-lm/node, wasm-lm/server, wasm-lm/kernels, wasm-lm/internals" };
   });
 } catch (e) {
-  if (results.every(Boolean)) { console.log(`FAIL  ${e.message}`); results.push(false); }
+  if (results.every(Boolean)) {
+    console.log(`FAIL  ${e.message}`);
+    results.push(false);
+  }
 } finally {
   if (args.keep) console.log(`kept ${tmp}`);
   else rmSync(tmp, { recursive: true, force: true });

@@ -26,7 +26,11 @@ const LOGIT_TOL = 1e-4;
 function rng(seed) {
   let s = seed >>> 0;
   return (lo, hi) => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     return Math.fround(lo + (hi - lo) * ((s >>> 8) / 16777216));
   };
 }
@@ -44,7 +48,9 @@ function maxAbsDiff(a, b) {
 
 /** For the runners' tables: the worst logits difference over every model and build on one thread, or undefined. */
 export function worstLogitsDiff(figures) {
-  const diffs = Object.keys(figures).filter((k) => /^model_.*_t1$/.test(k)).map((k) => figures[k].logitsMaxAbsDiff);
+  const diffs = Object.keys(figures)
+    .filter((k) => /^model_.*_t1$/.test(k))
+    .map((k) => figures[k].logitsMaxAbsDiff);
   return diffs.length ? Math.max(...diffs) : undefined;
 }
 
@@ -52,8 +58,10 @@ const exp2 = (v) => (v === 0 ? "0" : v.toExponential(2));
 
 /** linear (wasm-lm/kernels) against float64: worst |y - ref| / (ε·√K·rms(ref)) over two shapes; ≤ 1 passes. */
 function kernelCheck(k) {
-  const K = 67, N = 13;
-  let worst = 0, maxAbs = 0;
+  const K = 67,
+    N = 13;
+  let worst = 0,
+    maxAbs = 0;
   for (const T of [5, 1]) {
     const r = rng(1234 + T);
     const x = Float32Array.from({ length: T * K }, () => r(-1, 1));
@@ -92,17 +100,26 @@ export async function runChecks(env) {
   const { lib, fixture, log } = env;
   const failures = [];
   const figures = {};
-  const fail = (what) => { failures.push(what); log(`FAIL ${what}`); };
+  const fail = (what) => {
+    failures.push(what);
+    log(`FAIL ${what}`);
+  };
   const step = async (name, fn) => {
-    try { await fn(); } catch (e) { fail(`${name}: threw ${e && e.stack ? e.stack.split("\n").slice(0, 3).join(" | ") : e}`); }
+    try {
+      await fn();
+    } catch (e) {
+      fail(`${name}: threw ${e && e.stack ? e.stack.split("\n").slice(0, 3).join(" | ") : e}`);
+    }
   };
 
   const features = lib.detectFeatures();
   const builds = features.relaxedSimd ? ["simd", "relaxed"] : ["simd"];
   figures.features = features;
   figures.builds = builds;
-  log(`features: simd ${features.simd}, relaxed-simd ${features.relaxedSimd}, shared memory ${features.threads}; ` +
-    `builds validated: ${builds.join(", ")}`);
+  log(
+    `features: simd ${features.simd}, relaxed-simd ${features.relaxedSimd}, shared memory ${features.threads}; ` +
+      `builds validated: ${builds.join(", ")}`,
+  );
 
   // (a) kernel check in every build this runtime validates.
   for (const build of builds) {
@@ -113,7 +130,8 @@ export async function runChecks(env) {
       const r = kernelCheck(k);
       figures[`kernel_${build}`] = { maxAbs: r.maxAbs, tolRatio: r.worst };
       const line = `kernel linear (${build}): max|Δ| ${exp2(r.maxAbs)} vs float64, ${r.worst.toFixed(3)} × tol (ε·√K·rms)`;
-      if (r.ok) log(`ok   ${line}`); else fail(line);
+      if (r.ok) log(`ok   ${line}`);
+      else fail(line);
     });
   }
 
@@ -127,7 +145,8 @@ export async function runChecks(env) {
       if (JSON.stringify(ids) !== JSON.stringify(c.ids) || tok.decode(c.ids_no_special) !== c.decoded) bad++;
     }
     const line = `tokenizer: ${cases.length - bad}/${cases.length} transformers tokenizations`;
-    if (bad === 0) log(`ok   ${line}`); else fail(line);
+    if (bad === 0) log(`ok   ${line}`);
+    else fail(line);
   });
 
   // (b) logits and (c) greedy generation of every fixture, in every build on one thread.
@@ -137,8 +156,12 @@ export async function runChecks(env) {
   const runModel = async (m, build, threads) => {
     const ref = JSON.parse(m.referenceJson);
     const config = lib.parseModelConfig(m.configJson, `${m.name}/config.json`);
-    const model = await lib.DecoderModel.load(config, lib.openSafetensors(m.safetensors, `${m.name}/model.safetensors`),
-      { build, threads, label: m.name, ...(await env.wasmSource(build, threads > 1)) });
+    const model = await lib.DecoderModel.load(config, lib.openSafetensors(m.safetensors, `${m.name}/model.safetensors`), {
+      build,
+      threads,
+      label: m.name,
+      ...(await env.wasmSource(build, threads > 1)),
+    });
     try {
       const V = model.dims.V;
       const r = model.forward([ref.input_ids]);
@@ -146,8 +169,14 @@ export async function runChecks(env) {
       const am = ref.input_ids.map((_, t) => lib.argmax(r.logits, t * V, (t + 1) * V));
       const g = await lib.generate(model, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
       const same = g.new_tokens.filter((id, i) => id === ref.generation.new_tokens[i]).length;
-      return { model: { build: model.build, threads: model.threads, family: model.dims.family }, logits: r.logits, logitsDiff,
-        argmaxOk: JSON.stringify(am) === JSON.stringify(ref.argmax), tokens: g.new_tokens, same };
+      return {
+        model: { build: model.build, threads: model.threads, family: model.dims.family },
+        logits: r.logits,
+        logitsDiff,
+        argmaxOk: JSON.stringify(am) === JSON.stringify(ref.argmax),
+        tokens: g.new_tokens,
+        same,
+      };
     } finally {
       model.dispose();
     }
@@ -156,15 +185,18 @@ export async function runChecks(env) {
     const genOk = r.same === 32 && r.tokens.length === 32;
     const line1 = `logits ${label}: max|Δ| ${exp2(r.logitsDiff)} (≤ ${LOGIT_TOL}), argmax ${r.argmaxOk ? "=" : "≠"} transformers`;
     const line2 = `generate ${label}: ${r.same}/32 greedy tokens = transformers`;
-    if (r.logitsDiff <= LOGIT_TOL && r.argmaxOk) log(`ok   ${line1}`); else fail(line1);
-    if (genOk) log(`ok   ${line2}`); else fail(`${line2}: got [${r.tokens.join(",")}]`);
+    if (r.logitsDiff <= LOGIT_TOL && r.argmaxOk) log(`ok   ${line1}`);
+    else fail(line1);
+    if (genOk) log(`ok   ${line2}`);
+    else fail(`${line2}: got [${r.tokens.join(",")}]`);
   };
   const oneThread = {};
   for (const m of fixture.models) {
     for (const build of builds) {
       await step(`model ${m.name} ${build} 1 thread`, async () => {
         const r = await runModel(m, build, 1);
-        if (r.model.build !== build || r.model.threads !== 1) fail(`model ${m.name} ${build}: loaded ${r.model.build} on ${r.model.threads} threads`);
+        if (r.model.build !== build || r.model.threads !== 1)
+          fail(`model ${m.name} ${build}: loaded ${r.model.build} on ${r.model.threads} threads`);
         oneThread[`${m.name} ${build}`] = r;
         figures[`model_${m.name}_${build}_t1`] = { logitsMaxAbsDiff: r.logitsDiff, tokensMatched: r.same };
         report(`${m.name} (${r.model.family}, ${build}, 1 thread)`, r);
@@ -180,8 +212,13 @@ export async function runChecks(env) {
   } else {
     const all = [];
     for (const m of fixture.models) {
-      let r = null, err = null;
-      try { r = await runModel(m, best, 2); } catch (e) { err = e; }
+      let r = null,
+        err = null;
+      try {
+        r = await runModel(m, best, 2);
+      } catch (e) {
+        err = e;
+      }
       if (r) {
         const one = oneThread[`${m.name} ${best}`];
         const identical = one ? maxAbsDiff(r.logits, one.logits) === 0 : false;
@@ -189,10 +226,12 @@ export async function runChecks(env) {
         if (r.model.threads !== 2) fail(`threads ${m.name}: asked 2, model runs on ${r.model.threads}`);
         report(`${m.name} (${r.model.family}, ${best}, 2 threads)`, r);
         const line = `threads ${m.name}: 2 threads give ${identical ? "bit-identical" : "DIFFERENT"} logits to 1 thread`;
-        if (identical) log(`ok   ${line}`); else fail(line);
-        if (env.threads === "error") log(`note threads ${m.name}: expected a clear error here, but threads worked: update the README table`);
+        if (identical) log(`ok   ${line}`);
+        else fail(line);
+        if (env.threads === "error")
+          log(`note threads ${m.name}: expected a clear error here, but threads worked: update the README table`);
       } else {
-        const msg = String(err && err.message || err);
+        const msg = String((err && err.message) || err);
         all.push({ works: false, error: msg });
         if (env.threads === "expect") fail(`threads ${m.name}: 2 threads failed: ${msg}`);
         else if (!msg.startsWith("wasm-lm:")) fail(`threads ${m.name}: 2 threads failed without a clear wasm-lm error: ${msg}`);

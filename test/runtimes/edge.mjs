@@ -34,11 +34,15 @@ const LIMIT = 128 * 2 ** 20;
 const PROMPT = "The meaning of life is";
 /** The models, by synthetic preset; each name is also its directory on the Range server. */
 const MODELS = { "opt-125m": "OPT-125M", "smollm2-135m": "SmolLM2-135M" };
-const { values: args } = parseArgs({ options: {
-  model: { type: "string" },
-  embed: { type: "string", default: "int8" }, tokens: { type: "string", default: "8" }, runs: { type: "string", default: "3" },
-  "resident-embeddings": { type: "boolean", default: false },
-} });
+const { values: args } = parseArgs({
+  options: {
+    model: { type: "string" },
+    embed: { type: "string", default: "int8" },
+    tokens: { type: "string", default: "8" },
+    runs: { type: "string", default: "3" },
+    "resident-embeddings": { type: "boolean", default: false },
+  },
+});
 if (!["int8", "f16"].includes(args.embed)) throw new Error("--embed must be int8 or f16");
 if (args.model !== undefined && !(args.model in MODELS)) throw new Error(`--model must be one of ${Object.keys(MODELS).join(", ")}`);
 const models = args.model ? [args.model] : Object.keys(MODELS);
@@ -46,9 +50,15 @@ const NEW_TOKENS = Number(args.tokens);
 const MiB = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 for (const f of ["dist/index.js", "dist/cli.js", "build/wasm-lm.simd.wasm"]) {
-  if (!existsSync(join(ROOT, f))) { console.error(`test:edge: ${f} missing: run 'npm run build' first`); process.exit(1); }
+  if (!existsSync(join(ROOT, f))) {
+    console.error(`test:edge: ${f} missing: run 'npm run build' first`);
+    process.exit(1);
+  }
 }
-if (!existsSync("/proc/self/status")) { console.error("test:edge: needs Linux's /proc to measure memory"); process.exit(1); }
+if (!existsSync("/proc/self/status")) {
+  console.error("test:edge: needs Linux's /proc to measure memory");
+  process.exit(1);
+}
 
 // 1. The checkpoints (kept in the temp directory between runs: quantizing takes ~5 s each).
 const modelDir = (name) => join(tmpdir(), `wasm-lm-edge-${name}-int8-embed-${args.embed}`);
@@ -57,8 +67,26 @@ for (const name of models) {
   const out = modelDir(name);
   if (!existsSync(join(out, "model.safetensors"))) {
     console.log(`quantizing synthetic:${name} → ${out}`);
-    const q = spawnSync(process.execPath, [join(ROOT, "dist/cli.js"), "quantize", "-m", `synthetic:${name}`, "--dtype", "int8",
-      "--embed-dtype", args.embed, "--threads", "1", "--build", "simd", "--out", out], { stdio: "inherit" });
+    const q = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, "dist/cli.js"),
+        "quantize",
+        "-m",
+        `synthetic:${name}`,
+        "--dtype",
+        "int8",
+        "--embed-dtype",
+        args.embed,
+        "--threads",
+        "1",
+        "--build",
+        "simd",
+        "--out",
+        out,
+      ],
+      { stdio: "inherit" },
+    );
     if (q.status !== 0) process.exit(1);
   }
   fileBytes[name] = statSync(join(out, "model.safetensors")).size;
@@ -82,7 +110,10 @@ const server = createServer((req, res) => {
   const [, name, path] = /^\/([^/]+)\/(.*)$/.exec(decodeURIComponent(new URL(req.url, "http://x").pathname)) ?? [];
   const root = models.includes(name) ? modelDir(name) : null;
   const file = root && join(root, path);
-  if (!file || !file.startsWith(root + "/") || !existsSync(file)) { res.writeHead(404).end(); return; }
+  if (!file || !file.startsWith(root + "/") || !existsSync(file)) {
+    res.writeHead(404).end();
+    return;
+  }
   const size = statSync(file).size;
   const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
   served.requests++;
@@ -94,7 +125,10 @@ const server = createServer((req, res) => {
   }
   const start = Number(m[1]);
   const end = Math.min(m[2] === "" ? size - 1 : Number(m[2]), size - 1);
-  if (start > end) { res.writeHead(416, { "content-range": `bytes */${size}` }).end(); return; }
+  if (start > end) {
+    res.writeHead(416, { "content-range": `bytes */${size}` }).end();
+    return;
+  }
   served.bytes += end - start + 1;
   res.writeHead(206, { "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${size}`, "accept-ranges": "bytes" });
   createReadStream(file, { start, end }).pipe(res);
@@ -106,8 +140,14 @@ const base = `http://127.0.0.1:${server.address().port}/`;
 const dir = mkdtempSync(join(tmpdir(), "wasm-lm-edge-"));
 const esbuild = await import("esbuild");
 await esbuild.build({
-  entryPoints: [join(HERE, "entry-edge.mjs")], bundle: true, format: "esm", platform: "neutral",
-  outfile: join(dir, "worker.js"), conditions: ["workerd", "worker", "browser"], external: ["*.wasm"], logLevel: "warning",
+  entryPoints: [join(HERE, "entry-edge.mjs")],
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
+  outfile: join(dir, "worker.js"),
+  conditions: ["workerd", "worker", "browser"],
+  external: ["*.wasm"],
+  logLevel: "warning",
 });
 copyFileSync(join(ROOT, "build/wasm-lm.simd.wasm"), join(dir, "wasm-lm.simd.wasm"));
 const capnp = (mode, name) => `using Workerd = import "/workerd/workerd.capnp";
@@ -144,7 +184,9 @@ function runWorkerd(mode, name = models[0]) {
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
         if (m) hwm = Math.max(hwm, Number(m[1]) * 1024);
-      } catch { /* exited */ }
+      } catch {
+        /* exited */
+      }
     }, 5);
     let out = "";
     const onData = (chunk) => {
@@ -172,7 +214,8 @@ const summary = [];
 try {
   // The process's own footprint and the tokenizer's share: the same for every model (the same bundle,
   // the same OPT tokenizer files).
-  const empties = [], toks = [];
+  const empties = [],
+    toks = [];
   for (let i = 0; i < RUNS; i++) empties.push(await runWorkerd("empty"));
   for (let i = 0; i < RUNS; i++) toks.push(await runWorkerd("tokenizer"));
   for (const e of empties) if (e.code !== 0 || !e.result) failures.push(`the empty Worker failed (exit ${e.code})`);
@@ -181,8 +224,10 @@ try {
   const range = (xs) => `${MiB(Math.min(...xs))}–${MiB(Math.max(...xs))}`;
   const version = spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim();
   if (!failures.length) {
-    console.log(`\n${version}: empty Worker peak RSS ${MiB(baseline)} (${range(empties.map((e) => e.hwm))}); ` +
-      `a Worker that only loads the tokenizer ${MiB(median(toks.map((t) => t.hwm)) - baseline)} more`);
+    console.log(
+      `\n${version}: empty Worker peak RSS ${MiB(baseline)} (${range(empties.map((e) => e.hwm))}); ` +
+        `a Worker that only loads the tokenizer ${MiB(median(toks.map((t) => t.hwm)) - baseline)} more`,
+    );
   }
   for (const name of failures.length ? [] : models) {
     const runs = [];
@@ -198,19 +243,29 @@ try {
     const isolate = peak - baseline;
     const med = (f) => median(runs.map((m) => f(m.result)));
     const perToken = (served.bytes - before.bytes) / RUNS / r.tokens.length; // a run's bytes (load included) per new token
-    console.log(`\n${MODELS[name]} (${r.family}, ${r.layerDType} layers), embedding ${args.embed} ${args["resident-embeddings"] ? "resident" : "streamed"}, ` +
-      `prompt ${JSON.stringify(PROMPT)}, ${r.tokens.length} new tokens, ${RUNS} runs, medians`);
+    console.log(
+      `\n${MODELS[name]} (${r.family}, ${r.layerDType} layers), embedding ${args.embed} ${args["resident-embeddings"] ? "resident" : "streamed"}, ` +
+        `prompt ${JSON.stringify(PROMPT)}, ${r.tokens.length} new tokens, ${RUNS} runs, medians`,
+    );
     for (const m of runs) {
       const same = JSON.stringify(m.result.tokens) === JSON.stringify(expected[name]);
       console.log(`tokens      workerd ${JSON.stringify(m.result.tokens)} ${same ? "=" : "≠"} node`);
       if (!same) failures.push(`${name}: workerd's tokens differ from node's`);
     }
-    console.log(`memory      peak RSS with the model ${MiB(peak)} (${range(runs.map((m) => m.hwm))}) → the isolate ${MiB(isolate)} (limit ${MiB(LIMIT)})`);
-    console.log(`            WebAssembly memory ${MiB(r.wasmBytes)} (arena in use ${MiB(r.arenaUsed)}); checkpoint ${MiB(fileBytes[name])}`);
+    console.log(
+      `memory      peak RSS with the model ${MiB(peak)} (${range(runs.map((m) => m.hwm))}) → the isolate ${MiB(isolate)} (limit ${MiB(LIMIT)})`,
+    );
+    console.log(
+      `            WebAssembly memory ${MiB(r.wasmBytes)} (arena in use ${MiB(r.arenaUsed)}); checkpoint ${MiB(fileBytes[name])}`,
+    );
     const decode = med((x) => x.timings.decode_ms_per_token);
-    console.log(`speed       load ${med((x) => x.loadMs)} ms, prefill ${med((x) => x.timings.prefill_ms).toFixed(0)} ms, ` +
-      `decode ${decode.toFixed(0)} ms/token (${(1000 / decode).toFixed(2)} tokens/s)`);
-    console.log(`storage     ${(served.requests - before.requests) / RUNS} requests, ${MiB(perToken * r.tokens.length)} read per run (${MiB(perToken)} per new token, load included)`);
+    console.log(
+      `speed       load ${med((x) => x.loadMs)} ms, prefill ${med((x) => x.timings.prefill_ms).toFixed(0)} ms, ` +
+        `decode ${decode.toFixed(0)} ms/token (${(1000 / decode).toFixed(2)} tokens/s)`,
+    );
+    console.log(
+      `storage     ${(served.requests - before.requests) / RUNS} requests, ${MiB(perToken * r.tokens.length)} read per run (${MiB(perToken)} per new token, load included)`,
+    );
     if (isolate >= LIMIT) failures.push(`${name}: the isolate's peak ${MiB(isolate)} is over ${MiB(LIMIT)}`);
     if (r.wasmBytes >= LIMIT) failures.push(`${name}: WebAssembly memory ${MiB(r.wasmBytes)} is over ${MiB(LIMIT)}`);
     summary.push(`${MODELS[name]} isolate ${MiB(isolate)}`);
@@ -219,6 +274,9 @@ try {
   server.close();
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(failures.length ? `edge: FAIL ${failures.join("; ")}`
-  : `edge: pass (${summary.join(", ")}: generated inside workerd within ${MiB(LIMIT)}, tokens = node's)`);
+console.log(
+  failures.length
+    ? `edge: FAIL ${failures.join("; ")}`
+    : `edge: pass (${summary.join(", ")}: generated inside workerd within ${MiB(LIMIT)}, tokens = node's)`,
+);
 process.exit(failures.length ? 1 : 0);

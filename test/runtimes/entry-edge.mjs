@@ -36,12 +36,18 @@ export default {
     // ranges as passes need it (stream), nothing of it held but one layer (and, unless
     // RESIDENT_EMBEDDINGS=1, not the embedding either).
     const { model, tokenizer } = await lib.loadModelFromUrl(base, {
-      stream: true, residentEmbeddings: env.RESIDENT_EMBEDDINGS === "1", module: simd, build: "simd", threads: 1,
+      stream: true,
+      residentEmbeddings: env.RESIDENT_EMBEDDINGS === "1",
+      module: simd,
+      build: "simd",
+      threads: 1,
     });
     const loadMs = Date.now() - t0;
-    log(`loaded in ${loadMs} ms: ${model.dtype} layers streamed, embedding ${model.weights.embedTokens.dtype} ` +
-      `${model.streamsEmbeddings ? "streamed" : "resident"}, ` +
-      `wasm memory ${(model.wasm.memory.buffer.byteLength / 2 ** 20).toFixed(1)} MiB`);
+    log(
+      `loaded in ${loadMs} ms: ${model.dtype} layers streamed, embedding ${model.weights.embedTokens.dtype} ` +
+        `${model.streamsEmbeddings ? "streamed" : "resident"}, ` +
+        `wasm memory ${(model.wasm.memory.buffer.byteLength / 2 ** 20).toFixed(1)} MiB`,
+    );
     if (!tokenizer) throw new Error(`${base}: no tokenizer files`);
     const maxNewTokens = Number(env.NEW_TOKENS);
     const tokens = [];
@@ -49,12 +55,24 @@ export default {
     let r;
     while (!(r = await it.next()).done) tokens.push(r.value.id);
     const g = r.value;
-    log(`generated ${tokens.length} tokens: prefill ${g.timings.prefill_ms.toFixed(0)} ms, ` +
-      `${g.timings.decode_ms_per_token.toFixed(0)} ms/token: ${JSON.stringify(g.text)}`);
+    log(
+      `generated ${tokens.length} tokens: prefill ${g.timings.prefill_ms.toFixed(0)} ms, ` +
+        `${g.timings.decode_ms_per_token.toFixed(0)} ms/token: ${JSON.stringify(g.text)}`,
+    );
     await linger();
-    console.log(`RESULT ${JSON.stringify({
-      mode: "model", ok: true, family: model.dims.family, layerDType: model.dtype, tokens, text: g.text, loadMs, timings: g.timings,
-      wasmBytes: model.wasm.memory.buffer.byteLength, arenaUsed: model.arena.used,
-    })}`);
+    console.log(
+      `RESULT ${JSON.stringify({
+        mode: "model",
+        ok: true,
+        family: model.dims.family,
+        layerDType: model.dtype,
+        tokens,
+        text: g.text,
+        loadMs,
+        timings: g.timings,
+        wasmBytes: model.wasm.memory.buffer.byteLength,
+        arenaUsed: model.arena.used,
+      })}`,
+    );
   },
 };

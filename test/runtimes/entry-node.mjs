@@ -9,7 +9,7 @@ import * as lib from "wasm-lm";
 import * as kernels from "wasm-lm/kernels";
 import { MODEL_FIXTURES, runChecks } from "./checks.mjs";
 
-const [name = "node", threads = "expect"] = (globalThis.Deno ? Deno.args : process.argv.slice(2));
+const [name = "node", threads = "expect"] = globalThis.Deno ? Deno.args : process.argv.slice(2);
 const fixtureDir = (m) => new URL(`../fixtures/${m}/`, import.meta.url);
 const tokDir = new URL("../fixtures/opt-tokenizer/", import.meta.url);
 const text = (dir, f) => readFileSync(new URL(f, dir), "utf8");
@@ -39,7 +39,10 @@ for (const m of fixture.models) {
       const g = await lib.generate(model, undefined, ref.input_ids, { maxNewTokens: 32, ignoreEos: true });
       const ok = JSON.stringify(g.new_tokens) === JSON.stringify(ref.generation.new_tokens);
       log(`${ok ? "ok  " : "FAIL"} wasm-lm/node loadModel(${m.name}): ${ok ? "32/32 tokens" : `tokens differ: [${g.new_tokens}]`}`);
-      if (!ok) { result.ok = false; result.failures.push(`wasm-lm/node loadModel(${m.name})`); }
+      if (!ok) {
+        result.ok = false;
+        result.failures.push(`wasm-lm/node loadModel(${m.name})`);
+      }
     } finally {
       model.dispose();
     }

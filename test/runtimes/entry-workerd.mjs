@@ -45,7 +45,11 @@ export default {
     } catch (e) {
       const msg = String(e?.message ?? e);
       if (msg.startsWith("wasm-lm:")) log(`ok   loadKernels({ bytes }) refused, with a clear error: "${msg}"`);
-      else { log(`FAIL loadKernels({ bytes }): unclear error: ${msg}`); result.ok = false; result.failures.push("bytes error"); }
+      else {
+        log(`FAIL loadKernels({ bytes }): unclear error: ${msg}`);
+        result.ok = false;
+        result.failures.push("bytes error");
+      }
     }
     console.log(`RESULT ${JSON.stringify({ runtime: name, ...result })}`);
     if (!result.ok) throw new Error(`${result.failures.length} check(s) failed`);

@@ -28,7 +28,9 @@ const NODE22 = join(HERE, "node22/node_modules/.bin/node");
 const TIMEOUT_MS = 120_000;
 const BUILDS = ["simd", "relaxed", "simd-mt", "relaxed-mt"];
 
-const missing = ["dist/index.js", "dist/kernels.js", "dist/node.js", ...BUILDS.map((b) => `build/wasm-lm.${b}.wasm`)].filter((f) => !existsSync(join(ROOT, f)));
+const missing = ["dist/index.js", "dist/kernels.js", "dist/node.js", ...BUILDS.map((b) => `build/wasm-lm.${b}.wasm`)].filter(
+  (f) => !existsSync(join(ROOT, f)),
+);
 if (missing.length > 0) {
   console.error(`test:runtimes: ${missing.join(", ")} missing: run 'npm run build' first`);
   process.exit(1);
@@ -37,7 +39,11 @@ if (missing.length > 0) {
 const major = process.versions.node.split(".")[0];
 const RUNTIMES = [
   { name: `node${major}`, cmd: process.execPath, args: [ENTRY, `node${major}`, "expect"] },
-  { name: `node${major}-relaxed`, cmd: process.execPath, args: ["--experimental-wasm-relaxed-simd", ENTRY, `node${major}-relaxed`, "expect"] },
+  {
+    name: `node${major}-relaxed`,
+    cmd: process.execPath,
+    args: ["--experimental-wasm-relaxed-simd", ENTRY, `node${major}-relaxed`, "expect"],
+  },
   { name: "node22", cmd: NODE22, args: [ENTRY, "node22", "expect"], install: "npm ci --prefix test/runtimes/node22" },
   { name: "deno", cmd: bin("deno"), args: ["run", "--allow-read", "--no-prompt", ENTRY, "deno", "expect"], install: "npm ci" },
   { name: "bun", cmd: bin("bun"), args: [ENTRY, "bun", "expect"], install: "npm ci" },
@@ -51,18 +57,27 @@ async function prepareWorkerd(rt) {
   const esbuild = await import("esbuild");
   await esbuild.build({
     entryPoints: [join(HERE, "entry-workerd.mjs")],
-    bundle: true, format: "esm", platform: "neutral", outfile: join(dir, "worker.js"),
-    conditions: ["workerd", "worker", "browser"], external: ["*.wasm"], logLevel: "warning",
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    outfile: join(dir, "worker.js"),
+    conditions: ["workerd", "worker", "browser"],
+    external: ["*.wasm"],
+    logLevel: "warning",
   });
   const files = [
     ...BUILDS.map((b) => [`build/wasm-lm.${b}.wasm`, `wasm-lm.${b}.wasm`]),
-    ...MODEL_FIXTURES.flatMap((m) => ["config.json", "reference.json", "model.safetensors"].map((f) => [`test/fixtures/${m}/${f}`, `${m}.${f}`])),
+    ...MODEL_FIXTURES.flatMap((m) =>
+      ["config.json", "reference.json", "model.safetensors"].map((f) => [`test/fixtures/${m}/${f}`, `${m}.${f}`]),
+    ),
     ["test/fixtures/opt-tokenizer/vocab.json", "vocab.json"],
     ["test/fixtures/opt-tokenizer/merges.txt", "merges.txt"],
     ["test/fixtures/opt-tokenizer/tokenization.json", "tokenization.json"],
   ];
   for (const [from, to] of files) copyFileSync(join(ROOT, from), join(dir, to));
-  writeFileSync(join(dir, "config.capnp"), `using Workerd = import "/workerd/workerd.capnp";
+  writeFileSync(
+    join(dir, "config.capnp"),
+    `using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
   services = [ (name = "main", worker = .worker) ],
@@ -77,23 +92,31 @@ ${BUILDS.map((b) => `    (name = "wasm-lm.${b}.wasm", wasm = embed "wasm-lm.${b}
   bindings = [
     (name = "RUNTIME_NAME", text = "${rt.name}"),
     (name = "THREADS", text = "error"),
-${MODEL_FIXTURES.map((m) => `    (name = "${workerdBinding(m, "CONFIG_JSON")}", text = embed "${m}.config.json"),
+${MODEL_FIXTURES.map(
+  (m) => `    (name = "${workerdBinding(m, "CONFIG_JSON")}", text = embed "${m}.config.json"),
     (name = "${workerdBinding(m, "REFERENCE_JSON")}", text = embed "${m}.reference.json"),
-    (name = "${workerdBinding(m, "SAFETENSORS")}", data = embed "${m}.model.safetensors"),`).join("\n")}
+    (name = "${workerdBinding(m, "SAFETENSORS")}", data = embed "${m}.model.safetensors"),`,
+).join("\n")}
     (name = "SIMD_BYTES", data = embed "wasm-lm.simd.wasm"),
     (name = "VOCAB_JSON", text = embed "vocab.json"),
     (name = "MERGES_TXT", text = embed "merges.txt"),
     (name = "TOKENIZATION_JSON", text = embed "tokenization.json"),
   ],
 );
-`);
+`,
+  );
   rt.args = ["test", join(dir, "config.capnp")];
   return () => rmSync(dir, { recursive: true, force: true });
 }
 
 function version(cmd) {
   const r = spawnSync(cmd, ["--version"], { encoding: "utf8", timeout: 20_000 });
-  return r.status === 0 ? r.stdout.trim().replace(/^(deno|workerd) /, "").split(/\s/)[0] : "?";
+  return r.status === 0
+    ? r.stdout
+        .trim()
+        .replace(/^(deno|workerd) /, "")
+        .split(/\s/)[0]
+    : "?";
 }
 
 /** Run one runtime; its lines go to stdout as they come, its RESULT line is parsed. */
@@ -108,7 +131,8 @@ function runOne(rt) {
       buffered = lines.pop();
       for (const line of lines) {
         if (line.startsWith("RESULT ")) result = JSON.parse(line.slice(7));
-        else if (line.trim() && !/debug: \[ (TEST|PASS) \]/.test(line)) console.log(line.startsWith("[") ? line : `[${rt.name}] ${prefix}${line}`);
+        else if (line.trim() && !/debug: \[ (TEST|PASS) \]/.test(line))
+          console.log(line.startsWith("[") ? line : `[${rt.name}] ${prefix}${line}`);
       }
     };
     child.stdout.setEncoding("utf8").on("data", onData(""));
@@ -152,11 +176,21 @@ for (const rt of RUNTIMES) {
   const ok = outcome.code === 0 && r?.ok === true;
   const f = r?.figures ?? {};
   const th = f.threads;
-  const threads = th === undefined ? "-" : th === "skipped" ? "not tried"
-    : th.works ? `${th.threads}${th.bitIdentical ? " (bit-identical)" : " (DIFFERENT)"}` : "1 (clear error for 2)";
+  const threads =
+    th === undefined
+      ? "-"
+      : th === "skipped"
+        ? "not tried"
+        : th.works
+          ? `${th.threads}${th.bitIdentical ? " (bit-identical)" : " (DIFFERENT)"}`
+          : "1 (clear error for 2)";
   const logits = worstLogitsDiff(f);
   rows.push({
-    name: rt.name, version: ver, ok, builds: (f.builds ?? []).join("+") || "-", threads,
+    name: rt.name,
+    version: ver,
+    ok,
+    builds: (f.builds ?? []).join("+") || "-",
+    threads,
     models: (f.models ?? []).map((m) => m.replace(/-tiny$/, "")).join("+") || "-",
     logits: logits === undefined ? "-" : logits.toExponential(2),
     seconds: ((performance.now() - start) / 1000).toFixed(1),
@@ -165,10 +199,14 @@ for (const rt of RUNTIMES) {
 }
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\n${pad("runtime", 16)}${pad("version", 12)}${pad("builds", 14)}${pad("models", 16)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}${pad("s", 6)}result`);
+console.log(
+  `\n${pad("runtime", 16)}${pad("version", 12)}${pad("builds", 14)}${pad("models", 16)}${pad("threads", 22)}${pad("max|Δlogit|", 13)}${pad("s", 6)}result`,
+);
 for (const r of rows) {
-  console.log(`${pad(r.name, 16)}${pad(r.version, 12)}${pad(r.builds ?? "-", 14)}${pad(r.models ?? "-", 16)}${pad(r.threads ?? "-", 22)}` +
-    `${pad(r.logits ?? "-", 13)}${pad(r.seconds ?? "-", 6)}${r.ok ? "pass" : `FAIL ${r.why}`}`);
+  console.log(
+    `${pad(r.name, 16)}${pad(r.version, 12)}${pad(r.builds ?? "-", 14)}${pad(r.models ?? "-", 16)}${pad(r.threads ?? "-", 22)}` +
+      `${pad(r.logits ?? "-", 13)}${pad(r.seconds ?? "-", 6)}${r.ok ? "pass" : `FAIL ${r.why}`}`,
+  );
 }
 const passed = rows.filter((r) => r.ok).length;
 console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);

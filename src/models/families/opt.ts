@@ -61,15 +61,21 @@ function readOptConfig(cfg: Json, label: string): OptConfig {
     eos_token_id: field(cfg, label, "eos_token_id", "int", 2),
   };
   checkSizes(label, {
-    vocab_size: c.vocab_size, hidden_size: c.hidden_size, num_hidden_layers: c.num_hidden_layers, num_attention_heads: c.num_attention_heads,
-    ffn_dim: c.ffn_dim, max_position_embeddings: c.max_position_embeddings, word_embed_proj_dim: c.word_embed_proj_dim,
+    vocab_size: c.vocab_size,
+    hidden_size: c.hidden_size,
+    num_hidden_layers: c.num_hidden_layers,
+    num_attention_heads: c.num_attention_heads,
+    ffn_dim: c.ffn_dim,
+    max_position_embeddings: c.max_position_embeddings,
+    word_embed_proj_dim: c.word_embed_proj_dim,
   });
   if (c.hidden_size % c.num_attention_heads !== 0) {
     throw new Error(`${label}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
   }
   activation(label, "activation_function", c.activation_function);
   for (const k of ["pad_token_id", "bos_token_id", "eos_token_id"] as const) {
-    if (c[k] < 0 || c[k] >= c.vocab_size) throw new Error(`${label}: field '${k}' = ${c[k]} is outside the vocabulary [0, ${c.vocab_size})`);
+    if (c[k] < 0 || c[k] >= c.vocab_size)
+      throw new Error(`${label}: field '${k}' = ${c[k]} is outside the vocabulary [0, ${c.vocab_size})`);
   }
   return c;
 }
@@ -83,7 +89,10 @@ export function optDims(c: OptConfig): Dims {
     C: c.hidden_size,
     E: c.word_embed_proj_dim,
     L: c.num_hidden_layers,
-    H, Hkv: H, D, KV: H * D,
+    H,
+    Hkv: H,
+    D,
+    KV: H * D,
     F: c.ffn_dim,
     maxPositions: c.max_position_embeddings,
     norm: "layer",
@@ -158,14 +167,28 @@ export const OPT: Family<OptConfig> = {
     const p = `layers.${i}.`;
     const C = d.C;
     return [
-      ...when(d.normAffine, { field: "attnNormW", name: `${p}self_attn_layer_norm.weight`, shape: [C] }, { field: "attnNormB", name: `${p}self_attn_layer_norm.bias`, shape: [C] }),
-      { field: "q", name: `${p}self_attn.q_proj.weight`, shape: [C, C] }, ...when(d.qkvBias, { field: "qB", name: `${p}self_attn.q_proj.bias`, shape: [C] }),
-      { field: "k", name: `${p}self_attn.k_proj.weight`, shape: [C, C] }, ...when(d.qkvBias, { field: "kB", name: `${p}self_attn.k_proj.bias`, shape: [C] }),
-      { field: "v", name: `${p}self_attn.v_proj.weight`, shape: [C, C] }, ...when(d.qkvBias, { field: "vB", name: `${p}self_attn.v_proj.bias`, shape: [C] }),
-      { field: "o", name: `${p}self_attn.out_proj.weight`, shape: [C, C] }, ...when(d.oBias, { field: "oB", name: `${p}self_attn.out_proj.bias`, shape: [C] }),
-      ...when(d.normAffine, { field: "mlpNormW", name: `${p}final_layer_norm.weight`, shape: [C] }, { field: "mlpNormB", name: `${p}final_layer_norm.bias`, shape: [C] }),
-      { field: "up", name: `${p}fc1.weight`, shape: [d.F, C] }, ...when(d.mlpBias, { field: "upB", name: `${p}fc1.bias`, shape: [d.F] }),
-      { field: "down", name: `${p}fc2.weight`, shape: [C, d.F] }, ...when(d.mlpBias, { field: "downB", name: `${p}fc2.bias`, shape: [C] }),
+      ...when(
+        d.normAffine,
+        { field: "attnNormW", name: `${p}self_attn_layer_norm.weight`, shape: [C] },
+        { field: "attnNormB", name: `${p}self_attn_layer_norm.bias`, shape: [C] },
+      ),
+      { field: "q", name: `${p}self_attn.q_proj.weight`, shape: [C, C] },
+      ...when(d.qkvBias, { field: "qB", name: `${p}self_attn.q_proj.bias`, shape: [C] }),
+      { field: "k", name: `${p}self_attn.k_proj.weight`, shape: [C, C] },
+      ...when(d.qkvBias, { field: "kB", name: `${p}self_attn.k_proj.bias`, shape: [C] }),
+      { field: "v", name: `${p}self_attn.v_proj.weight`, shape: [C, C] },
+      ...when(d.qkvBias, { field: "vB", name: `${p}self_attn.v_proj.bias`, shape: [C] }),
+      { field: "o", name: `${p}self_attn.out_proj.weight`, shape: [C, C] },
+      ...when(d.oBias, { field: "oB", name: `${p}self_attn.out_proj.bias`, shape: [C] }),
+      ...when(
+        d.normAffine,
+        { field: "mlpNormW", name: `${p}final_layer_norm.weight`, shape: [C] },
+        { field: "mlpNormB", name: `${p}final_layer_norm.bias`, shape: [C] },
+      ),
+      { field: "up", name: `${p}fc1.weight`, shape: [d.F, C] },
+      ...when(d.mlpBias, { field: "upB", name: `${p}fc1.bias`, shape: [d.F] }),
+      { field: "down", name: `${p}fc2.weight`, shape: [C, d.F] },
+      ...when(d.mlpBias, { field: "downB", name: `${p}fc2.bias`, shape: [C] }),
     ];
   },
   presets: { "opt-125m": OPT_125M },
