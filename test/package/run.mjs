@@ -9,6 +9,11 @@
 //   cli synthetic   npx wasm-lm generate --prompt "Hello" --max-new-tokens 4  (the default model)
 //   cli fixture     npx wasm-lm generate --model <copied opt-tiny> --ids … --ignore-eos --json:
 //                   32 tokens = transformers' (the fixture's reference.json)
+//   cli version     npx -- wasm-lm --version = package.json's (npx keeps a bare --version for itself)
+//   cli notice      the synthetic default says in one stderr line that its weights are random
+//   cli prompt-file echo Hello | npx wasm-lm generate --prompt-file - … = --prompt Hello
+//   cli hf cache    HF_HOME=<a cache in huggingface_hub's layout> HF_HUB_OFFLINE=1 npx wasm-lm logits
+//                   --model owner/name …: transformers' logits, no request
 //   cli tokenize    echo hi | npx wasm-lm tokenize --text-file - --json  = the repository's CLI
 //   esm imports     a script importing "wasm-lm", "wasm-lm/node", "wasm-lm/server", "wasm-lm/kernels",
 //                   "wasm-lm/internals" and resolving "wasm-lm/build/*.wasm": generate, then the same
@@ -20,7 +25,8 @@
 // downloads: a missing bin fails instead of fetching something else. One line per check, then
 // "package: N passed, M failed"; exit code 1 on any failure.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -174,6 +180,62 @@ try {
       failures: ok ? [] : [`tokens ${JSON.stringify(r.new_tokens)} ≠ transformers' ${JSON.stringify(ref.generation.new_tokens)}`],
       detail: "32/32 tokens = transformers'",
     };
+  });
+
+  await check("cli version", () => {
+    // npx takes a bare `--version` for itself (it prints npm's): `npx -- wasm-lm --version`.
+    const v = sh("npx", ["--no", "--", "wasm-lm", "--version"]).trim();
+    return { failures: v === pkg.version ? [] : [`printed ${JSON.stringify(v)}, package.json says ${pkg.version}`], detail: v };
+  });
+
+  await check("cli notice", () => {
+    // The default model is synthetic: one line on stderr says its weights are random.
+    const r = spawnSync("npx", ["--no", "wasm-lm", "generate", "--prompt", "Hello", "--max-new-tokens", "2"], {
+      cwd: app,
+      encoding: "utf8",
+      timeout: 300_000,
+      env: { ...ENV, PATH },
+    });
+    const lines = (r.stderr ?? "").split("\n").filter((l) => /random weights/.test(l));
+    return {
+      failures: r.status === 0 && lines.length === 1 ? [] : [`exit ${r.status}, ${lines.length} notice lines: ${JSON.stringify(r.stderr)}`],
+      detail: lines[0]?.slice(0, 70),
+    };
+  });
+
+  await check("cli prompt-file", () => {
+    const piped = JSON.parse(npx(["generate", "--prompt-file", "-", "--max-new-tokens", "4", "--json"], { input: "Hello\n" }));
+    const given = JSON.parse(npx(["generate", "--prompt", "Hello", "--max-new-tokens", "4", "--json"]));
+    const ok = JSON.stringify(piped.new_tokens) === JSON.stringify(given.new_tokens) && piped.new_tokens.length === 4;
+    return {
+      failures: ok ? [] : [`${JSON.stringify(piped.new_tokens)} ≠ --prompt's ${JSON.stringify(given.new_tokens)}`],
+      detail: "echo Hello | … = --prompt Hello",
+    };
+  });
+
+  await check("cli hf cache", () => {
+    // A cache in huggingface_hub's layout (blobs named by hash, a snapshot of relative links, refs/main),
+    // read offline: no network, no download.
+    const home = join(tmp, "hf-home");
+    const repo = join(home, "hub", "models--test-owner--opt-tiny");
+    const commit = "0123456789abcdef0123456789abcdef01234567";
+    mkdirSync(join(repo, "blobs"), { recursive: true });
+    mkdirSync(join(repo, "snapshots", commit), { recursive: true });
+    mkdirSync(join(repo, "refs"), { recursive: true });
+    writeFileSync(join(repo, "refs", "main"), commit);
+    for (const f of ["config.json", "model.safetensors"]) {
+      const bytes = readFileSync(join(ROOT, "test/fixtures/opt-tiny", f));
+      const blob = createHash("sha256").update(bytes).digest("hex");
+      writeFileSync(join(repo, "blobs", blob), bytes);
+      symlinkSync(join("..", "..", "blobs", blob), join(repo, "snapshots", commit, f));
+    }
+    const env = { HF_HOME: home, HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:9" }; // a closed port: any request fails
+    const r = JSON.parse(npx(["logits", "--model", "test-owner/opt-tiny", "--ids", ref.input_ids.join(","), "--last", "--json"], { env }));
+    const got = r.logits[0];
+    const want = ref.logits[ref.logits.length - 1];
+    let d = 0;
+    for (let i = 0; i < want.length; i++) d = Math.max(d, Math.abs(got[i] - want[i]));
+    return { failures: d <= 1e-4 ? [] : [`max|Δlogit| ${d}`], detail: `offline from HF_HOME, max|Δlogit| ${d.toExponential(1)}` };
   });
 
   await check("cli tokenize", () => {
