@@ -264,6 +264,7 @@ describe("the server under load and faults", () => {
     const outcomes: Outcome[] = [];
     let next = 0;
     let afterWarmup = { rss: 0, heap: 0 };
+    let middle = { rss: 0, heap: 0 };
     const worker = async () => {
       while (next < plan.length) {
         const p = plan[next++];
@@ -277,6 +278,7 @@ describe("the server under load and faults", () => {
           });
         }
         if (outcomes.length === 100) afterWarmup = memory();
+        if (outcomes.length === 550) middle = memory();
         if (process.env.SERVER_LOAD_TRACE && outcomes.length % 250 === 0) console.log(outcomes.length, memory());
       }
     };
@@ -312,12 +314,16 @@ describe("the server under load and faults", () => {
     const seconds = (performance.now() - t0) / 1000;
     console.log(
       `server load: ${REQUESTS} requests in ${seconds.toFixed(1)} s; mean batch ${(s.engine.stats.rows / Math.max(1, s.engine.stats.steps)).toFixed(2)}; ` +
-        `after GC: RSS ${afterWarmup.rss.toFixed(0)} → ${end.rss.toFixed(0)} MiB, heap ${afterWarmup.heap.toFixed(1)} → ${end.heap.toFixed(1)} MiB`,
+        `after GC: RSS ${afterWarmup.rss.toFixed(0)} → ${middle.rss.toFixed(0)} → ${end.rss.toFixed(0)} MiB (after 100, 550, 1,000), ` +
+        `heap ${afterWarmup.heap.toFixed(1)} → ${end.heap.toFixed(1)} MiB`,
     );
     // Generous bounds, yet 900 requests leaking 20 KiB each (a response body, a generation's
-    // tokens) would cross the heap's; the RSS one allows for allocator and socket buffers.
+    // tokens) would cross the heap's. RSS keeps growing for a while after warm-up (the allocator's
+    // arenas and socket buffers settle: +26…58 MiB over the run on this machine), so "flat" is
+    // judged on the second half: 450 requests leaking 64 KiB of native memory each would cross it.
     expect(end.heap - afterWarmup.heap).toBeLessThan(16);
-    expect(end.rss - afterWarmup.rss).toBeLessThan(48);
+    expect(end.rss - middle.rss).toBeLessThan(28);
+    expect(end.rss - afterWarmup.rss).toBeLessThan(96);
     expect(seconds).toBeLessThan(60);
   });
 });
