@@ -233,12 +233,7 @@ modelOptions(program.command("generate").description("generate text from a promp
     const { model, loadMs } = loaded;
     const tokenizer = o.ids === undefined ? needTokenizer(loaded) : (loaded.tokenizer ?? IDS_ONLY);
     const gen: GenerateOptions = {
-      maxNewTokens: o.maxNewTokens,
-      temperature: o.temperature,
-      topK: o.topK,
-      topP: o.topP,
-      repetitionPenalty: o.repetitionPenalty,
-      seed: o.seed,
+      ...generationOptions(o),
       stopStrings: o.stop,
       ignoreEos: o.ignoreEos,
       truncate: o.truncate,
@@ -308,14 +303,7 @@ modelOptions(
     if (tokenizer.chatTemplate === null) tokenizer.applyChatTemplate([]); // the one-line "no chat template" error, before any input
     const start: ChatMessage[] = o.system === undefined ? [] : [{ role: "system", content: o.system }];
     let history = [...start];
-    const gen: GenerateOptions = {
-      maxNewTokens: o.maxNewTokens,
-      temperature: o.temperature,
-      topK: o.topK,
-      topP: o.topP,
-      repetitionPenalty: o.repetitionPenalty,
-      seed: o.seed,
-    };
+    const gen: GenerateOptions = generationOptions(o);
     const interactive = process.stdin.isTTY && !o.json;
     const lines = createInterface({ input: process.stdin, terminal: false });
     if (interactive) process.stdout.write("> ");
@@ -513,6 +501,18 @@ modelOptions(
   });
 
 class UsageError extends Error {}
+
+/** The length and sampling options generate and chat share, from their flags. */
+function generationOptions(o: GenerateOptions): GenerateOptions {
+  return {
+    maxNewTokens: o.maxNewTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    repetitionPenalty: o.repetitionPenalty,
+    seed: o.seed,
+  };
+}
 
 /** The loaded model's tokenizer, or an error saying how to get one (text needs a tokenizer). */
 function needTokenizer(loaded: { tokenizer: Tokenizer | null; location: string }): Tokenizer {

@@ -13,6 +13,53 @@ import { instantiate } from "@assemblyscript/loader";
 export type Build = "simd" | "relaxed";
 export type BuildChoice = Build | "auto";
 
+/** Kernels with a scalar twin of the same signature (see assembly/index.ts). */
+type AttentionKernel = (
+  out: number,
+  q: number,
+  k: number,
+  v: number,
+  keyMask: number,
+  probs: number,
+  scratch: number,
+  T: number,
+  past: number,
+  H: number,
+  Hkv: number,
+  D: number,
+  maxCtx: number,
+  scale: number,
+  h0: number,
+  h1: number,
+) => void;
+type LinearQ4Kernel = (
+  y: number,
+  xq: number,
+  xs: number,
+  q: number,
+  s: number,
+  b: number,
+  T: number,
+  K: number,
+  N: number,
+  n0: number,
+  n1: number,
+) => void;
+type LinearI8DotKernel = (
+  y: number,
+  xq: number,
+  xs: number,
+  q: number,
+  s: number,
+  b: number,
+  T: number,
+  K: number,
+  N: number,
+  n0: number,
+  n1: number,
+  G: number,
+) => void;
+
 /** The raw kernel exports (see assembly/index.ts). Pointers are byte offsets, sizes are i32. */
 export interface KernelExports {
   heapBase(): number;
@@ -25,42 +72,8 @@ export interface KernelExports {
   softmax(y: number, x: number, mask: number, rows: number, cols: number): void;
   softmaxScalar(y: number, x: number, mask: number, rows: number, cols: number): void;
   kvStore(cache: number, src: number, T: number, past: number, H: number, D: number, maxCtx: number): void;
-  attention(
-    out: number,
-    q: number,
-    k: number,
-    v: number,
-    keyMask: number,
-    probs: number,
-    scratch: number,
-    T: number,
-    past: number,
-    H: number,
-    Hkv: number,
-    D: number,
-    maxCtx: number,
-    scale: number,
-    h0: number,
-    h1: number,
-  ): void;
-  attentionScalar(
-    out: number,
-    q: number,
-    k: number,
-    v: number,
-    keyMask: number,
-    probs: number,
-    scratch: number,
-    T: number,
-    past: number,
-    H: number,
-    Hkv: number,
-    D: number,
-    maxCtx: number,
-    scale: number,
-    h0: number,
-    h1: number,
-  ): void;
+  attention: AttentionKernel;
+  attentionScalar: AttentionKernel;
   rope(x: number, cs: number, rows: number, H: number, D: number): void;
   ropeScalar(x: number, cs: number, rows: number, H: number, D: number): void;
   relu(y: number, x: number, n: number): void;
@@ -97,61 +110,11 @@ export interface KernelExports {
   quantizeActI8Scalar(xq: number, xs: number, x: number, T: number, K: number, bits: number): void;
   /** q (N, K/2) packed nibbles, s (N, 2, K/32) bf16 scales then mins; K % 32 == 0. */
   quantizeQ4(q: number, s: number, w: number, n: number, K: number): void;
-  linearQ4(
-    y: number,
-    xq: number,
-    xs: number,
-    q: number,
-    s: number,
-    b: number,
-    T: number,
-    K: number,
-    N: number,
-    n0: number,
-    n1: number,
-  ): void;
-  linearQ4Scalar(
-    y: number,
-    xq: number,
-    xs: number,
-    q: number,
-    s: number,
-    b: number,
-    T: number,
-    K: number,
-    N: number,
-    n0: number,
-    n1: number,
-  ): void;
+  linearQ4: LinearQ4Kernel;
+  linearQ4Scalar: LinearQ4Kernel;
   /** int8 weights from quantizeI8 (group G, G % 32 == 0) against quantizeActI8's activations. */
-  linearI8Dot(
-    y: number,
-    xq: number,
-    xs: number,
-    q: number,
-    s: number,
-    b: number,
-    T: number,
-    K: number,
-    N: number,
-    n0: number,
-    n1: number,
-    G: number,
-  ): void;
-  linearI8DotScalar(
-    y: number,
-    xq: number,
-    xs: number,
-    q: number,
-    s: number,
-    b: number,
-    T: number,
-    K: number,
-    N: number,
-    n0: number,
-    n1: number,
-    G: number,
-  ): void;
+  linearI8Dot: LinearI8DotKernel;
+  linearI8DotScalar: LinearI8DotKernel;
   [name: string]: unknown;
 }
 
