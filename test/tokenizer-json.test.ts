@@ -230,7 +230,9 @@ describe("Llama 2 style tokenizer.json (SentencePiece BPE with byte fallback)", 
   it("round-trips any text (byte fallback covers every character; the prepended ▁ is stripped again)", () => {
     fc.assert(
       fc.property(fc.string({ unit: "grapheme", maxLength: 40 }), (s) => {
-        fc.pre(!s.includes("<s>") && !s.includes("</s>") && !s.includes("<unk>"));
+        // "▁" (U+2581) is SentencePiece's own space marker: the Metaspace decoder turns it into a
+        // space in transformers too, so text holding it does not round-trip (found by fast-check).
+        fc.pre(!s.includes("<s>") && !s.includes("</s>") && !s.includes("<unk>") && !s.includes("\u2581"));
         expect(t.decode(t.encode(s), { skipSpecialTokens: true })).toBe(s);
       }),
       { numRuns: 500 },
