@@ -122,6 +122,63 @@ export function rawRequest(
 }
 
 /** Status and parsed JSON body of a raw HTTP response. */
+/**
+ * POST a chunked body of up to `limit` bytes in `piece`-sized chunks, written as fast as the socket
+ * takes them, stopping as soon as any response byte arrives — as curl does — and resolving with
+ * the raw response and the bytes written. Unlike fetch (undici), an early answer is seen even when
+ * the server then closes a connection the client is still writing to (EPIPE).
+ */
+export function rawChunkedPost(
+  url: string,
+  path: string,
+  headers: Record<string, string>,
+  limit: number,
+  piece = 64 << 10,
+  timeoutMs = 20_000,
+): Promise<{ raw: string; sent: number }> {
+  const { hostname, port } = new URL(url);
+  const chunk = Buffer.concat([Buffer.from(`${piece.toString(16)}\r\n`), Buffer.alloc(piece, 0x78), Buffer.from("\r\n")]);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let got = "";
+    let sent = 0;
+    let done = false;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`raw chunked POST: no response in ${timeoutMs} ms after ${sent} bytes`));
+    }, timeoutMs);
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ raw: got, sent });
+    };
+    const pump = () => {
+      while (!done && got === "" && sent < limit) {
+        sent += piece;
+        if (!socket.write(chunk)) return void socket.once("drain", pump);
+      }
+      if (!done && got === "" && sent >= limit) socket.write("0\r\n\r\n");
+    };
+    socket.on("data", (d) => {
+      got += d.toString("latin1");
+      const end = got.indexOf("\r\n\r\n");
+      const len = /content-length: (\d+)/i.exec(got.slice(0, end));
+      if (end >= 0 && len && got.length >= end + 4 + Number(len[1])) finish();
+    });
+    socket.on("close", finish);
+    socket.on("error", finish);
+    socket.on("connect", () => {
+      const head = Object.entries({ host: hostname, "transfer-encoding": "chunked", ...headers })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join("");
+      socket.write(`POST ${path} HTTP/1.1\r\n${head}\r\n`);
+      pump();
+    });
+  });
+}
+
 export function parseRaw(raw: string): { status: number; headers: string; body: string } {
   const end = raw.indexOf("\r\n\r\n");
   return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(raw)?.[1] ?? 0), headers: raw.slice(0, end), body: raw.slice(end + 4) };
