@@ -20,5 +20,5 @@ export {
   embedGatherF16, embedGatherI8,
 } from "./kernels/linear_quant";
 export {
-  quantizeActI8, quantizeActI8Scalar, quantizeQ4, linearQ4, linearQ4Scalar, linearI8Dot, linearI8DotScalar,
+  quantizeActI8, quantizeActI8Scalar, quantizeQ4, embedGatherQ4, linearQ4, linearQ4Scalar, linearI8Dot, linearI8DotScalar,
 } from "./kernels/linear_dot";

@@ -110,6 +110,8 @@ export interface KernelExports {
   quantizeActI8Scalar(xq: number, xs: number, x: number, T: number, K: number, bits: number): void;
   /** q (N, K/2) packed nibbles, s (N, 2, K/32) bf16 scales then mins; K % 32 == 0. */
   quantizeQ4(q: number, s: number, w: number, n: number, K: number): void;
+  /** y[t] = row ids[t] of a q4 table (V, C) (quantizeQ4's layout) as f32. */
+  embedGatherQ4(y: number, q: number, s: number, ids: number, T: number, C: number): void;
   linearQ4: LinearQ4Kernel;
   linearQ4Scalar: LinearQ4Kernel;
   /** int8 weights from quantizeI8 (group G, G % 32 == 0) against quantizeActI8's activations. */

@@ -10,6 +10,7 @@
 //       q: (N, K/2) bytes, per block 16 bytes, byte j = u[j] | u[j+16] << 4 (ggml's nibble order)
 //       s: (N, 2, K/32) bf16 — per row the K/32 scales d, then the K/32 mins m (d rounded up so
 //       m + 15·d reaches the max). 20 bytes per 32 weights: 5 bits per weight.
+//   embedGatherQ4(y, q, s, ids, T, C)         rows of a q4 table (the token embedding) back to f32
 //   linearQ4(y, xq, xs, q, s, b, T, K, N, n0, n1)
 //       y[t,o] = Σ_blk d[o,blk]·xs[t,blk]·(Σ_{k in blk} u[o,k]·xq[t,k]) + m[o,blk]·c[t,blk] + b[o]
 //   linearI8Dot(y, xq, xs, q, s, b, T, K, N, n0, n1, G)   int8 weights as quantizeI8 makes them:
@@ -284,6 +285,29 @@ export function quantizeQ4(q: usize, s: usize, w: usize, n: i32, K: i32): void {
         const u0 = <u32>max<f32>(0, min<f32>(15, nearest((load<f32>(pw + (<usize>i << 2)) - m) * inv)));
         const u1 = <u32>max<f32>(0, min<f32>(15, nearest((load<f32>(pw + (<usize>(i + 16) << 2)) - m) * inv)));
         store<u8>(pq + <usize>i, <u8>(u0 | (u1 << 4)));
+      }
+    }
+  }
+}
+
+/**
+ * y[t] = dequantized row ids[t] of a q4 table (V, C), C % 32 == 0, as quantizeQ4 wrote it:
+ * d·u + m per block (the token embedding when it is also a q4 lm_head). Scalar: a few rows a step.
+ */
+export function embedGatherQ4(y: usize, q: usize, s: usize, ids: usize, T: i32, C: i32): void {
+  const nb = C >> 5;
+  const rowQ = <usize>C >> 1, rowS = <usize>nb * 2 * SB;
+  for (let t = 0; t < T; t++) {
+    const row = <usize>load<i32>(ids + (<usize>t << 2));
+    const pq = q + row * rowQ, pd = s + row * rowS, pm = pd + <usize>nb * SB;
+    const py = y + ((<usize>t * <usize>C) << 2);
+    for (let blk = 0; blk < nb; blk++) {
+      const d = scaleAt(pd, blk), m = scaleAt(pm, blk);
+      const pb = pq + <usize>(blk * 16), po = py + (<usize>(blk * QB) << 2);
+      for (let i = 0; i < 16; i++) {
+        const byte = <u32>load<u8>(pb + <usize>i);
+        store<f32>(po + (<usize>i << 2), d * <f32>(byte & 15) + m);
+        store<f32>(po + (<usize>(i + 16) << 2), d * <f32>(byte >> 4) + m);
       }
     }
   }

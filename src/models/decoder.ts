@@ -78,9 +78,10 @@ export interface LoadOptions extends LoadWasmOptions {
    */
   residentEmbeddings?: boolean;
   /**
-   * The token embedding's (= the tied lm_head's) dtype: f32, f16 or int8. Default: dtype, except
+   * The token embedding's (= the tied lm_head's) dtype: f32, f16, int8 or q4. Default: dtype, except
    * f16 when dtype is int8 or q4 (int8 there costs accuracy, see the README). "int8" halves the
-   * largest tensor again.
+   * largest tensor again; "q4" (5/32 of f32) takes it to 20 bytes per 32 weights, the lm_head then
+   * on the q4 kernels.
    */
   embedDType?: WeightDType;
 }
@@ -228,7 +229,7 @@ function weightFormat(o: LoadOptions): WeightFormat {
   const group = o.int8Group ?? DEFAULT_INT8_GROUP;
   if (!Number.isInteger(group) || group < 1) throw new Error(`wasm-lm: int8Group = ${group} must be a positive integer`);
   const embed = o.embedDType;
-  const embedTypes = ["f32", "f16", "int8"] as const;
+  const embedTypes = ["f32", "f16", "int8", "q4"] as const;
   if (embed !== undefined && !(embedTypes as readonly string[]).includes(embed))
     throw new Error(`wasm-lm: embedDType '${String(embed)}' is not supported (${embedTypes.join(", ")})`);
   return embed === undefined ? { dtype, group } : { dtype, group, embed };
@@ -337,12 +338,13 @@ export class DecoderModel {
         throw new Error(`${label}: the checkpoint's int8 group is ${names.int8Group}, asked ${opts.int8Group}`);
       fmt = { dtype: "int8", group: names.int8Group, embed: fmt.embed };
     }
-    if (names.int8Embed) {
-      if (opts.embedDType !== undefined && opts.embedDType !== "int8")
+    const qe = names.quantizedEmbed;
+    if (qe) {
+      if (opts.embedDType !== undefined && opts.embedDType !== qe)
         throw new Error(
-          `${label}: the checkpoint's token embedding is int8-quantized; load it with embedDType int8 (asked: ${opts.embedDType})`,
+          `${label}: the checkpoint's token embedding is ${qe}-quantized; load it with embedDType ${qe} (asked: ${opts.embedDType})`,
         );
-      fmt = { ...fmt, embed: "int8" };
+      fmt = { ...fmt, embed: qe };
     }
     const threads = await resolveThreads(opts.threads);
     // Memory starts at the weights' size (at most 16 MiB) and grows as the arena reserves: a model
@@ -395,6 +397,8 @@ export class DecoderModel {
     const parts = this.threads;
     const st = this.stream;
     const gated = this.dims.mlp === "gated";
+    // Inputs quantized to int8 per block for q4 matrices: the layers' or a q4 lm_head's.
+    const q4 = this.dtype === "q4" || this.weights.lmHead.dtype === "q4";
     return {
       x: f32s(rows * C),
       xn: f32s(rows * Math.max(C, E)),
@@ -409,8 +413,8 @@ export class DecoderModel {
       posPtr: f32s(rows),
       scores: parts * align(f32s(S), 64),
       quantScratch: this.dtype === "f32" ? 0 : parts * this.quantScratchBytes,
-      actQ: this.dtype === "q4" ? rows * Math.max(C, F, E) : 0,
-      actS: this.dtype === "q4" ? rows * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
+      actQ: q4 ? rows * Math.max(C, F, E) : 0,
+      actS: q4 ? rows * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
       probs: collectAttentions ? f32s(H * T * S) : 0,
       lnRows: f32s(R * C),
       lnE: f32s(R * E),
@@ -600,7 +604,7 @@ export class DecoderModel {
       case "int8":
         return this.k.embedGatherI8(y, m.w, m.s, ids, rows, E, m.g);
       case "q4":
-        throw new Error("wasm-lm: a q4 token embedding is not supported (a wasm-lm bug: embedDType refuses it)");
+        return this.k.embedGatherQ4(y, m.w, m.s, ids, rows, E);
     }
   }
 

@@ -5,7 +5,8 @@
 // for LLaMA and Qwen2):
 //   layer matrices                              F32 | F16 | I8 (N, K), and for I8
 //   <name>_scale                                F32 (N, K / group): w ≈ q · scale per group of inputs
-//   the token embedding (= a tied lm_head)      F32, or F16 for f16 and int8 models (I8 with --embed-dtype int8)
+//   the token embedding (= a tied lm_head)      F32, or F16 for f16, int8 and q4 models (I8 with --embed-dtype int8,
+//                                               U8 + BF16 _scale as a q4 matrix with --embed-dtype q4)
 //   biases, norms, learned positions            F32
 //   __metadata__: format "pt", wasm_lm_dtype, wasm_lm_int8_group
 import type { TensorToWrite } from "../formats/safetensors.js";

@@ -8,9 +8,8 @@
 //   lm_head     streamed in chunks of rows through the slot's memory (free once the last layer ran)
 //   embeddings  a pass's token rows (each distinct id once) and position rows, into its scratch
 import { align, type Arena } from "../arena.js";
-import { DTYPE_SIZE } from "../formats/types.js";
 import type { Dims } from "./config.js";
-import type { LayerWeights, Mat, ModelWeights, RowBytes, WeightLoader } from "./weights.js";
+import { matRowBytes, type LayerWeights, type Mat, type ModelWeights, type RowBytes, type WeightLoader } from "./weights.js";
 
 /** What a pass yields before it needs weights from the checkpoint (see DecoderModel's pass). */
 export const NEED_EMBED = -1;
@@ -56,9 +55,9 @@ export class WeightStream {
       // The lm_head streams through the layer slot's memory in chunks of rows.
       const m = weights.lmHead;
       const E = d.E;
-      const rowBytes = m.dtype === "int8" ? E + (E / m.g) * 4 : E * (m.dtype === "f16" ? 2 : 4);
-      this.headRows = Math.min(d.V, Math.floor((arena.mark() - start - 64) / rowBytes));
-      this.head = { ...m, w: start, s: m.dtype === "int8" ? align(start + this.headRows * E, 64) : 0 };
+      const rb = matRowBytes(m, E);
+      this.headRows = Math.min(d.V, Math.floor((arena.mark() - start - 64) / (rb.w + rb.s)));
+      this.head = { ...m, w: start, s: rb.s ? align(start + this.headRows * rb.w, 64) : 0 };
     }
   }
 
@@ -157,7 +156,8 @@ export class WeightStream {
   /** The step's token rows as a matrix (its pointer in the step's scratch). */
   embRowsMat(s: EmbedRows, table: Mat): Mat {
     const rows = s.B * s.T;
-    return { ...table, w: s.embRows, s: table.dtype === "int8" ? align(s.embRows + rows * this.d.E, 64) : 0 };
+    const rb = matRowBytes(table, this.d.E);
+    return { ...table, w: s.embRows, s: rb.s ? align(s.embRows + rows * rb.w, 64) : 0 };
   }
 
   /**
@@ -171,13 +171,11 @@ export class WeightStream {
     const gather = async (full: string, m: Mat, keys: Int32Array, local: Int32Array) => {
       const row = new Map<number, number>();
       for (const key of keys) if (!row.has(key)) row.set(key, row.size);
-      const info = loader.src.get(full)!;
-      const rb = info.shape[1] * DTYPE_SIZE[info.dtype];
-      const sb = (info.shape[1] / (m.g || 1)) * 4;
+      const { rb, sb } = loader.tableRowBytes(full);
       const got = await Promise.all(
         [...row.keys()].map(async (key) => ({
           raw: await remote.readRawAsync(full, key * rb, rb),
-          scale: info.dtype === "I8" ? await remote.readRawAsync(`${full}_scale`, key * sb, sb) : null,
+          scale: sb ? await remote.readRawAsync(`${full}_scale`, key * sb, sb) : null,
         })),
       );
       got.forEach((r, j) => loader.fillTableRows(m, full, j, 1, r));

@@ -125,6 +125,20 @@ export function matBytes(fmt: WeightFormat, N: number, K: number): number {
   }
 }
 
+/** Bytes per row of a matrix held as m (K inputs a row): its values and its scales. */
+export function matRowBytes(m: Pick<Mat, "dtype" | "g">, K: number): { w: number; s: number } {
+  switch (m.dtype) {
+    case "f32":
+      return { w: K * 4, s: 0 };
+    case "f16":
+      return { w: K * 2, s: 0 };
+    case "int8":
+      return { w: K, s: (K / m.g) * 4 };
+    case "q4":
+      return { w: K / 2, s: (K / Q4_BLOCK) * 4 };
+  }
+}
+
 /** Bytes of one decoder layer's weights. */
 export function layerBytes(family: Family, d: Dims, fmt: WeightFormat = F32): number {
   return family.layer(d, 0).reduce((a, r) => {
@@ -160,8 +174,8 @@ export class CheckpointNames {
   readonly hasLmHead: boolean;
   /** Set when the file holds int8 matrices (written by wasm-lm quantize): their group size. */
   readonly int8Group: number = 0;
-  /** The file's token embedding is int8 (quantize --embed-dtype int8). */
-  readonly int8Embed: boolean = false;
+  /** The file's token embedding (and lm_head) is quantized: quantize --embed-dtype int8 or q4. */
+  readonly quantizedEmbed: "int8" | "q4" | null = null;
   /** The file holds q4 matrices (written by wasm-lm quantize --dtype q4). */
   readonly q4: boolean = false;
   private readonly globalRefs: Map<GlobalField, TensorRef<GlobalField>>;
@@ -208,7 +222,7 @@ export class CheckpointNames {
     for (const [name, shape] of expected) {
       const info = src.get(name);
       if (!info) throw new Error(`${label}: missing tensor '${name}' (expected shape [${shape}])`);
-      if (info.dtype === "U8" && quantizable.has(name) && name !== LM_HEAD && name !== this.full(embed)) {
+      if (info.dtype === "U8" && quantizable.has(name)) {
         // A q4 matrix: (N, K/2) bytes of two 4-bit values, and (N, 2·K/32) BF16 scales and minimums.
         const [N, K] = shape;
         if (K % Q4_BLOCK !== 0 || info.shape.length !== 2 || info.shape[0] !== N || info.shape[1] !== K / 2) {
@@ -222,7 +236,8 @@ export class CheckpointNames {
             `${label}: q4 tensor '${name}' needs '${name}_scale' BF16 of shape [${N}, ${(2 * K) / Q4_BLOCK}], got ${scale ? `${scale.dtype} [${scale.shape}]` : "none"}`,
           );
         }
-        (this as { q4: boolean }).q4 = true;
+        if (name === LM_HEAD || name === this.full(embed)) (this as { quantizedEmbed: string }).quantizedEmbed = "q4";
+        else (this as { q4: boolean }).q4 = true;
         expected.set(`${name}_scale`, scale.shape);
         continue;
       }
@@ -233,7 +248,7 @@ export class CheckpointNames {
         // An int8 matrix comes with its scales: (N, K / group), one group size for the whole file.
         if (!quantizable.has(name))
           throw new Error(`${label}: tensor '${name}' is I8, but only layer matrices and the token embedding may be quantized`);
-        if (name === LM_HEAD || name === this.full(embed)) (this as { int8Embed: boolean }).int8Embed = true;
+        if (name === LM_HEAD || name === this.full(embed)) (this as { quantizedEmbed: string }).quantizedEmbed = "int8";
         const scale = src.get(`${name}_scale`);
         if (!scale) throw new Error(`${label}: int8 tensor '${name}' has no '${name}_scale'`);
         const [N, K] = shape;
@@ -390,15 +405,14 @@ export class WeightLoader {
       return m;
     }
     // A few MB of rows per read: the tensor is never whole outside WebAssembly memory.
-    const info = this.src.get(full)!;
-    const rowBytes = K * DTYPE_SIZE[info.dtype];
+    const { rb: rowBytes, sb } = this.tableRowBytes(full);
     const rows = Math.max(1, Math.floor(FETCH_BYTES / rowBytes));
     let buf: Uint8Array = new Uint8Array(Math.min(rows, N) * rowBytes); // reused by every read (see fetchLayer)
     for (let r0 = 0; r0 < N; r0 += rows) {
       const n = Math.min(rows, N - r0);
       const raw = await this.remote.readRawAsync(full, r0 * rowBytes, n * rowBytes, buf);
       buf = sameMemory(raw, buf);
-      const scale = info.dtype === "I8" ? await this.remote.readRawAsync(`${full}_scale`, r0 * (K / m.g) * 4, n * (K / m.g) * 4) : null;
+      const scale = sb ? await this.remote.readRawAsync(`${full}_scale`, r0 * sb, n * sb) : null;
       this.fillRows(m, full, K, r0, n, raw, scale, undefined, { row: r0 });
     }
     return m;
@@ -691,14 +705,22 @@ export class WeightLoader {
   }
 
   /**
+   * Bytes per row of a (rows, K) table in the file — the token embedding or lm_head — and of its
+   * scales (an I8 file's F32 scales, a q4 file's BF16 scales and minimums; 0 for float files).
+   */
+  tableRowBytes(full: string): { rb: number; sb: number } {
+    const info = this.src.get(full)!;
+    const scale = isQuantized(info.dtype) ? this.src.get(`${full}_scale`)! : null;
+    return { rb: info.shape[1] * DTYPE_SIZE[info.dtype], sb: scale ? scale.shape[1] * DTYPE_SIZE[scale.dtype] : 0 };
+  }
+
+  /**
    * Rows [r0, r0 + n) of a (rows, E) table (by checkpoint name: the token embedding or lm_head)
    * from an AsyncTensorSource, with their int8 scales, in the fetch buffers layers use by turns.
    */
   async fetchRows(full: string, r0: number, n: number): Promise<RowBytes> {
-    const info = this.src.get(full)!;
-    const rowBytes = info.shape[1] * DTYPE_SIZE[info.dtype];
-    const int8 = info.dtype === "I8";
-    const sRow = int8 ? this.src.get(`${full}_scale`)!.shape[1] * 4 : 0;
+    const { rb: rowBytes, sb: sRow } = this.tableRowBytes(full);
+    const int8 = sRow > 0; // the rows come with scales (an I8 or q4 file)
     const w = n * rowBytes;
     let [k, buf] = this.nextBuffer(w + n * sRow);
     // Rows, then their scales, side by side in the buffer; each read may move it (see sameMemory).
@@ -719,7 +741,10 @@ export class WeightLoader {
       const these = seen.subarray(rows.row, rows.row + n);
       scan = these.every((x) => x === 1) ? null : { row: rows.row };
     }
-    this.fillRows(m, full, this.src.get(full)!.shape[1], at, n, rows.raw, rows.scale, undefined, scan);
+    const info = this.src.get(full)!;
+    // A q4 file's rows hold two inputs a byte.
+    const K = info.shape[1] * (info.dtype === "U8" ? 2 : 1);
+    this.fillRows(m, full, K, at, n, rows.raw, rows.scale, undefined, scan);
     if (rows.row !== undefined) this.scannedRows.get(full)!.fill(1, rows.row, rows.row + n);
   }
 
@@ -737,7 +762,13 @@ export class WeightLoader {
     const tick = (bytes: number) => onProgress?.((done += bytes), total);
     const embedFmt = { ...this.fmt, dtype: embedDType(this.fmt) };
     // Not resident: a placeholder (w = 0) naming the dtype; the model reads rows as it needs them.
-    const absent = (): Mat => ({ dtype: embedFmt.dtype, w: 0, s: 0, g: embedFmt.dtype === "int8" ? groupFor(this.fmt, d.E) : 0 });
+    const absentDType = embedFmt.dtype === "q4" && d.E % Q4_BLOCK !== 0 ? "int8" : embedFmt.dtype; // as allocMat holds it
+    const absent = (): Mat => ({
+      dtype: absentDType,
+      w: 0,
+      s: 0,
+      g: absentDType === "int8" ? groupFor(this.fmt, d.E) : absentDType === "q4" ? Q4_BLOCK : 0,
+    });
     const embedTokens = residentEmbeddings ? await this.table(this.names.global("embedTokens"), d.V, d.E, embedFmt.dtype) : absent();
     if (residentEmbeddings) tick(matBytes(embedFmt, d.V, d.E));
     const learned = d.positions === "learned";
