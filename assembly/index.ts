@@ -4,7 +4,9 @@
 export { linear, linearScalar } from "./kernels/linear";
 export { layerNorm, layerNormScalar, rmsNorm, rmsNormScalar } from "./kernels/norm";
 export { softmax, softmaxScalar } from "./kernels/softmax";
-export { attention, attentionScalar, kvStore, kvStoreScalar } from "./kernels/attention";
+export {
+  attention, attentionScalar, attentionF16, attentionF16Scalar, kvStore, kvStoreScalar, kvStoreF16, kvStoreF16Scalar,
+} from "./kernels/attention";
 export { rope, ropeScalar } from "./kernels/rope";
 export {
   relu, reluScalar, gelu, geluScalar, geluTanh, geluTanhScalar, silu, siluScalar, swiglu, swigluScalar,

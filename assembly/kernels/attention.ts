@@ -1,24 +1,35 @@
 // Causal self-attention over a per-KV-head cache, with grouped-query heads (GQA).
 //   H query heads share Hkv KV heads (H % Hkv == 0): query head h reads KV head g = h / (H / Hkv).
 //   Hkv = H is ordinary multi-head attention, Hkv = 1 multi-query attention (MQA).
-//   KV cache (K and V separately): (Hkv, maxCtx, D) f32; position j of KV head g at ((g·maxCtx + j)·D).
+//   KV cache (K and V separately): (Hkv, maxCtx, D) of f32, or of IEEE halves (f16, half the bytes);
+//   position j of KV head g at element (g·maxCtx + j)·D.
 //   kvStore(cache, src, T, past, H, D, maxCtx)     H here is the cache's head count: callers pass Hkv
 //       cache[g, past + t, :] = src[t, g·D : (g+1)·D]          src: (T, H·D), the K or V projection
+//   kvStoreF16(...)  the same into an f16 cache, each value rounded to the nearest half, ties to
+//       even (f32ToHalfBits: subnormal halves kept, ±inf from 65520 up, NaN stays NaN)
 //   attention(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0, h1)
 //       for query heads h in [h0, h1) (KV head g = h / (H / Hkv)), queries t in [0, T) at absolute
 //       position past + t:
 //       p[j] = softmax_j( q[t, h]·k[g, j] · scale )  over visible keys j: j ≤ past + t and
 //              (keyMask == 0 or keyMask[j] != 0)  (keyMask: u8[≥ past + T]); invisible keys get 0
-//       out[t, h·D : (h+1)·D] = Σ_j p[j] · v[g, j, :]          q, out: (T, H·D)
+//       out[t, h·D : (h+1)·D] = Σ_j p[j] · v[g, j, :]          q, out: (T, H·D) f32
 //       scale: 1/√D usually; GPT-2's scale_attn_by_inverse_layer_idx passes 1/(√D·(layer + 1)).
 //       probs: 0, or (H, T, past + T) f32 receiving p for heads h0..h1 (zeros past the causal edge);
 //       scratch: ≥ past + T floats per thread, used for p when probs == 0.
 //       A query with no visible key writes zeros (and a zero probs row).
-// Variants: SIMD128 (4 keys per step for q·k and for p·V, vector exp) and `<name>Scalar`.
+//   attentionF16(...)  the same arguments over f16 caches, read as they are: halves are widened to
+//       f32 in registers as the loops reach them (no f32 copy of the cache). Widening is exact and
+//       the order of operations is attention's, so the result is attention's on the widened cache,
+//       bit for bit.
+// Variants: SIMD128 (4 keys per step for q·k and for p·V, vector exp) and `<name>Scalar` for each.
+// One source serves both cache types: the loops are generic over the element type (f32, or u16
+// for halves), specialised at compile time.
 // Each query head streams its KV head on its own (a group's heads re-read the same K/V rows): the
 // split over [h0, h1) between threads stays a split of query heads.
 
-import { expV, hsum, keepMask4, madd, sum4 } from "./vecmath";
+import { expV, f32ToHalfBits, f32ToHalfV, halfScalarFull, halfToF32Full, hsum, keepMask4, madd, sum4 } from "./vecmath";
+
+// ---- storing ------------------------------------------------------------------------------------
 
 export function kvStore(cache: usize, src: usize, T: i32, past: i32, H: i32, D: i32, maxCtx: i32): void {
   const rowBytes = <usize>D << 2;
@@ -42,36 +53,81 @@ export function kvStoreScalar(cache: usize, src: usize, T: i32, past: i32, H: i3
   }
 }
 
+export function kvStoreF16(cache: usize, src: usize, T: i32, past: i32, H: i32, D: i32, maxCtx: i32): void {
+  const d8 = D & ~7;
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      const from = src + ((<usize>t * <usize>H + <usize>h) * <usize>D << 2);
+      const to = cache + ((<usize>h * <usize>maxCtx + <usize>(past + t)) * <usize>D << 1);
+      let d = 0;
+      for (; d < d8; d += 8) {
+        const lo = f32ToHalfV(v128.load(from + (<usize>d << 2)));
+        const hi = f32ToHalfV(v128.load(from + (<usize>d << 2), 16));
+        v128.store(to + (<usize>d << 1), i16x8.narrow_i32x4_u(lo, hi));
+      }
+      for (; d < D; d++) store<u16>(to + (<usize>d << 1), f32ToHalfBits(load<f32>(from + (<usize>d << 2))));
+    }
+  }
+}
+
+export function kvStoreF16Scalar(cache: usize, src: usize, T: i32, past: i32, H: i32, D: i32, maxCtx: i32): void {
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      for (let d = 0; d < D; d++) {
+        const v = load<f32>(src + ((<usize>t * <usize>H * <usize>D + <usize>h * <usize>D + <usize>d) << 2));
+        store<u16>(cache + (((<usize>h * <usize>maxCtx + <usize>(past + t)) * <usize>D + <usize>d) << 1), f32ToHalfBits(v));
+      }
+    }
+  }
+}
+
+// ---- reading: E is the cache's element type, f32 or u16 (a half's bits) --------------------------
+
+/** 4 consecutive cache elements at p as f32 lanes: f32 as they are, halves widened (exactly). */
+@inline function load4<E>(p: usize): v128 {
+  if (sizeof<E>() == 4) return v128.load(p);
+  return halfToF32Full(v128.load16x4_s(p));
+}
+
+/** One cache element at p as f32. */
+@inline function load1<E>(p: usize): f32 {
+  if (sizeof<E>() == 4) return load<f32>(p);
+  return halfScalarFull(load<u16>(p));
+}
+
 /** Scores s[j] = (q·k_j)·scale for keys j in [0, n), 4 keys per step. */
-@inline function scores(s: usize, qrow: usize, kh: usize, n: i32, D: i32, scale: f32): void {
-  const rowBytes = <usize>D << 2;
-  const dv = <usize>(D & ~3) << 2;
+@inline function scores<E>(s: usize, qrow: usize, kh: usize, n: i32, D: i32, scale: f32): void {
+  const es = <usize>sizeof<E>();
+  const kRow = <usize>D * es;
+  const dv = <usize>(D & ~3);
   const vscale = f32x4.splat(scale);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
-    const k0 = kh + <usize>j * rowBytes;
-    const k1 = k0 + rowBytes, k2 = k1 + rowBytes, k3 = k2 + rowBytes;
+    const k0 = kh + <usize>j * kRow;
+    const k1 = k0 + kRow, k2 = k1 + kRow, k3 = k2 + kRow;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (let d: usize = 0; d < dv; d += 16) {
-      const qv = v128.load(qrow + d);
-      a0 = madd(qv, v128.load(k0 + d), a0);
-      a1 = madd(qv, v128.load(k1 + d), a1);
-      a2 = madd(qv, v128.load(k2 + d), a2);
-      a3 = madd(qv, v128.load(k3 + d), a3);
+    for (let d: usize = 0; d < dv; d += 4) {
+      const qv = v128.load(qrow + (d << 2));
+      const kd = d * es;
+      a0 = madd(qv, load4<E>(k0 + kd), a0);
+      a1 = madd(qv, load4<E>(k1 + kd), a1);
+      a2 = madd(qv, load4<E>(k2 + kd), a2);
+      a3 = madd(qv, load4<E>(k3 + kd), a3);
     }
     let r = sum4(a0, a1, a2, a3);
-    for (let d = dv; d < rowBytes; d += 4) {
-      const qs = load<f32>(qrow + d);
-      r = f32x4.add(r, f32x4.mul(f32x4.splat(qs), f32x4(load<f32>(k0 + d), load<f32>(k1 + d), load<f32>(k2 + d), load<f32>(k3 + d))));
+    for (let d = dv; d < <usize>D; d++) {
+      const qs = load<f32>(qrow + (d << 2));
+      const kd = d * es;
+      r = f32x4.add(r, f32x4.mul(f32x4.splat(qs), f32x4(load1<E>(k0 + kd), load1<E>(k1 + kd), load1<E>(k2 + kd), load1<E>(k3 + kd))));
     }
     v128.store(s + (<usize>j << 2), f32x4.mul(r, vscale));
   }
   for (; j < n; j++) {
-    const k0 = kh + <usize>j * rowBytes;
+    const k0 = kh + <usize>j * kRow;
     let a = f32x4.splat(0);
-    for (let d: usize = 0; d < dv; d += 16) a = madd(v128.load(qrow + d), v128.load(k0 + d), a);
+    for (let d: usize = 0; d < dv; d += 4) a = madd(v128.load(qrow + (d << 2)), load4<E>(k0 + d * es), a);
     let r = hsum(a);
-    for (let d = dv; d < rowBytes; d += 4) r += load<f32>(qrow + d) * load<f32>(k0 + d);
+    for (let d = dv; d < <usize>D; d++) r += load<f32>(qrow + (d << 2)) * load1<E>(k0 + d * es);
     store<f32>(s + (<usize>j << 2), r * scale);
   }
 }
@@ -115,52 +171,57 @@ export function kvStoreScalar(cache: usize, src: usize, T: i32, past: i32, H: i3
 }
 
 /** o = Σ_{j<n} p[j]·v_j, 4 keys per step (o is overwritten). */
-@inline function weightedSum(o: usize, p: usize, vh: usize, n: i32, D: i32): void {
-  const rowBytes = <usize>D << 2;
-  const dv = <usize>(D & ~3) << 2;
-  memory.fill(o, 0, rowBytes);
+@inline function weightedSum<E>(o: usize, p: usize, vh: usize, n: i32, D: i32): void {
+  const es = <usize>sizeof<E>();
+  const vRow = <usize>D * es;
+  const dv = <usize>(D & ~3);
+  memory.fill(o, 0, <usize>D << 2);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
     const pv = v128.load(p + (<usize>j << 2));
     const p0 = f32x4.splat(f32x4.extract_lane(pv, 0)), p1 = f32x4.splat(f32x4.extract_lane(pv, 1));
     const p2 = f32x4.splat(f32x4.extract_lane(pv, 2)), p3 = f32x4.splat(f32x4.extract_lane(pv, 3));
-    const v0 = vh + <usize>j * rowBytes;
-    const v1 = v0 + rowBytes, v2 = v1 + rowBytes, v3 = v2 + rowBytes;
-    for (let d: usize = 0; d < dv; d += 16) {
-      let acc = v128.load(o + d);
-      acc = madd(p0, v128.load(v0 + d), acc);
-      acc = madd(p1, v128.load(v1 + d), acc);
-      acc = madd(p2, v128.load(v2 + d), acc);
-      acc = madd(p3, v128.load(v3 + d), acc);
-      v128.store(o + d, acc);
+    const v0 = vh + <usize>j * vRow;
+    const v1 = v0 + vRow, v2 = v1 + vRow, v3 = v2 + vRow;
+    for (let d: usize = 0; d < dv; d += 4) {
+      const od = o + (d << 2);
+      const vd = d * es;
+      let acc = v128.load(od);
+      acc = madd(p0, load4<E>(v0 + vd), acc);
+      acc = madd(p1, load4<E>(v1 + vd), acc);
+      acc = madd(p2, load4<E>(v2 + vd), acc);
+      acc = madd(p3, load4<E>(v3 + vd), acc);
+      v128.store(od, acc);
     }
-    for (let d = dv; d < rowBytes; d += 4) {
-      let acc = load<f32>(o + d);
-      acc += f32x4.extract_lane(pv, 0) * load<f32>(v0 + d);
-      acc += f32x4.extract_lane(pv, 1) * load<f32>(v1 + d);
-      acc += f32x4.extract_lane(pv, 2) * load<f32>(v2 + d);
-      acc += f32x4.extract_lane(pv, 3) * load<f32>(v3 + d);
-      store<f32>(o + d, acc);
+    for (let d = dv; d < <usize>D; d++) {
+      const od = o + (d << 2);
+      const vd = d * es;
+      let acc = load<f32>(od);
+      acc += f32x4.extract_lane(pv, 0) * load1<E>(v0 + vd);
+      acc += f32x4.extract_lane(pv, 1) * load1<E>(v1 + vd);
+      acc += f32x4.extract_lane(pv, 2) * load1<E>(v2 + vd);
+      acc += f32x4.extract_lane(pv, 3) * load1<E>(v3 + vd);
+      store<f32>(od, acc);
     }
   }
   for (; j < n; j++) {
     const pj = load<f32>(p + (<usize>j << 2));
     const vpj = f32x4.splat(pj);
-    const v0 = vh + <usize>j * rowBytes;
-    for (let d: usize = 0; d < dv; d += 16) v128.store(o + d, madd(vpj, v128.load(v0 + d), v128.load(o + d)));
-    for (let d = dv; d < rowBytes; d += 4) store<f32>(o + d, load<f32>(o + d) + pj * load<f32>(v0 + d));
+    const v0 = vh + <usize>j * vRow;
+    for (let d: usize = 0; d < dv; d += 4) v128.store(o + (d << 2), madd(vpj, load4<E>(v0 + d * es), v128.load(o + (d << 2))));
+    for (let d = dv; d < <usize>D; d++) store<f32>(o + (d << 2), load<f32>(o + (d << 2)) + pj * load1<E>(v0 + d * es));
   }
 }
 
-export function attention(
+@inline function attentionOf<E>(
   out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
   T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
 ): void {
   const L = past + T;
   const group = H / Hkv; // query heads per KV head
-  const rowBytes = <usize>D << 2;
+  const rowBytes = <usize>D << 2; // a q / out row (f32)
   const qStride = <usize>H * rowBytes;
-  const headBytes = <usize>maxCtx * rowBytes;
+  const headBytes = <usize>maxCtx * <usize>D * <usize>sizeof<E>(); // a KV head in the cache
   for (let h = h0; h < h1; h++) {
     const g = h / group;
     const kh = kCache + <usize>g * headBytes;
@@ -170,9 +231,9 @@ export function attention(
       const orow = out + <usize>t * qStride + <usize>h * rowBytes;
       const p = probs ? probs + ((<usize>h * <usize>T + <usize>t) * <usize>L << 2) : scratch;
       const n = past + t + 1; // causal: keys [0, n)
-      scores(p, qrow, kh, n, D, scale);
+      scores<E>(p, qrow, kh, n, D, scale);
       if (softmaxKeys(p, keyMask, n)) {
-        weightedSum(orow, p, vh, n, D);
+        weightedSum<E>(orow, p, vh, n, D);
       } else {
         memory.fill(orow, 0, rowBytes);
         memory.fill(p, 0, <usize>n << 2);
@@ -182,12 +243,13 @@ export function attention(
   }
 }
 
-export function attentionScalar(
+@inline function attentionScalarOf<E>(
   out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
   T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
 ): void {
   const L = past + T;
   const group = H / Hkv;
+  const es = <usize>sizeof<E>();
   for (let h = h0; h < h1; h++) {
     const g = h / group;
     for (let t = 0; t < T; t++) {
@@ -197,9 +259,9 @@ export function attentionScalar(
       const n = past + t + 1;
       let m: f32 = -Infinity;
       for (let j = 0; j < n; j++) {
-        const k = kCache + ((<usize>g * <usize>maxCtx + <usize>j) * <usize>D << 2);
+        const k = kCache + (<usize>g * <usize>maxCtx + <usize>j) * <usize>D * es;
         let s: f32 = 0;
-        for (let d = 0; d < D; d++) s += load<f32>(qrow + (<usize>d << 2)) * load<f32>(k + (<usize>d << 2));
+        for (let d = 0; d < D; d++) s += load<f32>(qrow + (<usize>d << 2)) * load1<E>(k + <usize>d * es);
         s *= scale;
         store<f32>(p + (<usize>j << 2), s);
         if (keyMask == 0 || load<u8>(keyMask + <usize>j) != 0) m = max(m, s);
@@ -219,13 +281,41 @@ export function attentionScalar(
       for (let j = 0; j < n; j++) {
         const pj = load<f32>(p + (<usize>j << 2)) / sum;
         store<f32>(p + (<usize>j << 2), pj);
-        const v = vCache + ((<usize>g * <usize>maxCtx + <usize>j) * <usize>D << 2);
+        const v = vCache + (<usize>g * <usize>maxCtx + <usize>j) * <usize>D * es;
         for (let d = 0; d < D; d++) {
           const o = orow + (<usize>d << 2);
-          store<f32>(o, load<f32>(o) + pj * load<f32>(v + (<usize>d << 2)));
+          store<f32>(o, load<f32>(o) + pj * load1<E>(v + <usize>d * es));
         }
       }
       if (probs) for (let j = n; j < L; j++) store<f32>(p + (<usize>j << 2), 0);
     }
   }
+}
+
+export function attention(
+  out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
+  T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
+): void {
+  attentionOf<f32>(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0, h1);
+}
+
+export function attentionScalar(
+  out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
+  T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
+): void {
+  attentionScalarOf<f32>(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0, h1);
+}
+
+export function attentionF16(
+  out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
+  T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
+): void {
+  attentionOf<u16>(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0, h1);
+}
+
+export function attentionF16Scalar(
+  out: usize, q: usize, kCache: usize, vCache: usize, keyMask: usize, probs: usize, scratch: usize,
+  T: i32, past: i32, H: i32, Hkv: i32, D: i32, maxCtx: i32, scale: f32, h0: i32, h1: i32,
+): void {
+  attentionScalarOf<u16>(out, q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0, h1);
 }

@@ -4,7 +4,9 @@
 //   hsum(v)         = v0 + v1 + v2 + v3
 //   sum4(a, b, c, d) = (Σa, Σb, Σc, Σd) as one vector (transpose-and-add)
 //   keepMask4(p)    = u8 mask bytes [p, p+4) as i32x4 lanes: all ones where the byte is nonzero
-//   halfToF32(h) / halfScalar(h) / f32ToHalfBits(f): IEEE half floats ↔ f32
+//   halfToF32(h) / halfScalar(h) / f32ToHalfBits(f): IEEE half floats ↔ f32 (finite halves)
+//   halfToF32Full(h) / halfScalarFull(h): every half, ±inf and NaN included
+//   f32ToHalfV(x)   = f32ToHalfBits on four lanes (i32 lanes holding the 16 bits)
 //   expV(x)         = e^x per lane, Cephes expf polynomial, ≤ ~2 ulp; 0 where e^x would be subnormal
 //                     (x < -87.3365), +inf past FLT_MAX (x > 88.7228), NaN → NaN
 //   erfcf(x)        = scalar complementary error function, a port of Sun/FreeBSD/musl s_erff.c
@@ -70,6 +72,23 @@ const TWO_112: f32 = 5.192296858534828e33; // 2^112
   return (h & 0x8000) ? -mag : mag;
 }
 
+/**
+ * halfToF32 for every half: ±inf and NaN too (their exponent, all ones, becomes f32's; the NaN
+ * payload is kept). 4 operations more than halfToF32: weights are checked finite at load, a KV
+ * cache holds whatever the model computed.
+ */
+@inline export function halfToF32Full(h: v128): v128 {
+  const sh = i32x4.shl(h, 13);
+  const f = f32x4.mul(v128.and(sh, i32x4.splat(0x8fffffff)), f32x4.splat(TWO_112));
+  const infNan = i32x4.eq(v128.and(sh, i32x4.splat(0x0f800000)), i32x4.splat(0x0f800000));
+  return v128.or(f, v128.and(infNan, i32x4.splat(0x7f800000)));
+}
+
+@inline export function halfScalarFull(h: u32): f32 {
+  if ((h & 0x7c00) == 0x7c00) return reinterpret<f32>(((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13));
+  return halfScalar(h);
+}
+
 /** f32 → f16 bits, round to nearest even (±inf past 65504, NaN stays NaN). */
 export function f32ToHalfBits(f: f32): u16 {
   const x = reinterpret<u32>(f);
@@ -85,6 +104,29 @@ export function f32ToHalfBits(f: f32): u16 {
   // normal: rebias exponent, round mantissa to 10 bits (nearest even)
   const r = a + 0x0fff + ((a >> 13) & 1) - 0x38000000;
   return <u16>(sign | (r >> 13));
+}
+
+/**
+ * f32ToHalfBits on four lanes, branch-free: each lane's half in the low 16 bits of an i32 lane
+ * (i16x8.narrow_i32x4_u packs two results). Every lane takes both roads and a mask picks one:
+ *   normal   (|x| ≥ 2^-14): rebias the exponent and round the mantissa to 10 bits, nearest even,
+ *            by adding 0xfff + the lowest kept bit before the shift; a carry moves into the exponent
+ *            (65520 and up carry into 0x7c00 = inf, as they should)
+ *   subnormal (|x| < 2^-14): |x| + 0.5 puts |x| / 2^-24 in the low mantissa bits, rounded by the f32
+ *            addition itself (nearest even); 2^-14 - ε rounds up to 0x400, the smallest normal
+ *   |x| ≥ 65536 or inf: 0x7c00; NaN: 0x7e00 (as f32ToHalfBits). The sign is ORed back last.
+ */
+@inline export function f32ToHalfV(x: v128): v128 {
+  const a = v128.and(x, i32x4.splat(0x7fffffff));
+  const sign = i32x4.shr_u(v128.andnot(x, i32x4.splat(0x7fffffff)), 16);
+  const odd = v128.and(i32x4.shr_u(a, 13), i32x4.splat(1));
+  // a - (112 << 23) + 0xfff + odd, with the rebias as a wrapping add
+  const normal = i32x4.shr_u(i32x4.add(i32x4.add(a, i32x4.splat(0xc8000fff)), odd), 13);
+  const sub = i32x4.sub(f32x4.add(a, f32x4.splat(0.5)), i32x4.splat(0x3f000000));
+  let h = v128.bitselect(sub, normal, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  h = v128.bitselect(i32x4.splat(0x7c00), h, i32x4.ge_s(a, i32x4.splat(0x47800000)));
+  h = v128.bitselect(i32x4.splat(0x7e00), h, i32x4.gt_s(a, i32x4.splat(0x7f800000)));
+  return v128.or(h, sign);
 }
 
 // ---- exp ---------------------------------------------------------------------------------------
