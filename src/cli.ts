@@ -176,6 +176,16 @@ function modelOptions(cmd: Command, withSeed = true): Command {
   return cmd;
 }
 
+/** --kv-dtype, on the commands that run the model over a KV cache (generate, chat, logits, serve). */
+function kvDtypeOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option(
+      "--kv-dtype <dtype>",
+      "keys and values in the KV cache: f32 (default) or f16 (half the cache's memory and of the bytes attention reads per token; each rounded to a half float)",
+    ).choices(["f32", "f16"]),
+  );
+}
+
 const TOKENIZER_HELP = "load the tokenizer (and its chat template) from this directory instead of the model's";
 const PROMPT_FILE_HELP = "read the prompt from a file ('-' = stdin); one final newline is dropped";
 const MESSAGES_HELP =
@@ -196,7 +206,9 @@ const program = new Command("wasm-lm")
       ),
   });
 
-modelOptions(program.command("generate").description("generate text from a prompt (greedy unless a sampling option is given)"))
+kvDtypeOption(
+  modelOptions(program.command("generate").description("generate text from a prompt (greedy unless a sampling option is given)")),
+)
   .option("-p, --prompt <text>", "prompt text")
   .option("--prompt-file <path>", PROMPT_FILE_HELP)
   .option("--ids <ids>", "prompt token ids, comma-separated (instead of --prompt)", idList)
@@ -249,6 +261,7 @@ modelOptions(program.command("generate").description("generate text from a promp
         model: o.model,
         build: model.build,
         dtype: model.dtype,
+        kv_dtype: gen.kvDtype ?? "f32",
         threads: model.threads,
         ...r,
         timings: { load_ms: loadMs, ...r.timings },
@@ -278,14 +291,17 @@ modelOptions(program.command("generate").description("generate text from a promp
     process.stderr.write(
       `${r.value.new_tokens.length} tokens, ${t.tokens_per_second.toFixed(1)} tokens/s ` +
         `(load ${loadMs.toFixed(0)} ms, prefill ${t.prefill_ms.toFixed(0)} ms, decode ${t.decode_ms_per_token.toFixed(1)} ms/token, ` +
-        `${model.dtype}, build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, stop: ${r.value.finish_reason})\n`,
+        `${model.dtype}, KV ${gen.kvDtype ?? "f32"}, build ${model.build}, ${model.threads} thread${model.threads > 1 ? "s" : ""}, ` +
+        `stop: ${r.value.finish_reason})\n`,
     );
   });
 
-modelOptions(
-  program
-    .command("chat")
-    .description("an interactive chat with the model's chat template: one user message per line on stdin, /reset, /exit"),
+kvDtypeOption(
+  modelOptions(
+    program
+      .command("chat")
+      .description("an interactive chat with the model's chat template: one user message per line on stdin, /reset, /exit"),
+  ),
 )
   .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("--system <text>", "a system message to start the conversation with")
@@ -335,7 +351,7 @@ modelOptions(
     lines.close();
   });
 
-modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids"))
+kvDtypeOption(modelOptions(program.command("logits").description("vocabulary logits for every position of a sequence of ids")))
   .requiredOption("--ids <ids>", "token ids, comma-separated", idList)
   .option("--last", "only the last position")
   .option(
@@ -347,7 +363,7 @@ modelOptions(program.command("logits").description("vocabulary logits for every 
   .action(async (o) => {
     if (o.topK !== undefined && o.topK < 1) throw new UsageError("--top-k must be ≥ 1");
     const { model } = await load({ ...o, json: true });
-    const r = model.forward([o.ids], { logits: o.last ? "last" : "all" });
+    const r = model.forward([o.ids], { logits: o.last ? "last" : "all", kvDtype: o.kvDtype });
     const V = r.logitsShape[2];
     const rows = Array.from({ length: r.logitsShape[1] }, (_, i) => r.logits.subarray(i * V, (i + 1) * V));
     process.stdout.write(
@@ -453,10 +469,12 @@ modelOptions(
     process.stderr.write(`wrote ${o.out} (${model.dtype}${model.dtype === "int8" ? `, group ${model.weights.format.group}` : ""})\n`);
   });
 
-modelOptions(
-  program
-    .command("serve")
-    .description("serve the model over HTTP with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health)"),
+kvDtypeOption(
+  modelOptions(
+    program
+      .command("serve")
+      .description("serve the model over HTTP with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health)"),
+  ),
 )
   .option("--tokenizer <dir>", TOKENIZER_HELP)
   .option("--host <host>", "address to listen on", "127.0.0.1")
@@ -471,7 +489,13 @@ modelOptions(
   .action(async (o) => {
     const apiKey: string | undefined = o.apiKey ?? (process.env.WASM_LM_API_KEY || undefined);
     const { model, tokenizer } = await load(o);
-    const engine = new Engine(model, { maxBatch: o.maxBatch, maxQueue: o.maxQueue, ctx: o.ctx, decodable: tokenizer?.vocabSize });
+    const engine = new Engine(model, {
+      maxBatch: o.maxBatch,
+      maxQueue: o.maxQueue,
+      ctx: o.ctx,
+      kvDtype: o.kvDtype,
+      decodable: tokenizer?.vocabSize,
+    });
     const modelId: string = o.modelId ?? o.model;
     const handler = createHandler({
       engine,
@@ -501,9 +525,10 @@ modelOptions(
 
 class UsageError extends Error {}
 
-/** The length and sampling options generate and chat share, from their flags. */
+/** The length, sampling and KV-cache options generate and chat share, from their flags. */
 function generationOptions(o: GenerateOptions): GenerateOptions {
   return {
+    kvDtype: o.kvDtype,
     maxNewTokens: o.maxNewTokens,
     temperature: o.temperature,
     topK: o.topK,

@@ -61,7 +61,16 @@ export {
   type Gpt2Config,
   type LlamaConfig,
 } from "./models/families/index.js";
-export { DecoderModel, KVCache, type ForwardOptions, type ForwardResult, type BeginOptions, type LoadOptions } from "./models/decoder.js";
+export {
+  DecoderModel,
+  KVCache,
+  type ForwardOptions,
+  type ForwardResult,
+  type BeginOptions,
+  type LoadOptions,
+  type CacheOptions,
+  type KVDType,
+} from "./models/decoder.js";
 export type { WeightDType } from "./models/weights.js";
 export { SyntheticSource } from "./models/synthetic.js";
 

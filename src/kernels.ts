@@ -36,6 +36,12 @@ export interface AttentionOptions extends KernelCallOptions {
   scale?: number;
   /** (past + T): 0 hides a key from every query (left padding). Default: every key visible. */
   keyMask?: Uint8Array | null;
+  /**
+   * The cache k and v are stored in before attention reads them: "f32" (default), or "f16" —
+   * kvStoreF16 rounds each to the nearest half and attentionF16 reads the halves (as a model's
+   * KVCache of kvDtype "f16" does).
+   */
+  kvDtype?: "f32" | "f16";
 }
 
 type KernelFn = (...args: number[]) => void;
@@ -185,12 +191,17 @@ export class Kernels {
     if (keyMask !== null) u8(op, "keyMask", keyMask, S, "past + T");
     const scale = o.scale ?? 1 / Math.sqrt(D);
     if (!Number.isFinite(scale)) throw new Error(`wasm-lm: ${op}: scale = ${scale} must be a finite number`);
-    const store = this.#fn("kvStore", o.scalar);
-    const fn = this.#fn(op, o.scalar);
+    const kvDtype = o.kvDtype ?? "f32";
+    if (kvDtype !== "f32" && kvDtype !== "f16") throw new Error(`wasm-lm: ${op}: kvDtype '${String(kvDtype)}' is not supported (f32, f16)`);
+    const f16 = kvDtype === "f16";
+    const store = this.#fn(f16 ? "kvStoreF16" : "kvStore", o.scalar);
+    const fn = this.#fn(f16 ? "attentionF16" : op, o.scalar);
     return this.#run(T * H * D, (out, put, alloc) => {
-      // The kernel reads keys and values per KV head: (Hkv, S, D), laid out by kvStore.
-      const kc = alloc(S * Hkv * D),
-        vc = alloc(S * Hkv * D),
+      // The kernel reads keys and values per KV head: (Hkv, S, D), laid out by kvStore (f16: half
+      // the floats' room is enough, rounded up).
+      const cacheFloats = f16 ? Math.ceil((S * Hkv * D) / 2) : S * Hkv * D;
+      const kc = alloc(cacheFloats),
+        vc = alloc(cacheFloats),
         scratch = alloc(S);
       store(kc, put(k), S, 0, Hkv, D, S);
       store(vc, put(v), S, 0, Hkv, D, S);

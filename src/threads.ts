@@ -28,6 +28,13 @@ export const SPLITS = {
     unit: 1,
     scratch: "scratch",
   },
+  // The same arguments over f16 caches (a KVCache of kvDtype "f16").
+  attentionF16: {
+    args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],
+    range: "h0",
+    unit: 1,
+    scratch: "scratch",
+  },
 } as const satisfies Record<string, { args: readonly string[]; range: string; unit: number; scratch: string | null }>;
 export type SplitKernel = keyof typeof SPLITS;
 export const SPLITTABLE = Object.keys(SPLITS) as SplitKernel[];

@@ -13,7 +13,10 @@ import { instantiate } from "@assemblyscript/loader";
 export type Build = "simd" | "relaxed";
 export type BuildChoice = Build | "auto";
 
-/** Kernels with a scalar twin of the same signature (see assembly/index.ts). */
+// Kernels with a scalar twin of the same signature (see assembly/index.ts).
+/** K or V rows (T, H·D) f32 into a cache (H, maxCtx, D) at positions [past, past + T): f32, or f16 for kvStoreF16. */
+type KVStoreKernel = (cache: number, src: number, T: number, past: number, H: number, D: number, maxCtx: number) => void;
+/** attention reads f32 caches, attentionF16 f16 ones (see assembly/kernels/attention.ts). */
 type AttentionKernel = (
   out: number,
   q: number,
@@ -71,9 +74,14 @@ export interface KernelExports {
   rmsNormScalar(y: number, x: number, w: number, T: number, C: number, eps: number): void;
   softmax(y: number, x: number, mask: number, rows: number, cols: number): void;
   softmaxScalar(y: number, x: number, mask: number, rows: number, cols: number): void;
-  kvStore(cache: number, src: number, T: number, past: number, H: number, D: number, maxCtx: number): void;
+  kvStore: KVStoreKernel;
+  kvStoreScalar: KVStoreKernel;
+  kvStoreF16: KVStoreKernel;
+  kvStoreF16Scalar: KVStoreKernel;
   attention: AttentionKernel;
   attentionScalar: AttentionKernel;
+  attentionF16: AttentionKernel;
+  attentionF16Scalar: AttentionKernel;
   rope(x: number, cs: number, rows: number, H: number, D: number): void;
   ropeScalar(x: number, cs: number, rows: number, H: number, D: number): void;
   relu(y: number, x: number, n: number): void;

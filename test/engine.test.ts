@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openSafetensors } from "../src/formats/safetensors.js";
 import { parseModelConfig } from "../src/models/families/index.js";
-import { DecoderModel, type LoadOptions } from "../src/models/decoder.js";
+import { DecoderModel, type KVDType, type LoadOptions } from "../src/models/decoder.js";
 import { generate } from "../src/generate/index.js";
 import { Engine, EngineClosedError, QueueFullError, type EngineRequest, type EngineToken } from "../src/server/engine.js";
 
@@ -37,22 +37,25 @@ const PROMPTS = [
   [2, 510, 3, 77, 91, 4, 18],
 ];
 
-const CASES: [string, LoadOptions][] = [
-  ["opt-tiny", {}],
-  ["llama-tiny", {}],
-  ["gpt2-tiny", {}],
-  ["llama-tiny", { dtype: "int8" }],
-  ["gpt2-tiny", { dtype: "f16" }],
-  ["opt-tiny", { threads: 2 }],
+// The last field: the slots' KV-cache dtype (and generate's, alone).
+const CASES: [string, LoadOptions, KVDType][] = [
+  ["opt-tiny", {}, "f32"],
+  ["llama-tiny", {}, "f32"],
+  ["gpt2-tiny", {}, "f32"],
+  ["llama-tiny", { dtype: "int8" }, "f32"],
+  ["gpt2-tiny", { dtype: "f16" }, "f32"],
+  ["opt-tiny", { threads: 2 }, "f32"],
+  ["llama-tiny", {}, "f16"],
+  ["opt-tiny", { threads: 2 }, "f16"],
 ];
-for (const [name, o] of CASES) {
-  describe(`engine on ${name} ${JSON.stringify(o)}`, () => {
+for (const [name, o, kvDtype] of CASES) {
+  describe(`engine on ${name} ${JSON.stringify(o)}${kvDtype === "f16" ? ", f16 KV cache" : ""}`, () => {
     it("concurrent greedy requests (joining at different steps) each get exactly their tokens alone", async () => {
       const model = await load(name, o);
       const alone = [];
       for (const p of PROMPTS)
-        alone.push((await generate(model, undefined, p, { maxNewTokens: 12 + p.length, ignoreEos: true })).new_tokens);
-      const engine = new Engine(model, { maxBatch: 4, ctx: 48 });
+        alone.push((await generate(model, undefined, p, { maxNewTokens: 12 + p.length, ignoreEos: true, kvDtype })).new_tokens);
+      const engine = new Engine(model, { maxBatch: 4, ctx: 48, kvDtype });
       const runs: Promise<{ ids: number[] }>[] = [];
       for (const [i, p] of PROMPTS.entries()) {
         runs.push(collect(engine.generate({ prompt: p, maxTokens: 12 + p.length })));
@@ -77,8 +80,8 @@ for (const [name, o] of CASES) {
         topLogprobs: 3,
       });
       const alone = [];
-      for (const p of PROMPTS.slice(0, 3)) alone.push(await collect(new Engine(model, { maxBatch: 1, ctx: 32 }).generate(req(p))));
-      const engine = new Engine(model, { maxBatch: 3, ctx: 32 });
+      for (const p of PROMPTS.slice(0, 3)) alone.push(await collect(new Engine(model, { maxBatch: 1, ctx: 32, kvDtype }).generate(req(p))));
+      const engine = new Engine(model, { maxBatch: 3, ctx: 32, kvDtype });
       const together = await Promise.all(PROMPTS.slice(0, 3).map((p) => collect(engine.generate(req(p)))));
       together.forEach((t, i) => {
         expect(t.ids).toEqual(alone[i].ids);

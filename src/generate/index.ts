@@ -1,6 +1,6 @@
 // Text generation on an DecoderModel: prefill the prompt into a KV cache, then one token at a time.
 // Logits are computed only for the positions that need them (the last of each sequence).
-import type { DecoderModel } from "../models/decoder.js";
+import { kvDtypeOf, type DecoderModel, type KVDType } from "../models/decoder.js";
 import { TextStream } from "./text.js";
 import { applyRepetitionPenalty, argmax, logSoftmax, Sampler, topIds, validateSampling, type SamplingOptions } from "./sampling.js";
 
@@ -42,6 +42,11 @@ export interface GenerateOptions extends SamplingOptions {
    * waiting, it keeps the model and resumes when read.
    */
   leaseMs?: number;
+  /**
+   * How the generation's KV cache holds keys and values: "f32" (default) or "f16" (half the
+   * memory and half the bytes read per new token; each key and value rounded to a half).
+   */
+  kvDtype?: KVDType;
 }
 
 /** A token id with its log-probability. */
@@ -187,6 +192,7 @@ const dropped =
 
 function checkOptions(o: GenerateOptions): void {
   validateSampling(o);
+  kvDtypeOf(o.kvDtype);
   if (o.leaseMs !== undefined && !(typeof o.leaseMs === "number" && o.leaseMs > 0)) {
     throw new Error(`wasm-lm: leaseMs = ${o.leaseMs} must be a number of milliseconds > 0 (Infinity: never)`);
   }
@@ -228,7 +234,7 @@ async function* tokenLoop(
   if (!o.ignoreEos && o.stopTokenIds === undefined) for (const id of model.dims.eos) stops.add(id);
   const sampler = new Sampler(o);
   const room = Math.min(ctx, prompt.length + maxNew);
-  const cache = model.createCache(1, room);
+  const cache = model.createCache(1, room, { kvDtype: o.kvDtype });
   const history = [...prompt];
   try {
     if (maxNew === 0) return "length";
@@ -414,10 +420,11 @@ export async function greedyBatch(
   ids: number[][],
   attentionMask: number[][],
   maxNewTokens: number,
+  opts: { kvDtype?: KVDType } = {},
 ): Promise<number[][]> {
   const B = ids.length;
   const T = ids[0].length;
-  const cache = model.createCache(B, Math.min(model.dims.maxPositions, T + maxNewTokens));
+  const cache = model.createCache(B, Math.min(model.dims.maxPositions, T + maxNewTokens), { kvDtype: opts.kvDtype });
   try {
     const out: number[][] = ids.map(() => []);
     let logits = (await model.forwardAsync(ids, { cache, attentionMask, logits: "last" })).logits;

@@ -13,7 +13,8 @@
 // (post-norm OPT: x = norm(x + f(x)) instead.)
 //
 // `forward` chains them. Memory: weights are loaded once into the arena; a KV cache is a region
-// of the arena sized from the requested context; each call's scratch is planned from its shape
+// of the arena sized from the requested context, holding f32 or f16 keys and values (kvDtype: the
+// attention kernels read either directly); each call's scratch is planned from its shape
 // (./scratch.ts), reserved before any kernel runs (memory never grows during a pass) and released
 // afterwards. Streamed weights are ./streaming.ts's business.
 import { Arena, OutOfMemoryError, align } from "../arena.js";
@@ -89,6 +90,27 @@ export interface LoadOptions extends LoadWasmOptions {
 /** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
 const PARALLEL_MIN_MACS = 1 << 16;
 
+/**
+ * How a KV cache holds keys and values: "f32", or "f16" — IEEE half floats, half the memory and
+ * half the bytes attention reads per token (what decoding at long contexts spends its time on).
+ * Each key and value is rounded to the nearest half as it is stored (relative error ≤ 2^-11; past
+ * ±65504 it becomes ±inf); attention reads the halves directly and computes in f32.
+ */
+export type KVDType = "f32" | "f16";
+export const KV_DTYPES: readonly KVDType[] = ["f32", "f16"];
+
+/** A kvDtype option's value, checked: undefined gives "f32"; anything else but "f16" is refused, naming it. */
+export function kvDtypeOf(v: unknown): KVDType {
+  if (v === undefined) return "f32";
+  if (typeof v === "string" && (KV_DTYPES as readonly string[]).includes(v)) return v as KVDType;
+  throw new Error(`wasm-lm: kvDtype '${String(v)}' is not supported (${KV_DTYPES.join(", ")})`);
+}
+
+export interface CacheOptions {
+  /** How the cache holds keys and values: "f32" (default) or "f16" (half the memory; see KVDType). */
+  kvDtype?: KVDType;
+}
+
 /** The keys and values of every layer for a batch of B sequences, plus which positions are real. */
 export class KVCache {
   /** Positions filled so far (the same for every sequence of the batch: padding keeps them aligned). */
@@ -98,7 +120,9 @@ export class KVCache {
   constructor(
     readonly B: number,
     readonly maxCtx: number,
-    /** k[layer][b], v[layer][b]: (Hkv, maxCtx, D) f32 each. */
+    /** The element type of k and v. */
+    readonly dtype: KVDType,
+    /** k[layer][b], v[layer][b]: (Hkv, maxCtx, D) each, of dtype (f16: IEEE half bits). */
     readonly k: number[][],
     readonly v: number[][],
     /** mask[b]: u8[maxCtx], 1 where the key is a real token. */
@@ -192,6 +216,11 @@ export interface Step extends StepBuffers {
 export interface BeginOptions {
   /** Continue this cache (it must have room for T more positions). Default: a cache for this call only. */
   cache?: KVCache;
+  /**
+   * The element type of the cache made for this call when neither cache nor caches is given
+   * (default "f32"). With a cache given it must match that cache's dtype, or be left out.
+   */
+  kvDtype?: KVDType;
   /**
    * Instead of `cache`: one cache of batch 1 per row, each continued by its row from its own
    * length — sequences at different positions decoded in one pass (continuous batching).
@@ -371,15 +400,19 @@ export class DecoderModel {
     this.pool?.close();
   }
 
-  /** A KV cache for B sequences of up to maxCtx positions (default: the model's maximum). */
-  createCache(B = 1, maxCtx = this.dims.maxPositions): KVCache {
+  /**
+   * A KV cache for B sequences of up to maxCtx positions (default: the model's maximum), holding
+   * keys and values in f32 or, with `{ kvDtype: "f16" }`, in half the memory.
+   */
+  createCache(B = 1, maxCtx = this.dims.maxPositions, opts: CacheOptions = {}): KVCache {
     const { L, KV } = this.dims;
+    const dtype = kvDtypeOf(opts.kvDtype);
     if (!Number.isInteger(B) || B < 1) throw new Error(`wasm-lm: batch size must be a positive integer, got ${B}`);
     if (!Number.isInteger(maxCtx) || maxCtx < 1 || maxCtx > this.dims.maxPositions) {
       throw new Error(`wasm-lm: cache length ${maxCtx} is outside [1, ${this.dims.maxPositions}] (the model's maximum positions)`);
     }
     const start = this.arena.mark();
-    const per = maxCtx * KV * 4;
+    const per = maxCtx * KV * (dtype === "f16" ? 2 : 4);
     this.arena.reserve(2 * L * B * (per + 64) + B * (maxCtx + 64));
     const k: number[][] = [];
     const v: number[][] = [];
@@ -388,7 +421,7 @@ export class DecoderModel {
       v.push(Array.from({ length: B }, () => this.arena.alloc(per)));
     }
     const mask = Array.from({ length: B }, () => this.arena.alloc(maxCtx));
-    return new KVCache(B, maxCtx, k, v, mask, this.arena, start, this.arena.mark());
+    return new KVCache(B, maxCtx, dtype, k, v, mask, this.arena, start, this.arena.mark());
   }
 
   /** A step's scratch: every buffer's bytes (0: absent), for B·T rows over S positions and R logit rows. */
@@ -455,13 +488,18 @@ export class DecoderModel {
     if (opts.caches && opts.caches.length !== B) throw new Error(`wasm-lm: ${opts.caches.length} caches for a batch of ${B}`);
     if (opts.caches && new Set(opts.caches).size !== B) throw new Error("wasm-lm: one cache is given for two rows");
     if (opts.caches && opts.collectAttentions) throw new Error("wasm-lm: collectAttentions needs one cache for the batch (not caches)");
+    const kvDtype = opts.kvDtype === undefined ? undefined : kvDtypeOf(opts.kvDtype);
     for (const c of given) {
       if (!c.belongsTo(this.arena)) throw new Error("wasm-lm: this KV cache belongs to another model");
       if (c.released) throw new Error("wasm-lm: this KV cache was released");
       if (opts.caches && c.B !== 1) throw new Error(`wasm-lm: each of caches must be for batch 1, got ${c.B}`);
+      if (kvDtype !== undefined && c.dtype !== kvDtype)
+        throw new Error(
+          `wasm-lm: kvDtype '${kvDtype}' was asked, but the given KV cache holds ${c.dtype} (leave kvDtype out with a cache)`,
+        );
     }
     const ownCache = given.length === 0;
-    const cache = opts.caches?.[0] ?? opts.cache ?? this.createCache(B, Math.min(T, this.dims.maxPositions));
+    const cache = opts.caches?.[0] ?? opts.cache ?? this.createCache(B, Math.min(T, this.dims.maxPositions), { kvDtype });
     if (!opts.caches && cache.B !== B) throw new Error(`wasm-lm: cache is for batch ${cache.B}, input has batch ${B}`);
     const stepRows: StepRow[] = opts.caches
       ? opts.caches.map((c) => ({ cache: c, b: 0, past: c.length }))
@@ -694,10 +732,13 @@ export class DecoderModel {
       const q = b * s.T * C * 4;
       const kv = b * s.T * KV * 4;
       const { cache: c, b: j, past } = s.rows[b];
-      k.kvStore(c.k[i][j], s.k + kv, s.T, past, Hkv, D, c.maxCtx);
-      k.kvStore(c.v[i][j], s.v + kv, s.T, past, Hkv, D, c.maxCtx);
+      // Each row's cache says its element type (continuous batching may mix them).
+      const f16 = c.dtype === "f16";
+      const store = f16 ? k.kvStoreF16 : k.kvStore;
+      store(c.k[i][j], s.k + kv, s.T, past, Hkv, D, c.maxCtx);
+      store(c.v[i][j], s.v + kv, s.T, past, Hkv, D, c.maxCtx);
       this.run(
-        "attention",
+        f16 ? "attentionF16" : "attention",
         [s.att + q, s.q + q, c.k[i][j], c.v[i][j], c.mask[j], s.probs, s.scores, s.T, past, H, Hkv, D, c.maxCtx, scale, 0, H],
         H,
         H > 1,

@@ -6,7 +6,7 @@
 // prefilled alone, then it joins the running batch between two steps; each step runs the batch's
 // last tokens through the model as B rows, each row over its own cache; a finished, failed or
 // cancelled request frees its slot at once. Sampling and stop conditions stay per request.
-import type { DecoderModel, KVCache } from "../models/decoder.js";
+import { kvDtypeOf, type DecoderModel, type KVCache, type KVDType } from "../models/decoder.js";
 import {
   applyRepetitionPenalty,
   argmax,
@@ -69,6 +69,8 @@ export interface EngineOptions {
   maxQueue?: number;
   /** Context of each slot (prompt + new tokens). Default min(max positions, 2048). */
   ctx?: number;
+  /** How the slots' KV caches hold keys and values: "f32" (default) or "f16" (half the memory per slot). */
+  kvDtype?: KVDType;
   /** false: one request at a time (each step a batch of one) — for comparing. Default true. */
   batching?: boolean;
   /** Ids the tokenizer can decode: rows of the lm_head past it (padding) are never chosen. */
@@ -90,6 +92,7 @@ export interface EngineStats {
   maxBatch: number;
   maxQueue: number;
   ctx: number;
+  kvDtype: KVDType;
   /** Decode steps run, and rows summed over them (rows / steps = mean batch). */
   steps: number;
   rows: number;
@@ -141,6 +144,7 @@ export class Engine {
   readonly maxBatch: number;
   readonly maxQueue: number;
   readonly ctx: number;
+  readonly kvDtype: KVDType;
   private readonly free: KVCache[];
   private readonly queue: Job[] = [];
   private active: Job[] = [];
@@ -165,11 +169,12 @@ export class Engine {
     this.maxQueue = int("maxQueue", opts.maxQueue ?? 64, 0);
     this.ctx = int("ctx", opts.ctx ?? Math.min(d.maxPositions, 2048), 1);
     if (this.ctx > d.maxPositions) throw new Error(`wasm-lm: ctx = ${this.ctx} exceeds the model's ${d.maxPositions} positions`);
+    this.kvDtype = kvDtypeOf(opts.kvDtype);
     this.decodable = Math.min(d.V, opts.decodable ?? d.V);
     this.pollMs = opts.pollMs ?? (inWorkers() ? 1 : 0);
     if (!(this.pollMs >= 0 && Number.isFinite(this.pollMs))) throw new Error(`wasm-lm: pollMs = ${opts.pollMs} must be a number ≥ 0`);
     // Every slot reserved now: serving never grows memory, and slots are reused, never released.
-    this.free = Array.from({ length: this.maxBatch }, () => model.createCache(1, this.ctx));
+    this.free = Array.from({ length: this.maxBatch }, () => model.createCache(1, this.ctx, { kvDtype: this.kvDtype }));
   }
 
   get stats(): EngineStats {
@@ -179,6 +184,7 @@ export class Engine {
       maxBatch: this.maxBatch,
       maxQueue: this.maxQueue,
       ctx: this.ctx,
+      kvDtype: this.kvDtype,
       steps: this.steps,
       rows: this.rows,
     };
