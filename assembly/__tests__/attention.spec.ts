@@ -15,15 +15,16 @@
 // f16 caches (kvStoreF16, attentionF16 and their scalar twins), at the same shapes: the stored bits
 // are f32ToHalfBits of each value, exactly (that conversion is checked against an f64 rounding in
 // vecmath.spec.ts), in both twins, and nothing outside the rows written changes; attentionF16 on
-// the f16 caches gives attention on the same caches widened to f32 bit for bit (and the scalar twins
-// likewise), since widening is exact and the order of operations is shared — so every tolerance
-// above carries over, and a wrong widening (a lost sign, a wrong exponent bias, a misread row)
-// shows as a difference, however small. The inputs include halves' awkward values: subnormal
-// halves (|x| < 2^-14), ±0, values that round to ±65504.
+// the f16 caches gives attention on the same caches widened to f32 (halfScalar) bit for bit, and
+// the scalar twins likewise, since widening is exact and the order of operations is shared — so
+// every tolerance above carries over, and a wrong widening (a lost sign, a wrong exponent bias, a
+// misread row, a 2^112 folded in the wrong place) shows as a difference, however small. The inputs
+// include halves' awkward values: subnormal halves (|x| < 2^-14), ±0, ties; the store alone also
+// sees ±65504, overflow to ±inf, ±inf and NaN.
 import {
   attention, attentionF16, attentionF16Scalar, attentionScalar, kvStore, kvStoreF16, kvStoreF16Scalar, kvStoreScalar,
 } from "../kernels/attention";
-import { f32ToHalfBits, halfScalarFull } from "../kernels/vecmath";
+import { f32ToHalfBits, halfScalar } from "../kernels/vecmath";
 import { allocBytes, allocF32, expectAll, expectClose, expectEqual, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
 
 const ATT_C: f32 = 1;
@@ -284,9 +285,13 @@ function fillKV(p: usize, n: i32, rng: Rng, extreme: bool = false): void {
   if (extreme) for (let i = 3; i < n; i += 5) store<f32>(p + (<usize>i << 2), wild[(i / 5) % wild.length]);
 }
 
-/** kvStoreF16 = kvStoreF16Scalar = f32ToHalfBits per value; attentionF16 (unless storeOnly) as described above. */
+/**
+ * kvStoreF16 = kvStoreF16Scalar = f32ToHalfBits per value; attentionF16 (unless storeOnly) as
+ * described above. qGain multiplies q (and divides the scale): 2^16 puts every query row past 2^15,
+ * where attentionF16 folds less of 2^112 into q (still exact here: no product is near f32's floor).
+ */
 function checkF16(T: i32, past: i32, H: i32, Hkv: i32, D: i32, scale: f32, h0: i32, h1: i32, maskKind: i32, withProbs: bool,
-  misalign: i32, seed: u32, storeOnly: bool = false): void {
+  misalign: i32, seed: u32, storeOnly: bool = false, qGain: f32 = 1): void {
   const rng = new Rng(seed);
   const L = past + T;
   const maxCtx = L + 3;
@@ -341,12 +346,14 @@ function checkF16(T: i32, past: i32, H: i32, Hkv: i32, D: i32, scale: f32, h0: i
   const k32 = allocF32(nC, misalign), v32 = allocF32(nC, misalign);
   for (let i = 0; i < nC; i++) {
     const j = (i / D) % maxCtx;
-    store<f32>(k32 + (<usize>i << 2), j < L ? halfScalarFull(load<u16>(k16 + (<usize>i << 1))) : 0);
-    store<f32>(v32 + (<usize>i << 2), j < L ? halfScalarFull(load<u16>(v16 + (<usize>i << 1))) : 0);
+    store<f32>(k32 + (<usize>i << 2), j < L ? halfScalar(load<u16>(k16 + (<usize>i << 1))) : 0);
+    store<f32>(v32 + (<usize>i << 2), j < L ? halfScalar(load<u16>(v16 + (<usize>i << 1))) : 0);
   }
 
   const q = allocF32(T * HD, misalign);
   fillUniform(q, T * HD, rng, -4, 4);
+  for (let i = 0; i < T * HD; i++) store<f32>(q + (<usize>i << 2), load<f32>(q + (<usize>i << 2)) * qGain);
+  scale /= qGain;
   let keyMask: usize = 0;
   if (maskKind) {
     keyMask = allocBytes(L) + <usize>misalign;
@@ -414,5 +421,9 @@ describe("f16 caches: kvStoreF16, attentionF16 = attention on the widened cache,
   it("SmolLM-135M (H = 9, Hkv = 3) decode past = 63; Qwen2.5-0.5B (H = 14, Hkv = 2) chunk, heads [3, 11)", () => {
     checkF16(1, 63, 9, 3, 64, invSqrt(64), 0, 9, 1, false, 0, 250);
     checkF16(16, 40, 14, 2, 64, invSqrt(64), 3, 11, 1, true, 0, 251);
+  });
+  it("query rows with |q| ≥ 2^15 (q·2^112 would overflow f32): q × 2^16, scale / 2^16", () => {
+    checkF16(3, 9, 4, 2, 17, invSqrt(17), 0, 4, 1, true, 1, 260, false, 65536);
+    checkF16(1, 40, 12, 12, 64, invSqrt(64), 0, 12, 0, false, 0, 261, false, 65536);
   });
 });

@@ -5,7 +5,6 @@
 //   sum4(a, b, c, d) = (Σa, Σb, Σc, Σd) as one vector (transpose-and-add)
 //   keepMask4(p)    = u8 mask bytes [p, p+4) as i32x4 lanes: all ones where the byte is nonzero
 //   halfToF32(h) / halfScalar(h) / f32ToHalfBits(f): IEEE half floats ↔ f32 (finite halves)
-//   halfToF32Full(h) / halfScalarFull(h): every half, ±inf and NaN included
 //   f32ToHalfV(x)   = f32ToHalfBits on four lanes (i32 lanes holding the 16 bits)
 //   expV(x)         = e^x per lane, Cephes expf polynomial, ≤ ~2 ulp; 0 where e^x would be subnormal
 //                     (x < -87.3365), +inf past FLT_MAX (x > 88.7228), NaN → NaN
@@ -70,23 +69,6 @@ const TWO_112: f32 = 5.192296858534828e33; // 2^112
 @inline export function halfScalar(h: u32): f32 {
   const mag = reinterpret<f32>((h & 0x7fff) << 13) * TWO_112;
   return (h & 0x8000) ? -mag : mag;
-}
-
-/**
- * halfToF32 for every half: ±inf and NaN too (their exponent, all ones, becomes f32's; the NaN
- * payload is kept). 4 operations more than halfToF32: weights are checked finite at load, a KV
- * cache holds whatever the model computed.
- */
-@inline export function halfToF32Full(h: v128): v128 {
-  const sh = i32x4.shl(h, 13);
-  const f = f32x4.mul(v128.and(sh, i32x4.splat(0x8fffffff)), f32x4.splat(TWO_112));
-  const infNan = i32x4.eq(v128.and(sh, i32x4.splat(0x0f800000)), i32x4.splat(0x0f800000));
-  return v128.or(f, v128.and(infNan, i32x4.splat(0x7f800000)));
-}
-
-@inline export function halfScalarFull(h: u32): f32 {
-  if ((h & 0x7c00) == 0x7c00) return reinterpret<f32>(((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13));
-  return halfScalar(h);
 }
 
 /** f32 → f16 bits, round to nearest even (±inf past 65504, NaN stays NaN). */

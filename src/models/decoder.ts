@@ -91,10 +91,11 @@ export interface LoadOptions extends LoadWasmOptions {
 const PARALLEL_MIN_MACS = 1 << 16;
 
 /**
- * How a KV cache holds keys and values: "f32", or "f16" — IEEE half floats, half the memory and
- * half the bytes attention reads per token (what decoding at long contexts spends its time on).
- * Each key and value is rounded to the nearest half as it is stored (relative error ≤ 2^-11; past
- * ±65504 it becomes ±inf); attention reads the halves directly and computes in f32.
+ * How a KV cache holds keys and values: "f32", or "f16" — IEEE half floats: half the memory, and
+ * half the bytes attention reads per new token, which grow with the context. Each key and value is
+ * rounded to the nearest half as it is stored (relative error ≤ 2^-11); attention reads the halves
+ * directly and computes in f32. Values past ±65504 do not fit: stored as ±inf, they read back as
+ * ±65536 (see assembly/kernels/attention.ts) — keep f32 for a model whose keys or values get there.
  */
 export type KVDType = "f32" | "f16";
 export const KV_DTYPES: readonly KVDType[] = ["f32", "f16"];
