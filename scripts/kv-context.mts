@@ -8,9 +8,12 @@
 // and long prompt); then every round decodes one token on each of the four in turn (the cache
 // rewound to its prompt each time, so every step sees the same context), timed around forward().
 // Medians over the rounds (and the fastest round, in brackets: on a shared machine the least
-// disturbed), after two warm-up rounds; the ratios come from one run, interleaved. The attention kernels alone are then timed the same way on the same
-// caches (12 layers' worth per step, one query row): what the long context adds to a step is
-// mostly theirs, and their GB/s say whether reading the cache is what limits it.
+// disturbed), after two warm-up rounds; the ratios come from one run, interleaved. The attention
+// kernels alone are then timed the same way on the same caches (12 layers' worth per step, one
+// query row): what the long context adds to a step is
+// mostly theirs, and their GB/s say whether reading the cache is what limits it; "warm" repeats
+// layer 0's long cache instead (3.1 MB of f16, 6.3 MB of f32; L3 holds 8 MB here), which leaves
+// mostly the compute.
 import { parseArgs } from "node:util";
 import { DecoderModel, type KVCache, type KVDType } from "../src/models/decoder.js";
 import { syntheticConfig } from "../src/models/families/index.js";
@@ -77,14 +80,17 @@ for (const dtype of a.dtypes!.split(",") as WeightDType[]) {
     out = m.arena.alloc(H * D * 4),
     scratch = m.arena.alloc((LONG + 1) * 4);
   m.arena.f32(qPtr, H * D).set(Float32Array.from({ length: H * D }, (_, i) => Math.sin(i)));
-  const attention: number[][][] = KINDS.map(() => [[], []]);
+  const attention: number[][][] = KINDS.map(() => [[], [], []]); // short, long, long warm
   for (let r = 0; r < ROUNDS + 2; r++) {
     KINDS.forEach((kvDtype, k) =>
-      [SHORT, LONG].forEach((n, j) => {
-        const c = caches[k][j];
+      [SHORT, LONG, LONG].forEach((n, j) => {
+        const c = caches[k][Math.min(j, 1)];
         const fn = kvDtype === "f16" ? m.k.attentionF16 : m.k.attention;
         const t = performance.now();
-        for (let l = 0; l < L; l++) fn(out, qPtr, c.k[l][0], c.v[l][0], 0, 0, scratch, 1, n, H, Hkv, D, c.maxCtx, 1 / Math.sqrt(D), 0, H);
+        for (let l = 0; l < L; l++) {
+          const at = j === 2 ? 0 : l;
+          fn(out, qPtr, c.k[at][0], c.v[at][0], 0, 0, scratch, 1, n, H, Hkv, D, c.maxCtx, 1 / Math.sqrt(D), 0, H);
+        }
         if (r >= 2) attention[k][j].push(performance.now() - t);
       }),
     );
@@ -93,15 +99,17 @@ for (const dtype of a.dtypes!.split(",") as WeightDType[]) {
   for (const row of [...caches].reverse()) for (const c of [...row].reverse()) c.release();
 
   console.log(`\nweights ${m.dtype} (build ${m.build}; prefills ${prefillS.toFixed(1)} s); ms, median (fastest)`);
-  console.log(`| KV | decode after ${SHORT} | after ${LONG} | ratio | attention after ${SHORT} | after ${LONG} | GB/s of cache read |`);
-  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  console.log(
+    `| KV | decode after ${SHORT} | after ${LONG} | ratio | attention after ${SHORT} | after ${LONG} | GB/s of cache read | warm |`,
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   KINDS.forEach((kvDtype, k) => {
     const [dl, al] = [median(decode[k][1]), median(attention[k][1])];
     const bytes = 2 * L * Hkv * (LONG + 1) * D * (kvDtype === "f16" ? 2 : 4);
     console.log(
       `| ${kvDtype} | ${fmt(decode[k][0])} | ${fmt(decode[k][1])} | ${(dl / median(decode[k][0])).toFixed(2)}× ` +
         `(${(Math.min(...decode[k][1]) / Math.min(...decode[k][0])).toFixed(2)}×) | ${fmt(attention[k][0])} | ${fmt(attention[k][1])} | ` +
-        `${(bytes / al / 1e6).toFixed(1)} |`,
+        `${(bytes / al / 1e6).toFixed(1)} | ${fmt(attention[k][2])} |`,
     );
   });
   const long = (k: number) => median(decode[k][1]);
