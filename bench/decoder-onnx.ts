@@ -52,14 +52,38 @@
 //             CPU GroupQueryAttention is slow at prefill here (see bench/README.md).
 // lmHead:  "gemm" — Gemm(h, table, transB = 1) on the (V, E) table itself (tied: the gather's own
 //          table, one copy); "matmul" — MatMul with a pre-transposed copy (tied: a second copy).
+// weights (what transformers.js users download besides the f32 file; built on `standard`, the graph
+//          optimum exports and transformers.js' scripts/quantize.py quantizes; see ./onnx-quant.ts):
+//   f32    as above
+//   q8     quantize_dynamic's rewrite: every MatMul on a weight → DynamicQuantizeLinear (one per
+//          input value, shared by q, k and v) → MatMulInteger on int8 weights, per tensor (or per
+//          column) → Cast → Mul(x_scale · W_scale), then the bias Add; the embedding (and position)
+//          Gathers on uint8 tables → DequantizeLinear; the lm_head a MatMulInteger on an int8 (E, V)
+//          copy (Gemm is not quantized by quantize_dynamic, so the lm_head is MatMul here).
+//   q4     MatMul4BitsQuantizer's rewrite: every MatMul on a weight, the lm_head included →
+//          com.microsoft MatMulNBits, 4 bits, blocks of 32, symmetric (transformers.js' default; no
+//          zero_points) or with packed uint8 zero_points; the embedding Gather stays f32.
 import type { TensorSource } from "../src/formats/types.js";
 import { attnScale, type Dims } from "../src/models/config.js";
 import { familyOf, type ModelConfig } from "../src/models/families/index.js";
 import { LM_HEAD, type Family, type GlobalField, type LayerField, type TensorRef } from "../src/models/family.js";
 import { CheckpointNames, numelOf } from "../src/models/weights.js";
 import { DataType, OnnxGraph } from "./onnx.js";
+import {
+  dequantizeNBits4,
+  dynamicQuantize,
+  type GraphSink,
+  nbitsMatMul,
+  q8Gather,
+  q8MatMul,
+  Q4_BLOCK_SIZE,
+  quantizeNBits4,
+  quantizeWeightI8,
+} from "./onnx-quant.js";
 
 export type GraphVariant = "standard" | "fused" | "mixed";
+export type GraphWeights = "f32" | "q8" | "q4";
+export const GRAPH_WEIGHTS: readonly GraphWeights[] = ["f32", "q8", "q4"];
 export type LmHeadVariant = "gemm" | "matmul";
 export const GRAPH_VARIANTS: readonly GraphVariant[] = ["standard", "fused", "mixed"];
 
@@ -69,14 +93,38 @@ export const graphVariants = (d: Pick<Dims, "positions">): GraphVariant[] =>
 
 export interface DecoderOnnxOptions {
   variant?: GraphVariant;
+  /** Ignored for q8 / q4 graphs, whose lm_head is the quantized MatMul. */
   lmHead?: LmHeadVariant;
   label?: string;
+  /** f32 (default), q8 or q4 (standard variant only). */
+  weights?: GraphWeights;
+  /** q8: one scale per output column instead of per tensor (quantize_dynamic's per_channel). */
+  q8PerChannel?: boolean;
+  /** q4: symmetric (default, no zero_points) or asymmetric with packed zero_points. */
+  q4Symmetric?: boolean;
+  /** q4: MatMulNBits' accuracy_level attribute (default: absent, as transformers.js writes it). */
+  q4AccuracyLevel?: number;
+  /**
+   * q4, for checks: plain f32 MatMuls on the q4-rounded (dequantized) weights instead of
+   * MatMulNBits — the graph the q4 one must equal when it computes in f32.
+   */
+  q4Dequantized?: boolean;
+}
+
+/** How the exporter writes matrices (the options' quantization part). */
+interface Quant {
+  weights: GraphWeights;
+  q8PerChannel: boolean;
+  q4Symmetric: boolean;
+  q4AccuracyLevel?: number;
+  q4Dequantized: boolean;
 }
 
 export interface DecoderOnnx {
   bytes: Uint8Array;
   variant: GraphVariant;
   lmHead: LmHeadVariant;
+  weights: GraphWeights;
   /** Past inputs and present outputs, in matching order. */
   pastNames: string[];
   presentNames: string[];
@@ -92,7 +140,8 @@ const MS = "com.microsoft";
 
 export function exportDecoderOnnx(config: ModelConfig, source: TensorSource, o: DecoderOnnxOptions = {}): DecoderOnnx {
   const variant = o.variant ?? "standard";
-  const lmHead = o.lmHead ?? "gemm";
+  const weights = o.weights ?? "f32";
+  const lmHead = weights === "f32" ? (o.lmHead ?? "gemm") : "matmul";
   const label = o.label ?? "checkpoint";
   const family = familyOf(config);
   const d = family.dims(config);
@@ -108,9 +157,19 @@ export function exportDecoderOnnx(config: ModelConfig, source: TensorSource, o: 
   if (!graphVariants(d).includes(variant)) {
     throw new Error(`decoder-onnx: graph variant '${variant}' does not exist for ${d.family} (${graphVariants(d).join(", ")})`);
   }
-  const g = new OnnxGraph(`${d.family}_${variant}`);
-  if (variant !== "standard") g.useOpset(MS, 1);
-  const ex = new Exporter(g, d, new Weights(source, family, d, label));
+  if (weights !== "f32" && variant !== "standard") {
+    throw new Error(`decoder-onnx: ${weights} graphs are built on the standard variant (asked: ${variant})`);
+  }
+  const g = new OnnxGraph(`${d.family}_${variant}${weights === "f32" ? "" : `_${weights}`}`);
+  if (variant !== "standard" || weights === "q4") g.useOpset(MS, 1);
+  const quant: Quant = {
+    weights,
+    q8PerChannel: o.q8PerChannel ?? false,
+    q4Symmetric: o.q4Symmetric ?? true,
+    q4AccuracyLevel: o.q4AccuracyLevel,
+    q4Dequantized: o.q4Dequantized ?? false,
+  };
+  const ex = new Exporter(g, d, new Weights(source, family, d, label), quant);
   const io = ex.graph(variant, lmHead);
   const counts = new Map<string, number>();
   for (const op of ex.ops) counts.set(op, (counts.get(op) ?? 0) + 1);
@@ -118,6 +177,7 @@ export function exportDecoderOnnx(config: ModelConfig, source: TensorSource, o: 
     bytes: g.toBytes(),
     variant,
     lmHead,
+    weights,
     ...io,
     ops: [...counts].map(([op, n]) => `${op}×${n}`).join(", "),
   };
@@ -198,6 +258,18 @@ class Weights {
     return { w: transpose(this.read(this.names.full(r.name), r.shape), N, K), K, N };
   }
 
+  /** A layer matrix as stored for a Linear: (N, K) = (out, in). */
+  mat(i: number, field: LayerField): { w: Float32Array; K: number; N: number } {
+    const r = this.ref(i, field);
+    if (!r) throw new Error(`decoder-onnx: layer ${i} has no ${field}`);
+    if (r.conv) {
+      const { w, K, N } = this.matT(i, field);
+      return { w: transpose(w, K, N), K, N };
+    }
+    const [N, K] = r.shape;
+    return { w: this.read(this.names.full(r.name), r.shape), K, N };
+  }
+
   /** A global tensor (as stored), by field. */
   global(field: GlobalField): { name: string; data: Float32Array; shape: number[] } {
     const r = this.globals.get(field);
@@ -217,10 +289,22 @@ class Exporter {
   private n = 0;
   private readonly shared = new Map<string, string>();
 
+  /** q8: each value's DynamicQuantizeLinear outputs, made once however many MatMuls read it. */
+  private readonly quantized = new Map<string, [string, string, string]>();
+  /** ./onnx-quant.ts writes its node patterns through this. */
+  private readonly sink: GraphSink = {
+    node: (op, inputs, attrs = {}, nOut = 1, domain = "") => this.node(op, inputs, attrs, nOut, domain),
+    init: (name, data, dims, dataType) => {
+      this.g.addInitializer(name, data, dims, dataType);
+      return name;
+    },
+  };
+
   constructor(
     private g: OnnxGraph,
     private d: Dims,
     private w: Weights,
+    private quant: Quant,
   ) {}
 
   /** A fresh value name. */
@@ -271,10 +355,30 @@ class Exporter {
     return a ? this.f32(`${this.w.name(i, field)}:${field}`, a, [a.length]) : "";
   }
 
-  /** x·W (W as (in, out)), without the bias. */
+  /** x·W (W as (in, out)), without the bias: MatMul, or its q8 / q4 rewrite. */
   private matmul(x: string, i: number, field: LayerField): string {
+    const name = `${this.w.name(i, field)}:${field}`;
+    if (this.quant.weights === "q4") {
+      const { w, K, N } = this.w.mat(i, field);
+      return this.nbits(x, name, w, N, K);
+    }
     const { w, K, N } = this.w.matT(i, field);
-    return this.op("MatMul", [x, this.f32(`${this.w.name(i, field)}:${field}.T`, w, [K, N])]);
+    if (this.quant.weights === "q8") return this.q8(x, name, w, K, N);
+    return this.op("MatMul", [x, this.f32(`${name}.T`, w, [K, N])]);
+  }
+
+  /** The q8 rewrite of x·W for W (K, N). */
+  private q8(x: string, name: string, wT: Float32Array, K: number, N: number): string {
+    let xq = this.quantized.get(x);
+    if (!xq) this.quantized.set(x, (xq = dynamicQuantize(this.sink, x)));
+    return q8MatMul(this.sink, xq, `${name}.T`, quantizeWeightI8(wT, K, N, this.quant.q8PerChannel));
+  }
+
+  /** The q4 rewrite of x·Wᵀ for W (N, K). */
+  private nbits(x: string, name: string, w: Float32Array, N: number, K: number): string {
+    const m = quantizeNBits4(w, N, K, this.quant.q4Symmetric, Q4_BLOCK_SIZE);
+    if (this.quant.q4Dequantized) return this.op("MatMul", [x, this.f32(`${name}.q4.T`, transpose(dequantizeNBits4(m), N, K), [K, N])]);
+    return nbitsMatMul(this.sink, x, name, m, this.quant.q4AccuracyLevel);
   }
 
   /** y = x·Wᵀ + b for a layer field (the bias field when the family has it). */
@@ -425,15 +529,17 @@ class Exporter {
     const pos = this.op("Range", [Ps, Ss, one]); // [T]
 
     // Embeddings.
+    // q8: Gathers on uint8 tables, then DequantizeLinear (GatherQuant); f32 and q4: on the f32 tables.
+    const q8 = this.quant.weights === "q8";
+    const gather = (name: string, data: Float32Array, dims: number[], ids: string) =>
+      q8 ? q8Gather(this.sink, name, data, dims, ids) : this.op("Gather", [this.f32(name, data, dims), ids], { axis: 0 });
     const emb = this.w.global("embedTokens");
-    const embed = this.f32(emb.name, emb.data, [V, E]);
-    const tok = this.op("Gather", [embed, "input_ids"], { axis: 0 }); // [1, T, C]
+    const tok = gather(emb.name, emb.data, [V, E], "input_ids"); // [1, T, C]
     let posEmb = "";
     if (d.positions === "learned") {
       const pt = this.w.global("embedPositions");
-      const posTable = this.f32(pt.name, pt.data, pt.shape);
       const posIds = d.positionOffset ? this.op("Add", [pos, this.scalarI64("position_offset", d.positionOffset)]) : pos;
-      posEmb = this.op("Unsqueeze", [this.op("Gather", [posTable, posIds], { axis: 0 }), axis0]); // [1, T, C]
+      posEmb = this.op("Unsqueeze", [gather(pt.name, pt.data, pt.shape, posIds), axis0]); // [1, T, C]
     }
 
     const xf =
@@ -445,14 +551,21 @@ class Exporter {
 
     // lm_head on the chosen rows only.
     const rowsF = this.op("Gather", [xf, "logits_index"], { axis: 1 }); // [1, R, C]
-    const table = d.tied ? embed : this.f32(LM_HEAD, this.w.lmHead(), [V, E]);
-    if (lmHead === "gemm") {
+    const headW = () => (d.tied ? emb.data : this.w.lmHead()); // (V, E)
+    if (this.quant.weights !== "f32") {
+      const y =
+        this.quant.weights === "q4"
+          ? this.nbits(rowsF, "lm_head.weight", headW(), V, E)
+          : this.q8(rowsF, "lm_head.weight", transpose(headW(), V, E), E, V);
+      this.named("Identity", [y], ["logits"]);
+    } else if (lmHead === "gemm") {
+      // The Gather's own table when tied (one copy).
+      const table = d.tied ? emb.name : this.f32(LM_HEAD, this.w.lmHead(), [V, E]);
       const flat = this.op("Reshape", [rowsF, this.i64("rows_shape", [-1, E])]);
       const y = this.op("Gemm", [flat, table], { transB: 1 });
       this.named("Reshape", [y, this.i64("logits_shape", [1, -1, V])], ["logits"]);
     } else {
-      const t = d.tied ? emb.data : this.w.lmHead();
-      this.named("MatMul", [rowsF, this.f32("lm_head.weight.T", transpose(t, V, E), [E, V])], ["logits"]);
+      this.named("MatMul", [rowsF, this.f32("lm_head.weight.T", transpose(headW(), V, E), [E, V])], ["logits"]);
     }
     g.addOutput("logits", DataType.FLOAT, [1, "R", V]);
     for (const name of presentNames) g.addOutput(name, DataType.FLOAT, packedPast ? [2, 1, H, "S", D] : [1, Hkv, "S", D]);

@@ -129,9 +129,9 @@ export function q8LinearRef(x: Float32Array, T: number, w: Int8Weight, bias: Flo
 export const Q4_BLOCK_SIZE = 32;
 
 export interface NBitsWeight {
-  /** [N, K/bs, bs/2] */
+  /** [N, ⌈K/bs⌉, bs/2] (K padded with zeros to whole blocks) */
   b: Uint8Array;
-  /** [N · K/bs] */
+  /** [N · ⌈K/bs⌉] */
   scales: Float32Array;
   /** [N · ⌈(K/bs)/2⌉], or null (symmetric: zero point 8). */
   zeroPoints: Uint8Array | null;
@@ -140,24 +140,28 @@ export interface NBitsWeight {
   blockSize: number;
 }
 
-/** W given (N, K) (the checkpoint's (out, in) layout) → MatMulNBits' B, scales and zero points. */
+/**
+ * W given (N, K) (the checkpoint's (out, in) layout) → MatMulNBits' B, scales and zero points.
+ * A K that the block size does not divide is padded with zeros to whole blocks, as the quantizer does.
+ */
 export function quantizeNBits4(w: Float32Array, N: number, K: number, symmetric: boolean, blockSize = Q4_BLOCK_SIZE): NBitsWeight {
-  if (K % blockSize !== 0) throw new Error(`onnx-quant: K = ${K} is not a multiple of the block size ${blockSize}`);
   if (w.length !== N * K) throw new Error(`onnx-quant: W has ${w.length} values, (N, K) = (${N}, ${K}) needs ${N * K}`);
-  const nb = K / blockSize;
+  const nb = Math.ceil(K / blockSize);
+  const Kp = nb * blockSize;
   const zpBytes = Math.ceil(nb / 2);
-  const b = new Uint8Array((N * K) / 2);
+  const b = new Uint8Array((N * Kp) / 2);
   const scales = new Float32Array(N * nb);
   const zeroPoints = symmetric ? null : new Uint8Array(N * zpBytes);
   const q = new Uint8Array(blockSize);
   for (let n = 0; n < N; n++) {
     for (let blk = 0; blk < nb; blk++) {
-      const base = n * K + blk * blockSize;
+      const k0 = blk * blockSize;
+      const v = (j: number) => (k0 + j < K ? w[n * K + k0 + j] : 0);
       let lo = Infinity;
       let hi = -Infinity;
       for (let j = 0; j < blockSize; j++) {
-        lo = Math.min(lo, w[base + j]);
-        hi = Math.max(hi, w[base + j]);
+        lo = Math.min(lo, v(j));
+        hi = Math.max(hi, v(j));
       }
       let scale: number;
       let zp = 8;
@@ -173,8 +177,8 @@ export function quantizeNBits4(w: Float32Array, N: number, K: number, symmetric:
       scales[n * nb + blk] = scale;
       if (zeroPoints) zeroPoints[n * zpBytes + (blk >> 1)] |= zp << ((blk & 1) * 4);
       const recip = scale ? f(1 / scale) : 0;
-      for (let j = 0; j < blockSize; j++) q[j] = clamp(roundAway(f(f(w[base + j] * recip) + zp)), 0, 15);
-      const out = (n * K + blk * blockSize) / 2;
+      for (let j = 0; j < blockSize; j++) q[j] = clamp(roundAway(f(f(v(j) * recip) + zp)), 0, 15);
+      const out = (n * Kp + k0) / 2;
       for (let j = 0; j < blockSize / 2; j++) b[out + j] = q[2 * j] | (q[2 * j + 1] << 4);
     }
   }
@@ -184,13 +188,14 @@ export function quantizeNBits4(w: Float32Array, N: number, K: number, symmetric:
 /** The dequantized W as (N, K) f32: (q − zp) · scale. */
 export function dequantizeNBits4(m: NBitsWeight): Float32Array {
   const { K, N, blockSize } = m;
-  const nb = K / blockSize;
+  const nb = Math.ceil(K / blockSize);
+  const Kp = nb * blockSize;
   const zpBytes = Math.ceil(nb / 2);
   const w = new Float32Array(N * K);
   for (let n = 0; n < N; n++)
     for (let k = 0; k < K; k++) {
       const blk = (k / blockSize) | 0;
-      const byte = m.b[(n * K + k) >> 1];
+      const byte = m.b[(n * Kp + k) >> 1];
       const qv = k & 1 ? byte >> 4 : byte & 15;
       const zp = m.zeroPoints ? (m.zeroPoints[n * zpBytes + (blk >> 1)] >> ((blk & 1) * 4)) & 15 : 8;
       w[n * K + k] = f((qv - zp) * m.scales[n * nb + blk]);
@@ -252,7 +257,7 @@ export function q8Gather(g: GraphSink, name: string, table: Float32Array, dims: 
 
 /** com.microsoft MatMulNBits(x, B, scales[, zero_points]), 4 bits. */
 export function nbitsMatMul(g: GraphSink, x: string, name: string, m: NBitsWeight, accuracyLevel?: number): string {
-  const nb = m.K / m.blockSize;
+  const nb = Math.ceil(m.K / m.blockSize);
   const inputs = [x, g.init(`${name}_Q4`, m.b, [m.N, nb, m.blockSize / 2]), g.init(`${name}_scales`, m.scales, [m.N * nb])];
   if (m.zeroPoints) inputs.push(g.init(`${name}_zp`, m.zeroPoints, [m.zeroPoints.length]));
   const attrs: Record<string, unknown> = { K: m.K, N: m.N, bits: 4, block_size: m.blockSize };
