@@ -22,7 +22,19 @@ export type WorkerSpec =
       embedDType?: string;
     } & Common)
   | ({ kind: "peer"; onnxPath: string; variant: string } & Common)
-  | { kind: "export"; model: string; seed: number; variant: string; lmHead: string; onnxPath: string };
+  | ({ kind: "export"; model: string; seed: number; variant: string; lmHead: string; onnxPath: string } & GraphQuant);
+
+/** Our quantized dtype → the ORT graph computing the same model the transformers.js way (int8 ~ q8, q4 ~ q4). */
+export const QUANT_PEER: Readonly<Record<string, "q8" | "q4" | undefined>> = { int8: "q8", q4: "q4" };
+
+/** How a peer graph holds its weights (bench/decoder-onnx.ts' options of the same names). */
+export interface GraphQuant {
+  /** f32, q8 (quantize_dynamic) or q4 (MatMulNBits). */
+  weights: "f32" | "q8" | "q4";
+  q8PerChannel?: boolean;
+  q4Symmetric?: boolean;
+  q4AccuracyLevel?: number;
+}
 
 interface Common {
   /** The synthetic preset (src/models/families: opt-125m, gpt2, smollm2-135m, …). */

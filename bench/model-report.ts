@@ -1,7 +1,11 @@
-// `npm run bench`'s output: tables (speed, memory, parity, targets) or one JSON object per line.
-import { type ExitInfo, type Metric, median, type ReadyInfo, type Sample } from "./model-common.js";
+// `npm run bench`'s output: tables (speed, memory, parity, roofline, targets) or one JSON object per line.
+import { syntheticConfig } from "../src/models/families/index.js";
+import type { WeightDType } from "../src/models/weights.js";
+import type { Bandwidth } from "./bandwidth.js";
+import { type ExitInfo, type GraphQuant, type Metric, median, QUANT_PEER, type ReadyInfo, type Sample } from "./model-common.js";
+import { ortDecodeBytes, oursDecodeBytes } from "./roofline.js";
 
-/** One configuration: ours (dtype, build, threads) or ORT (graph variant as `build`, threads). */
+/** One configuration: ours (dtype, build, threads) or ORT (graph name as `build`, its weights f32/q8/q4 as `dtype`, threads). */
 export interface Config {
   name: string;
   kind: "ours" | "peer";
@@ -23,6 +27,8 @@ export interface ParityRow {
   decode: number;
   /** Rows whose argmax agrees, "agree/total". */
   top1: string;
+  /** ‖a − b‖ / ‖b‖ over every logit compared (b: the peer's). */
+  relRms: number;
   ok: boolean;
   /** Whether the 1e-3 tolerance applies (f32); other dtypes are reported only. */
   checked: boolean;
@@ -41,12 +47,16 @@ export interface RunReport {
   metrics: Metric[];
   configs: Config[];
   parity: ParityRow[];
-  peerGraphs: { name: string; ops: string }[];
+  peerGraphs: { name: string; ops: string; mib?: number }[];
   wallSeconds: number;
   /** The 1-minute load average after every round (our own active process counts 1 or 2). */
   loadavg: number[];
   /** RSS of a bare node process (no tsx), for the RSS target. */
   plainNodeRssMiB: number | null;
+  /** Memory bandwidth measured before and after the timing (bench/bandwidth.ts); empty with --no-bandwidth. */
+  bandwidth: ({ when: string } & Bandwidth)[];
+  /** --embed-dtype, when given (our lm_head's dtype for the roofline). */
+  embedDtype?: string;
 }
 
 const sig = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(2));
@@ -83,11 +93,11 @@ const stat = (c: Config | undefined, m: Metric): Stat | null => {
 };
 const busy = (s: Stat | null | undefined) => (s ? `${s.cpu.toFixed(1)}/${s.others === null ? "?" : s.others.toFixed(1)}` : "-");
 
-/** ORT's fastest graph for this metric and thread count (lowest median). */
-function bestPeer(r: RunReport, m: Metric, threads: number): { cfg: Config; s: Stat } | null {
+/** ORT's fastest graph of these weights (f32 unless told) for this metric and thread count (lowest median). */
+function bestPeer(r: RunReport, m: Metric, threads: number, weights = "f32"): { cfg: Config; s: Stat } | null {
   let best: { cfg: Config; s: Stat } | null = null;
   for (const cfg of r.configs) {
-    if (cfg.kind !== "peer" || cfg.threads !== threads) continue;
+    if (cfg.kind !== "peer" || cfg.threads !== threads || cfg.dtype !== weights) continue;
     const s = stat(cfg, m);
     if (s && (!best || s.ms < best.s.ms)) best = { cfg, s };
   }
@@ -98,6 +108,10 @@ const ours = (r: RunReport) => r.configs.filter((c) => c.kind === "ours");
 const find = (r: RunReport, dtype: string, build: string, threads: number) =>
   r.configs.find((c) => c.kind === "ours" && c.dtype === dtype && c.build === build && c.threads === threads);
 
+/** The ORT graph computing ours' quantization (int8 ~ q8, q4 ~ q4) at the same thread count, or null. */
+const quantPeer = (r: RunReport, c: Config, m: Metric) => (QUANT_PEER[c.dtype] ? bestPeer(r, m, c.threads, QUANT_PEER[c.dtype]) : null);
+const x2 = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}x` : "-");
+
 function speedTable(r: RunReport): string {
   const header = [
     "metric",
@@ -106,9 +120,12 @@ function speedTable(r: RunReport): string {
     "threads",
     "ours ms",
     "ours min",
-    "ORT ms",
-    "ORT min",
-    "ours/ORT",
+    "ORT f32 ms",
+    "ours/ORT f32",
+    "/ORT f32 1t",
+    "ORT quant",
+    "ORT quant ms",
+    "ours/ORT quant",
     "samples",
     "cores ours",
     "cores ORT",
@@ -116,39 +133,27 @@ function speedTable(r: RunReport): string {
   const rows: string[][] = [];
   for (const m of r.metrics) {
     const threads = [...new Set(r.configs.map((c) => c.threads))];
+    const one = bestPeer(r, m, 1);
     for (const t of threads) {
       const peer = bestPeer(r, m, t);
       for (const c of ours(r).filter((c) => c.threads === t)) {
         const s = stat(c, m);
-        if (!s) {
-          const why = c.status?.includes("not available") ? "n/a" : c.status ? "failed" : "-";
-          rows.push([
-            m,
-            c.dtype,
-            c.build,
-            String(t),
-            why,
-            "-",
-            peer ? sig(peer.s.ms) : "-",
-            peer ? sig(peer.s.min) : "-",
-            "-",
-            "-",
-            "-",
-            busy(peer?.s),
-          ]);
-          continue;
-        }
+        const q = quantPeer(r, c, m);
+        const why = c.status?.includes("not available") ? "n/a" : c.status ? "failed" : "-";
         rows.push([
           m,
           c.dtype,
           c.build,
           String(t),
-          sig(s.ms),
-          sig(s.min),
+          s ? sig(s.ms) : why,
+          s ? sig(s.min) : "-",
           peer ? sig(peer.s.ms) : "-",
-          peer ? sig(peer.s.min) : "-",
-          peer ? `${(s.ms / peer.s.ms).toFixed(2)}x` : "-",
-          peer ? `${s.n} / ${peer.s.n}` : String(s.n),
+          x2(s?.ms, peer?.s.ms),
+          x2(s?.ms, one?.s.ms),
+          q ? q.cfg.build : "-",
+          q ? sig(q.s.ms) : "-",
+          x2(s?.ms, q?.s.ms),
+          s ? [s.n, peer?.s.n, q?.s.n].filter((n) => n !== undefined).join(" / ") : "-",
           busy(s),
           busy(peer?.s),
         ]);
@@ -161,16 +166,17 @@ function speedTable(r: RunReport): string {
 /** Every ORT graph that ran (the speed table shows only the fastest per metric and thread count). */
 function peerTable(r: RunReport): string {
   const peers = r.configs.filter((c) => c.kind === "peer");
-  const header = ["ORT graph", "threads", ...r.metrics.flatMap((m) => [`${m} ms`, `${m} min`, "cores"])];
+  const header = ["ORT graph", "weights", "threads", ...r.metrics.flatMap((m) => [`${m} ms`, `${m} min`, "/f32 1t", "cores"])];
   const rows = peers.map((c) => [
     c.build,
+    c.dtype,
     String(c.threads),
     ...r.metrics.flatMap((m) => {
       const s = stat(c, m);
-      return s ? [sig(s.ms), sig(s.min), busy(s)] : [c.status ?? "-", "-", "-"];
+      return s ? [sig(s.ms), sig(s.min), x2(s.ms, bestPeer(r, m, 1)?.s.ms), busy(s)] : [c.status ?? "-", "-", "-", "-"];
     }),
   ]);
-  return table(header, rows, 1);
+  return table(header, rows, 2);
 }
 
 function memoryTable(r: RunReport): string {
@@ -206,17 +212,98 @@ function memoryTable(r: RunReport): string {
 }
 
 function parityTable(r: RunReport): string {
-  const header = ["ours", "vs ORT", "prefill all rows", "last row", "4 decode steps", "top-1 agree", "check"];
+  const header = ["configuration", "vs ORT", "prefill all rows", "last row", "4 decode steps", "rel RMS", "top-1 agree", "check"];
   const rows = r.parity.map((p) => [
     p.config,
     p.peer,
     sci(p.prefillAll),
     sci(p.last),
     sci(p.decode),
+    `${(100 * p.relRms).toPrecision(2)} %`,
     p.top1,
     p.checked ? (p.ok ? "ok (≤ 1e-3)" : "FAIL (> 1e-3)") : p.ok ? "reported only" : "NaN",
   ]);
   return table(header, rows, 2);
+}
+
+/** Decode's roofline: bytes per token (./roofline.ts) over the best read bandwidth measured, next to what ran. */
+export function roofline(r: RunReport): {
+  what: string;
+  weightsMB: number;
+  kvMB: number;
+  bound1: number | null;
+  bound2: number | null;
+  measured1: { ms: number; build: string } | null;
+  measured2: { ms: number; build: string } | null;
+}[] {
+  const bw1 = Math.max(0, ...r.bandwidth.map((b) => b.read1));
+  const bw2 = Math.max(0, ...r.bandwidth.map((b) => b.read2 ?? 0));
+  const config = syntheticConfig(r.model);
+  const ctx = r.prompt + (r.decodeTokens + 1) / 2; // the mean context over the timed steps
+  /** The fastest configuration's decode median among these, at t threads. */
+  const fastest = (cs: Config[], t: number) =>
+    cs
+      .filter((c) => c.threads === t)
+      .map((c) => ({ ms: stat(c, "decode")?.ms, build: c.kind === "ours" ? c.build : c.build.replace(/^q\d /, "") }))
+      .filter((x): x is { ms: number; build: string } => x.ms !== undefined)
+      .sort((a, b) => a.ms - b.ms)[0] ?? null;
+  const rows = [];
+  const emb = r.embedDtype as WeightDType | undefined;
+  for (const dtype of [...new Set(ours(r).map((c) => c.dtype))]) {
+    const b = oursDecodeBytes(config, dtype as WeightDType, emb, ctx);
+    const cs = ours(r).filter((c) => c.dtype === dtype);
+    rows.push({ what: `ours ${dtype}${emb ? ` (lm_head ${emb})` : ""}`, b, cs });
+  }
+  for (const w of [...new Set(r.configs.filter((c) => c.kind === "peer").map((c) => c.dtype))]) {
+    const cs = r.configs.filter((c) => c.kind === "peer" && c.dtype === w);
+    rows.push({ what: `ORT ${w}`, b: ortDecodeBytes(config, w as GraphQuant["weights"], ctx), cs });
+  }
+  return rows.map(({ what, b, cs }) => {
+    const bytes = b.weights + b.kv;
+    return {
+      what,
+      weightsMB: b.weights / 1e6,
+      kvMB: b.kv / 1e6,
+      bound1: bw1 ? (bytes / 1e9 / bw1) * 1000 : null,
+      bound2: bw2 ? (bytes / 1e9 / bw2) * 1000 : null,
+      measured1: fastest(cs, 1),
+      measured2: fastest(cs, 2),
+    };
+  });
+}
+
+function rooflineTable(r: RunReport): string {
+  const ms = (x: number | null) => (x === null ? "-" : sig(x));
+  const meas = (m: { ms: number; build: string } | null) => (m ? `${sig(m.ms)} (${m.build})` : "-");
+  const pct = (bound: number | null, m: { ms: number } | null) => (bound !== null && m ? `${Math.round((100 * bound) / m.ms)} %` : "-");
+  const rows = roofline(r).map((x) => [
+    x.what,
+    x.weightsMB.toFixed(1),
+    x.kvMB.toFixed(1),
+    (x.weightsMB + x.kvMB).toFixed(1),
+    ms(x.bound1),
+    meas(x.measured1),
+    pct(x.bound1, x.measured1),
+    ms(x.bound2),
+    meas(x.measured2),
+    pct(x.bound2, x.measured2),
+  ]);
+  return table(
+    [
+      "decode",
+      "weights MB/token",
+      "KV MB/token",
+      "total MB",
+      "bound 1t ms",
+      "measured 1t ms",
+      "bound/measured",
+      "bound 2t ms",
+      "measured 2t ms",
+      "bound/measured",
+    ],
+    rows,
+    1,
+  );
 }
 
 interface Target {
@@ -258,6 +345,12 @@ export function targets(r: RunReport): Target[] {
     const peer = c && bestPeer(r, m, c.threads);
     return s && peer ? s[p] / peer.s[p] : null;
   };
+  /** Against ORT f32 on one thread, whatever c's thread count (the 4-bit issue's yardstick). */
+  const ratio1t = (m: Metric, c: Config | undefined) => (p: Pick) => {
+    const s = stat(c, m);
+    const peer = bestPeer(r, m, 1);
+    return s && peer ? s[p] / peer.s[p] : null;
+  };
   const x = (v: number) => `${v.toFixed(2)}x ORT`;
   const msf = (v: number) => `${sig(v)} ms`;
   if (r.model === "smollm2-135m") {
@@ -272,6 +365,7 @@ export function targets(r: RunReport): Target[] {
     }
   }
   if (r.model === "opt-125m") optTargets(r, add, ms, ratio, x, msf);
+  q4Targets(r, add, ms, ratio1t, x, msf);
   rssTargets(r, add);
   return out;
 }
@@ -325,6 +419,24 @@ function optTargets(r: RunReport, add: Add, ms: Value, ratio: Value, x: (v: numb
   }
 }
 
+/** The 4-bit issue's targets (decode, ratios against ORT-Web f32 on one thread). */
+function q4Targets(r: RunReport, add: Add, ms: Value, ratio1t: Value, x: (v: number) => string, msf: (v: number) => string): void {
+  const builds = ["simd", "relaxed"];
+  if (r.model === "opt-125m") {
+    for (const b of builds) add("decode q4, 1 thread ≤ 6 ms/token", `q4 ${b} 1t`, ms("decode", find(r, "q4", b, 1)), msf, (v) => v <= 6);
+    for (const b of builds)
+      add("decode q4, 1 thread ≤ 0.15x ORT f32 1t", `q4 ${b} 1t`, ratio1t("decode", find(r, "q4", b, 1)), x, (v) => v <= 0.15);
+    for (const b of builds) add("decode q4, 2 threads ≤ 4 ms/token", `q4 ${b} 2t`, ms("decode", find(r, "q4", b, 2)), msf, (v) => v <= 4);
+    for (const b of builds)
+      add("decode q4, 2 threads ≤ 0.10x ORT f32 1t", `q4 ${b} 2t`, ratio1t("decode", find(r, "q4", b, 2)), x, (v) => v <= 0.1);
+    for (const b of builds)
+      add("decode int8, 2 threads ≤ 5.5 ms/token", `int8 ${b} 2t`, ms("decode", find(r, "int8", b, 2)), msf, (v) => v <= 5.5);
+  }
+  if (r.model === "smollm2-135m") {
+    for (const b of builds) add("decode q4, 1 thread ≤ 7 ms/token", `q4 ${b} 1t`, ms("decode", find(r, "q4", b, 1)), msf, (v) => v <= 7);
+  }
+}
+
 function rssTargets(r: RunReport, add: Add): void {
   // Judged on the process as a library user runs it: plain node. Our workers run under tsx, whose
   // loader adds ~35 MiB to the baseline; that difference is taken out (and the raw peak shown).
@@ -363,8 +475,13 @@ function header(r: RunReport): string[] {
         ]
       : []),
     ...(r.plainNodeRssMiB !== null ? [`bare node RSS: ${r.plainNodeRssMiB.toFixed(0)} MiB (workers run under tsx: see "baseline")`] : []),
+    ...r.bandwidth.map(
+      (b) =>
+        `memory bandwidth (${b.when}, ${b.mib} MiB, medians of ${b.repeats}): read ${b.read1.toFixed(1)} GB/s on 1 thread, ` +
+        `${b.read2?.toFixed(1) ?? "-"} GB/s on 2; copy ${b.copy1.toFixed(1)} GB/s (read + written, 1 thread)`,
+    ),
     ...r.notes,
-    ...r.peerGraphs.map((g) => `ORT graph ${g.name}: ${g.ops}`),
+    ...r.peerGraphs.map((g) => `ORT graph ${g.name}${g.mib !== undefined ? ` (${g.mib.toFixed(0)} MiB)` : ""}: ${g.ops}`),
   ];
 }
 
@@ -391,6 +508,10 @@ export function report(r: RunReport, json: boolean): string {
             ms_min: s?.min ?? null,
             samples: s?.n ?? 0,
             peer_variant: isOurs ? (peer?.cfg.build ?? null) : null,
+            ratio_f32_1t: s && bestPeer(r, m, 1) ? s.ms / bestPeer(r, m, 1)!.s.ms : null,
+            quant_peer_variant: isOurs ? (quantPeer(r, c, m)?.cfg.build ?? null) : null,
+            quant_peer_ms: isOurs ? (quantPeer(r, c, m)?.s.ms ?? null) : null,
+            ratio_quant: isOurs && s && quantPeer(r, c, m) ? s.ms / quantPeer(r, c, m)!.s.ms : null,
             peer_ms: isOurs ? (peer?.s.ms ?? null) : null,
             peer_ms_min: isOurs ? (peer?.s.min ?? null) : null,
             ratio: isOurs && s && peer ? s.ms / peer.s.ms : null,
@@ -405,6 +526,12 @@ export function report(r: RunReport, json: boolean): string {
             kv_mb: c.ready?.kvMiB ?? null,
             load_ms: c.ready?.loadMs ?? null,
             parity_max_abs_diff: par.length ? Math.max(...par.map((p) => Math.max(p.prefillAll, p.last, p.decode))) : null,
+            parity: par.map((p) => ({
+              vs: p.peer,
+              max_abs_diff: Math.max(p.prefillAll, p.last, p.decode),
+              rel_rms: p.relRms,
+              top1: p.top1,
+            })),
             prompt: r.prompt,
             decode_tokens: r.decodeTokens,
             date: r.machine.date,
@@ -413,17 +540,21 @@ export function report(r: RunReport, json: boolean): string {
       }
     }
     for (const t of targets(r)) lines.push(JSON.stringify({ metric: "target", model: r.model, ...t }));
+    for (const x of roofline(r)) lines.push(JSON.stringify({ metric: "roofline", model: r.model, ...x }));
+    for (const b of r.bandwidth) lines.push(JSON.stringify({ metric: "bandwidth", unit: "GB/s", ...b }));
     process.stderr.write(header(r).join("\n") + "\n");
     return lines.join("\n") + "\n";
   }
   const parts = [
     header(r).join("\n"),
     "",
-    "Speed: medians and mins in ms (decode: ms per token); ours/ORT = our median / ORT's median, < 1: we are faster.",
+    "Speed: medians and mins in ms (decode: ms per token); ours/ORT f32 = our median / the median of ORT's fastest f32 graph at the",
+    "same thread count (< 1: we are faster); /ORT f32 1t: the same against ORT f32 on one thread; ORT quant: the ORT graph of our",
+    "quantization (int8 ~ q8: MatMulInteger, q4 ~ q4: MatMulNBits) at the same thread count. samples: ours / ORT f32 / ORT quant.",
     "cores: median CPU cores the process used during its samples / cores used by everything else meanwhile (> 0.2: contended).",
     `TTFT: a ${r.prompt}-token prefill computing the lm_head for the last row only, plus the argmax; prefill: the same`,
     `prefill with logits for all ${r.prompt} rows; decode: ${r.decodeTokens} greedy tokens after a ${r.prompt}-token prefill, ` +
-      "per token. ORT: its fastest graph per row (all graphs below).",
+      "per token. ORT f32: its fastest f32 graph per row (all graphs below).",
     "",
     speedTable(r),
   ];
@@ -437,7 +568,25 @@ export function report(r: RunReport, json: boolean): string {
     memoryTable(r),
   );
   if (r.parity.length) {
-    parts.push("", "Parity, max |Δ| of the logits vs ORT before timing (f32 must be ≤ 1e-3; f16/int8 reported only):", "", parityTable(r));
+    parts.push(
+      "",
+      "Parity of the logits before timing: max |Δ|, rel RMS = ‖a − b‖ / ‖b‖ over all compared logits (b: the ORT graph's), top-1 agreement.",
+      "Ours f32 vs ORT f32 must be ≤ 1e-3; the rest is reported: ours vs every f32 graph and vs the graph of our quantization, each",
+      "quantized ORT graph vs ORT f32.",
+      "",
+      parityTable(r),
+    );
+  }
+  if (r.bandwidth.length) {
+    const b = r.bandwidth;
+    parts.push(
+      "",
+      `Decode roofline: bytes every token must read (weights + f32 KV cache at the mean context ${r.prompt + (r.decodeTokens + 1) / 2}) ` +
+        `over the best read bandwidth measured (${Math.max(...b.map((x) => x.read1)).toFixed(1)} GB/s on 1 thread, ` +
+        `${Math.max(...b.map((x) => x.read2 ?? 0)).toFixed(1)} on 2): a lower bound on ms/token; measured: the fastest configuration's median.`,
+      "",
+      rooflineTable(r),
+    );
   }
   parts.push(
     "",

@@ -130,6 +130,10 @@ async function exportOnnx(s: Extract<WorkerSpec, { kind: "export" }>): Promise<v
     variant: s.variant as GraphVariant,
     lmHead: s.lmHead as LmHeadVariant,
     label: `synthetic:${s.model}`,
+    weights: s.weights,
+    q8PerChannel: s.q8PerChannel,
+    q4Symmetric: s.q4Symmetric,
+    q4AccuracyLevel: s.q4AccuracyLevel,
   });
   writeFileSync(s.onnxPath, ex.bytes);
   writeFileSync(
@@ -139,6 +143,7 @@ async function exportOnnx(s: Extract<WorkerSpec, { kind: "export" }>): Promise<v
       presentNames: ex.presentNames,
       pastDims0: ex.pastDims(0),
       ops: ex.ops,
+      lmHead: ex.lmHead,
     }),
   );
 }

@@ -3,8 +3,11 @@
 // The whole model — OPT-125M, GPT-2 or SmolLM2-135M shaped (`--model`, synthetic seeded weights) —
 // against ONNX Runtime Web's WASM backend on the same weights, in one run: time to first token,
 // prefill with every row's logits, decode ms/token with the KV cache, and each configuration's
-// peak RSS. Every configuration runs in its own child process (bench/model-worker.ts); this process
-// only schedules, checks and reports. See bench/README.md ("Whole model") for how to read the output.
+// peak RSS. ORT runs the graphs transformers.js users download: f32, q8 (quantize_dynamic) and q4
+// (MatMulNBits), all exported here from the same weights. The machine's memory bandwidth is measured
+// too (bench/bandwidth.ts) for the decode roofline. Every configuration runs in its own child process
+// (bench/model-worker.ts); this process only schedules, checks and reports. See bench/README.md
+// ("Whole model") for how to read the output.
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
@@ -13,13 +16,16 @@ import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { modelDims, SYNTHETIC_PRESETS, syntheticConfig } from "../src/models/families/index.js";
 import { wasmUrl } from "../src/wasm.js";
-import { GRAPH_VARIANTS, graphVariants, type GraphVariant } from "./decoder-onnx.js";
+import { measureBandwidth } from "./bandwidth.js";
+import { GRAPH_VARIANTS, GRAPH_WEIGHTS, graphVariants, type GraphVariant } from "./decoder-onnx.js";
 import { readLoadOptions } from "./load-options.js";
 import {
   type ExitInfo,
+  type GraphQuant,
   METRICS,
   type Metric,
   type ParityResult,
+  QUANT_PEER,
   type ReadyInfo,
   type Reply,
   type Request,
@@ -31,7 +37,10 @@ import { machineInfo, runMain } from "./measure.js";
 
 const WORKER = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
 const EXEC_ARGV = ["--experimental-wasm-relaxed-simd", "--expose-gc", "--import", "tsx"];
-const DTYPES = ["f32", "f16", "int8"] as const;
+const DTYPES = ["f32", "f16", "int8", "q4"] as const;
+/** The default: f16 is opt-in (no faster than f32 at decode, see README) to keep ~12 GB alive at once. */
+const DEFAULT_DTYPES = ["f32", "int8", "q4"];
+const EMBED_DTYPES = ["f32", "f16", "int8"] as const;
 const BUILDS = ["simd", "relaxed"] as const;
 const GRAPHS = GRAPH_VARIANTS;
 const LM_HEADS = ["gemm", "matmul"] as const;
@@ -60,12 +69,16 @@ const program = new Command("bench")
   .description("a whole model (synthetic weights): wasm-lm vs onnxruntime-web (wasm) — TTFT, prefill, decode, peak RSS")
   .addOption(new Option("--model <preset>", "synthetic model: its shape and family").choices(MODELS).default("opt-125m"))
   .option("--json", "one JSON object per line per measurement on stdout", false)
-  .addOption(new Option("--dtype <list>", "our weight dtypes").argParser(listOf(DTYPES)).default([...DTYPES], "f32,f16,int8"))
+  .addOption(
+    new Option("--dtype <list>", `our weight dtypes (${DTYPES.join(", ")})`)
+      .argParser(listOf(DTYPES))
+      .default(DEFAULT_DTYPES, DEFAULT_DTYPES.join(",")),
+  )
   .addOption(
     new Option(
       "--embed-dtype <dtype>",
-      "our token embedding's (= tied lm_head's) dtype (LoadOptions.embedDType; " + "default: the model's own, f16 under int8)",
-    ).choices(DTYPES),
+      "our token embedding's (= tied lm_head's) dtype (LoadOptions.embedDType; " + "default: the model's own, f16 under int8 and q4)",
+    ).choices(EMBED_DTYPES),
   )
   .addOption(new Option("--threads <list>", "thread counts (ours and ORT's)").argParser(threadList).default([1, 2], "1,2"))
   .addOption(new Option("--build <list>", "our builds").argParser(listOf(BUILDS)).default([...BUILDS], "simd,relaxed"))
@@ -77,10 +90,27 @@ const program = new Command("bench")
       .default(undefined, "every variant the family has: standard,fused (+ mixed for rotary models)"),
   )
   .addOption(
-    new Option("--peer-lm-head <list>", "ORT lm_head: Gemm on embed_tokens (transB) or MatMul on a transposed copy")
+    new Option("--peer-lm-head <list>", "ORT f32 lm_head: Gemm on embed_tokens (transB) or MatMul on a transposed copy")
       .argParser(listOf(LM_HEADS))
       .default(["gemm"], "gemm"),
   )
+  .addOption(
+    new Option(
+      "--peer-dtype <list>",
+      "ORT graph weights: f32 (every --peer-graph variant), q8 (quantize_dynamic: MatMulInteger) and q4 (MatMulNBits), " +
+        "the quantized ones on the standard variant",
+    )
+      .argParser(listOf(GRAPH_WEIGHTS))
+      .default([...GRAPH_WEIGHTS], GRAPH_WEIGHTS.join(",")),
+  )
+  .option("--q8-per-channel", "ORT q8: one weight scale per output column (quantize_dynamic per_channel) instead of per tensor", false)
+  .option("--q4-zero-points", "ORT q4: asymmetric with packed zero points (MatMul4BitsQuantizer is_symmetric=False)", false)
+  .option(
+    "--q4-accuracy-level <n>",
+    "ORT q4: MatMulNBits accuracy_level (default: absent, as transformers.js writes it)",
+    int("--q4-accuracy-level", 0),
+  )
+  .option("--no-bandwidth", "skip the memory bandwidth measurement (and the roofline table)")
   .addOption(new Option("--metrics <list>", "what to time").argParser(listOf(METRICS)).default([...METRICS], "ttft,prefill,decode"))
   .option("--repeats <n>", "samples per configuration for ttft and prefill (default 7)", int("--repeats", 1))
   .option("--decode-repeats <n>", "decode loops per configuration (default 5)", int("--decode-repeats", 1))
@@ -106,6 +136,11 @@ interface Opts {
   ours: boolean;
   peerGraph?: string[];
   peerLmHead: string[];
+  peerDtype: GraphQuant["weights"][];
+  q8PerChannel: boolean;
+  q4ZeroPoints: boolean;
+  q4AccuracyLevel?: number;
+  bandwidth: boolean;
   metrics: Metric[];
   repeats?: number;
   decodeRepeats?: number;
@@ -246,6 +281,17 @@ function top1(a: Float32Array, b: Float32Array, V: number): [number, number] {
   return [same, rows];
 }
 
+/** Σ(a − b)² and Σb², to make ‖a − b‖ / ‖b‖ over several arrays. */
+function sq(a: Float32Array, b: Float32Array): [number, number] {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += b[i] ** 2;
+  }
+  return [d, n];
+}
+
 function compareParity(ours: ParityResult, peer: ParityResult, V: number): Omit<ParityRow, "config" | "peer" | "ok" | "checked"> {
   const dec = ours.decode.map((x, i) => maxAbsDiff(x, peer.decode[i]));
   const agree = [
@@ -253,11 +299,16 @@ function compareParity(ours: ParityResult, peer: ParityResult, V: number): Omit<
     top1(ours.last, peer.last, V),
     ...ours.decode.map((x, i) => top1(x, peer.decode[i], V)),
   ].reduce((a, b) => [a[0] + b[0], a[1] + b[1]]);
+  const rms = [sq(ours.all, peer.all), sq(ours.last, peer.last), ...ours.decode.map((x, i) => sq(x, peer.decode[i]))].reduce((a, b) => [
+    a[0] + b[0],
+    a[1] + b[1],
+  ]);
   return {
     prefillAll: maxAbsDiff(ours.all, peer.all),
     last: maxAbsDiff(ours.last, peer.last),
     decode: Math.max(...dec),
     top1: `${agree[0]}/${agree[1]}`,
+    relRms: Math.sqrt(rms[0] / rms[1]),
   };
 }
 
@@ -341,22 +392,46 @@ async function main(): Promise<number> {
     metrics: o.metrics,
     loadavg: [],
     plainNodeRssMiB: plainNodeRss(),
+    bandwidth: [],
+    embedDtype: o.embedDtype,
   };
   let failed = false;
   try {
-    // The peer's graphs, one file per variant.
-    const graphs: { variant: string; file: string }[] = [];
+    // The machine's read bandwidth, before anything else runs (again after the timing, below).
+    if (o.bandwidth) {
+      const b = await measureBandwidth();
+      rep.bandwidth.push({ when: "start", ...b });
+      log(
+        `memory bandwidth: read ${b.read1.toFixed(1)} GB/s (1 thread), ${b.read2?.toFixed(1) ?? "-"} GB/s (2 threads); copy ${b.copy1.toFixed(1)} GB/s`,
+      );
+    }
+
+    // The peer's graphs, one file each: f32 per variant and lm_head; q8 and q4 on the standard variant.
+    const graphs: { variant: string; file: string; weights: GraphQuant["weights"] }[] = [];
     if (o.peer) {
-      for (const variant of peerGraphs) {
-        for (const lmHead of o.peerLmHead) {
-          const file = path.join(o.onnxDir ?? tmp, `${o.model}-seed${o.seed}-${variant}-${lmHead}.onnx`);
-          const ms = await exportGraph({ kind: "export", model: o.model, seed: o.seed, variant, lmHead, onnxPath: file });
-          const meta = JSON.parse(readFileSync(file + ".json", "utf8")) as { ops: string };
-          const name = `${variant}/${lmHead}`;
-          graphs.push({ variant: name, file });
-          rep.peerGraphs.push({ name, ops: meta.ops });
-          log(`exported ORT graph ${name} in ${(ms / 1000).toFixed(1)} s: ${meta.ops}`);
-        }
+      const quant = {
+        q8PerChannel: o.q8PerChannel,
+        q4Symmetric: !o.q4ZeroPoints,
+        q4AccuracyLevel: o.q4AccuracyLevel,
+      };
+      const todo = o.peerDtype.flatMap((weights): { weights: GraphQuant["weights"]; variant: string; lmHead: string }[] =>
+        weights === "f32"
+          ? peerGraphs.flatMap((variant) => o.peerLmHead.map((lmHead) => ({ weights, variant, lmHead })))
+          : [{ weights, variant: "standard", lmHead: "matmul" }],
+      );
+      for (const { weights, variant, lmHead } of todo) {
+        const file = path.join(o.onnxDir ?? tmp, `${o.model}-seed${o.seed}-${variant}-${lmHead}-${weights}.onnx`);
+        const ms = await exportGraph({ kind: "export", model: o.model, seed: o.seed, variant, lmHead, onnxPath: file, weights, ...quant });
+        const meta = JSON.parse(readFileSync(file + ".json", "utf8")) as { ops: string };
+        const name =
+          weights === "f32"
+            ? `${variant}/${lmHead}`
+            : weights === "q8"
+              ? `q8 ${variant}${o.q8PerChannel ? " per-channel" : ""}`
+              : `q4 ${variant}${o.q4ZeroPoints ? " zero-points" : ""}${o.q4AccuracyLevel !== undefined ? ` acc${o.q4AccuracyLevel}` : ""}`;
+        graphs.push({ variant: name, file, weights });
+        rep.peerGraphs.push({ name, ops: meta.ops, mib: statSync(file).size / 2 ** 20 });
+        log(`exported ORT graph ${name} in ${(ms / 1000).toFixed(1)} s (${(statSync(file).size / 2 ** 20).toFixed(0)} MiB): ${meta.ops}`);
       }
     }
 
@@ -408,7 +483,14 @@ async function main(): Promise<number> {
         }
       for (const threads of groupThreads)
         for (const g of graphs) {
-          const cfg: Config = { name: `ORT ${g.variant} ${threads}t`, kind: "peer", dtype: "f32", build: g.variant, threads, samples: {} };
+          const cfg: Config = {
+            name: `ORT ${g.variant} ${threads}t`,
+            kind: "peer",
+            dtype: g.weights,
+            build: g.variant,
+            threads,
+            samples: {},
+          };
           rep.configs.push(cfg);
           spawn(cfg, {
             kind: "peer",
@@ -438,7 +520,9 @@ async function main(): Promise<number> {
       );
       let live = group.filter((x) => x.cfg.ready);
 
-      // Parity before timing: every one of ours against every peer graph (same threads).
+      // Parity before timing (same thread count): ours against every f32 graph and against the ORT
+      // graph of the matching quantization (int8 ~ q8, q4 ~ q4); each quantized ORT graph against the
+      // first f32 graph. Only ours f32 vs ORT f32 is held to PARITY_ATOL; the rest is reported.
       const peerParity = new Map<Config, ParityResult>();
       for (const { cfg, w } of live.filter((x) => x.cfg.kind === "peer")) {
         try {
@@ -447,6 +531,28 @@ async function main(): Promise<number> {
           cfg.status = `failed: ${(e as Error).message.split("\n")[0]}`;
           failed = true;
         }
+      }
+      const compare = (cfg: Config, res: ParityResult, peer: Config, pr: ParityResult) => {
+        const cmp = compareParity(res, pr, V);
+        const worst = Math.max(cmp.prefillAll, cmp.last, cmp.decode);
+        const checked = cfg.dtype === "f32" && peer.dtype === "f32";
+        const ok = !Number.isNaN(worst) && (!checked || worst <= PARITY_ATOL);
+        rep.parity.push({ config: cfg.name, peer: peer.name, ...cmp, ok, checked });
+        log(
+          `parity ${cfg.name} vs ${peer.name}: max|Δ| prefill-all ${cmp.prefillAll.toExponential(2)}, last ` +
+            `${cmp.last.toExponential(2)}, decode ${cmp.decode.toExponential(2)}; rel RMS ${(100 * cmp.relRms).toFixed(2)} %; ` +
+            `top-1 ${cmp.top1}` +
+            (ok ? "" : checked ? ` — FAIL (> ${PARITY_ATOL})` : " — NaN"),
+        );
+        if (!ok) {
+          cfg.status = `parity failed vs ${peer.name} (max |Δ| ${worst.toExponential(2)})`;
+          failed = true;
+        }
+      };
+      for (const [peer, pr] of peerParity) {
+        if (peer.dtype === "f32") continue;
+        const ref = [...peerParity].find(([p]) => p.dtype === "f32" && p.threads === peer.threads);
+        if (ref) compare(peer, pr, ref[0], ref[1]);
       }
       for (const { cfg, w } of live.filter((x) => x.cfg.kind === "ours")) {
         let res: ParityResult;
@@ -459,21 +565,8 @@ async function main(): Promise<number> {
         }
         for (const [peer, pr] of peerParity) {
           if (peer.threads !== cfg.threads) continue; // against ORT at the same thread count
-          const peerName = peer.name;
-          const cmp = compareParity(res, pr, V);
-          const worst = Math.max(cmp.prefillAll, cmp.last, cmp.decode);
-          const checked = cfg.dtype === "f32";
-          const ok = !Number.isNaN(worst) && (!checked || worst <= PARITY_ATOL);
-          rep.parity.push({ config: cfg.name, peer: peerName, ...cmp, ok, checked });
-          log(
-            `parity ${cfg.name} vs ${peerName}: max|Δ| prefill-all ${cmp.prefillAll.toExponential(2)}, last ` +
-              `${cmp.last.toExponential(2)}, decode ${cmp.decode.toExponential(2)}; top-1 ${cmp.top1}` +
-              (ok ? "" : checked ? ` — FAIL (> ${PARITY_ATOL})` : " — NaN"),
-          );
-          if (!ok) {
-            cfg.status = `parity failed vs ${peerName} (max |Δ| ${worst.toExponential(2)})`;
-            failed = true;
-          }
+          if (peer.dtype !== "f32" && peer.dtype !== QUANT_PEER[cfg.dtype]) continue;
+          compare(cfg, res, peer, pr);
         }
       }
       peerParity.clear();
@@ -508,6 +601,11 @@ async function main(): Promise<number> {
         const exit = await w.exit();
         if (exit) cfg.exit = exit;
       }
+    }
+    if (o.bandwidth) {
+      const b = await measureBandwidth();
+      rep.bandwidth.push({ when: "end", ...b });
+      log(`memory bandwidth (end): read ${b.read1.toFixed(1)} GB/s (1 thread), ${b.read2?.toFixed(1) ?? "-"} GB/s (2 threads)`);
     }
   } finally {
     cleanup();
