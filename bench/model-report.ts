@@ -236,8 +236,8 @@ export function roofline(r: RunReport): {
   measured1: { ms: number; build: string } | null;
   measured2: { ms: number; build: string } | null;
 }[] {
-  const bw1 = Math.max(0, ...r.bandwidth.map((b) => b.read1));
-  const bw2 = Math.max(0, ...r.bandwidth.map((b) => b.read2 ?? 0));
+  const bw1 = Math.max(0, ...r.bandwidth.map((b) => b.read1Best));
+  const bw2 = Math.max(0, ...r.bandwidth.map((b) => b.read2Best ?? 0));
   const config = syntheticConfig(r.model);
   const ctx = r.prompt + (r.decodeTokens + 1) / 2; // the mean context over the timed steps
   /** The fastest configuration's decode median among these, at t threads. */
@@ -477,8 +477,9 @@ function header(r: RunReport): string[] {
     ...(r.plainNodeRssMiB !== null ? [`bare node RSS: ${r.plainNodeRssMiB.toFixed(0)} MiB (workers run under tsx: see "baseline")`] : []),
     ...r.bandwidth.map(
       (b) =>
-        `memory bandwidth (${b.when}, ${b.mib} MiB, medians of ${b.repeats}): read ${b.read1.toFixed(1)} GB/s on 1 thread, ` +
-        `${b.read2?.toFixed(1) ?? "-"} GB/s on 2; copy ${b.copy1.toFixed(1)} GB/s (read + written, 1 thread)`,
+        `memory bandwidth (${b.when}, ${b.mib} MiB, medians of ${b.repeats} / best): read ${b.read1.toFixed(1)} / ` +
+        `${b.read1Best.toFixed(1)} GB/s on 1 thread, ${b.read2?.toFixed(1) ?? "-"} / ${b.read2Best?.toFixed(1) ?? "-"} GB/s on 2; ` +
+        `copy ${b.copy1.toFixed(1)} GB/s (read + written, 1 thread)`,
     ),
     ...r.notes,
     ...r.peerGraphs.map((g) => `ORT graph ${g.name}${g.mib !== undefined ? ` (${g.mib.toFixed(0)} MiB)` : ""}: ${g.ops}`),
@@ -582,8 +583,9 @@ export function report(r: RunReport, json: boolean): string {
     parts.push(
       "",
       `Decode roofline: bytes every token must read (weights + f32 KV cache at the mean context ${r.prompt + (r.decodeTokens + 1) / 2}) ` +
-        `over the best read bandwidth measured (${Math.max(...b.map((x) => x.read1)).toFixed(1)} GB/s on 1 thread, ` +
-        `${Math.max(...b.map((x) => x.read2 ?? 0)).toFixed(1)} on 2): a lower bound on ms/token; measured: the fastest configuration's median.`,
+        `over the best read bandwidth measured (${Math.max(...b.map((x) => x.read1Best)).toFixed(1)} GB/s on 1 thread, ` +
+        `${Math.max(...b.map((x) => x.read2Best ?? 0)).toFixed(1)} on 2: best samples): a lower bound on ms/token; measured: the fastest ` +
+        "configuration's median.",
       "",
       rooflineTable(r),
     );

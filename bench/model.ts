@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { modelDims, SYNTHETIC_PRESETS, syntheticConfig } from "../src/models/families/index.js";
 import { wasmUrl } from "../src/wasm.js";
-import { measureBandwidth } from "./bandwidth.js";
+import { describeBandwidth, measureBandwidth } from "./bandwidth.js";
 import { GRAPH_VARIANTS, GRAPH_WEIGHTS, graphVariants, type GraphVariant } from "./decoder-onnx.js";
 import { readLoadOptions } from "./load-options.js";
 import {
@@ -401,9 +401,7 @@ async function main(): Promise<number> {
     if (o.bandwidth) {
       const b = await measureBandwidth();
       rep.bandwidth.push({ when: "start", ...b });
-      log(
-        `memory bandwidth: read ${b.read1.toFixed(1)} GB/s (1 thread), ${b.read2?.toFixed(1) ?? "-"} GB/s (2 threads); copy ${b.copy1.toFixed(1)} GB/s`,
-      );
+      log(`memory bandwidth (start): ${describeBandwidth(b)}`);
     }
 
     // The peer's graphs, one file each: f32 per variant and lm_head; q8 and q4 on the standard variant.
@@ -605,7 +603,7 @@ async function main(): Promise<number> {
     if (o.bandwidth) {
       const b = await measureBandwidth();
       rep.bandwidth.push({ when: "end", ...b });
-      log(`memory bandwidth (end): read ${b.read1.toFixed(1)} GB/s (1 thread), ${b.read2?.toFixed(1) ?? "-"} GB/s (2 threads)`);
+      log(`memory bandwidth (end): ${describeBandwidth(b)}`);
     }
   } finally {
     cleanup();
