@@ -6,8 +6,11 @@
 // and the best sample of each read figure (on a shared machine the median is what a run gets, the
 // best what the memory system gives: the roofline's lower bound uses the best).
 //
-// The kernel is a hand-assembled wasm function (no build step), four independent accumulators:
-//   sum(p, end): a, b, c, d += v128.load(p + 0, 16, 32, 48) as i32x4, p += 64 while p < end → lane 0 of a+b+c+d
+// The kernel is a hand-assembled wasm function (no build step) reading STREAMS sequential streams at
+// once, as our matvec reads 4 weight rows at once: one stream reached 12.6 GB/s here where 2 gave
+// 16.6 and 4 gave 18.4–18.7 (8: no more) — a single stream does not keep enough misses in flight.
+//   sum(p, len): stream s covers [p + s·len, p + (s+1)·len); per step each adds LOADS v128 loads
+//   (i32x4) to its own accumulator → lane 0 of the accumulators' sum
 import { Worker } from "node:worker_threads";
 import { median } from "./model-common.js";
 
@@ -24,6 +27,9 @@ export interface Bandwidth {
   repeats: number;
 }
 
+const STREAMS = 4;
+const LOADS = 4;
+
 const leb = (n: number): number[] => {
   const out: number[] = [];
   do {
@@ -34,27 +40,37 @@ const leb = (n: number): number[] => {
   } while (n);
   return out;
 };
+/** Signed LEB128 (i32.const's immediate: 64 is c0 00, not 40). */
+const sleb = (n: number): number[] => {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) return [...out, b];
+    out.push(b | 0x80);
+  }
+};
 const str = (s: string) => [...leb(s.length), ...Buffer.from(s, "utf8")];
 const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body];
 
-/** The module: imports a shared memory env.memory, exports sum(p: i32, end: i32) → i32. */
-export function sumModuleBytes(): Uint8Array<ArrayBuffer> {
-  const load = (offset: number) => [0x20, 0, 0xfd, 0x00, 4, ...leb(offset)]; // local.get p; v128.load align=16 offset
+/** The module: imports a shared memory env.memory, exports sum(p: i32, len: i32) → i32. */
+export function sumModuleBytes(S = STREAMS, U = LOADS): Uint8Array<ArrayBuffer> {
+  // Locals after the params (0: p, 1: len): the S stream pointers, end, then S v128 accumulators.
+  const ptr = (s: number) => 2 + s;
+  const END = 2 + S;
+  const acc = (s: number) => 3 + S + s;
   const add = [0xfd, ...leb(174)]; // i32x4.add
-  const acc = (local: number, offset: number) => [0x20, local, ...load(offset), ...add, 0x21, local];
-  const body = [
-    ...[1, 4, 0x7b], // locals: 4 × v128 (indices 2…5)
-    ...[0x03, 0x40], // loop
-    ...acc(2, 0),
-    ...acc(3, 16),
-    ...acc(4, 32),
-    ...acc(5, 48),
-    ...[0x20, 0, 0x41, 0xc0, 0x00, 0x6a, 0x22, 0], // p = p + 64 (tee; i32.const is signed LEB128: 64 = c0 00)
-    ...[0x20, 1, 0x49, 0x0d, 0], // br_if 0 (p < end)
-    0x0b, // end loop
-    ...[0x20, 2, 0x20, 3, ...add, 0x20, 4, ...add, 0x20, 5, ...add, 0xfd, 0x1b, 0], // lane 0 of a+b+c+d
-    0x0b,
-  ];
+  const body = [2, S + 1, 0x7f, S, 0x7b];
+  for (let s = 0; s < S; s++) body.push(0x20, 0, 0x20, 1, 0x41, ...sleb(s), 0x6c, 0x6a, 0x21, ptr(s)); // ptr_s = p + s·len
+  body.push(0x20, 0, 0x20, 1, 0x6a, 0x21, END); // end = p + len
+  body.push(0x03, 0x40); // loop
+  for (let s = 0; s < S; s++)
+    for (let u = 0; u < U; u++) body.push(0x20, acc(s), 0x20, ptr(s), 0xfd, 0x00, 4, ...leb(16 * u), ...add, 0x21, acc(s)); // acc_s += load(ptr_s + 16u)
+  for (let s = 0; s < S; s++) body.push(0x20, ptr(s), 0x41, ...sleb(16 * U), 0x6a, 0x21, ptr(s)); // ptr_s += 16U
+  body.push(0x20, ptr(0), 0x20, END, 0x49, 0x0d, 0, 0x0b); // br_if loop (ptr_0 < end); end
+  body.push(0x20, acc(0));
+  for (let s = 1; s < S; s++) body.push(0x20, acc(s), ...add);
+  body.push(0xfd, 0x1b, 0, 0x0b); // i32x4.extract_lane 0; end
   return Uint8Array.from([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, [1, 0x60, 2, 0x7f, 0x7f, 1, 0x7f]),
@@ -72,10 +88,10 @@ async function instantiate(memory: WebAssembly.Memory): Promise<Sum> {
   return instance.exports.sum as Sum;
 }
 
-/** The worker: waits on ctl[0] for a round number, sums [from, to), stores the round in ctl[1]. */
+/** The worker: waits on ctl[0] for a round number, sums its region (sum(from, len)), stores the round in ctl[1]. */
 const WORKER_SRC = `
 const { workerData } = require("node:worker_threads");
-const { memory, bytes, from, to, ctl } = workerData;
+const { memory, bytes, from, len, ctl } = workerData;
 const flags = new Int32Array(ctl);
 WebAssembly.instantiate(bytes, { env: { memory } }).then(({ instance }) => {
   const sum = instance.exports.sum;
@@ -83,7 +99,7 @@ WebAssembly.instantiate(bytes, { env: { memory } }).then(({ instance }) => {
   for (let round = 1; ; round++) {
     Atomics.wait(flags, 0, round - 1);
     if (Atomics.load(flags, 0) < 0) return;
-    flags[2] = sum(from, to);
+    flags[2] = sum(from, len);
     Atomics.store(flags, 1, round); Atomics.notify(flags, 1);
   }
 });
@@ -99,11 +115,11 @@ export async function measureBandwidth(o: { mib?: number; repeats?: number; thre
   const sum = await instantiate(memory);
   const GB = (n: number, ms: number) => n / 1e9 / (ms / 1000);
 
-  sum(0, bytes); // warm-up (and tier-up)
+  sum(0, bytes / STREAMS); // warm-up (and tier-up)
   const r1: number[] = [];
   for (let i = 0; i < repeats; i++) {
     const t = performance.now();
-    sum(0, bytes);
+    sum(0, bytes / STREAMS);
     r1.push(GB(bytes, performance.now() - t));
   }
 
@@ -113,7 +129,7 @@ export async function measureBandwidth(o: { mib?: number; repeats?: number; thre
     const ctl = new SharedArrayBuffer(16);
     const flags = new Int32Array(ctl);
     const half = bytes / 2;
-    const w = new Worker(WORKER_SRC, { eval: true, workerData: { memory, bytes: sumModuleBytes(), from: half, to: bytes, ctl } });
+    const w = new Worker(WORKER_SRC, { eval: true, workerData: { memory, bytes: sumModuleBytes(), from: half, len: half / STREAMS, ctl } });
     try {
       // Wait until the worker has compiled its module (it sets ctl[1] = -1).
       while (Atomics.load(flags, 1) !== -1) await new Promise((r) => setTimeout(r, 5));
@@ -122,7 +138,7 @@ export async function measureBandwidth(o: { mib?: number; repeats?: number; thre
         const t = performance.now();
         Atomics.store(flags, 0, round);
         Atomics.notify(flags, 0);
-        sum(0, half);
+        sum(0, half / STREAMS);
         while (Atomics.load(flags, 1) !== round) Atomics.wait(flags, 1, Atomics.load(flags, 1), 1000);
         if (round > 1) r2.push(GB(bytes, performance.now() - t)); // round 1: the worker's warm-up
       }
