@@ -40,7 +40,7 @@ const EXEC_ARGV = ["--experimental-wasm-relaxed-simd", "--expose-gc", "--import"
 const DTYPES = ["f32", "f16", "int8", "q4"] as const;
 /** The default: f16 is opt-in (no faster than f32 at decode, see README) to keep ~12 GB alive at once. */
 const DEFAULT_DTYPES = ["f32", "int8", "q4"];
-const EMBED_DTYPES = ["f32", "f16", "int8"] as const;
+const EMBED_DTYPES = ["f32", "f16", "int8", "q4"] as const;
 const BUILDS = ["simd", "relaxed"] as const;
 const GRAPHS = GRAPH_VARIANTS;
 const LM_HEADS = ["gemm", "matmul"] as const;
