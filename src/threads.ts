@@ -138,6 +138,8 @@ export class ThreadPool {
   private ctrl: Int32Array;
   private args: Float64Array;
   private seq = 0;
+  /** Parallel regions run so far (one per split call): wake-ups paid, for tests and benchmarks. */
+  regions = 0;
   private closed = false;
   /** Set when a worker exits or fails after starting: the next call closes the pool. */
   private dead = false;
@@ -244,6 +246,7 @@ export class ThreadPool {
     Atomics.store(c, DONE, 0);
     Atomics.store(c, ACK, 0);
     Atomics.store(c, FAILED, 0);
+    this.regions++;
     Atomics.store(c, SEQ, ++this.seq);
     Atomics.notify(c, SEQ);
 

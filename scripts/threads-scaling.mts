@@ -1,0 +1,196 @@
+// How decode scales from one thread to two (issue #12): every number below is measured in one run,
+// configurations interleaved round by round, and reported as medians with ratios.
+//
+//   npx tsx scripts/threads-scaling.mts [--rounds 9] [--tokens 32] [--prompt 32] [--model opt-125m]
+//
+// 1. memory bandwidth of a pure streaming read (a tiny SIMD kernel compiled here), one thread
+//    against two: what two cores can share before any model code runs;
+// 2. the cost of one empty parallel region (wake the workers, run nothing, wait for them), back to
+//    back (workers still spinning) and after a pause (workers asleep in Atomics.wait);
+// 3. parallel regions per decoded token (the pool's counter);
+// 4. decode ms/token of the synthetic model at 1 and 2 threads for f32, int8 and q4.
+import asc from "assemblyscript/asc";
+import { loadavg } from "node:os";
+import { Worker } from "node:worker_threads";
+import { DecoderModel, type KVCache } from "../src/models/decoder.js";
+import { syntheticConfig } from "../src/models/families/index.js";
+import { SyntheticSource } from "../src/models/synthetic.js";
+import type { ThreadPool } from "../src/threads.js";
+
+const arg = (name: string, dflt: number | string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : String(dflt);
+};
+const ROUNDS = Number(arg("rounds", 9));
+const TOKENS = Number(arg("tokens", 32));
+const PROMPT = Number(arg("prompt", 32));
+const PRESET = arg("model", "opt-125m");
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- 1. streaming-read bandwidth -------------------------------------------------------------
+
+const READ_SRC = `
+export function readSum(p: usize, n: usize): f32 {
+  let a = f32x4.splat(0), b = a, c = a, d = a;
+  for (let i: usize = 0; i < n; i += 64) {
+    a = f32x4.add(a, v128.load(p + i));
+    b = f32x4.add(b, v128.load(p + i, 16));
+    c = f32x4.add(c, v128.load(p + i, 32));
+    d = f32x4.add(d, v128.load(p + i, 48));
+  }
+  const s = f32x4.add(f32x4.add(a, b), f32x4.add(c, d));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+}`;
+
+async function bandwidth(): Promise<string> {
+  const { binary, stderr, error } = await asc.compileString(READ_SRC, {
+    optimizeLevel: 3,
+    runtime: "stub",
+    enable: ["simd", "threads"],
+    sharedMemory: true,
+    importMemory: true,
+    initialMemory: 4097,
+    maximumMemory: 4097,
+  });
+  if (error || !binary) throw new Error(`asc: ${error?.message} ${stderr.toString()}`);
+  const module = new WebAssembly.Module(binary);
+  const memory = new WebAssembly.Memory({ initial: 4097, maximum: 4097, shared: true });
+  const BYTES = 256 << 20; // far beyond the 8 MiB L3
+  const base = 65536;
+  new Float32Array(memory.buffer, base, BYTES / 4).fill(1.5);
+  const readSum = (new WebAssembly.Instance(module, { env: { memory } }).exports as { readSum(p: number, n: number): number }).readSum;
+  // One worker reading the second half on command: ctrl[0] job number, ctrl[1] done count.
+  const ctrl = new Int32Array(new SharedArrayBuffer(8));
+  const w = new Worker(
+    `const { workerData: d } = require("node:worker_threads");
+     const f = new WebAssembly.Instance(d.module, { env: { memory: d.memory } }).exports.readSum;
+     const c = new Int32Array(d.ctrl); let seq = 0;
+     for (;;) { Atomics.wait(c, 0, seq); seq = Atomics.load(c, 0); if (seq < 0) break; f(d.p, d.n); Atomics.add(c, 1, 1); Atomics.notify(c, 1); }`,
+    { eval: true, workerData: { module, memory, ctrl: ctrl.buffer, p: base + BYTES / 2, n: BYTES / 2 } },
+  );
+  let seq = 0;
+  const one: number[] = [];
+  const two: number[] = [];
+  for (let r = 0; r < ROUNDS + 1; r++) {
+    let t0 = performance.now();
+    readSum(base, BYTES);
+    const t1 = performance.now() - t0;
+    t0 = performance.now();
+    Atomics.store(ctrl, 1, 0);
+    Atomics.store(ctrl, 0, ++seq);
+    Atomics.notify(ctrl, 0);
+    readSum(base, BYTES / 2);
+    while (Atomics.load(ctrl, 1) < 1) Atomics.wait(ctrl, 1, 0, 1);
+    const t2 = performance.now() - t0;
+    if (r > 0) {
+      one.push(BYTES / 1e6 / t1); // GB/s
+      two.push(BYTES / 1e6 / t2);
+    }
+  }
+  Atomics.store(ctrl, 0, -1);
+  Atomics.notify(ctrl, 0);
+  await w.terminate();
+  const a = median(one);
+  const b = median(two);
+  return `streaming read of 256 MiB: 1 thread ${a.toFixed(2)} GB/s, 2 threads ${b.toFixed(2)} GB/s (${(b / a).toFixed(2)}×)`;
+}
+
+// ---- 2. an empty region --------------------------------------------------------------------
+
+/** Median µs of one region whose kernel does nothing (linear with T = 0), hot and after a pause. */
+async function emptyRegion(pool: ThreadPool): Promise<string> {
+  const empty = () => pool.split("linear", [0, 0, 0, 0, 0, 0, 0, 0, 0], 64);
+  for (let i = 0; i < 2000; i++) empty();
+  const hot: number[] = [];
+  for (let i = 0; i < 5000; i++) {
+    const t0 = performance.now();
+    empty();
+    hot.push((performance.now() - t0) * 1000);
+  }
+  const cold: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    await sleep(5); // long enough for the workers to stop spinning and sleep
+    const t0 = performance.now();
+    empty();
+    cold.push((performance.now() - t0) * 1000);
+  }
+  return `empty region: ${median(hot).toFixed(1)} µs back to back, ${median(cold).toFixed(1)} µs after 5 ms idle (medians of ${hot.length} / ${cold.length})`;
+}
+
+// ---- 3, 4. decode -----------------------------------------------------------------------------
+
+interface Run {
+  dtype: "f32" | "int8" | "q4";
+  threads: number;
+  model: DecoderModel;
+  cache: KVCache;
+  msPerToken: number[];
+}
+
+const config = syntheticConfig(PRESET);
+const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 3) % config.vocab_size);
+const next = (i: number) => (i * 104729 + 17) % config.vocab_size;
+
+/** TOKENS decode steps from the same cached prompt each round (the cache rewound to it). */
+function decode(r: Run): number {
+  r.cache.length = PROMPT;
+  r.cache.seen[0] = PROMPT;
+  const t0 = performance.now();
+  for (let i = 0; i < TOKENS; i++) r.model.forward([[next(i)]], { cache: r.cache, logits: "last" });
+  return (performance.now() - t0) / TOKENS;
+}
+
+console.log(`node ${process.version}, ${PRESET}, prompt ${PROMPT}, ${TOKENS} decoded tokens per round, ${ROUNDS} rounds`);
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+console.log(`load average at start: ${load()} (other processes share the cores: compare within this run only)`);
+console.log(await bandwidth());
+
+const runs: Run[] = [];
+for (const dtype of ["f32", "int8", "q4"] as const) {
+  for (const threads of [1, 2]) {
+    const model = await DecoderModel.load(config, new SyntheticSource(config, 0), { dtype, threads });
+    const cache = model.createCache(1, PROMPT + TOKENS + 1);
+    model.forward([prompt], { cache, logits: "none" });
+    runs.push({ dtype, threads, model, cache, msPerToken: [] });
+  }
+}
+console.log(await emptyRegion(runs.find((r) => r.threads === 2)!.model.pool!));
+
+const regionLine: string[] = [];
+for (const r of runs.filter((r) => r.threads === 2)) {
+  decode(r); // warm-up
+  const before = r.model.pool!.regions;
+  decode(r);
+  regionLine.push(`${r.dtype} ${(r.model.pool!.regions - before) / TOKENS}`);
+}
+console.log(`parallel regions per decoded token (incl. lm_head): ${regionLine.join(", ")}`);
+
+for (let round = 0; round < ROUNDS; round++) {
+  // Rotate the order every round so no configuration always follows the same one.
+  for (let j = 0; j < runs.length; j++) {
+    const r = runs[(j + round) % runs.length];
+    r.msPerToken.push(decode(r));
+  }
+}
+
+console.log("\ndecode ms/token (median over rounds; ratio = 2-thread tokens/s ÷ 1-thread)");
+console.log("dtype   1 thread   2 threads   ratio   (per-round ratios min…max)");
+for (const dtype of ["f32", "int8", "q4"] as const) {
+  const [a, b] = [1, 2].map((t) => runs.find((r) => r.dtype === dtype && r.threads === t)!);
+  const per = a.msPerToken.map((x, i) => x / b.msPerToken[i]).sort((x, y) => x - y);
+  console.log(
+    `${dtype.padEnd(6)} ${median(a.msPerToken).toFixed(2).padStart(8)}   ${median(b.msPerToken).toFixed(2).padStart(9)}   ` +
+      `${(median(a.msPerToken) / median(b.msPerToken)).toFixed(2).padStart(5)}×  (${per[0].toFixed(2)}…${per[per.length - 1].toFixed(2)})`,
+  );
+}
+console.log(`load average at end: ${load()}`);
+for (const r of runs) r.model.dispose();
