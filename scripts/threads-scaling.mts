@@ -2,15 +2,19 @@
 // configurations interleaved round by round, and reported as medians with ratios.
 //
 //   npx tsx scripts/threads-scaling.mts [--rounds 9] [--tokens 32] [--prompt 32] [--model opt-125m]
+//       [--spin 0,200,1000]   2-thread runs with each of these spin budgets (pool.spinMicros, µs)
+//       [--baseline DIR]      the same runs from another checkout of wasm-lm, side by side
 //
 // 1. memory bandwidth of a pure streaming read (a tiny SIMD kernel compiled here), one thread
 //    against two: what two cores can share before any model code runs;
-// 2. the cost of one empty parallel region (wake the workers, run nothing, wait for them), back to
+// 2. the wake-up round trip (wake the workers, wait until each has picked the region up), back to
 //    back (workers still spinning) and after a pause (workers asleep in Atomics.wait);
 // 3. parallel regions per decoded token (the pool's counter);
 // 4. decode ms/token of the synthetic model at 1 and 2 threads for f32, int8 and q4.
 import asc from "assemblyscript/asc";
 import { loadavg } from "node:os";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { DecoderModel, type KVCache } from "../src/models/decoder.js";
 import { syntheticConfig } from "../src/models/families/index.js";
@@ -101,44 +105,54 @@ async function bandwidth(): Promise<string> {
   return `streaming read of 256 MiB: 1 thread ${a.toFixed(2)} GB/s, 2 threads ${b.toFixed(2)} GB/s (${(b / a).toFixed(2)}×)`;
 }
 
-// ---- 2. an empty region --------------------------------------------------------------------
+// ---- 2. wake-up cost ---------------------------------------------------------------------------
 
-/** Median µs of one region whose kernel does nothing (linear with T = 0), hot and after a pause. */
-async function emptyRegion(pool: ThreadPool): Promise<string> {
-  const empty = () => pool.split("linear", [0, 0, 0, 0, 0, 0, 0, 0, 0], 64);
-  for (let i = 0; i < 2000; i++) empty();
-  const hot: number[] = [];
-  for (let i = 0; i < 5000; i++) {
+/** Medians (µs) of the pool's wake-up round trip and of an empty region, hot and after a pause. */
+async function wakeups(pool: ThreadPool): Promise<string> {
+  const time = (f: () => void) => {
     const t0 = performance.now();
-    empty();
-    hot.push((performance.now() - t0) * 1000);
-  }
+    f();
+    return (performance.now() - t0) * 1000;
+  };
+  const ping = () => pool.ping();
+  const empty = () => pool.split("linear", [0, 0, 0, 0, 0, 0, 0, 0, 64]); // T = 0: the kernel returns at once
+  for (let i = 0; i < 2000; i++) ping();
+  const hot = Array.from({ length: 5000 }, () => time(ping));
+  const hotEmpty = Array.from({ length: 5000 }, () => time(empty));
   const cold: number[] = [];
   for (let i = 0; i < 200; i++) {
-    await sleep(5); // long enough for the workers to stop spinning and sleep
-    const t0 = performance.now();
-    empty();
-    cold.push((performance.now() - t0) * 1000);
+    await sleep(5); // longer than the workers spin: they are asleep in Atomics.wait
+    cold.push(time(ping));
   }
-  return `empty region: ${median(hot).toFixed(1)} µs back to back, ${median(cold).toFixed(1)} µs after 5 ms idle (medians of ${hot.length} / ${cold.length})`;
+  return (
+    `wake-up round trip (wake every worker, wait until each has picked the region up; spin ${pool.spinMicros} µs): ` +
+    `${median(hot).toFixed(1)} µs back to back, ${median(cold).toFixed(1)} µs after 5 ms idle; ` +
+    `an empty region on the calling thread: ${median(hotEmpty).toFixed(1)} µs`
+  );
 }
 
 // ---- 3, 4. decode -----------------------------------------------------------------------------
 
+type DType = "f32" | "int8" | "q4";
 interface Run {
-  dtype: "f32" | "int8" | "q4";
-  threads: number;
+  label: string;
+  dtype: DType;
   model: DecoderModel;
   cache: KVCache;
+  spin?: number;
   msPerToken: number[];
 }
+type Loader = typeof DecoderModel.load;
 
 const config = syntheticConfig(PRESET);
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 3) % config.vocab_size);
 const next = (i: number) => (i * 104729 + 17) % config.vocab_size;
+const SPINS = arg("spin", "").split(",").filter(Boolean).map(Number);
+const BASELINE = arg("baseline", "");
 
 /** TOKENS decode steps from the same cached prompt each round (the cache rewound to it). */
 function decode(r: Run): number {
+  if (r.spin !== undefined) r.model.pool!.spinMicros = r.spin;
   r.cache.length = PROMPT;
   r.cache.seen[0] = PROMPT;
   const t0 = performance.now();
@@ -154,25 +168,38 @@ const load = () =>
 console.log(`load average at start: ${load()} (other processes share the cores: compare within this run only)`);
 console.log(await bandwidth());
 
+// --baseline DIR: the same configurations from another checkout too (e.g. the commit before a
+// change: git archive <commit> | tar -x -C DIR, then build/ and node_modules linked into DIR).
+const loaders: [string, Loader][] = [["", DecoderModel.load.bind(DecoderModel)]];
+if (BASELINE) {
+  const url = pathToFileURL(resolve(BASELINE, "src/models/decoder.ts")).href;
+  const base = (await import(url)) as { DecoderModel: typeof DecoderModel };
+  loaders.push([" (baseline)", base.DecoderModel.load.bind(base.DecoderModel)]);
+}
 const runs: Run[] = [];
 for (const dtype of ["f32", "int8", "q4"] as const) {
-  for (const threads of [1, 2]) {
-    const model = await DecoderModel.load(config, new SyntheticSource(config, 0), { dtype, threads });
-    const cache = model.createCache(1, PROMPT + TOKENS + 1);
-    model.forward([prompt], { cache, logits: "none" });
-    runs.push({ dtype, threads, model, cache, msPerToken: [] });
+  for (const [tag, loadModel] of loaders) {
+    for (const threads of [1, 2]) {
+      const model = await loadModel(config, new SyntheticSource(config, 0), { dtype, threads });
+      const cache = model.createCache(1, PROMPT + TOKENS + 1);
+      model.forward([prompt], { cache, logits: "none" });
+      const label = `${threads} thread${threads > 1 ? "s" : ""}${tag}`;
+      if (threads === 1 || tag || SPINS.length === 0) runs.push({ label, dtype, model, cache, msPerToken: [] });
+      else for (const spin of SPINS) runs.push({ label: `${label}, spin ${spin} µs`, dtype, model, cache, spin, msPerToken: [] });
+    }
   }
 }
-console.log(await emptyRegion(runs.find((r) => r.threads === 2)!.model.pool!));
+const pool2 = runs.find((r) => r.model.threads === 2 && !r.label.includes("baseline"))!.model.pool!;
+console.log(await wakeups(pool2));
 
 const regionLine: string[] = [];
-for (const r of runs.filter((r) => r.threads === 2)) {
+for (const r of runs.filter((r) => r.model.threads === 2 && r.spin === SPINS[0])) {
   decode(r); // warm-up
   const before = r.model.pool!.regions;
   decode(r);
-  regionLine.push(`${r.dtype} ${(r.model.pool!.regions - before) / TOKENS}`);
+  regionLine.push(`${r.dtype}${r.label.includes("baseline") ? " (baseline)" : ""} ${(r.model.pool!.regions - before) / TOKENS}`);
 }
-console.log(`parallel regions per decoded token (incl. lm_head): ${regionLine.join(", ")}`);
+console.log(`parallel regions per decoded token (lm_head included): ${regionLine.join(", ")}`);
 
 for (let round = 0; round < ROUNDS; round++) {
   // Rotate the order every round so no configuration always follows the same one.
@@ -182,15 +209,18 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
-console.log("\ndecode ms/token (median over rounds; ratio = 2-thread tokens/s ÷ 1-thread)");
-console.log("dtype   1 thread   2 threads   ratio   (per-round ratios min…max)");
+console.log("\ndecode ms/token, median over rounds; ratio = tokens/s against 1 thread of this tree (per-round ratios min…max)");
 for (const dtype of ["f32", "int8", "q4"] as const) {
-  const [a, b] = [1, 2].map((t) => runs.find((r) => r.dtype === dtype && r.threads === t)!);
-  const per = a.msPerToken.map((x, i) => x / b.msPerToken[i]).sort((x, y) => x - y);
-  console.log(
-    `${dtype.padEnd(6)} ${median(a.msPerToken).toFixed(2).padStart(8)}   ${median(b.msPerToken).toFixed(2).padStart(9)}   ` +
-      `${(median(a.msPerToken) / median(b.msPerToken)).toFixed(2).padStart(5)}×  (${per[0].toFixed(2)}…${per[per.length - 1].toFixed(2)})`,
-  );
+  const mine = runs.filter((r) => r.dtype === dtype);
+  const one = mine[0];
+  for (const r of mine) {
+    const per = one.msPerToken.map((x, i) => x / r.msPerToken[i]).sort((x, y) => x - y);
+    const ratio = median(one.msPerToken) / median(r.msPerToken);
+    console.log(
+      `${dtype.padEnd(5)} ${r.label.padEnd(30)} ${median(r.msPerToken).toFixed(2).padStart(7)} ms   ` +
+        `${ratio.toFixed(2)}×  (${per[0].toFixed(2)}…${per[per.length - 1].toFixed(2)})`,
+    );
+  }
 }
 console.log(`load average at end: ${load()}`);
 for (const r of runs) r.model.dispose();

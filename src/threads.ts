@@ -1,11 +1,13 @@
 // Worker threads over one shared WebAssembly.Memory.
 //
 // Every thread instantiates the same -mt module on the same shared memory; workers never allocate
-// (kernels take raw pointers), so the main thread's arena stays the one owner of memory. A kernel
-// call is split by a range argument (a linear's output rows, attention's heads): the main thread
-// writes the call into a small shared control block, wakes the workers, runs its own part, and
-// waits for theirs. Waiting spins briefly before sleeping, since one decode step makes ~100 such
-// calls and a sleep/wake round trip costs tens of microseconds.
+// (kernels take raw pointers), so the main thread's arena stays the one owner of memory. A parallel
+// region runs one or more independent kernel calls, each split by a range argument (a linear's
+// output rows, attention's heads) into chunks of whole units: the main thread writes the calls into
+// a small shared job table, bumps a region number that idle workers watch (spinning briefly, then
+// Atomics.wait: no postMessage after start-up), and every thread claims chunks from one shared
+// counter until none are left. The main thread works too, and only ever waits for chunks a worker
+// is running, never for a worker to wake up: on a loaded machine a late worker just gets fewer.
 //
 // Atomics.wait is not allowed on a browser page's main thread: there the pool can only be used
 // from inside a worker (the model then runs in a worker), or not at all.
@@ -14,8 +16,9 @@ import { detectFeatures, importNodeBuiltin, type Wasm } from "./wasm.js";
 /**
  * How the pool splits each kernel it can run: the kernel's arguments in order (as assembly/index.ts
  * exports it), the argument that starts the split range (the next one ends it), the unit ranges are
- * cut at (16 output rows: whole register tiles of the linear kernels), and the argument that is
- * per-thread scratch (each thread's moved by its index times the caller's stride).
+ * cut at (16 output rows: whole register tiles of the linear kernels; a unit is computed the same
+ * way whichever piece it falls in, so any cut gives the same bits), and the argument that is
+ * per-thread scratch (each thread's moved by its index times the job's scratchStride).
  */
 export const SPLITS = {
   linear: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, scratch: null },
@@ -39,29 +42,73 @@ export const SPLITS = {
 export type SplitKernel = keyof typeof SPLITS;
 export const SPLITTABLE = Object.keys(SPLITS) as SplitKernel[];
 
-// Control block (Int32Array) slots.
-const SEQ = 0; // job number; workers wait for it to change
-const DONE = 1; // workers finished with the current job
-const KERNEL = 2;
-const NARGS = 3;
-const TOTAL = 4; // size of the range to split
-const RANGE_ARG = 5; // index of the range start in args
-const SCRATCH_ARG = 6; // index of a per-thread scratch pointer in args, or -1
-const SCRATCH_STRIDE = 7; // bytes between threads' scratch regions
-const PARTS = 8; // participants (workers + main)
-const STOP = 9;
-const FAILED = 10; // a worker's kernel threw
-const UNIT = 11; // ranges are cut at multiples of this (SIMD tiles)
-const ACK = 12; // workers that picked up the current job
-const CTRL_INTS = 16;
-const MAX_ARGS = 32;
+/** A splittable kernel's arguments by name. */
+export type SplitArgs<K extends SplitKernel> = { [A in (typeof SPLITS)[K]["args"][number]]: number };
 
-// How long a waiting thread spins before it sleeps, and how long the main thread waits for a
-// worker before it calls the worker dead (no kernel call here takes more than a few seconds).
-const SPIN = 20000;
+/**
+ * One kernel call for the pool: every argument in SPLITS order, the full range included (the
+ * range argument and the next one: [start, end)).
+ */
+export interface SplitJob {
+  kernel: SplitKernel;
+  args: readonly number[];
+  /** Bytes between threads' scratch regions (kernels with a scratch argument). */
+  scratchStride?: number;
+}
+
+/** A job from named arguments: SPLITS puts them in order. */
+export function splitJob<K extends SplitKernel>(kernel: K, args: SplitArgs<K>, scratchStride = 0): SplitJob {
+  const named = args as Record<string, number>;
+  const names = SPLITS[kernel].args as readonly string[];
+  const a = new Array<number>(names.length);
+  for (let i = 0; i < names.length; i++) a[i] = named[names[i]];
+  return { kernel, args: a, scratchStride };
+}
+
+// A region is cut into chunks: each job's range into pieces of whole units, numbered across the
+// region's jobs. Threads claim chunks one at a time from a shared counter, so a thread that is late
+// (asleep, descheduled by another process) simply gets fewer: the caller never waits for a worker
+// that has not started, only for a chunk a worker is running. Pieces shrink along a job (each a
+// 1/(2·threads) share of what is left, at least one unit: "guided" scheduling), so the last ones,
+// which decide how long the others wait, are small. Each unit is computed by the same code
+// whichever thread runs it, so results do not depend on who ran what.
+
+// Control block (Int32Array) slots.
+const SEQ = 0; // region number; idle workers wait for it to change
+const CLAIM = 1; // (region tag << CHUNK_BITS) | next unclaimed chunk
+const FINISHED = 2; // chunks finished in the current region
+const NCHUNKS = 3;
+const STOP = 4;
+const FAILED = 5; // a worker's kernel threw (the kernel's index + 1)
+const SPIN_US = 6; // how long an idle worker spins before it sleeps
+const SLEEPERS = 7; // workers in Atomics.wait: the caller notifies only when there are some
+const SEEN = 16; // SEEN + i: the last region worker i picked up
+const MAX_THREADS = 256;
+const CTRL_INTS = SEEN + MAX_THREADS + 1;
+
+const CHUNK_BITS = 12;
+const MAX_CHUNKS = 1 << CHUNK_BITS;
+const TAG_MASK = (1 << (32 - CHUNK_BITS)) - 1;
+
+// Job table (Float64Array): per job its header, then its arguments.
+const J_KERNEL = 0;
+const J_NARGS = 1;
+const J_RANGE = 2; // index of the range start in args (the end is the next one)
+const J_SCRATCH = 3; // index of the per-thread scratch pointer, or -1
+const J_STRIDE = 4;
+const J_ARGS = 5;
+const MAX_ARGS = 16; // wasm ignores extra arguments: every kernel is called with 16
+const JOB_DOUBLES = 24;
+const MAX_JOBS = 64;
+// Chunk table (Int32Array): per chunk its job and its [lo, hi) offsets into the job's range.
+const CHUNK_INTS = 3;
+
+/** How long a thread with nothing to do spins before it sleeps (µs); see threads-scaling.mts. */
+const DEFAULT_SPIN_US = 50;
+// How long the main thread waits for a chunk a worker is running before it calls the worker dead
+// (no kernel call here takes more than a few seconds), and how long a worker may go without picking
+// up any region while regions are run before it is dead (killed, out of memory), not slow.
 const WORKER_TIMEOUT_MS = 60_000;
-// A live worker picks a job up within microseconds, or a few scheduler slices on a loaded machine;
-// one that has not within this long is dead (killed, out of memory), not slow.
 const ACK_TIMEOUT_MS = 5_000;
 
 /** The worker's code, as a string: it runs unchanged from src/ or dist/, in Node and browsers. */
@@ -70,46 +117,67 @@ const isNode = typeof process !== "undefined" && !!(process.versions && process.
 const port = isNode ? require("node:worker_threads").parentPort : self;
 function onFirstMessage(f) { if (isNode) port.once("message", f); else self.onmessage = (e) => f(e.data); }
 onFirstMessage((d) => {
-  let k, ctrl, args;
+  let k, ctrl, jobs, chunks;
   try {
     const inst = new WebAssembly.Instance(d.module, { env: { memory: d.memory, abort() { throw new Error("kernel abort"); } } });
     k = d.kernels.map((n) => inst.exports[n]);
     ctrl = new Int32Array(d.ctrl);
-    args = new Float64Array(d.args);
+    jobs = new Float64Array(d.jobs);
+    chunks = new Int32Array(d.chunks);
   } catch (e) {
     port.postMessage({ error: String(e && e.message || e) });
     return;
   }
   port.postMessage({ ready: true });
   const me = d.index;
-  const a = new Array(${MAX_ARGS});
+  const a = new Float64Array(${MAX_ARGS});
+  function runChunk(c) {
+    const j = chunks[c * ${CHUNK_INTS}], o = j * ${JOB_DOUBLES};
+    const n = jobs[o + ${J_NARGS}];
+    for (let i = 0; i < n; i++) a[i] = jobs[o + ${J_ARGS} + i];
+    const r = jobs[o + ${J_RANGE}];
+    const base = a[r];
+    a[r] = base + chunks[c * ${CHUNK_INTS} + 1];
+    a[r + 1] = base + chunks[c * ${CHUNK_INTS} + 2];
+    const s = jobs[o + ${J_SCRATCH}];
+    if (s >= 0) a[s] += me * jobs[o + ${J_STRIDE}];
+    const ki = jobs[o + ${J_KERNEL}];
+    try {
+      k[ki](a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+    } catch (e) {
+      Atomics.store(ctrl, ${FAILED}, ki + 1);
+    }
+  }
   let seq = 0;
   for (;;) {
-    let spins = 0;
-    while (Atomics.load(ctrl, ${SEQ}) === seq) {
-      // Timed, so that a terminating process can stop an idle worker between waits.
-      if (++spins > ${SPIN}) Atomics.wait(ctrl, ${SEQ}, seq, 50);
+    if (Atomics.load(ctrl, ${SEQ}) === seq) {
+      // Idle: spin a little (the next region usually comes within microseconds), then sleep.
+      const t0 = performance.now(), spinMs = ctrl[${SPIN_US}] / 1000;
+      for (let i = 1; Atomics.load(ctrl, ${SEQ}) === seq; i++) {
+        if ((i & 63) === 0 && performance.now() - t0 >= spinMs) {
+          Atomics.add(ctrl, ${SLEEPERS}, 1);
+          // Timed, so that a terminating process can stop an idle worker between waits.
+          while (Atomics.load(ctrl, ${SEQ}) === seq) Atomics.wait(ctrl, ${SEQ}, seq, 50);
+          Atomics.sub(ctrl, ${SLEEPERS}, 1);
+        }
+      }
     }
     seq = Atomics.load(ctrl, ${SEQ});
     if (Atomics.load(ctrl, ${STOP})) break;
-    Atomics.add(ctrl, ${ACK}, 1);
-    try {
-      const n = ctrl[${NARGS}], total = ctrl[${TOTAL}], parts = ctrl[${PARTS}], unit = ctrl[${UNIT}];
-      for (let i = 0; i < n; i++) a[i] = args[i];
-      const units = Math.ceil(total / unit);
-      const lo = Math.min(total, Math.floor(units * me / parts) * unit);
-      const hi = Math.min(total, Math.floor(units * (me + 1) / parts) * unit);
-      const r = ctrl[${RANGE_ARG}];
-      const base = a[r];
-      a[r] = base + lo; a[r + 1] = base + hi;
-      const s = ctrl[${SCRATCH_ARG}];
-      if (s >= 0) a[s] += me * ctrl[${SCRATCH_STRIDE}];
-      if (hi > lo) k[ctrl[${KERNEL}]].apply(null, a.slice(0, n));
-    } catch (e) {
-      Atomics.store(ctrl, ${FAILED}, 1);
+    Atomics.store(ctrl, ${SEEN} + me, seq);
+    // Claim chunks of this region until none is left (a claim names the region: a worker that
+    // wakes late cannot take a chunk of the next one).
+    const tag = seq & ${TAG_MASK};
+    for (;;) {
+      const v = Atomics.load(ctrl, ${CLAIM});
+      if (v >>> ${CHUNK_BITS} !== tag) break;
+      const c = v & ${MAX_CHUNKS - 1};
+      const n = ctrl[${NCHUNKS}];
+      if (c >= n) break;
+      if (Atomics.compareExchange(ctrl, ${CLAIM}, v, v + 1) !== v) continue;
+      runChunk(c);
+      if (Atomics.add(ctrl, ${FINISHED}, 1) + 1 === n) Atomics.notify(ctrl, ${FINISHED});
     }
-    Atomics.add(ctrl, ${DONE}, 1);
-    Atomics.notify(ctrl, ${DONE});
   }
 });
 `;
@@ -136,24 +204,35 @@ export async function defaultThreads(): Promise<number> {
 
 export class ThreadPool {
   private ctrl: Int32Array;
-  private args: Float64Array;
+  private jobs: Float64Array;
   private seq = 0;
-  /** Parallel regions run so far (one per split call): wake-ups paid, for tests and benchmarks. */
+  /** Parallel regions run so far (one per run/split call): wake-ups paid, for tests and benchmarks. */
   regions = 0;
   private closed = false;
   /** Set when a worker exits or fails after starting: the next call closes the pool. */
   private dead = false;
   private kernels: ((...a: number[]) => void)[];
+  private chunks: Int32Array;
+  /** The calling thread's copy of each job: its kernel, arguments and range start. */
+  private local: { fn: (...a: number[]) => void; args: Float64Array; range: number; base: number }[] = [];
+  /** Per worker: the last region it was seen to pick up, and when that changed (liveness). */
+  private lastSeen: number[];
+  private lastProgress: number[];
 
   private constructor(
     wasm: Wasm,
     private workers: WorkerHandle[],
     ctrl: SharedArrayBuffer,
-    args: SharedArrayBuffer,
+    jobs: SharedArrayBuffer,
+    chunks: SharedArrayBuffer,
   ) {
     this.ctrl = new Int32Array(ctrl);
-    this.args = new Float64Array(args);
+    this.jobs = new Float64Array(jobs);
+    this.chunks = new Int32Array(chunks);
     this.kernels = SPLITTABLE.map((n) => wasm.k[n] as (...a: number[]) => void);
+    this.lastSeen = workers.map(() => 0);
+    this.lastProgress = workers.map(() => 0);
+    this.spinMicros = DEFAULT_SPIN_US;
   }
 
   /** Threads taking part in each call (the workers and the calling thread). */
@@ -161,10 +240,23 @@ export class ThreadPool {
     return this.workers.length + 1;
   }
 
+  /**
+   * How long a thread with nothing to do spins before it sleeps, in µs: an idle worker waiting for
+   * the next region, the caller waiting for a worker's last chunk. Spinning saves the wake-up (tens
+   * of µs to a millisecond here) but takes the core from whatever else would run on it.
+   */
+  get spinMicros(): number {
+    return this.ctrl[SPIN_US];
+  }
+  set spinMicros(us: number) {
+    this.ctrl[SPIN_US] = Math.max(0, Math.round(us));
+  }
+
   /** Start `threads - 1` workers on the wasm's shared memory. */
   static async create(wasm: Wasm, threads: number): Promise<ThreadPool> {
     if (!wasm.shared) throw new Error("wasm-lm: worker threads need the shared-memory build (loadWasm({ shared: true }))");
-    if (!Number.isInteger(threads) || threads < 2) throw new Error(`wasm-lm: a thread pool needs ≥ 2 threads, got ${threads}`);
+    if (!Number.isInteger(threads) || threads < 2 || threads > MAX_THREADS)
+      throw new Error(`wasm-lm: a thread pool needs 2 … ${MAX_THREADS} threads, got ${threads}`);
     const spawn = await workerFactory();
     if (!canBlock()) {
       throw new Error(
@@ -173,7 +265,9 @@ export class ThreadPool {
       );
     }
     const ctrl = new SharedArrayBuffer(CTRL_INTS * 4);
-    const args = new SharedArrayBuffer(MAX_ARGS * 8);
+    const jobs = new SharedArrayBuffer(MAX_JOBS * JOB_DOUBLES * 8);
+    const chunks = new SharedArrayBuffer(MAX_CHUNKS * CHUNK_INTS * 4);
+    new Int32Array(ctrl)[SPIN_US] = DEFAULT_SPIN_US;
     const workers: WorkerHandle[] = [];
     let pool: ThreadPool | undefined;
     try {
@@ -193,7 +287,7 @@ export class ThreadPool {
                 },
               );
               workers.push(w.handle);
-              w.post({ module: wasm.module, memory: wasm.memory, ctrl, args, index: i + 1, kernels: [...SPLITTABLE] });
+              w.post({ module: wasm.module, memory: wasm.memory, ctrl, jobs, chunks, index: i + 1, kernels: [...SPLITTABLE] });
             }),
         ),
       );
@@ -201,7 +295,7 @@ export class ThreadPool {
       for (const w of workers) void w.terminate();
       throw e;
     }
-    pool = new ThreadPool(wasm, workers, ctrl, args);
+    pool = new ThreadPool(wasm, workers, ctrl, jobs, chunks);
     return pool;
   }
 
@@ -210,77 +304,149 @@ export class ThreadPool {
     if (!this.closed) this.dead = true;
   }
 
-  /**
-   * Run `kernel(...args)` split over the pool: args[rangeArg] / args[rangeArg + 1] are replaced by
-   * each thread's share of [start, start + total) cut at multiples of `unit`; when scratchArg ≥ 0,
-   * thread p's args[scratchArg] is moved by p · scratchStride bytes.
-   */
-  /**
-   * Run `kernel(...args)` (every argument, the full range included) split over the pool as SPLITS
-   * describes it: `total` is the range's size, `scratchStride` the bytes between threads' scratch.
-   */
-  split(kernel: SplitKernel, args: number[], total: number, scratchStride = 0): void {
-    const s = SPLITS[kernel];
-    const names = s.args as readonly string[];
-    this.run(kernel, args, names.indexOf(s.range), total, s.unit, s.scratch ? names.indexOf(s.scratch) : -1, scratchStride);
+  /** Run one kernel call split over the pool (see run). */
+  split(kernel: SplitKernel, args: readonly number[], scratchStride = 0): void {
+    this.run([{ kernel, args, scratchStride }]);
   }
 
-  run(kernel: SplitKernel, args: number[], rangeArg: number, total: number, unit = 1, scratchArg = -1, scratchStride = 0): void {
+  /**
+   * Run independent kernel calls in one parallel region: each is cut as SPLITS describes it (its
+   * range argument replaced by pieces of whole units; its scratch argument, if any, moved by the
+   * running thread's index times scratchStride) and the threads share out the pieces of all of
+   * them. Returns when every piece is done. The jobs must not depend on each other's outputs.
+   */
+  run(jobs: readonly SplitJob[]): void {
     if (this.closed) throw new Error("wasm-lm: the thread pool was closed");
-    const c = this.ctrl;
-    const parts = this.size;
-    const ki = SPLITTABLE.indexOf(kernel);
-    for (let i = 0; i < args.length; i++) this.args[i] = args[i];
-    c[KERNEL] = ki;
-    c[NARGS] = args.length;
-    c[TOTAL] = total;
-    c[RANGE_ARG] = rangeArg;
-    c[SCRATCH_ARG] = scratchArg;
-    c[SCRATCH_STRIDE] = scratchStride;
-    c[PARTS] = parts;
-    c[UNIT] = unit;
     if (this.dead) {
       this.close();
       throw new Error("wasm-lm: a worker thread died; the pool is closed and the model continues on one thread");
     }
-    Atomics.store(c, DONE, 0);
-    Atomics.store(c, ACK, 0);
-    Atomics.store(c, FAILED, 0);
-    this.regions++;
-    Atomics.store(c, SEQ, ++this.seq);
-    Atomics.notify(c, SEQ);
-
-    // The calling thread's own share: part 0.
-    const units = Math.ceil(total / unit);
-    const hi = Math.min(total, Math.floor(units / parts) * unit);
-    if (hi > 0) {
-      const a = args.slice();
-      const base = a[rangeArg];
-      a[rangeArg] = base;
-      a[rangeArg + 1] = base + hi;
-      this.kernels[ki](...a);
-    }
-    this.waitForWorkers(parts - 1);
-    if (Atomics.load(c, FAILED)) throw new Error(`wasm-lm: a worker thread failed in kernel '${kernel}'`);
+    for (let j0 = 0; j0 < jobs.length; j0 += MAX_JOBS) this.region(jobs.length <= MAX_JOBS ? jobs : jobs.slice(j0, j0 + MAX_JOBS));
   }
 
-  private waitForWorkers(n: number): void {
+  /**
+   * Wake every worker with an empty region and wait until each has picked it up: the wake-up round
+   * trip a region pays when its workers are asleep (or the spin-then-notify cost when they are not).
+   */
+  ping(): void {
+    this.region([]);
     const c = this.ctrl;
-    let spins = 0;
-    const start = Date.now();
+    const start = performance.now();
+    for (let i = 1; i <= this.workers.length; i++) {
+      while (Atomics.load(c, SEEN + i) !== this.seq) {
+        if (performance.now() - start > ACK_TIMEOUT_MS) throw new Error("wasm-lm: a worker thread did not wake up");
+      }
+    }
+  }
+
+  private region(jobs: readonly SplitJob[]): void {
+    const c = this.ctrl;
+    const parts = this.size;
+    const ct = this.chunks;
+    this.checkAlive();
+    let chunks = 0;
+    for (let j = 0; j < jobs.length; j++) {
+      const { kernel, args, scratchStride = 0 } = jobs[j];
+      const s = SPLITS[kernel];
+      const names = s.args as readonly string[];
+      if (args.length !== names.length) throw new Error(`wasm-lm: ${kernel} takes ${names.length} arguments, got ${args.length}`);
+      const range = names.indexOf(s.range);
+      const total = args[range + 1] - args[range];
+      // Guided pieces: a 1/(2·parts) share of the units left, at least one unit.
+      const units = Math.ceil(total / s.unit);
+      for (let done = 0; done < units;) {
+        if (chunks === MAX_CHUNKS) throw new Error(`wasm-lm: more than ${MAX_CHUNKS} pieces in one parallel region`);
+        const next = done + Math.max(1, Math.ceil((units - done) / (2 * parts)));
+        ct[chunks * CHUNK_INTS] = j;
+        ct[chunks * CHUNK_INTS + 1] = done * s.unit;
+        ct[chunks * CHUNK_INTS + 2] = Math.min(total, next * s.unit);
+        chunks++;
+        done = next;
+      }
+      const o = j * JOB_DOUBLES;
+      const jt = this.jobs;
+      const ki = SPLITTABLE.indexOf(kernel);
+      jt[o + J_KERNEL] = ki;
+      jt[o + J_NARGS] = args.length;
+      jt[o + J_RANGE] = range;
+      jt[o + J_SCRATCH] = s.scratch ? names.indexOf(s.scratch) : -1;
+      jt[o + J_STRIDE] = scratchStride;
+      for (let i = 0; i < args.length; i++) jt[o + J_ARGS + i] = args[i];
+      const l = (this.local[j] ??= { fn: () => {}, args: new Float64Array(MAX_ARGS), range: 0, base: 0 });
+      l.fn = this.kernels[ki];
+      l.args.set(args);
+      l.range = range;
+      l.base = args[range];
+    }
+    c[NCHUNKS] = chunks;
+    Atomics.store(c, FINISHED, 0);
+    Atomics.store(c, FAILED, 0);
+    this.seq++;
+    this.regions++;
+    const tagged = (this.seq & TAG_MASK) << CHUNK_BITS;
+    Atomics.store(c, CLAIM, tagged);
+    Atomics.store(c, SEQ, this.seq);
+    if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, SEQ);
+
+    // The calling thread claims pieces like the workers (it is thread 0: its scratch is not moved).
     for (;;) {
-      const done = Atomics.load(c, DONE);
+      const v = Atomics.load(c, CLAIM);
+      const ch = v - tagged;
+      if (ch >= chunks) break;
+      if (Atomics.compareExchange(c, CLAIM, v, v + 1) !== v) continue;
+      const l = this.local[ct[ch * CHUNK_INTS]];
+      const a = l.args;
+      a[l.range] = l.base + ct[ch * CHUNK_INTS + 1];
+      a[l.range + 1] = l.base + ct[ch * CHUNK_INTS + 2];
+      l.fn(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+      Atomics.add(c, FINISHED, 1);
+    }
+    this.waitForChunks(chunks);
+    const failed = Atomics.load(c, FAILED);
+    if (failed) throw new Error(`wasm-lm: a worker thread failed in kernel '${SPLITTABLE[failed - 1]}'`);
+  }
+
+  /** Wait for the chunks workers are still running: spin for spinMicros, then sleep until notified. */
+  private waitForChunks(n: number): void {
+    const c = this.ctrl;
+    if (Atomics.load(c, FINISHED) >= n) return;
+    const start = performance.now();
+    const spinMs = c[SPIN_US] / 1000;
+    for (let i = 1; ; i++) {
+      const done = Atomics.load(c, FINISHED);
       if (done >= n) return;
-      if (++spins > SPIN) {
-        Atomics.wait(c, DONE, done, 20);
-        const waited = Date.now() - start;
-        if (waited > WORKER_TIMEOUT_MS || (waited > ACK_TIMEOUT_MS && Atomics.load(c, ACK) < n)) {
+      if ((i & 63) === 0 && performance.now() - start >= spinMs) {
+        Atomics.wait(c, FINISHED, done, 20);
+        if (performance.now() - start > WORKER_TIMEOUT_MS) {
           this.close();
           throw new Error(
-            `wasm-lm: a worker thread stopped responding (${Atomics.load(c, ACK) < n ? "a job not picked up" : "no answer"} ` +
-              `in ${(waited / 1000).toFixed(0)} s); the pool is closed and the model continues on one thread`,
+            `wasm-lm: a worker thread stopped responding (no answer in ${WORKER_TIMEOUT_MS / 1000} s); ` +
+              "the pool is closed and the model continues on one thread",
           );
         }
+      }
+    }
+  }
+
+  /**
+   * A worker that has picked up no region for ACK_TIMEOUT_MS while regions were run is dead (its
+   * exit event cannot arrive while this thread is busy): close the pool rather than lose it silently.
+   */
+  private checkAlive(): void {
+    const c = this.ctrl;
+    for (let i = 0; i < this.workers.length; i++) {
+      const seen = Atomics.load(c, SEEN + i + 1);
+      if (seen === this.seq) continue; // up to date
+      const now = performance.now();
+      if (seen !== this.lastSeen[i] || this.lastProgress[i] === 0) {
+        this.lastSeen[i] = seen;
+        this.lastProgress[i] = now;
+      } else if (now - this.lastProgress[i] > ACK_TIMEOUT_MS) {
+        this.close();
+        throw new Error(
+          `wasm-lm: a worker thread stopped responding (no region picked up in ${(ACK_TIMEOUT_MS / 1000).toFixed(0)} s); ` +
+            "the pool is closed and the model continues on one thread",
+        );
       }
     }
   }

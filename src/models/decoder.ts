@@ -19,7 +19,7 @@
 // afterwards. Streamed weights are ./streaming.ts's business.
 import { Arena, OutOfMemoryError, align } from "../arena.js";
 import { loadWasm, type KernelExports, type LoadWasmOptions, type Wasm } from "../wasm.js";
-import { defaultThreads, ThreadPool, type SplitKernel } from "../threads.js";
+import { defaultThreads, splitJob, ThreadPool, type SplitJob } from "../threads.js";
 import { isAsyncSource, type AsyncTensorSource, type TensorSource } from "../formats/types.js";
 import { attnScale, type Dims } from "./config.js";
 import type { Family } from "./family.js";
@@ -87,7 +87,7 @@ export interface LoadOptions extends LoadWasmOptions {
   embedDType?: WeightDType;
 }
 
-/** Below this many multiply-adds a linear runs on the calling thread: waking workers costs more. */
+/** Below this many multiply-adds a parallel region's linears run on the calling thread: waking workers costs more. */
 const PARALLEL_MIN_MACS = 1 << 16;
 
 /**
@@ -298,6 +298,12 @@ export class DecoderModel {
   /** Bytes of scratch a compressed-weight GEMM needs per thread. */
   private readonly quantScratchBytes: number;
   private readonly invFreq: Float32Array;
+  /**
+   * Linears sharing an input run on the pool when they have at least this many multiply-adds in
+   * all (attention: whenever there are 2 heads or rows). 0 splits every one (tests use it to run
+   * the split kernels on tiny models).
+   */
+  parallelMinMacs = PARALLEL_MIN_MACS;
 
   private constructor(
     readonly config: ModelConfig,
@@ -598,28 +604,54 @@ export class DecoderModel {
     }
   }
 
-  /** A splittable kernel on the pool when it is worth waking it (`parallel`), else on this thread. */
-  private run(kernel: SplitKernel, args: number[], total: number, parallel: boolean, scratchStride = 0): void {
-    if (parallel && this.pool && !this.pool.isClosed) this.pool.split(kernel, args, total, scratchStride);
-    else (this.k[kernel] as (...a: number[]) => void)(...args);
+  /**
+   * Independent splittable kernel calls: on the pool in one parallel region when it is worth waking
+   * it (`parallel`), else one after the other on this thread.
+   */
+  private run(jobs: SplitJob[], parallel: boolean): void {
+    if (parallel && this.pool && !this.pool.isClosed) return this.pool.run(jobs);
+    for (const { kernel, args: a } of jobs) {
+      const f = this.k[kernel] as (...a: number[]) => void;
+      // (Not f(...a): a spread call takes V8's slow path into wasm.) Wasm ignores the extra arguments.
+      f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+    }
   }
 
   /** y = x·Wᵀ + b on the weights' dtype; split by output rows over the threads when it pays. */
   private linear(y: number, x: number, m: Mat, b: number, T: number, K: number, N: number): void {
-    const parallel = T * K * N >= PARALLEL_MIN_MACS;
+    this.linears(x, T, K, [{ y, m, b, N }]);
+  }
+
+  /**
+   * Linears sharing one input x (T, K) — q, k and v; gate and up — in one parallel region: the
+   * threads share out the output rows of all of them, and a q4 input is quantized once for all.
+   */
+  private linears(x: number, T: number, K: number, outs: { y: number; m: Mat; b: number; N: number }[]): void {
+    const s = this.step;
+    // The input quantized once per block of 32 (int8 and a scale), then integer dot products.
+    if (outs.some((o) => o.m.dtype === "q4")) this.k.quantizeActI8(s!.actQ, s!.actS, x, T, K, 8);
+    let macs = 0;
+    const jobs = outs.map(({ y, m, b, N }) => {
+      macs += T * K * N;
+      return this.linearJob(y, x, m, b, T, K, N);
+    });
+    this.run(jobs, macs >= this.parallelMinMacs);
+  }
+
+  /** The kernel call of one linear on its weights' dtype (q4: the input is already quantized into the step's actQ / actS). */
+  private linearJob(y: number, x: number, m: Mat, b: number, T: number, K: number, N: number): SplitJob {
+    // (Object literals, not spreads: a spread of these small records costs ~10 µs in V8, ×70 a token.)
     const scratch = this.step?.quantScratch ?? 0;
     switch (m.dtype) {
       case "f32":
-        return this.run("linear", [y, x, m.w, b, T, K, N, 0, N], N, parallel);
+        return splitJob("linear", { y, x, w: m.w, b, T, K, N, n0: 0, n1: N });
       case "f16":
-        return this.run("linearF16", [y, x, m.w, b, T, K, N, 0, N, scratch], N, parallel, this.quantScratchBytes);
+        return splitJob("linearF16", { y, x, w: m.w, b, T, K, N, n0: 0, n1: N, scratch }, this.quantScratchBytes);
       case "int8":
-        return this.run("linearI8", [y, x, m.w, m.s, b, T, K, N, 0, N, m.g, scratch], N, parallel, this.quantScratchBytes);
+        return splitJob("linearI8", { y, x, q: m.w, s: m.s, b, T, K, N, n0: 0, n1: N, G: m.g, scratch }, this.quantScratchBytes);
       case "q4": {
-        // The input quantized once per block of 32 (int8 and a scale), then integer dot products.
-        const s = this.step!;
-        this.k.quantizeActI8(s.actQ, s.actS, x, T, K, 8);
-        return this.run("linearQ4", [y, s.actQ, s.actS, m.w, m.s, b, T, K, N, 0, N], N, parallel);
+        const { actQ: xq, actS: xs } = this.step!;
+        return splitJob("linearQ4", { y, xq, xs, q: m.w, s: m.s, b, T, K, N, n0: 0, n1: N });
       }
     }
   }
@@ -719,35 +751,46 @@ export class DecoderModel {
     // Attention block. Pre-norm: x + attn(norm(x)). Post-norm (OPT-350M): norm(x + attn(x)).
     const attnIn = d.preNorm ? s.xn : s.x;
     if (d.preNorm) this.norm(s.xn, s.x, w.attnNormW, w.attnNormB, rows);
-    this.linear(s.q, attnIn, w.q, w.qB, rows, C, C);
-    this.linear(s.k, attnIn, w.k, w.kB, rows, C, KV);
-    this.linear(s.v, attnIn, w.v, w.vB, rows, C, KV);
+    this.linears(attnIn, rows, C, [
+      { y: s.q, m: w.q, b: w.qB, N: C },
+      { y: s.k, m: w.k, b: w.kB, N: KV },
+      { y: s.v, m: w.v, b: w.vB, N: KV },
+    ]);
     if (d.positions === "rope") {
       k.rope(s.q, s.cs, rows, H, D);
       k.rope(s.k, s.cs, rows, Hkv, D);
     }
     const S = s.past + s.T; // (attentions are collected only with one cache: every row's past is s.past)
     const scale = attnScale(d, i);
-    const probs = s.collectAttentions ? new Float32Array(s.B * H * s.T * S) : null;
+    const collected = s.collectAttentions ? new Float32Array(s.B * H * s.T * S) : null;
+    // Each batch row's keys and values into its cache, then every row's heads in one region (one
+    // region per row when the probabilities are collected: they share one buffer).
+    const heads: SplitJob[] = [];
     for (let b = 0; b < s.B; b++) {
       const q = b * s.T * C * 4;
       const kv = b * s.T * KV * 4;
       const { cache: c, b: j, past } = s.rows[b];
+      const [kCache, vCache, maxCtx] = [c.k[i][j], c.v[i][j], c.maxCtx];
       // Each row's cache says its element type (continuous batching may mix them).
       const f16 = c.dtype === "f16";
       const store = f16 ? k.kvStoreF16 : k.kvStore;
-      store(c.k[i][j], s.k + kv, s.T, past, Hkv, D, c.maxCtx);
-      store(c.v[i][j], s.v + kv, s.T, past, Hkv, D, c.maxCtx);
-      this.run(
-        f16 ? "attentionF16" : "attention",
-        [s.att + q, s.q + q, c.k[i][j], c.v[i][j], c.mask[j], s.probs, s.scores, s.T, past, H, Hkv, D, c.maxCtx, scale, 0, H],
-        H,
-        H > 1,
-        s.scoresStride,
+      store(kCache, s.k + kv, s.T, past, Hkv, D, maxCtx);
+      store(vCache, s.v + kv, s.T, past, Hkv, D, maxCtx);
+      const [out, keyMask, probs, scratch, T] = [s.att + q, c.mask[j], s.probs, s.scores, s.T];
+      heads.push(
+        splitJob(
+          f16 ? "attentionF16" : "attention",
+          { out, q: s.q + q, kCache, vCache, keyMask, probs, scratch, T, past, H, Hkv, D, maxCtx, scale, h0: 0, h1: H },
+          s.scoresStride,
+        ),
       );
-      if (probs) probs.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
+      if (collected) {
+        this.run(heads.splice(0), H > 1);
+        collected.set(this.arena.f32(s.probs, H * s.T * S), b * H * s.T * S);
+      }
     }
-    if (probs) s.attentions[i] = probs;
+    this.run(heads, H > 1 || s.B > 1);
+    if (collected) s.attentions[i] = collected;
     this.linear(s.q, s.att, w.o, w.oB, rows, C, C);
     k.add(s.x, s.x, s.q, n);
     if (!d.preNorm) this.norm(s.x, s.x, w.attnNormW, w.attnNormB, rows);
@@ -756,8 +799,10 @@ export class DecoderModel {
     const mlpIn = d.preNorm ? s.xn : s.x;
     if (d.preNorm) this.norm(s.xn, s.x, w.mlpNormW, w.mlpNormB, rows);
     if (d.mlp === "gated") {
-      this.linear(s.ffn, mlpIn, w.gate, w.gateB, rows, C, F);
-      this.linear(s.ffnUp, mlpIn, w.up, w.upB, rows, C, F);
+      this.linears(mlpIn, rows, C, [
+        { y: s.ffn, m: w.gate, b: w.gateB, N: F },
+        { y: s.ffnUp, m: w.up, b: w.upB, N: F },
+      ]);
       k.swiglu(s.ffn, s.ffn, s.ffnUp, rows * F);
     } else {
       this.linear(s.ffn, mlpIn, w.up, w.upB, rows, C, F);
