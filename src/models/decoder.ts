@@ -538,8 +538,8 @@ export class DecoderModel {
     this.openSteps++;
     let ended = false;
     const streamed = this.streamsEmbeddings;
-    const step: Step = {
-      ...placeScratch(arena, table),
+    // (Object.assign, not a spread: spreading the 22 buffers into a literal costs ~100 µs a step in V8.)
+    const step: Step = Object.assign(placeScratch(arena, table), {
       B,
       T,
       past,
@@ -563,7 +563,7 @@ export class DecoderModel {
         arena.reset(mark);
         if (ownCache) cache.release();
       },
-    };
+    });
 
     this.step = step;
     // Position ids as transformers computes them for a padded batch: cumsum(mask) − 1 for real
