@@ -19,7 +19,8 @@ import { Worker } from "node:worker_threads";
 import { DecoderModel, type KVCache } from "../src/models/decoder.js";
 import { syntheticConfig } from "../src/models/families/index.js";
 import { SyntheticSource } from "../src/models/synthetic.js";
-import type { ThreadPool } from "../src/threads.js";
+import { splitJob, type SplitJob, type ThreadPool } from "../src/threads.js";
+import type { Mat } from "../src/models/weights.js";
 
 const arg = (name: string, dflt: number | string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -63,7 +64,7 @@ async function bandwidth(): Promise<string> {
     maximumMemory: 4097,
   });
   if (error || !binary) throw new Error(`asc: ${error?.message} ${stderr.toString()}`);
-  const module = new WebAssembly.Module(binary);
+  const module = new WebAssembly.Module(binary as Uint8Array<ArrayBuffer>);
   const memory = new WebAssembly.Memory({ initial: 4097, maximum: 4097, shared: true });
   const BYTES = 256 << 20; // far beyond the 8 MiB L3
   const base = 65536;
@@ -221,6 +222,102 @@ for (const dtype of ["f32", "int8", "q4"] as const) {
         `${ratio.toFixed(2)}×  (${per[0].toFixed(2)}…${per[per.length - 1].toFixed(2)})`,
     );
   }
+}
+
+// ---- 5. the kernels alone ---------------------------------------------------------------------
+// Each split linear of a token on its own, every layer's matrix in turn (as decode streams them),
+// one thread (direct calls on the 1-thread model) against two (the pool): how far the kernels
+// themselves scale — memory bandwidth included — apart from the serial work between them.
+
+/** The kernel call of y = x·Wᵀ for one matrix at T = 1 (q4: x already quantized into xq, xs). */
+function linearCall(m: Mat, y: number, x: number, xq: number, xs: number, K: number, N: number): SplitJob {
+  const rows = { y, b: 0, T: 1, K, N, n0: 0, n1: N };
+  switch (m.dtype) {
+    case "f32":
+      return splitJob("linear", { ...rows, x, w: m.w });
+    case "f16":
+      return splitJob("linearF16", { ...rows, x, w: m.w, scratch: 0 });
+    case "int8":
+      return splitJob("linearI8", { ...rows, x, q: m.w, s: m.s, G: m.g, scratch: 0 });
+    case "q4":
+      return splitJob("linearQ4", { ...rows, xq, xs, q: m.w, s: m.s });
+  }
+}
+
+/** Per kernel class, the regions of one token: [name, jobs per region]. */
+function tokenKernels(model: DecoderModel): [string, SplitJob[][]][] {
+  const { C, F, V, E, KV } = model.dims;
+  const a = model.arena;
+  const x = a.alloc(Math.max(C, F, E) * 4);
+  const y = a.alloc(Math.max(C, F, V) * 4 * 3);
+  const xq = a.alloc(Math.max(C, F, E));
+  const xs = a.alloc(Math.ceil(Math.max(C, F, E) / 32) * 8);
+  const xv = a.f32(x, Math.max(C, F, E));
+  for (let i = 0; i < xv.length; i++) xv[i] = Math.sin(i * 0.37);
+  model.k.quantizeActI8(xq, xs, x, 1, Math.max(C, F, E), 8);
+  const L = model.weights.layers;
+  const lin = (m: Mat, K: number, N: number, out = y) => linearCall(m, out, x, xq, xs, K, N);
+  return [
+    ["q, k, v", L.map((w) => [lin(w.q, C, C), lin(w.k, C, KV, y + C * 4), lin(w.v, C, KV, y + (C + KV) * 4)])],
+    ["o", L.map((w) => [lin(w.o, C, C)])],
+    ["up", L.map((w) => (model.dims.mlp === "gated" ? [lin(w.gate, C, F), lin(w.up, C, F, y + F * 4)] : [lin(w.up, C, F)]))],
+    ["down", L.map((w) => [lin(w.down, F, C)])],
+    ["lm_head", [[lin(model.weights.lmHead, E, V)]]],
+  ];
+}
+
+/** A job on the calling thread, as the model calls it (no spread call: V8's slow path into wasm). */
+function callDirect(m: DecoderModel, { kernel, args: a }: SplitJob): void {
+  (m.k[kernel] as (...a: number[]) => void)(
+    a[0],
+    a[1],
+    a[2],
+    a[3],
+    a[4],
+    a[5],
+    a[6],
+    a[7],
+    a[8],
+    a[9],
+    a[10],
+    a[11],
+    a[12],
+    a[13],
+    a[14],
+    a[15],
+  );
+}
+
+const KERNEL_ROUNDS = 15;
+console.log(`\nthe split linears alone, ms per token (median of ${KERNEL_ROUNDS}; every layer's matrices in turn)`);
+for (const dtype of ["f32", "int8", "q4"] as const) {
+  const [m1, m2] = [1, 2].map((t) => runs.find((r) => r.dtype === dtype && r.model.threads === t && !r.label.includes("baseline"))!.model);
+  m2.pool!.spinMicros = SPINS[0] ?? m2.pool!.spinMicros;
+  const k1 = tokenKernels(m1);
+  const k2 = tokenKernels(m2);
+  const cells: string[] = [];
+  let s1 = 0;
+  let s2 = 0;
+  for (let c = 0; c < k1.length; c++) {
+    const t1: number[] = [];
+    const t2: number[] = [];
+    for (let r = 0; r < KERNEL_ROUNDS + 1; r++) {
+      let t0 = performance.now();
+      for (const jobs of k1[c][1]) for (const j of jobs) callDirect(m1, j);
+      const a = performance.now() - t0;
+      t0 = performance.now();
+      for (const jobs of k2[c][1]) m2.pool!.run(jobs);
+      const b = performance.now() - t0;
+      if (r > 0) {
+        t1.push(a);
+        t2.push(b);
+      }
+    }
+    s1 += median(t1);
+    s2 += median(t2);
+    cells.push(`${k1[c][0]} ${median(t1).toFixed(2)}/${median(t2).toFixed(2)} (${(median(t1) / median(t2)).toFixed(2)}×)`);
+  }
+  console.log(`${dtype.padEnd(5)} 1/2 threads: ${cells.join(", ")}; all ${s1.toFixed(2)}/${s2.toFixed(2)} (${(s1 / s2).toFixed(2)}×)`);
 }
 console.log(`load average at end: ${load()}`);
 for (const r of runs) r.model.dispose();
