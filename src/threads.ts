@@ -352,11 +352,13 @@ export class ThreadPool {
       if (args.length !== names.length) throw new Error(`wasm-lm: ${kernel} takes ${names.length} arguments, got ${args.length}`);
       const range = names.indexOf(s.range);
       const total = args[range + 1] - args[range];
-      // Guided pieces: a 1/(2·parts) share of the units left, at least one unit.
+      // Guided pieces: a 1/(2·parts) share of the units left, at least one unit (and big enough
+      // for the chunk table to hold every job's pieces, which only matters at hundreds of threads).
       const units = Math.ceil(total / s.unit);
-      for (let done = 0; done < units;) {
-        if (chunks === MAX_CHUNKS) throw new Error(`wasm-lm: more than ${MAX_CHUNKS} pieces in one parallel region`);
-        const next = done + Math.max(1, Math.ceil((units - done) / (2 * parts)));
+      const slots = Math.floor((MAX_CHUNKS - chunks) / (jobs.length - j));
+      for (let done = 0, used = 0; done < units; used++) {
+        const left = units - done;
+        const next = done + Math.max(1, Math.ceil(left / (2 * parts)), Math.ceil(left / (slots - used)));
         ct[chunks * CHUNK_INTS] = j;
         ct[chunks * CHUNK_INTS + 1] = done * s.unit;
         ct[chunks * CHUNK_INTS + 2] = Math.min(total, next * s.unit);
@@ -389,17 +391,29 @@ export class ThreadPool {
     if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, SEQ);
 
     // The calling thread claims pieces like the workers (it is thread 0: its scratch is not moved).
-    for (;;) {
-      const v = Atomics.load(c, CLAIM);
-      const ch = v - tagged;
-      if (ch >= chunks) break;
-      if (Atomics.compareExchange(c, CLAIM, v, v + 1) !== v) continue;
-      const l = this.local[ct[ch * CHUNK_INTS]];
-      const a = l.args;
-      a[l.range] = l.base + ct[ch * CHUNK_INTS + 1];
-      a[l.range + 1] = l.base + ct[ch * CHUNK_INTS + 2];
-      l.fn(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
-      Atomics.add(c, FINISHED, 1);
+    try {
+      for (;;) {
+        const v = Atomics.load(c, CLAIM);
+        const ch = v - tagged;
+        if (ch >= chunks) break;
+        if (Atomics.compareExchange(c, CLAIM, v, v + 1) !== v) continue;
+        const l = this.local[ct[ch * CHUNK_INTS]];
+        const a = l.args;
+        a[l.range] = l.base + ct[ch * CHUNK_INTS + 1];
+        a[l.range + 1] = l.base + ct[ch * CHUNK_INTS + 2];
+        try {
+          l.fn(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+        } finally {
+          Atomics.add(c, FINISHED, 1);
+        }
+      }
+    } catch (e) {
+      // This thread's kernel threw: take the unclaimed pieces off the table, wait for the ones
+      // workers are running (the next region must not rewrite the tables under them), rethrow.
+      const next = Atomics.exchange(c, CLAIM, tagged + chunks) - tagged;
+      Atomics.add(c, FINISHED, Math.max(0, chunks - next));
+      this.waitForChunks(chunks);
+      throw e;
     }
     this.waitForChunks(chunks);
     const failed = Atomics.load(c, FAILED);

@@ -169,3 +169,22 @@ describe("every family's fixture, every kernel split: int8 and q4 decode loops o
     }
   }
 });
+
+describe("the pool after a kernel traps", () => {
+  it("the region throws, and the next regions run and give 1 thread's tokens", async () => {
+    const config = CONFIGS.opt;
+    const one = await DecoderModel.load(config, new SyntheticSource(config, 1), { threads: 1, dtype: "int8" });
+    const two = await DecoderModel.load(config, new SyntheticSource(config, 1), { threads: 2, dtype: "int8" });
+    try {
+      // linear writing past the end of memory: every piece traps, on either thread.
+      const past = two.wasm.memory.buffer.byteLength + 4096;
+      expect(() => two.pool!.split("linear", [past, 0, 0, 0, 1, 16, 256, 0, 256])).toThrow();
+      expect(two.threads).toBe(2);
+      const g1 = await generate(one, undefined, PROMPT, { maxNewTokens: 8, ignoreEos: true });
+      const g2 = await generate(two, undefined, PROMPT, { maxNewTokens: 8, ignoreEos: true });
+      expect(g2.new_tokens).toEqual(g1.new_tokens);
+    } finally {
+      two.dispose();
+    }
+  });
+});
