@@ -25,6 +25,7 @@ export const SPLITS = {
   linearF16: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1", "scratch"], range: "n0", unit: 16, scratch: "scratch" },
   linearI8: { args: ["y", "x", "q", "s", "b", "T", "K", "N", "n0", "n1", "G", "scratch"], range: "n0", unit: 16, scratch: "scratch" },
   linearQ4: { args: ["y", "xq", "xs", "q", "s", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, scratch: null },
+  matvecI8A16: { args: ["y", "xq", "xs", "q", "s", "b", "K", "n0", "n1", "G"], range: "n0", unit: 16, scratch: null },
   attention: {
     args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],
     range: "h0",

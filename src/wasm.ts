@@ -63,6 +63,19 @@ type LinearI8DotKernel = (
   G: number,
 ) => void;
 
+type MatvecI8A16Kernel = (
+  y: number,
+  xq: number,
+  xs: number,
+  q: number,
+  s: number,
+  b: number,
+  K: number,
+  n0: number,
+  n1: number,
+  G: number,
+) => void;
+
 /** The raw kernel exports (see assembly/index.ts). Pointers are byte offsets, sizes are i32. */
 export interface KernelExports {
   heapBase(): number;
@@ -109,6 +122,10 @@ export interface KernelExports {
     scratch: number,
   ): void;
   quantizeI8(q: number, s: number, w: number, n: number, K: number, G: number): void;
+  /** linearI8 at T = 1 in two steps: x → int16 xq (K) and its scale xs (one f32), then rows [n0, n1). */
+  quantizeActI16(xq: number, xs: number, x: number, K: number): void;
+  matvecI8A16: MatvecI8A16Kernel;
+  matvecI8A16Scalar: MatvecI8A16Kernel;
   f32ToF16Rows(dst: number, src: number, n: number): void;
   embedGatherF16(y: number, table: number, ids: number, T: number, C: number): void;
   embedGatherI8(y: number, q: number, s: number, ids: number, T: number, C: number, G: number): void;

@@ -7,8 +7,8 @@
 // rms(y) = σ·√K, and LIN_C = 4: the worst measured difference is 0.43 of it (K = 768, T = 128).
 // A single dropped product (|x·w| ~ σ) is ~10^3x larger than atol at K = 768.
 import { linear, linearScalar } from "../kernels/linear";
-import { linearI8, linearI8Scalar, quantizeI8, quantRows } from "../kernels/linear_quant";
-import { allocBytes, allocF32, expectAll, expectClose, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
+import { linearI8, linearI8Scalar, matvecI8A16, matvecI8A16Scalar, quantizeActI16, quantizeI8, quantRows } from "../kernels/linear_quant";
+import { allocBytes, allocF32, expectAll, expectClose, expectEqual, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
 
 const LIN_C: f32 = 4;
 const SENTINEL: f32 = 12345.5;
@@ -131,6 +131,15 @@ describe("small batches (decode of T rows), awkward K, N", () => {
       }
     }
   });
+  it("matvecI8A16 vs its twin; = linearI8 at T = 1; pieces [n0, n1) = one call (K 48, 208, 768, 3072)", () => {
+    const Ks: i32[] = [48, 208, 768, 3072, 768];
+    const Gs: i32[] = [16, 208, 64, 64, 768];
+    const Ns: i32[] = [1, 3, 17, 21, 64];
+    let seed: u32 = 900;
+    for (let i = 0; i < Ks.length; i++) {
+      for (let j = 0; j < Ns.length; j++) checkI8A16(Ks[i], Ns[j], Gs[i], (i + j) % 2 == 1, seed++);
+    }
+  });
   it("linearI8 vs linearI8Scalar: T in 2, 3, 4, 5, 8, 16, groups of 16, 8, 5 and K", () => {
     const Ts: i32[] = [2, 3, 4, 5, 8, 16];
     // K, G pairs: multiples of 16 (the SIMD group loop), ragged groups, one group per row.
@@ -173,5 +182,40 @@ function checkI8(T: i32, K: i32, N: i32, G: i32, bias: bool, misalign: i32, seed
     (bias ? " bias" : "") + (misalign ? " unaligned" : "");
   expectClose(name, y, yRef, T * N, atol, 1e-6);
   for (let t = 0; t < T; t++) expectAll(name + " cols < n0", y + (<usize>t * <usize>N << 2), n0, SENTINEL);
+  freeAll();
+}
+
+/**
+ * matvecI8A16 on quantizeActI16's activations: against its twin (both exact integer sums per group;
+ * f32 rounding only where groups meet their scales, so the LIN_C bound over the groups is loose),
+ * bit for bit against linearI8 with a scratch (the same two steps inside), and cut into pieces at
+ * awkward row boundaries (the rows' streams change, not their sums).
+ */
+function checkI8A16(K: i32, N: i32, G: i32, bias: bool, seed: u32): void {
+  const rng = new Rng(seed);
+  const x = allocF32(K), w = allocF32(N * K), b = bias ? allocF32(N) : 0;
+  const q = allocBytes(N * K), s = allocF32(N * (K / G));
+  const xq = allocBytes(2 * K), xs = allocF32(1), scratch = allocF32(quantRows() * K);
+  const y = allocF32(N), yRef = allocF32(N), yI8 = allocF32(N), yCut = allocF32(N);
+  fillUniform(x, K, rng, -1, 1);
+  fillUniform(w, N * K, rng, -1, 1);
+  if (bias) fillUniform(b, N, rng, -1, 1);
+  quantizeI8(q, s, w, N, K, G);
+  quantizeActI16(xq, xs, x, K);
+  fillConst(y, N, SENTINEL);
+  const n0 = N > 2 ? 1 : 0;
+  matvecI8A16(y, xq, xs, q, s, b, K, n0, N, G);
+  fillConst(yRef, N, SENTINEL);
+  matvecI8A16Scalar(yRef, xq, xs, q, s, b, K, n0, N, G);
+  const name = "matvecI8A16 K=" + K.toString() + " N=" + N.toString() + " G=" + G.toString() + (bias ? " bias" : "");
+  const rmsY: f32 = Mathf.sqrt(<f32>K) / 3.0;
+  expectClose(name, y, yRef, N, LIN_C * EPS * Mathf.sqrt(<f32>(K / G)) * rmsY + EPS, 1e-6);
+  expectAll(name + " cols < n0", y, n0, SENTINEL);
+  fillConst(yI8, N, SENTINEL);
+  linearI8(yI8, x, q, s, b, 1, K, N, n0, N, G, scratch);
+  expectEqual(name + " = linearI8", y, yI8, N);
+  fillConst(yCut, N, SENTINEL);
+  for (let a = n0; a < N; a += 5) matvecI8A16(yCut, xq, xs, q, s, b, K, a, min(N, a + 5), G);
+  expectEqual(name + " in pieces of 5 rows", y, yCut, N);
   freeAll();
 }

@@ -6,9 +6,13 @@
 //                                                          q: (N, K) int8, s: (N, K/G) f32 scales,
 //                                                          groups of G consecutive k (G = K: one scale per row)
 //   x: (T, K) f32, b: (N) or 0, y: (T, N); only columns [n0, n1) written (threads split by rows).
+//   quantizeActI16(xq, xs, x, K) + matvecI8A16(y, xq, xs, q, s, b, K, n0, n1, G)
+//       linearI8 at T = 1 in two steps: x quantized once to int16 (one scale), then rows [n0, n1)
+//       from it — threads splitting one matvec share the first step instead of each repeating it.
 // Variants:
 //   T = 1   matvec straight from the compressed rows, 4 long streams as in linear's matvec: decoding
-//           is memory-bound, so half (f16) or a quarter (int8) of the bytes is the point.
+//           is memory-bound, so half (f16) or a quarter (int8) of the bytes is the point. int8 with
+//           a scratch and groups of 16k: x in int16 and integer dot products (matvecI8A16).
 //   T > 1   rows are expanded ROWS at a time into `scratch` (ROWS·K f32 per thread, caller-provided)
 //           and multiplied by linear's f32 GEMM: the expansion is paid once per row, not per token.
 //   linearF16Scalar / linearI8Scalar: plain loops, the references.
@@ -150,8 +154,11 @@ export function quantizeI8(q: usize, s: usize, w: usize, n: i32, K: i32, G: i32)
 export function linearI8(y: usize, x: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, scratch: usize): void {
   if (T <= 0 || n0 >= n1) return;
   if (T == 1) {
-    if (scratch != 0 && (G & 15) == 0 && G <= 2048) matvecI8Dot(y, x, q, s, b, K, n0, n1, G, scratch);
-    else matvecI8(y, x, q, s, b, K, n0, n1, G);
+    if (scratch != 0 && (G & 15) == 0 && G <= 2048) {
+      const xs = scratch + ((<usize>K * 2 + 3) & ~(<usize>3)); // after the K int16, 4-aligned
+      quantizeActI16(scratch, xs, x, K);
+      matvecI8A16(y, scratch, xs, q, s, b, K, n0, n1, G);
+    } else matvecI8(y, x, q, s, b, K, n0, n1, G);
     return;
   }
   const K4 = <usize>K << 2;
@@ -229,13 +236,19 @@ function quantizeRowI16(xq: usize, x: usize, K: i32): f32 {
   return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), xlo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), xhi)));
 }
 
+/** x (K f32) → xq (K int16) and xs[0] its scale (quantizeRowI16): matvecI8A16's input. */
+export function quantizeActI16(xq: usize, xs: usize, x: usize, K: i32): void {
+  store<f32>(xs, quantizeRowI16(xq, x, K));
+}
+
 /**
  * T = 1 with 16-bit activations: per group, Σ q·xq in i32 (no overflow: |q·xq| ≤ 127·32767 and a
- * lane sums G/4 of them, < 2^31 for G ≤ 2048), then scaled by s[o, g]·xscale into f32.
- * Four long row streams as in linear's matvec. G must be a multiple of 16; xq needs 2·K bytes.
+ * lane sums G/4 of them, < 2^31 for G ≤ 2048), then scaled by s[o, g] into f32 and by xs[0] at the
+ * end. Four long row streams as in linear's matvec. G must be a multiple of 16 and ≤ 2048.
  */
-function matvecI8Dot(y: usize, x: usize, q: usize, s: usize, b: usize, K: i32, n0: i32, n1: i32, G: i32, xq: usize): void {
-  const xs = quantizeRowI16(xq, x, K);
+export function matvecI8A16(y: usize, xq: usize, xsp: usize, q: usize, s: usize, b: usize, K: i32, n0: i32, n1: i32, G: i32): void {
+  if (n0 >= n1) return;
+  const xs = load<f32>(xsp);
   const groups = K / G;
   const nq = (n1 - n0) >> 2;
   const qBytes = <usize>nq * <usize>K;
@@ -348,6 +361,20 @@ export function linearI8Scalar(y: usize, x: usize, q: usize, s: usize, b: usize,
       if (b) acc += load<f32>(b + (<usize>o << 2));
       store<f32>(y + ((<usize>t * <usize>N + <usize>o) << 2), acc);
     }
+  }
+}
+
+/** matvecI8A16's twin: per row and group the exact integer Σ q·xq, then Σ_g s·sum in f32, times xs. */
+export function matvecI8A16Scalar(y: usize, xq: usize, xsp: usize, q: usize, s: usize, b: usize, K: i32, n0: i32, n1: i32, G: i32): void {
+  const groups = K / G;
+  for (let o = n0; o < n1; o++) {
+    let acc: f32 = 0;
+    for (let g = 0; g < groups; g++) {
+      let d: i32 = 0;
+      for (let k = g * G; k < g * G + G; k++) d += <i32>load<i16>(xq + (<usize>k << 1)) * <i32>load<i8>(q + <usize>o * <usize>K + <usize>k);
+      acc += load<f32>(s + ((<usize>o * <usize>groups + <usize>g) << 2)) * <f32>d;
+    }
+    store<f32>(y + (<usize>o << 2), acc * load<f32>(xsp) + (b ? load<f32>(b + (<usize>o << 2)) : 0));
   }
 }
 

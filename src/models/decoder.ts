@@ -171,7 +171,7 @@ export interface StepBuffers {
   scores: number; // (past + T) f32 per thread, scoresStride bytes apart
   quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
   actQ: number;
-  actS: number; // q4: the linear's input quantized to int8 per block of 32, (rows, K) and its scales
+  actS: number; // a linear's input quantized once: q4, (rows, K) int8 per block of 32 and its scales; int8 at T = 1, K int16 and a scale
   probs: number; // (H, T, past + T) f32, or 0
   lnRows: number;
   lnE: number;
@@ -437,8 +437,9 @@ export class DecoderModel {
     const parts = this.threads;
     const st = this.stream;
     const gated = this.dims.mlp === "gated";
-    // Inputs quantized to int8 per block for q4 matrices: the layers' or a q4 lm_head's.
-    const q4 = this.dtype === "q4" || this.weights.lmHead.dtype === "q4";
+    // Inputs quantized for the integer kernels (q4 and int8 matrices): the layers' or the lm_head's.
+    const quantized = (t: WeightDType) => t === "q4" || t === "int8";
+    const quant = quantized(this.dtype) || quantized(this.weights.lmHead.dtype);
     return {
       x: f32s(rows * C),
       xn: f32s(rows * Math.max(C, E)),
@@ -452,9 +453,12 @@ export class DecoderModel {
       idsPtr: f32s(rows),
       posPtr: f32s(rows),
       scores: parts * align(f32s(S), 64),
-      quantScratch: this.dtype === "f32" ? 0 : parts * this.quantScratchBytes,
-      actQ: q4 ? rows * Math.max(C, F, E) : 0,
-      actS: q4 ? rows * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
+      // f16 and int8 kernels expand rows into each thread's scratch (the layers' or the lm_head's).
+      quantScratch: this.dtype === "f32" && this.weights.lmHead.dtype === "f32" ? 0 : parts * this.quantScratchBytes,
+      // q4: (rows, K) int8 and per block its scale and sum; int8 at T = 1 (also an int8 lm_head):
+      // K int16 and one scale.
+      actQ: quant ? Math.max(rows * Math.max(C, F, E), 2 * Math.max(C, F, E)) : 0,
+      actS: quant ? Math.max(rows * Math.ceil(Math.max(C, F, E) / 32) * 8, 4) : 0,
       probs: collectAttentions ? f32s(H * T * S) : 0,
       lnRows: f32s(R * C),
       lnE: f32s(R * E),
@@ -628,8 +632,10 @@ export class DecoderModel {
    */
   private linears(x: number, T: number, K: number, outs: { y: number; m: Mat; b: number; N: number }[]): void {
     const s = this.step;
-    // The input quantized once per block of 32 (int8 and a scale), then integer dot products.
+    // The input quantized once for all of them (and for every thread's pieces): per block of 32
+    // to int8 for q4; to int16 with one scale for int8 at T = 1 (what linearI8 would do per call).
     if (outs.some((o) => o.m.dtype === "q4")) this.k.quantizeActI8(s!.actQ, s!.actS, x, T, K, 8);
+    if (outs.some((o) => this.int8A16(o.m, T))) this.k.quantizeActI16(s!.actQ, s!.actS, x, K);
     let macs = 0;
     const jobs = outs.map(({ y, m, b, N }) => {
       macs += T * K * N;
@@ -638,7 +644,15 @@ export class DecoderModel {
     this.run(jobs, macs >= this.parallelMinMacs);
   }
 
-  /** The kernel call of one linear on its weights' dtype (q4: the input is already quantized into the step's actQ / actS). */
+  /** Whether an int8 linear takes linearI8's 16-bit-activation path (T = 1 with a scratch, groups of 16k). */
+  private int8A16(m: Mat, T: number): boolean {
+    return m.dtype === "int8" && T === 1 && (this.step?.quantScratch ?? 0) !== 0 && m.g % 16 === 0 && m.g <= 2048;
+  }
+
+  /**
+   * The kernel call of one linear on its weights' dtype (q4, and int8 at T = 1: the input is
+   * already quantized into the step's actQ / actS).
+   */
   private linearJob(y: number, x: number, m: Mat, b: number, T: number, K: number, N: number): SplitJob {
     // (Object literals, not spreads: a spread of these small records costs ~10 µs in V8, ×70 a token.)
     const scratch = this.step?.quantScratch ?? 0;
@@ -648,6 +662,10 @@ export class DecoderModel {
       case "f16":
         return splitJob("linearF16", { y, x, w: m.w, b, T, K, N, n0: 0, n1: N, scratch }, this.quantScratchBytes);
       case "int8":
+        if (this.int8A16(m, T)) {
+          const { actQ: xq, actS: xs } = this.step!;
+          return splitJob("matvecI8A16", { y, xq, xs, q: m.w, s: m.s, b, K, n0: 0, n1: N, G: m.g });
+        }
         return splitJob("linearI8", { y, x, q: m.w, s: m.s, b, T, K, N, n0: 0, n1: N, G: m.g, scratch }, this.quantScratchBytes);
       case "q4": {
         const { actQ: xq, actS: xs } = this.step!;
