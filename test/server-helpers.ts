@@ -75,6 +75,13 @@ export function sseData(text: string): string[] {
     });
 }
 
+/** Whether a raw HTTP response is complete: its head and a Content-Length's worth of body. */
+function responseComplete(raw: string): boolean {
+  const end = raw.indexOf("\r\n\r\n");
+  const len = /content-length: (\d+)/i.exec(raw.slice(0, end));
+  return end >= 0 && len !== null && raw.length >= end + 4 + Number(len[1]);
+}
+
 /**
  * A raw HTTP/1.1 exchange over a socket: the head, then the body in parts with pauses (for slow
  * and truncated bodies); resolves with the response as text once the server closes or answers.
@@ -103,10 +110,7 @@ export function rawRequest(
     };
     socket.on("data", (d) => {
       got += d.toString("latin1");
-      // A complete response with Content-Length: stop there.
-      const end = got.indexOf("\r\n\r\n");
-      const len = /content-length: (\d+)/i.exec(got.slice(0, end));
-      if (end >= 0 && len && got.length >= end + 4 + Number(len[1])) finish();
+      if (responseComplete(got)) finish();
     });
     socket.on("close", finish);
     socket.on("error", () => finish());
@@ -163,9 +167,7 @@ export function rawChunkedPost(
     };
     socket.on("data", (d) => {
       got += d.toString("latin1");
-      const end = got.indexOf("\r\n\r\n");
-      const len = /content-length: (\d+)/i.exec(got.slice(0, end));
-      if (end >= 0 && len && got.length >= end + 4 + Number(len[1])) finish();
+      if (responseComplete(got)) finish();
     });
     socket.on("close", finish);
     socket.on("error", finish);
