@@ -14,7 +14,7 @@
 
 export { loadWasm, PAGE, MAX_PAGES, type Wasm, type KernelExports } from "./wasm.js";
 export { Arena, align, numel, MAX_BYTES, DTYPE_BYTES, type Tensor, type DType as TensorDType } from "./arena.js";
-export { ThreadPool, defaultThreads, SPLITS, SPLITTABLE, type SplitKernel } from "./threads.js";
+export { ThreadPool, defaultThreads, splitJob, SPLITS, SPLITTABLE, type SplitKernel, type SplitJob, type SplitArgs } from "./threads.js";
 
 export { familyOf, FAMILIES, OPT, GPT2, LLAMA, QWEN2, parseOptConfig, optDims } from "./models/families/index.js";
 export type { Family, FamilyConfig, TensorRef, LayerField, GlobalField } from "./models/family.js";
