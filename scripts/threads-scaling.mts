@@ -4,15 +4,20 @@
 //   npx tsx scripts/threads-scaling.mts [--rounds 9] [--tokens 32] [--prompt 32] [--model opt-125m]
 //       [--spin 0,200,1000]   2-thread runs with each of these spin budgets (pool.spinMicros, µs)
 //       [--baseline DIR]      the same runs from another checkout of wasm-lm, side by side
+//       [--clean 0.1]         also report the rounds in which other processes used less of the cores
+//       [--json FILE]         every round's ms/token and the other processes' share, as JSON
 //
 // 1. memory bandwidth of a pure streaming read (a tiny SIMD kernel compiled here), one thread
 //    against two: what two cores can share before any model code runs;
 // 2. the wake-up round trip (wake the workers, wait until each has picked the region up), back to
 //    back (workers still spinning) and after a pause (workers asleep in Atomics.wait);
 // 3. parallel regions per decoded token (the pool's counter);
-// 4. decode ms/token of the synthetic model at 1 and 2 threads for f32, int8 and q4.
+// 4. decode ms/token of the synthetic model at 1 and 2 threads for f32, int8 and q4;
+// 5. the split linears alone (--kernels 0 skips them), 1 vs 2 threads: how far the kernels scale
+//    apart from the serial work between them.
 import asc from "assemblyscript/asc";
-import { loadavg } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
@@ -37,6 +42,28 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Other processes on the machine: the CPU time all cores were busy (/proc/stat, Linux) minus this
+// process's own (every thread of it), as a share of the cores over an interval. A round in which
+// others took more than CLEAN of the machine is reported apart: two threads need two free cores.
+const CLEAN = Number(arg("clean", 0.1));
+const CORES = availableParallelism();
+function machineBusy(): number {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / 100; // seconds (USER_HZ = 100); idle, iowait out
+  } catch {
+    return NaN;
+  }
+}
+/** Runs f; returns its result and the share of the machine other processes used meanwhile. */
+function measured<T>(f: () => T): [T, number] {
+  const [b0, c0, t0] = [machineBusy(), process.cpuUsage(), performance.now()];
+  const out = f();
+  const c = process.cpuUsage(c0);
+  const wall = (performance.now() - t0) / 1000;
+  return [out, (machineBusy() - b0 - (c.user + c.system) / 1e6) / (wall * CORES)];
+}
 
 // ---- 1. streaming-read bandwidth -------------------------------------------------------------
 
@@ -82,20 +109,26 @@ async function bandwidth(): Promise<string> {
   let seq = 0;
   const one: number[] = [];
   const two: number[] = [];
+  const others: number[] = [];
   for (let r = 0; r < ROUNDS + 1; r++) {
-    let t0 = performance.now();
-    readSum(base, BYTES);
-    const t1 = performance.now() - t0;
-    t0 = performance.now();
-    Atomics.store(ctrl, 1, 0);
-    Atomics.store(ctrl, 0, ++seq);
-    Atomics.notify(ctrl, 0);
-    readSum(base, BYTES / 2);
-    while (Atomics.load(ctrl, 1) < 1) Atomics.wait(ctrl, 1, 0, 1);
-    const t2 = performance.now() - t0;
+    const [t1, o1] = measured(() => {
+      const t0 = performance.now();
+      readSum(base, BYTES);
+      return performance.now() - t0;
+    });
+    const [t2, o2] = measured(() => {
+      const t0 = performance.now();
+      Atomics.store(ctrl, 1, 0);
+      Atomics.store(ctrl, 0, ++seq);
+      Atomics.notify(ctrl, 0);
+      readSum(base, BYTES / 2);
+      while (Atomics.load(ctrl, 1) < 1) Atomics.wait(ctrl, 1, 0, 1);
+      return performance.now() - t0;
+    });
     if (r > 0) {
       one.push(BYTES / 1e6 / t1); // GB/s
       two.push(BYTES / 1e6 / t2);
+      others.push(o1, o2);
     }
   }
   Atomics.store(ctrl, 0, -1);
@@ -103,7 +136,10 @@ async function bandwidth(): Promise<string> {
   await w.terminate();
   const a = median(one);
   const b = median(two);
-  return `streaming read of 256 MiB: 1 thread ${a.toFixed(2)} GB/s, 2 threads ${b.toFixed(2)} GB/s (${(b / a).toFixed(2)}×)`;
+  return (
+    `streaming read of 256 MiB: 1 thread ${a.toFixed(2)} GB/s, 2 threads ${b.toFixed(2)} GB/s (${(b / a).toFixed(2)}×); ` +
+    `others ${Math.round(100 * median(others))}%`
+  );
 }
 
 // ---- 2. wake-up cost ---------------------------------------------------------------------------
@@ -142,6 +178,8 @@ interface Run {
   cache: KVCache;
   spin?: number;
   msPerToken: number[];
+  /** Per round: the share of the machine other processes used meanwhile. */
+  others: number[];
 }
 type Loader = typeof DecoderModel.load;
 
@@ -185,8 +223,9 @@ for (const dtype of ["f32", "int8", "q4"] as const) {
       const cache = model.createCache(1, PROMPT + TOKENS + 1);
       model.forward([prompt], { cache, logits: "none" });
       const label = `${threads} thread${threads > 1 ? "s" : ""}${tag}`;
-      if (threads === 1 || tag || SPINS.length === 0) runs.push({ label, dtype, model, cache, msPerToken: [] });
-      else for (const spin of SPINS) runs.push({ label: `${label}, spin ${spin} µs`, dtype, model, cache, spin, msPerToken: [] });
+      if (threads === 1 || tag || SPINS.length === 0) runs.push({ label, dtype, model, cache, msPerToken: [], others: [] });
+      else
+        for (const spin of SPINS) runs.push({ label: `${label}, spin ${spin} µs`, dtype, model, cache, spin, msPerToken: [], others: [] });
     }
   }
 }
@@ -206,20 +245,37 @@ for (let round = 0; round < ROUNDS; round++) {
   // Rotate the order every round so no configuration always follows the same one.
   for (let j = 0; j < runs.length; j++) {
     const r = runs[(j + round) % runs.length];
-    r.msPerToken.push(decode(r));
+    const [ms, others] = measured(() => decode(r));
+    r.msPerToken.push(ms);
+    r.others.push(others);
   }
 }
 
-console.log("\ndecode ms/token, median over rounds; ratio = tokens/s against 1 thread of this tree (per-round ratios min…max)");
+const pct = (x: number) => `${Math.round(100 * x)}%`;
+const JSON_OUT = arg("json", "");
+if (JSON_OUT) {
+  const rows = runs.map((r) => ({ dtype: r.dtype, label: r.label, msPerToken: r.msPerToken, others: r.others }));
+  writeFileSync(JSON_OUT, JSON.stringify({ load: loadavg(), rounds: ROUNDS, tokens: TOKENS, runs: rows }, null, 1));
+}
+console.log(
+  `\ndecode ms/token, median over rounds; ratio = tokens/s against 1 thread of this tree, and the same over the rounds ` +
+    `in which other processes used < ${pct(CLEAN)} of the ${CORES} cores (with the 1-thread round of the same index)`,
+);
 for (const dtype of ["f32", "int8", "q4"] as const) {
   const mine = runs.filter((r) => r.dtype === dtype);
   const one = mine[0];
   for (const r of mine) {
     const per = one.msPerToken.map((x, i) => x / r.msPerToken[i]).sort((x, y) => x - y);
     const ratio = median(one.msPerToken) / median(r.msPerToken);
+    const clean = r.msPerToken.map((_, i) => i).filter((i) => r.others[i] < CLEAN && one.others[i] < CLEAN);
+    const cleanCell = clean.length
+      ? `${median(clean.map((i) => r.msPerToken[i])).toFixed(2)} ms ` +
+        `${(median(clean.map((i) => one.msPerToken[i])) / median(clean.map((i) => r.msPerToken[i]))).toFixed(2)}× (${clean.length} rounds)`
+      : "no clean round";
     console.log(
-      `${dtype.padEnd(5)} ${r.label.padEnd(30)} ${median(r.msPerToken).toFixed(2).padStart(7)} ms   ` +
-        `${ratio.toFixed(2)}×  (${per[0].toFixed(2)}…${per[per.length - 1].toFixed(2)})`,
+      `${dtype.padEnd(5)} ${r.label.padEnd(30)} ${median(r.msPerToken).toFixed(2).padStart(7)} ms  ` +
+        `${ratio.toFixed(2)}× (${per[0].toFixed(2)}…${per[per.length - 1].toFixed(2)}), others ${pct(median(r.others))}; ` +
+        `clean: ${cleanCell}`,
     );
   }
 }
@@ -229,16 +285,16 @@ for (const dtype of ["f32", "int8", "q4"] as const) {
 // one thread (direct calls on the 1-thread model) against two (the pool): how far the kernels
 // themselves scale — memory bandwidth included — apart from the serial work between them.
 
-/** The kernel call of y = x·Wᵀ for one matrix at T = 1 (q4: x already quantized into xq, xs). */
-function linearCall(m: Mat, y: number, x: number, xq: number, xs: number, K: number, N: number): SplitJob {
+/** The kernel call of y = x·Wᵀ for one matrix at T = 1 (q4, int8: x already quantized). */
+function linearCall(m: Mat, y: number, x: number, [xq, xs, x16, s16]: number[], K: number, N: number): SplitJob {
   const rows = { y, b: 0, T: 1, K, N, n0: 0, n1: N };
   switch (m.dtype) {
     case "f32":
       return splitJob("linear", { ...rows, x, w: m.w });
     case "f16":
       return splitJob("linearF16", { ...rows, x, w: m.w, scratch: 0 });
-    case "int8":
-      return splitJob("linearI8", { ...rows, x, q: m.w, s: m.s, G: m.g, scratch: 0 });
+    case "int8": // as decode runs it: x quantized to int16 once (x16, s16), then row pieces
+      return splitJob("matvecI8A16", { y, xq: x16, xs: s16, q: m.w, s: m.s, b: 0, K, n0: 0, n1: N, G: m.g });
     case "q4":
       return splitJob("linearQ4", { ...rows, xq, xs, q: m.w, s: m.s });
   }
@@ -250,13 +306,15 @@ function tokenKernels(model: DecoderModel): [string, SplitJob[][]][] {
   const a = model.arena;
   const x = a.alloc(Math.max(C, F, E) * 4);
   const y = a.alloc(Math.max(C, F, V) * 4 * 3);
-  const xq = a.alloc(Math.max(C, F, E));
-  const xs = a.alloc(Math.ceil(Math.max(C, F, E) / 32) * 8);
-  const xv = a.f32(x, Math.max(C, F, E));
+  const maxK = Math.max(C, F, E);
+  const act = [a.alloc(maxK), a.alloc(Math.ceil(maxK / 32) * 8), a.alloc(2 * maxK), a.alloc(4)];
+  const xv = a.f32(x, maxK);
   for (let i = 0; i < xv.length; i++) xv[i] = Math.sin(i * 0.37);
-  model.k.quantizeActI8(xq, xs, x, 1, Math.max(C, F, E), 8);
+  // (One input for every K: the kernels' speed does not depend on the values.)
+  model.k.quantizeActI8(act[0], act[1], x, 1, maxK, 8);
+  model.k.quantizeActI16(act[2], act[3], x, maxK);
   const L = model.weights.layers;
-  const lin = (m: Mat, K: number, N: number, out = y) => linearCall(m, out, x, xq, xs, K, N);
+  const lin = (m: Mat, K: number, N: number, out = y) => linearCall(m, out, x, act, K, N);
   return [
     ["q, k, v", L.map((w) => [lin(w.q, C, C), lin(w.k, C, KV, y + C * 4), lin(w.v, C, KV, y + (C + KV) * 4)])],
     ["o", L.map((w) => [lin(w.o, C, C)])],
@@ -288,9 +346,9 @@ function callDirect(m: DecoderModel, { kernel, args: a }: SplitJob): void {
   );
 }
 
-const KERNEL_ROUNDS = 15;
+const KERNEL_ROUNDS = Number(arg("kernels", 15));
 console.log(`\nthe split linears alone, ms per token (median of ${KERNEL_ROUNDS}; every layer's matrices in turn)`);
-for (const dtype of ["f32", "int8", "q4"] as const) {
+for (const dtype of KERNEL_ROUNDS > 0 ? (["f32", "int8", "q4"] as const) : []) {
   const [m1, m2] = [1, 2].map((t) => runs.find((r) => r.dtype === dtype && r.model.threads === t && !r.label.includes("baseline"))!.model);
   m2.pool!.spinMicros = SPINS[0] ?? m2.pool!.spinMicros;
   const k1 = tokenKernels(m1);
@@ -298,26 +356,32 @@ for (const dtype of ["f32", "int8", "q4"] as const) {
   const cells: string[] = [];
   let s1 = 0;
   let s2 = 0;
-  for (let c = 0; c < k1.length; c++) {
-    const t1: number[] = [];
-    const t2: number[] = [];
-    for (let r = 0; r < KERNEL_ROUNDS + 1; r++) {
-      let t0 = performance.now();
-      for (const jobs of k1[c][1]) for (const j of jobs) callDirect(m1, j);
-      const a = performance.now() - t0;
-      t0 = performance.now();
-      for (const jobs of k2[c][1]) m2.pool!.run(jobs);
-      const b = performance.now() - t0;
-      if (r > 0) {
-        t1.push(a);
-        t2.push(b);
+  // (Other processes measured over the whole block: /proc/stat counts in 10 ms ticks.)
+  const [, others] = measured(() => {
+    for (let c = 0; c < k1.length; c++) {
+      const t1: number[] = [];
+      const t2: number[] = [];
+      for (let r = 0; r < KERNEL_ROUNDS + 1; r++) {
+        let t0 = performance.now();
+        for (const jobs of k1[c][1]) for (const j of jobs) callDirect(m1, j);
+        const a = performance.now() - t0;
+        t0 = performance.now();
+        for (const jobs of k2[c][1]) m2.pool!.run(jobs);
+        const b = performance.now() - t0;
+        if (r > 0) {
+          t1.push(a);
+          t2.push(b);
+        }
       }
+      s1 += median(t1);
+      s2 += median(t2);
+      cells.push(`${k1[c][0]} ${median(t1).toFixed(2)}/${median(t2).toFixed(2)} (${(median(t1) / median(t2)).toFixed(2)}×)`);
     }
-    s1 += median(t1);
-    s2 += median(t2);
-    cells.push(`${k1[c][0]} ${median(t1).toFixed(2)}/${median(t2).toFixed(2)} (${(median(t1) / median(t2)).toFixed(2)}×)`);
-  }
-  console.log(`${dtype.padEnd(5)} 1/2 threads: ${cells.join(", ")}; all ${s1.toFixed(2)}/${s2.toFixed(2)} (${(s1 / s2).toFixed(2)}×)`);
+  });
+  console.log(
+    `${dtype.padEnd(5)} 1/2 threads: ${cells.join(", ")}; all ${s1.toFixed(2)}/${s2.toFixed(2)} (${(s1 / s2).toFixed(2)}×); ` +
+      `others ${pct(others)}`,
+  );
 }
 console.log(`load average at end: ${load()}`);
 for (const r of runs) r.model.dispose();

@@ -17,19 +17,35 @@ import { detectFeatures, importNodeBuiltin, type Wasm } from "./wasm.js";
  * How the pool splits each kernel it can run: the kernel's arguments in order (as assembly/index.ts
  * exports it), the argument that starts the split range (the next one ends it), the unit ranges are
  * cut at (16 output rows: whole register tiles of the linear kernels; a unit is computed the same
- * way whichever piece it falls in, so any cut gives the same bits), and the argument that is
- * per-thread scratch (each thread's moved by its index times the job's scratchStride).
+ * way whichever piece it falls in, so any cut gives the same bits), the smallest piece in units,
+ * and the argument that is per-thread scratch (each thread's moved by its index times the job's
+ * scratchStride). Linears are not cut below 8 units (128 rows): measured on OPT-125M's matvecs
+ * (int8 and q4, 2 threads, same run), a 768-row region whose last pieces are 1-2 units takes up to
+ * 25 % longer than one cut no finer than 8 (each piece: a claim, a call, four row streams restarted).
  */
 export const SPLITS = {
-  linear: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, scratch: null },
-  linearF16: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1", "scratch"], range: "n0", unit: 16, scratch: "scratch" },
-  linearI8: { args: ["y", "x", "q", "s", "b", "T", "K", "N", "n0", "n1", "G", "scratch"], range: "n0", unit: 16, scratch: "scratch" },
-  linearQ4: { args: ["y", "xq", "xs", "q", "s", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, scratch: null },
-  matvecI8A16: { args: ["y", "xq", "xs", "q", "s", "b", "K", "n0", "n1", "G"], range: "n0", unit: 16, scratch: null },
+  linear: { args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, minPiece: 8, scratch: null },
+  linearF16: {
+    args: ["y", "x", "w", "b", "T", "K", "N", "n0", "n1", "scratch"],
+    range: "n0",
+    unit: 16,
+    minPiece: 8,
+    scratch: "scratch",
+  },
+  linearI8: {
+    args: ["y", "x", "q", "s", "b", "T", "K", "N", "n0", "n1", "G", "scratch"],
+    range: "n0",
+    unit: 16,
+    minPiece: 8,
+    scratch: "scratch",
+  },
+  linearQ4: { args: ["y", "xq", "xs", "q", "s", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, minPiece: 8, scratch: null },
+  matvecI8A16: { args: ["y", "xq", "xs", "q", "s", "b", "K", "n0", "n1", "G"], range: "n0", unit: 16, minPiece: 8, scratch: null },
   attention: {
     args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],
     range: "h0",
     unit: 1,
+    minPiece: 1,
     scratch: "scratch",
   },
   // The same arguments over f16 caches (a KVCache of kvDtype "f16").
@@ -37,9 +53,10 @@ export const SPLITS = {
     args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],
     range: "h0",
     unit: 1,
+    minPiece: 1,
     scratch: "scratch",
   },
-} as const satisfies Record<string, { args: readonly string[]; range: string; unit: number; scratch: string | null }>;
+} as const satisfies Record<string, { args: readonly string[]; range: string; unit: number; minPiece: number; scratch: string | null }>;
 export type SplitKernel = keyof typeof SPLITS;
 export const SPLITTABLE = Object.keys(SPLITS) as SplitKernel[];
 
@@ -70,8 +87,8 @@ export function splitJob<K extends SplitKernel>(kernel: K, args: SplitArgs<K>, s
 // region's jobs. Threads claim chunks one at a time from a shared counter, so a thread that is late
 // (asleep, descheduled by another process) simply gets fewer: the caller never waits for a worker
 // that has not started, only for a chunk a worker is running. Pieces shrink along a job (each a
-// 1/(2·threads) share of what is left, at least one unit: "guided" scheduling), so the last ones,
-// which decide how long the others wait, are small. Each unit is computed by the same code
+// 1/(2·threads) share of what is left, down to SPLITS' minPiece: "guided" scheduling), so the last
+// ones, which decide how long the others wait, are small. Each unit is computed by the same code
 // whichever thread runs it, so results do not depend on who ran what.
 
 // Control block (Int32Array) slots.
@@ -209,6 +226,8 @@ export class ThreadPool {
   private seq = 0;
   /** Parallel regions run so far (one per run/split call): wake-ups paid, for tests and benchmarks. */
   regions = 0;
+  /** When set, every job is cut down to pieces of this many units (tests: 1, every boundary). */
+  minPiece: number | null = null;
   private closed = false;
   /** Set when a worker exits or fails after starting: the next call closes the pool. */
   private dead = false;
@@ -353,13 +372,14 @@ export class ThreadPool {
       if (args.length !== names.length) throw new Error(`wasm-lm: ${kernel} takes ${names.length} arguments, got ${args.length}`);
       const range = names.indexOf(s.range);
       const total = args[range + 1] - args[range];
-      // Guided pieces: a 1/(2·parts) share of the units left, at least one unit (and big enough
-      // for the chunk table to hold every job's pieces, which only matters at hundreds of threads).
+      // Guided pieces: a 1/(2·parts) share of the units left, at least minPiece units (and big
+      // enough for the chunk table to hold every job's pieces: only at hundreds of threads).
       const units = Math.ceil(total / s.unit);
+      const minPiece = this.minPiece ?? s.minPiece;
       const slots = Math.floor((MAX_CHUNKS - chunks) / (jobs.length - j));
       for (let done = 0, used = 0; done < units; used++) {
         const left = units - done;
-        const next = done + Math.max(1, Math.ceil(left / (2 * parts)), Math.ceil(left / (slots - used)));
+        const next = done + Math.max(Math.min(left, minPiece), Math.ceil(left / (2 * parts)), Math.ceil(left / (slots - used)));
         ct[chunks * CHUNK_INTS] = j;
         ct[chunks * CHUNK_INTS + 1] = done * s.unit;
         ct[chunks * CHUNK_INTS + 2] = Math.min(total, next * s.unit);

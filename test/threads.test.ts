@@ -104,7 +104,8 @@ describe("two threads equal one, bit for bit, in a decode loop that splits every
 
 // The fixtures of every family (transformers' tiny checkpoints: hidden size 64, LLaMA with GQA and
 // an MLP width of 176, which q4 holds in int8) are far below PARALLEL_MIN_MACS: parallelMinMacs 0
-// splits every linear into one-unit pieces, so every decode step runs each kernel split.
+// puts every linear on the pool and minPiece 1 cuts it into one-unit pieces, so every decode step
+// runs each kernel split.
 const FIXTURES = ["opt-tiny", "gpt2-tiny", "llama-tiny"].map((name) => {
   const dir = new URL(`./fixtures/${name}/`, import.meta.url);
   const bytes = new Uint8Array(readFileSync(new URL("model.safetensors", dir)));
@@ -120,6 +121,7 @@ describe("every family's fixture, every kernel split: int8 and q4 decode loops o
         const load = async (threads: number) => {
           const m = await DecoderModel.load(f.config, f.open(), { threads, dtype, label: f.name });
           m.parallelMinMacs = 0;
+          if (m.pool) m.pool.minPiece = 1;
           return m;
         };
         const one = await load(1);
