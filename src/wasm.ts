@@ -179,77 +179,21 @@ export const PAGE = 65536;
 /** wasm32 limit: 65536 pages of 64 KiB. */
 export const MAX_PAGES = 65536;
 
-// (module (func v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd drop))
-const RELAXED_PROBE = new Uint8Array([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00,
-  0x01,
-  0x04,
-  0x01,
-  0x60,
-  0x00,
-  0x00, // type section: () -> ()
-  0x03,
-  0x02,
-  0x01,
-  0x00, // function section
-  0x0a,
-  0x3e,
-  0x01,
-  0x3c,
-  0x00, // code section, one body of 60 bytes, no locals
-  0xfd,
-  0x0c,
-  ...new Array(16).fill(0),
-  0xfd,
-  0x0c,
-  ...new Array(16).fill(0),
-  0xfd,
-  0x0c,
-  ...new Array(16).fill(0),
-  0xfd,
-  0x85,
-  0x02, // f32x4.relaxed_madd
-  0x1a,
-  0x0b, // drop, end
-]);
-// (module (func v128.const 0 drop))
-const SIMD_PROBE = new Uint8Array([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00,
-  0x01,
-  0x04,
-  0x01,
-  0x60,
-  0x00,
-  0x00,
-  0x03,
-  0x02,
-  0x01,
-  0x00,
-  0x0a,
-  0x17,
-  0x01,
-  0x15,
-  0x00,
-  0xfd,
-  0x0c,
-  ...new Array(16).fill(0),
-  0x1a,
-  0x0b,
-]);
+/** A module of one () -> () function with this body (no locals), for WebAssembly.validate. */
+function probeModule(body: number[]): Uint8Array<ArrayBuffer> {
+  const fn = [0x00, ...body, 0x0b]; // no locals, the body, end
+  return new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // magic, version 1
+    ...[0x01, 0x04, 0x01, 0x60, 0x00, 0x00], // type section: () -> ()
+    ...[0x03, 0x02, 0x01, 0x00], // function section
+    ...[0x0a, fn.length + 2, 0x01, fn.length, ...fn], // code section: one body
+  ]);
+}
+const V128_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)]; // v128.const 0
+// (func v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd drop)
+const RELAXED_PROBE = probeModule([...V128_ZERO, ...V128_ZERO, ...V128_ZERO, 0xfd, 0x85, 0x02, 0x1a]);
+// (func v128.const 0 drop)
+const SIMD_PROBE = probeModule([...V128_ZERO, 0x1a]);
 
 export interface WasmFeatures {
   simd: boolean;
