@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MODEL_FIXTURES, worstLogitsDiff } from "../runtimes/checks.mjs";
+import { CHROMIUM_ARGS } from "./chromium.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const HERE = join(ROOT, "test/browser");
@@ -121,15 +122,7 @@ const profile = join(tmp, "profile");
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM,
   headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+  args: CHROMIUM_ARGS,
 });
 const version = context.browser()?.version() ?? "?";
 console.log(`== chromium ${version} (${CHROMIUM}, headless)`);

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { bundleDemo, ensureWasm, startDemoServer } from "../../demo/serve.js";
+import { CHROMIUM_ARGS } from "../browser/chromium.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const FIXTURE = join(ROOT, "test", "fixtures", "opt-tiny");
@@ -249,15 +250,7 @@ async function main(): Promise<void> {
       executablePath: chromiumPath,
       headless: true,
       viewport: { width: 1200, height: 900 },
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
+      args: CHROMIUM_ARGS,
     });
     const page = context.pages()[0] ?? (await context.newPage());
     page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));

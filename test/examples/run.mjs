@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import OpenAI from "openai";
 import { serveStatic } from "./static.mjs";
+import { CHROMIUM_ARGS } from "../browser/chromium.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const EX = join(ROOT, "examples");
@@ -343,15 +344,7 @@ const EXAMPLES = [
       const context = await chromium.launchPersistentContext(join(tmp, "profile"), {
         executablePath: CHROMIUM,
         headless: true,
-        args: [
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-        ],
+        args: CHROMIUM_ARGS,
       });
       const failures = [];
       let detail = "";
