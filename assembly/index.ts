@@ -19,7 +19,7 @@ export function heapBase(): usize {
 }
 export {
   linearF16, linearF16Scalar, linearI8, linearI8Scalar, quantizeI8, f32ToF16Rows, quantRows,
-  quantizeActI16, matvecI8A16, matvecI8A16Scalar,
+  quantizeActI16, quantizeActI16Scalar, matvecI8A16, matvecI8A16Scalar,
   embedGatherF16, embedGatherI8,
 } from "./kernels/linear_quant";
 export {

@@ -124,6 +124,7 @@ export interface KernelExports {
   quantizeI8(q: number, s: number, w: number, n: number, K: number, G: number): void;
   /** linearI8 at T = 1 in two steps: x → int16 xq (K) and its scale xs (one f32), then rows [n0, n1). */
   quantizeActI16(xq: number, xs: number, x: number, K: number): void;
+  quantizeActI16Scalar(xq: number, xs: number, x: number, K: number): void;
   matvecI8A16: MatvecI8A16Kernel;
   matvecI8A16Scalar: MatvecI8A16Kernel;
   f32ToF16Rows(dst: number, src: number, n: number): void;

@@ -7,7 +7,9 @@
 // rms(y) = σ·√K, and LIN_C = 4: the worst measured difference is 0.43 of it (K = 768, T = 128).
 // A single dropped product (|x·w| ~ σ) is ~10^3x larger than atol at K = 768.
 import { linear, linearScalar } from "../kernels/linear";
-import { linearI8, linearI8Scalar, matvecI8A16, matvecI8A16Scalar, quantizeActI16, quantizeI8, quantRows } from "../kernels/linear_quant";
+import {
+  linearI8, linearI8Scalar, matvecI8A16, matvecI8A16Scalar, quantizeActI16, quantizeActI16Scalar, quantizeI8, quantRows,
+} from "../kernels/linear_quant";
 import { allocBytes, allocF32, expectAll, expectClose, expectEqual, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
 
 const LIN_C: f32 = 4;
@@ -129,6 +131,27 @@ describe("small batches (decode of T rows), awkward K, N", () => {
       for (let i = 0; i < Ks.length; i++) {
         for (let j = 0; j < Ns.length; j++) check(Ts[a], Ks[i], Ns[j], 0, Ns[j], (a + i + j) % 2 == 0, (a + i + j) % 4, seed++);
       }
+    }
+  });
+  it("quantizeActI16 = its twin bit for bit: K 1, 3, 7, 8, 9, 33, 768, 3072, and x = 0", () => {
+    const Ks: i32[] = [1, 3, 7, 8, 9, 33, 768, 3072];
+    for (let i = 0; i < Ks.length; i++) {
+      const K = Ks[i];
+      const rng = new Rng(<u32>(950 + i));
+      const x = allocF32(K, i % 4);
+      fillUniform(x, K, rng, -3, 3);
+      const xq = allocBytes(2 * K), xs = allocF32(1), xq2 = allocBytes(2 * K), xs2 = allocF32(1);
+      for (let zero = 0; zero < 2; zero++) {
+        if (zero) fillConst(x, K, 0);
+        quantizeActI16(xq, xs, x, K);
+        quantizeActI16Scalar(xq2, xs2, x, K);
+        const name = "quantizeActI16 K=" + K.toString() + (zero ? " x=0" : "");
+        expectEqual(name + " scale", xs, xs2, 1);
+        let at = -1;
+        for (let k = 0; k < K; k++) if (load<i16>(xq + (<usize>k << 1)) != load<i16>(xq2 + (<usize>k << 1))) { at = k; break; }
+        expect<i32>(at).toBe(-1, name + ": first differing int16 at " + at.toString());
+      }
+      freeAll();
     }
   });
   it("matvecI8A16 vs its twin; = linearI8 at T = 1; pieces [n0, n1) = one call (K 48, 208, 768, 3072)", () => {
