@@ -229,6 +229,7 @@ for (const dtype of ["f32", "int8", "q4"] as const) {
     }
   }
 }
+const DEFAULT_SPIN = runs.find((r) => r.model.threads === 2 && !r.label.includes("baseline"))!.model.pool!.spinMicros;
 const pool2 = runs.find((r) => r.model.threads === 2 && !r.label.includes("baseline"))!.model.pool!;
 console.log(await wakeups(pool2));
 
@@ -347,10 +348,12 @@ function callDirect(m: DecoderModel, { kernel, args: a }: SplitJob): void {
 }
 
 const KERNEL_ROUNDS = Number(arg("kernels", 15));
-console.log(`\nthe split linears alone, ms per token (median of ${KERNEL_ROUNDS}; every layer's matrices in turn)`);
+console.log(
+  `\nthe split linears alone, ms per token (median of ${KERNEL_ROUNDS}; every layer's matrices in turn; spin ${DEFAULT_SPIN} µs)`,
+);
 for (const dtype of KERNEL_ROUNDS > 0 ? (["f32", "int8", "q4"] as const) : []) {
   const [m1, m2] = [1, 2].map((t) => runs.find((r) => r.dtype === dtype && r.model.threads === t && !r.label.includes("baseline"))!.model);
-  m2.pool!.spinMicros = SPINS[0] ?? m2.pool!.spinMicros;
+  m2.pool!.spinMicros = DEFAULT_SPIN; // (the decode rounds left it at their last spin)
   const k1 = tokenKernels(m1);
   const k2 = tokenKernels(m2);
   const cells: string[] = [];
