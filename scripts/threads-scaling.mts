@@ -7,8 +7,9 @@
 //       [--clean 0.1]         also report the rounds in which other processes used less of the cores
 //       [--json FILE]         every round's ms/token and the other processes' share, as JSON
 //
-// 1. memory bandwidth of a pure streaming read (a tiny SIMD kernel compiled here), one thread
-//    against two: what two cores can share before any model code runs;
+// 1. memory bandwidth of a pure streaming read (tiny SIMD kernels compiled here: one stream, and
+//    four a quarter apart as the matvecs read rows), one thread against two: what two cores can
+//    share before any model code runs;
 // 2. the wake-up round trip (wake the workers, wait until each has picked the region up), back to
 //    back (workers still spinning) and after a pause (workers asleep in Atomics.wait);
 // 3. parallel regions per decoded token (the pool's counter);
@@ -68,6 +69,7 @@ function measured<T>(f: () => T): [T, number] {
 // ---- 1. streaming-read bandwidth -------------------------------------------------------------
 
 const READ_SRC = `
+// One sequential stream.
 export function readSum(p: usize, n: usize): f32 {
   let a = f32x4.splat(0), b = a, c = a, d = a;
   for (let i: usize = 0; i < n; i += 64) {
@@ -78,8 +80,22 @@ export function readSum(p: usize, n: usize): f32 {
   }
   const s = f32x4.add(f32x4.add(a, b), f32x4.add(c, d));
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+}
+// Four streams a quarter apart, 16 bytes from each per step: the matvec kernels' access pattern.
+export function readSum4(p: usize, n: usize): f32 {
+  const q = n >> 2;
+  let a = f32x4.splat(0), b = a, c = a, d = a;
+  for (let i: usize = 0; i < q; i += 16) {
+    a = f32x4.add(a, v128.load(p + i));
+    b = f32x4.add(b, v128.load(p + q + i));
+    c = f32x4.add(c, v128.load(p + 2 * q + i));
+    d = f32x4.add(d, v128.load(p + 3 * q + i));
+  }
+  const s = f32x4.add(f32x4.add(a, b), f32x4.add(c, d));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
 }`;
 
+/** GB/s of a read of 256 MiB by one thread, and by two (a worker reads the second half). */
 async function bandwidth(): Promise<string> {
   const { binary, stderr, error } = await asc.compileString(READ_SRC, {
     optimizeLevel: 3,
@@ -96,50 +112,54 @@ async function bandwidth(): Promise<string> {
   const BYTES = 256 << 20; // far beyond the 8 MiB L3
   const base = 65536;
   new Float32Array(memory.buffer, base, BYTES / 4).fill(1.5);
-  const readSum = (new WebAssembly.Instance(module, { env: { memory } }).exports as { readSum(p: number, n: number): number }).readSum;
-  // One worker reading the second half on command: ctrl[0] job number, ctrl[1] done count.
-  const ctrl = new Int32Array(new SharedArrayBuffer(8));
+  type Read = (p: number, n: number) => number;
+  const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as { readSum: Read; readSum4: Read };
+  const reads: Read[] = [ex.readSum, ex.readSum4];
+  // One worker reading the second half on command: ctrl[0] job number, ctrl[1] done count, ctrl[2] which read.
+  const ctrl = new Int32Array(new SharedArrayBuffer(12));
   const w = new Worker(
     `const { workerData: d } = require("node:worker_threads");
-     const f = new WebAssembly.Instance(d.module, { env: { memory: d.memory } }).exports.readSum;
+     const ex = new WebAssembly.Instance(d.module, { env: { memory: d.memory } }).exports;
+     const fs = [ex.readSum, ex.readSum4];
      const c = new Int32Array(d.ctrl); let seq = 0;
-     for (;;) { Atomics.wait(c, 0, seq); seq = Atomics.load(c, 0); if (seq < 0) break; f(d.p, d.n); Atomics.add(c, 1, 1); Atomics.notify(c, 1); }`,
+     for (;;) { Atomics.wait(c, 0, seq); seq = Atomics.load(c, 0); if (seq < 0) break; fs[c[2]](d.p, d.n); Atomics.add(c, 1, 1); Atomics.notify(c, 1); }`,
     { eval: true, workerData: { module, memory, ctrl: ctrl.buffer, p: base + BYTES / 2, n: BYTES / 2 } },
   );
   let seq = 0;
-  const one: number[] = [];
-  const two: number[] = [];
+  const cells: string[] = [];
   const others: number[] = [];
-  for (let r = 0; r < ROUNDS + 1; r++) {
-    const [t1, o1] = measured(() => {
-      const t0 = performance.now();
-      readSum(base, BYTES);
-      return performance.now() - t0;
-    });
-    const [t2, o2] = measured(() => {
-      const t0 = performance.now();
-      Atomics.store(ctrl, 1, 0);
-      Atomics.store(ctrl, 0, ++seq);
-      Atomics.notify(ctrl, 0);
-      readSum(base, BYTES / 2);
-      while (Atomics.load(ctrl, 1) < 1) Atomics.wait(ctrl, 1, 0, 1);
-      return performance.now() - t0;
-    });
-    if (r > 0) {
-      one.push(BYTES / 1e6 / t1); // GB/s
-      two.push(BYTES / 1e6 / t2);
-      others.push(o1, o2);
+  for (let f = 0; f < reads.length; f++) {
+    const one: number[] = [];
+    const two: number[] = [];
+    for (let r = 0; r < ROUNDS + 1; r++) {
+      const [t1, o1] = measured(() => {
+        const t0 = performance.now();
+        reads[f](base, BYTES);
+        return performance.now() - t0;
+      });
+      const [t2, o2] = measured(() => {
+        const t0 = performance.now();
+        Atomics.store(ctrl, 1, 0);
+        Atomics.store(ctrl, 2, f);
+        Atomics.store(ctrl, 0, ++seq);
+        Atomics.notify(ctrl, 0);
+        reads[f](base, BYTES / 2);
+        while (Atomics.load(ctrl, 1) < 1) Atomics.wait(ctrl, 1, 0, 1);
+        return performance.now() - t0;
+      });
+      if (r > 0) {
+        one.push(BYTES / 1e6 / t1); // GB/s
+        two.push(BYTES / 1e6 / t2);
+        others.push(o1, o2);
+      }
     }
+    const [a, b] = [median(one), median(two)];
+    cells.push(`${f ? "4 streams" : "1 stream"}: 1 thread ${a.toFixed(2)} GB/s, 2 threads ${b.toFixed(2)} GB/s (${(b / a).toFixed(2)}×)`);
   }
   Atomics.store(ctrl, 0, -1);
   Atomics.notify(ctrl, 0);
   await w.terminate();
-  const a = median(one);
-  const b = median(two);
-  return (
-    `streaming read of 256 MiB: 1 thread ${a.toFixed(2)} GB/s, 2 threads ${b.toFixed(2)} GB/s (${(b / a).toFixed(2)}×); ` +
-    `others ${Math.round(100 * median(others))}%`
-  );
+  return `streaming read of 256 MiB, ${cells.join("; ")}; others ${Math.round(100 * median(others))}%`;
 }
 
 // ---- 2. wake-up cost ---------------------------------------------------------------------------
