@@ -8,6 +8,9 @@
 //     memory detaches the old ArrayBuffer (old views then read length 0 and writes vanish),
 //     so a view is never cached across anything that may grow memory.
 import { MAX_PAGES, PAGE, type Wasm } from "./wasm.js";
+import { numel } from "./formats/types.js";
+
+export { numel };
 
 export type DType = "f32" | "f16" | "i8" | "u8" | "i32";
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i8: 1, u8: 1, i32: 4 };
@@ -19,7 +22,6 @@ export interface Tensor {
   dtype: DType;
 }
 
-export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 export const MAX_BYTES = MAX_PAGES * PAGE;
 
 export class OutOfMemoryError extends Error {

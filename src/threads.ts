@@ -11,7 +11,7 @@
 //
 // Atomics.wait is not allowed on a browser page's main thread: there the pool can only be used
 // from inside a worker (the model then runs in a worker), or not at all.
-import { detectFeatures, importNodeBuiltin, type Wasm } from "./wasm.js";
+import { detectFeatures, importNodeBuiltin, isNode, type Wasm } from "./wasm.js";
 
 /**
  * How the pool splits each kernel it can run: the kernel's arguments in order (as assembly/index.ts
@@ -520,7 +520,6 @@ type Spawn = (
 
 /** Node's worker_threads, or Web Workers from a Blob URL. */
 async function workerFactory(): Promise<Spawn> {
-  const isNode = typeof process !== "undefined" && !!process.versions?.node;
   if (isNode) {
     const { Worker } = await importNodeBuiltin<typeof import("node:worker_threads")>("worker_threads");
     return (onMessage, onError) => {

@@ -202,7 +202,8 @@ export interface WasmFeatures {
   threads: boolean;
 }
 
-const isNode = typeof process !== "undefined" && !!process.versions?.node;
+/** Node, or a runtime that provides its `process` (Bun; Deno 2). */
+export const isNode = typeof process !== "undefined" && !!process.versions?.node;
 
 interface V8Flags {
   setFlagsFromString(flag: string): void;

@@ -12,7 +12,8 @@
 import type { TensorToWrite } from "../formats/safetensors.js";
 import type { DecoderModel } from "./decoder.js";
 import { fieldShape, LM_HEAD, type TensorRef } from "./family.js";
-import { numelOf, type Mat } from "./weights.js";
+import type { Mat } from "./weights.js";
+import { numel } from "../formats/types.js";
 
 const DTYPE = { f32: "F32", f16: "F16", int8: "I8", q4: "U8" } as const;
 const BYTES = { f32: 4, f16: 2, int8: 1, q4: 0.5 } as const;
@@ -44,7 +45,7 @@ export function modelTensors(model: DecoderModel): { tensors: TensorToWrite[]; m
   const p = family.prefixes[0];
   const put = (r: TensorRef<string>, v: number | Mat) => {
     const shape = fieldShape(r);
-    if (typeof v === "number") out.push({ name: p + r.name, dtype: "F32", shape, data: copy(v, numelOf(shape) * 4) });
+    if (typeof v === "number") out.push({ name: p + r.name, dtype: "F32", shape, data: copy(v, numel(shape) * 4) });
     else mat(p + r.name, v, shape);
   };
   for (const r of family.globals(d)) put(r, w[r.field]);

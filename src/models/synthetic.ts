@@ -5,7 +5,7 @@
 import type { TensorInfo, TensorSource } from "../formats/types.js";
 import { LM_HEAD } from "./family.js";
 import { familyOf, type ModelConfig } from "./families/index.js";
-import { numelOf } from "./weights.js";
+import { numel } from "../formats/types.js";
 
 export { SYNTHETIC_PRESETS, syntheticConfig } from "./families/index.js";
 
@@ -73,8 +73,8 @@ export class SyntheticSource implements TensorSource {
   readF32(name: string, dst: Float32Array): void {
     const info = this.byName.get(name);
     if (!info) throw new Error(`synthetic: no tensor '${name}'`);
-    if (dst.length !== numelOf(info.shape))
-      throw new Error(`synthetic: '${name}' has ${numelOf(info.shape)} elements, destination ${dst.length}`);
+    if (dst.length !== numel(info.shape))
+      throw new Error(`synthetic: '${name}' has ${numel(info.shape)} elements, destination ${dst.length}`);
     this.readF32Range(name, 0, dst);
   }
 
@@ -82,7 +82,7 @@ export class SyntheticSource implements TensorSource {
   readF32Range(name: string, start: number, dst: Float32Array): void {
     const info = this.byName.get(name);
     if (!info) throw new Error(`synthetic: no tensor '${name}'`);
-    if (start < 0 || start + dst.length > numelOf(info.shape)) throw new Error(`synthetic: range past the end of '${name}'`);
+    if (start < 0 || start + dst.length > numel(info.shape)) throw new Error(`synthetic: range past the end of '${name}'`);
     const seed = (hash(name) ^ Math.imul(this.seed + 1, 0x9e3779b1)) >>> 0;
     const isNorm = /(layer_?norm|\.norm|(^|\.)ln_\w+)\.weight$/.test(name);
     const isBias = name.endsWith(".bias");
@@ -93,7 +93,7 @@ export class SyntheticSource implements TensorSource {
   readRaw(name: string): Uint8Array {
     const info = this.byName.get(name);
     if (!info) throw new Error(`synthetic: no tensor '${name}'`);
-    const out = new Float32Array(numelOf(info.shape));
+    const out = new Float32Array(numel(info.shape));
     this.readF32(name, out);
     return new Uint8Array(out.buffer);
   }

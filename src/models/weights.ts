@@ -15,7 +15,7 @@
 // converting to f16: each tensor is scanned once, where it lands in WebAssembly memory (or in the
 // staging region before it is converted), by the matvec kernels — see findNonFinite.
 import type { Arena } from "../arena.js";
-import { DTYPE_SIZE, type AsyncTensorSource, type TensorInfo, type TensorSource } from "../formats/types.js";
+import { DTYPE_SIZE, numel, type AsyncTensorSource, type TensorInfo, type TensorSource } from "../formats/types.js";
 import { convertToF32, f16ToF32 } from "../formats/dtype.js";
 import type { KernelExports } from "../wasm.js";
 import type { Dims } from "./config.js";
@@ -105,8 +105,6 @@ const LAYER_FIELDS: LayerField[] = [
   "down",
   "downB",
 ];
-
-export const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 const pad64 = (n: number) => Math.ceil(n / 64) * 64;
 const groupFor = (fmt: WeightFormat, K: number) => (K % fmt.group === 0 ? fmt.group : K);
@@ -614,7 +612,7 @@ export class WeightLoader {
     for (const f of LAYER_FIELDS) w[f] = MATRIX_FIELDS.has(f) ? { dtype: this.fmt.dtype, w: 0, s: 0, g: 0 } : 0;
     for (const r of this.family.layer(this.d, 0)) {
       const shape = fieldShape(r);
-      w[r.field] = MATRIX_FIELDS.has(r.field) ? this.allocMat(shape[0], shape[1]) : this.arena.alloc(numelOf(shape) * 4);
+      w[r.field] = MATRIX_FIELDS.has(r.field) ? this.allocMat(shape[0], shape[1]) : this.arena.alloc(numel(shape) * 4);
     }
     return w as unknown as LayerWeights;
   }
@@ -641,7 +639,7 @@ export class WeightLoader {
   async fetchLayer(i: number): Promise<Map<string, Uint8Array>> {
     if (!this.remote) throw new Error("wasm-lm: fetchLayer needs an AsyncTensorSource");
     const names = this.layerFiles(i);
-    const bytes = names.reduce((a, n) => a + numelOf(this.src.get(n)!.shape) * DTYPE_SIZE[this.src.get(n)!.dtype], 0);
+    const bytes = names.reduce((a, n) => a + numel(this.src.get(n)!.shape) * DTYPE_SIZE[this.src.get(n)!.dtype], 0);
     const [k, buf] = this.nextBuffer(bytes + (64 << 10)); // + the gaps a merged read may span
     const out = await this.remote.readRawMany(names, buf);
     const first = out.values().next().value;
@@ -670,7 +668,7 @@ export class WeightLoader {
     const f32Of = (full: string) => {
       let t = whole.get(full);
       if (!t) {
-        t = new Float32Array(numelOf(this.src.get(full)!.shape));
+        t = new Float32Array(numel(this.src.get(full)!.shape));
         this.src.readF32(full, t);
         whole.set(full, t);
       }
@@ -688,7 +686,7 @@ export class WeightLoader {
           this.fillMat(dst, full, shape[0], shape[1], values, scan ? { row: 0, col: r.conv?.col } : null);
           continue;
         }
-        const n = r.conv ? r.conv.n : numelOf(shape);
+        const n = r.conv ? r.conv.n : numel(shape);
         if (r.conv) this.arena.f32(dst, n).set(f32Of(full).subarray(r.conv.col, r.conv.col + n));
         else this.src.readF32(full, this.arena.f32(dst, n));
         if (scan) this.checkFinite(full, dst, n, "f32", this.at(full, r.conv?.col ?? 0));
