@@ -15,6 +15,7 @@ import { loadTokenizer } from "./tokenizer/node.js";
 import { SyntheticSource } from "./models/synthetic.js";
 import { configJson, syntheticConfig, SYNTHETIC_PRESETS } from "./models/families/index.js";
 import { writeSafetensors } from "./formats/safetensors.js";
+import { oneLine } from "./formats/types.js";
 import { f32ArrayToF16Bytes } from "./formats/dtype.js";
 import { inspectPrompt, formatInspection } from "./inspect.js";
 import { modelTensors } from "./models/save.js";
@@ -593,10 +594,7 @@ try {
   // One inert line whatever the message quotes from a file: line breaks and control characters
   // (CR, ESC…, which could rewrite the terminal) escaped, and a sane length.
   const msg = String(err?.message ?? e).replace(/^wasm-lm: /, "");
-  // eslint-disable-next-line no-control-regex
-  const line = (msg.length > 2000 ? msg.slice(0, 2000) + "…" : msg).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
-    c === "\n" ? " " : "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"),
-  );
+  const line = oneLine(msg.replace(/\n/g, " "), 2000);
   process.stderr.write(`wasm-lm: ${line}\n`);
   process.exit(e instanceof UsageError ? 2 : 1);
 }

@@ -104,9 +104,13 @@ export function q(s: string): string {
  * terminal) and the Unicode line separators.
  */
 export function oneLine(s: string, max = 200): string {
-  const cut = s.length > max ? s.slice(0, max) + "…" : s;
+  return escapeControls(s.length > max ? s.slice(0, max) + "…" : s);
+}
+
+/** Control characters (C0, C1, U+2028/9) as \\uXXXX, so a message stays one inert line. */
+export function escapeControls(s: string): string {
   // eslint-disable-next-line no-control-regex
-  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 /** A fetch failure as one line: undici's "fetch failed" with its cause ("ECONNREFUSED", …). */

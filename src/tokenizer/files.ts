@@ -3,6 +3,7 @@
 // and the problem, instead of a TypeError or a silently wrong tokenizer later on.
 
 import type { Merge } from "./bpe.js";
+import { escapeControls } from "../formats/types.js";
 
 /** Token ids above this are refused: tables are sized by the largest id. */
 export const MAX_TOKEN_ID = 2 ** 24 - 1;
@@ -27,12 +28,6 @@ export function fail(file: string, problem: string): never {
 export function quote(s: string, max = 40): string {
   // JSON.stringify escapes C0 controls but not C1 (CSI) or the Unicode line separators.
   return escapeControls(JSON.stringify(s.length > max ? s.slice(0, max) + "…" : s));
-}
-
-/** Control characters (C0, C1, U+2028/9) as \\uXXXX, so a message stays one inert line. */
-function escapeControls(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 function describe(v: unknown): string {
