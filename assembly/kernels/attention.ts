@@ -28,6 +28,7 @@
 // split over [h0, h1) between threads stays a split of query heads.
 
 import { expV, f32ToHalfBits, f32ToHalfV, halfScalar, hsum, keepMask4, madd, sum4 } from "./vecmath";
+import { softmaxRow } from "./softmax";
 
 // ---- storing ------------------------------------------------------------------------------------
 
@@ -162,44 +163,6 @@ const TWO_112: f32 = 5.192296858534828e33;
   }
 }
 
-/** In place over p[0, n): p = visible ? e^(p - max) / Σ : 0. Returns false if no key is visible. */
-@inline function softmaxKeys(p: usize, keyMask: usize, n: i32): bool {
-  const nv = <usize>(n & ~3) << 2;
-  const nb = <usize>n << 2;
-  const ninf = f32x4.splat(-Infinity);
-  let vmax = ninf;
-  for (let i: usize = 0; i < nv; i += 16) {
-    let v = v128.load(p + i);
-    if (keyMask) v = v128.bitselect(v, ninf, keepMask4(keyMask + (i >> 2)));
-    vmax = f32x4.max(vmax, v);
-  }
-  let m = max(max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
-  for (let i = nv; i < nb; i += 4) {
-    if (keyMask == 0 || load<u8>(keyMask + (i >> 2)) != 0) m = max(m, load<f32>(p + i));
-  }
-  if (m == -Infinity) return false;
-  const vm = f32x4.splat(m);
-  let acc = f32x4.splat(0);
-  for (let i: usize = 0; i < nv; i += 16) {
-    let e = expV(f32x4.sub(v128.load(p + i), vm));
-    if (keyMask) e = v128.and(e, keepMask4(keyMask + (i >> 2)));
-    acc = f32x4.add(acc, e);
-    v128.store(p + i, e);
-  }
-  let s = hsum(acc);
-  for (let i = nv; i < nb; i += 4) {
-    let e: f32 = 0;
-    if (keyMask == 0 || load<u8>(keyMask + (i >> 2)) != 0) e = Mathf.exp(load<f32>(p + i) - m);
-    s += e;
-    store<f32>(p + i, e);
-  }
-  const inv: f32 = 1.0 / s;
-  const vinv = f32x4.splat(inv);
-  for (let i: usize = 0; i < nv; i += 16) v128.store(p + i, f32x4.mul(v128.load(p + i), vinv));
-  for (let i = nv; i < nb; i += 4) store<f32>(p + i, load<f32>(p + i) * inv);
-  return true;
-}
-
 /** o = Σ_{j<n} p[j]·v_j, 4 keys per step (o is overwritten). Over halves p is multiplied by 2^112 (p ≤ 1: no overflow). */
 @inline function weightedSum<E>(o: usize, p: usize, vh: usize, n: i32, D: i32): void {
   const es = <usize>sizeof<E>();
@@ -285,7 +248,7 @@ const TWO_112: f32 = 5.192296858534828e33;
         }
       }
       scores<E>(p, qrow, kh, n, D, rowScale, qFold);
-      if (softmaxKeys(p, keyMask, n)) {
+      if (softmaxRow(p, p, keyMask, n)) {
         weightedSum<E>(orow, p, vh, n, D);
       } else {
         memory.fill(orow, 0, rowBytes);
