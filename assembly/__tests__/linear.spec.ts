@@ -8,7 +8,7 @@
 // A single dropped product (|x·w| ~ σ) is ~10^3x larger than atol at K = 768.
 import { linear, linearScalar } from "../kernels/linear";
 import {
-  linearI8, linearI8Scalar, matvecI8A16, matvecI8A16Scalar, quantizeActI16, quantizeActI16Scalar, quantizeI8, quantRows,
+  f32ToF16Rows, linearF16, linearF16Scalar, linearI8, linearI8Scalar, matvecI8A16, matvecI8A16Scalar, quantizeActI16, quantizeActI16Scalar, quantizeI8, quantRows,
 } from "../kernels/linear_quant";
 import { allocBytes, allocF32, expectAll, expectClose, expectEqual, fillConst, fillUniform, freeAll, EPS, Rng } from "./helpers";
 
@@ -163,6 +163,14 @@ describe("small batches (decode of T rows), awkward K, N", () => {
       for (let j = 0; j < Ns.length; j++) checkI8A16(Ks[i], Ns[j], Gs[i], (i + j) % 2 == 1, seed++);
     }
   });
+  it("linearF16 at T = 1 (matvecF16) vs its twin; x·2^16 (the unfolded loop) = x (the folded one)·2^16 bit for bit; pieces = one call", () => {
+    const Ks: i32[] = [1, 5, 8, 13, 64, 771, 768];
+    const Ns: i32[] = [1, 3, 17, 21];
+    let seed: u32 = 1200;
+    for (let i = 0; i < Ks.length; i++) {
+      for (let j = 0; j < Ns.length; j++) checkF16Matvec(Ks[i], Ns[j], (i + j) % 2 == 1, (i + j) % 4, seed++);
+    }
+  });
   it("linearI8 vs linearI8Scalar: T in 2, 3, 4, 5, 8, 16, groups of 16, 8, 5 and K", () => {
     const Ts: i32[] = [2, 3, 4, 5, 8, 16];
     // K, G pairs: multiples of 16 (the SIMD group loop), ragged groups, one group per row.
@@ -239,6 +247,53 @@ function checkI8A16(K: i32, N: i32, G: i32, bias: bool, seed: u32): void {
   expectEqual(name + " = linearI8", y, yI8, N);
   fillConst(yCut, N, SENTINEL);
   for (let a = n0; a < N; a += 5) matvecI8A16(yCut, xq, xs, q, s, b, K, a, min(N, a + 5), G);
+  expectEqual(name + " in pieces of 5 rows", y, yCut, N);
+  freeAll();
+}
+
+/**
+ * linearF16 at T = 1 (matvecF16): against its scalar twin (LIN_C bound as for linear; weights are
+ * U(-1, 1) rounded to halves, every 7th a half subnormal, every 11th near ±60000 — the widening's
+ * edge cases); x scaled by 2^16 (max|x| ≥ 2^15: the loop that multiplies each weight by 2^112)
+ * gives exactly 2^16 times the result of x (the loop with 2^112 folded into x) — products and sums
+ * scale by a power of two without rounding differently, so any difference between the two loops
+ * shows; rows cut into pieces of 5 equal one call.
+ */
+function checkF16Matvec(K: i32, N: i32, bias: bool, misalign: i32, seed: u32): void {
+  const rng = new Rng(seed);
+  const x = allocF32(K, misalign), xBig = allocF32(K, misalign), w = allocF32(N * K);
+  const b = bias ? allocF32(N) : 0, bBig = bias ? allocF32(N) : 0;
+  const h = allocBytes(2 * N * K);
+  const y = allocF32(N, misalign), yRef = allocF32(N), yBig = allocF32(N), yScaled = allocF32(N), yCut = allocF32(N);
+  fillUniform(x, K, rng, -1, 1);
+  fillUniform(w, N * K, rng, -1, 1);
+  for (let i = 0; i < N * K; i++) {
+    const p = w + (<usize>i << 2);
+    if (i % 7 == 3) store<f32>(p, load<f32>(p) * 3e-5); // |v| < 2^-14: a subnormal half
+    else if (i % 11 == 5) store<f32>(p, load<f32>(p) * 60000);
+  }
+  f32ToF16Rows(h, w, N * K);
+  if (bias) fillUniform(b, N, rng, -1, 1);
+  const n0 = N > 2 ? 1 : 0;
+  const name = "linearF16 T=1 K=" + K.toString() + " N=" + N.toString() + (bias ? " bias" : "") + (misalign ? " unaligned" : "");
+  fillConst(y, N, SENTINEL);
+  linearF16(y, x, h, b, 1, K, N, n0, N, 0);
+  fillConst(yRef, N, SENTINEL);
+  linearF16Scalar(yRef, x, h, b, 1, K, N, n0, N, 0);
+  // rms(y): σ·√K with σ² = E[x²]·E[v²], v mostly U(-1, 1) plus 1/11 of them ~U(-60000, 60000).
+  const rmsY: f32 = Mathf.sqrt(<f32>K * (1.0 / 3.0) * (1.0 / 3.0 + 60000.0 * 60000.0 / 33.0));
+  expectClose(name, y, yRef, N, LIN_C * EPS * Mathf.sqrt(<f32>K) * rmsY + EPS, 1e-6);
+  expectAll(name + " cols < n0", y, n0, SENTINEL);
+  const S: f32 = 65536;
+  for (let k = 0; k < K; k++) store<f32>(xBig + (<usize>k << 2), load<f32>(x + (<usize>k << 2)) * S);
+  if (bias) for (let o = 0; o < N; o++) store<f32>(bBig + (<usize>o << 2), load<f32>(b + (<usize>o << 2)) * S);
+  fillConst(yBig, N, SENTINEL);
+  linearF16(yBig, xBig, h, bBig, 1, K, N, n0, N, 0);
+  fillConst(yScaled, N, SENTINEL);
+  for (let o = n0; o < N; o++) store<f32>(yScaled + (<usize>o << 2), load<f32>(y + (<usize>o << 2)) * S);
+  expectEqual(name + " x·2^16 = 2^16·(x)", yBig, yScaled, N);
+  fillConst(yCut, N, SENTINEL);
+  for (let a = n0; a < N; a += 5) linearF16(yCut, x, h, b, 1, K, N, a, min(N, a + 5), 0);
   expectEqual(name + " in pieces of 5 rows", y, yCut, N);
   freeAll();
 }

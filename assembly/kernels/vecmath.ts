@@ -53,7 +53,7 @@
 
 // ---- half floats ---------------------------------------------------------------------------------
 
-const TWO_112: f32 = 5.192296858534828e33; // 2^112
+export const TWO_112: f32 = 5.192296858534828e33; // 2^112
 
 /**
  * h: 4 halves sign-extended to i32 lanes → their f32 values. Shifted left 13, a lane holds the
