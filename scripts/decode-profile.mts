@@ -5,7 +5,7 @@
 //
 //   node --experimental-wasm-relaxed-simd --import tsx scripts/decode-profile.mts
 //       [--model opt-125m] [--dtype q4] [--embed-dtype q4] [--build relaxed] [--prompt 128]
-//       [--tokens 16] [--rounds 5]
+//       [--tokens 16] [--rounds 5] [--no-wrap]   (--no-wrap: kernels unwrapped, for node --cpu-prof)
 //
 // The wrapper costs ~0.1 µs a call (a performance.now pair): a token makes ~150 kernel calls, so the
 // "outside kernels" line carries ~15 µs of the profiler's own.
@@ -65,7 +65,7 @@ for (const [name, f] of Object.entries(raw)) {
     return r;
   };
 }
-(model as unknown as { k: unknown }).k = wrapped;
+if (!process.argv.includes("--no-wrap")) (model as unknown as { k: unknown }).k = wrapped;
 
 const cache = model.createCache(1, PROMPT + TOKENS + 1);
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 3) % config.vocab_size);

@@ -4,7 +4,8 @@
 // bytes. Rounds interleave the two builds; medians.
 //
 //   node --experimental-wasm-relaxed-simd --import tsx scripts/matvec-ab.mts A.wasm B.wasm
-//       [--kernel linearQ4|matvecI8A16] [--build relaxed|simd] [--rounds 9]
+//       [--kernel linearQ4|matvecI8A16|linearF16] [--build relaxed|simd] [--rounds 9]
+// (linearF16: the lm_head shape 768→50272 instead of the layers')
 import { readFileSync } from "node:fs";
 import { Arena } from "../src/arena.js";
 import { loadWasm, type KernelExports } from "../src/wasm.js";
@@ -20,12 +21,18 @@ const ROUNDS = Number(arg("rounds", "9"));
 const G = 64;
 const ROTATE = 64 << 20;
 
-const shapes = [
-  { K: 768, N: 768, rotate: true },
-  { K: 768, N: 3072, rotate: true },
-  { K: 3072, N: 768, rotate: true },
-  { K: 768, N: 768, rotate: false },
-];
+const shapes =
+  KERNEL === "linearF16"
+    ? [
+        { K: 768, N: 50272, rotate: true },
+        { K: 768, N: 256, rotate: false },
+      ]
+    : [
+        { K: 768, N: 768, rotate: true },
+        { K: 768, N: 3072, rotate: true },
+        { K: 3072, N: 768, rotate: true },
+        { K: 768, N: 768, rotate: false },
+      ];
 
 interface Side {
   k: KernelExports;
@@ -45,7 +52,8 @@ console.log(`${KERNEL} ${BUILD}: A = ${fileA}, B = ${fileB}; ns per row-block of
 for (const { K, N, rotate } of shapes) {
   const nb = K / 32;
   const q4 = KERNEL === "linearQ4";
-  const bytes = q4 ? (N * K) / 2 + N * nb * 4 : N * K + N * (K / G) * 4;
+  const f16 = KERNEL === "linearF16";
+  const bytes = q4 ? (N * K) / 2 + N * nb * 4 : f16 ? N * K * 2 : N * K + N * (K / G) * 4;
   const copies = rotate ? Math.ceil(ROTATE / bytes) : 1;
   const W = Float32Array.from({ length: K * N }, rnd);
   const X = Float32Array.from({ length: K }, rnd);
@@ -55,11 +63,12 @@ for (const { K, N, rotate } of shapes) {
     a.reserve(K * N * 4 + copies * (bytes + 256) + K * 8 + N * 4 + 65536);
     const m0 = a.mark();
     const src = a.put(W);
-    const qB = q4 ? (N * K) / 2 : N * K;
+    const qB = q4 ? (N * K) / 2 : f16 ? N * K * 2 : N * K;
     const sB = bytes - qB;
     const q0 = a.alloc(qB);
     const s0 = a.alloc(sB);
     if (q4) k.quantizeQ4(q0, s0, src, N, K);
+    else if (f16) k.f32ToF16Rows(q0, src, N * K);
     else k.quantizeI8(q0, s0, src, N, K, G);
     const qc = a.u8(q0, qB).slice();
     const sc = a.u8(s0, sB).slice();
@@ -80,15 +89,20 @@ for (const { K, N, rotate } of shapes) {
     else k.quantizeActI16(xq, xs, x, K);
     let i = 0;
     runs.push(
-      q4
+      f16
         ? () => {
-            k.linearQ4(y, xq, xs, qs[i % copies], ss[i % copies], 0, 1, K, N, 0, N);
+            k.linearF16(y, x, qs[i % copies], 0, 1, K, N, 0, N, 0);
             i++;
           }
-        : () => {
-            k.matvecI8A16(y, xq, xs, qs[i % copies], ss[i % copies], 0, K, 0, N, G);
-            i++;
-          },
+        : q4
+          ? () => {
+              k.linearQ4(y, xq, xs, qs[i % copies], ss[i % copies], 0, 1, K, N, 0, N);
+              i++;
+            }
+          : () => {
+              k.matvecI8A16(y, xq, xs, qs[i % copies], ss[i % copies], 0, K, 0, N, G);
+              i++;
+            },
     );
     outs.push(() => a.f32(y, N).slice());
   }
@@ -108,7 +122,7 @@ for (const { K, N, rotate } of shapes) {
       t[s].push(((performance.now() - t0) * 1e6) / calls);
     }
   }
-  const rb = (N * K) / 32;
+  const rb = (N * K) / 32; // (linearF16: blocks of 32 weights likewise)
   const fmt = (ns: number) => `${(ns / rb).toFixed(3)} ns (${(bytes / ns).toFixed(2)} GB/s)`;
   const [ma, mb] = [median(t[0]), median(t[1])];
   console.log(
