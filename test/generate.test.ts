@@ -44,6 +44,23 @@ describe("generate", () => {
     expect(r.timings.decode_ms_per_token).toBeGreaterThan(0);
   });
 
+  it("forward's logitsOut: the same logits written into the given array (a view when it is longer); too short is an error", async () => {
+    const V = model.dims.V;
+    const fresh = model.forward([prompt], { logits: "last" }).logits;
+    const out = new Float32Array(V).fill(NaN);
+    const r = model.forward([prompt], { logits: "last", logitsOut: out });
+    expect(r.logits).toBe(out);
+    expect(Array.from(out)).toEqual(Array.from(fresh));
+    const longer = new Float32Array(V + 3).fill(7);
+    const v = model.forward([prompt], { logits: "last", logitsOut: longer }).logits;
+    expect(v.buffer).toBe(longer.buffer);
+    expect(v.length).toBe(V);
+    expect(Array.from(v)).toEqual(Array.from(fresh));
+    expect(Array.from(longer.subarray(V))).toEqual([7, 7, 7]);
+    expect(() => model.forward([prompt], { logits: "last", logitsOut: new Float32Array(V - 1) })).toThrow(/logitsOut holds/);
+    // The model is usable afterwards (the step was ended).
+    expect(Array.from(model.forward([prompt], { logits: "last" }).logits)).toEqual(Array.from(fresh));
+  });
   it("sampling is reproducible with a seed and differs across seeds; top-k 1 is greedy", async () => {
     const a = await generate(model, undefined, prompt, { maxNewTokens: 24, temperature: 1.5, seed: 1, ignoreEos: true });
     const b = await generate(model, undefined, prompt, { maxNewTokens: 24, temperature: 1.5, seed: 1, ignoreEos: true });

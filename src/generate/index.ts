@@ -240,7 +240,9 @@ async function* tokenLoop(
     if (maxNew === 0) return "length";
     throwIfAborted(o.signal);
     let t0 = now();
-    let logits = (await model.forwardAsync([prompt], { cache, logits: "last" })).logits;
+    // One logits array for the whole loop: each step's logits are used up before the next step.
+    const logitsOut = new Float32Array(model.dims.V);
+    let logits = (await model.forwardAsync([prompt], { cache, logits: "last", logitsOut })).logits;
     timings.prefill = now() - t0;
     for (let n = 0; ; n++) {
       // Rows of the lm_head past the tokenizer's vocabulary (padding rows) can never be printed.
@@ -256,7 +258,7 @@ async function* tokenLoop(
       await yieldToEventLoop();
       throwIfAborted(o.signal);
       t0 = now();
-      logits = (await model.forwardAsync([[id]], { cache, logits: "last" })).logits;
+      logits = (await model.forwardAsync([[id]], { cache, logits: "last", logitsOut })).logits;
       timings.decode.push(now() - t0);
     }
   } finally {

@@ -241,6 +241,12 @@ export interface ForwardOptions extends BeginOptions {
   /** Return the embeddings, every layer's output, and the final normed hidden state. */
   outputHiddenStates?: boolean;
   outputAttentions?: boolean;
+  /**
+   * Write the logits into this array (at least as long as the logits) and return a view of it as
+   * result.logits, instead of a new array: a decode loop that is done with one step's logits before
+   * the next step saves ~0.1 ms a token (a fresh 200 KB array is mapped and zeroed each time).
+   */
+  logitsOut?: Float32Array;
 }
 
 export interface ForwardResult {
@@ -876,7 +882,7 @@ export class DecoderModel {
   }
 
   /** The body of logits: yields L + c before it needs chunk c of a streamed lm_head in the slot. */
-  private *logitsPass(s: Step, rowIdx: number[]): Generator<number, Float32Array, void> {
+  private *logitsPass(s: Step, rowIdx: number[], out?: Float32Array): Generator<number, Float32Array, void> {
     const { dims: d, weights: w } = this;
     const h = this.finalRows(s, rowIdx);
     const R = rowIdx.length;
@@ -894,7 +900,11 @@ export class DecoderModel {
         for (let r = 0; r < R; r++) out.set(part.subarray(r * n, (r + 1) * n), r * d.V + n0);
       }
     }
-    return this.arena.f32(s.logitsBuf, R * d.V).slice();
+    const logits = this.arena.f32(s.logitsBuf, R * d.V);
+    if (!out) return logits.slice();
+    if (out.length < logits.length) throw new Error(`wasm-lm: logitsOut holds ${out.length} floats, the logits need ${logits.length}`);
+    out.set(logits);
+    return out.length === logits.length ? out : out.subarray(0, logits.length);
   }
 
   /** The lm_head input (final norm, project_out) for every row: (B*T, E). */
@@ -959,7 +969,7 @@ export class DecoderModel {
         this.layer(i, s, this.layerWeights(i));
         if (opts.outputHiddenStates) layers.push(this.hidden(s));
       }
-      const logits = rowIdx.length ? yield* this.logitsPass(s, rowIdx) : new Float32Array(0);
+      const logits = rowIdx.length ? yield* this.logitsPass(s, rowIdx, opts.logitsOut) : new Float32Array(0);
       const result: ForwardResult = { logits, logitsShape: [B, which === "all" ? T : which === "last" ? 1 : 0, this.dims.V] };
       if (opts.outputHiddenStates) result.hiddenStates = { embeddings: embeddings!, layers, final: this.finalHidden(s) };
       if (opts.outputAttentions) result.attentions = s.attentions;
