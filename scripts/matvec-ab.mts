@@ -4,7 +4,7 @@
 // bytes. Rounds interleave the two builds; medians.
 //
 //   node --experimental-wasm-relaxed-simd --import tsx scripts/matvec-ab.mts A.wasm B.wasm
-//       [--kernel linearQ4|matvecI8A16|linearF16] [--build relaxed|simd] [--rounds 9]
+//       [--kernel linearQ4|matvecI8A16|linearF16] [--build relaxed|simd] [--rounds 9] [--shapes KxN,…]
 // (linearF16: the lm_head shape 768→50272 instead of the layers')
 import { readFileSync } from "node:fs";
 import { Arena } from "../src/arena.js";
@@ -21,8 +21,13 @@ const ROUNDS = Number(arg("rounds", "9"));
 const G = 64;
 const ROTATE = 64 << 20;
 
-const shapes =
-  KERNEL === "linearF16"
+const SHAPES = arg("shapes", ""); // e.g. 576x576,576x1536,1536x576 (K×N from DRAM, the first also L2-resident)
+const custom = SHAPES.split(",")
+  .filter(Boolean)
+  .map((kn) => kn.split("x").map(Number));
+const shapes = custom.length
+  ? [...custom.map(([K, N]) => ({ K, N, rotate: true })), { K: custom[0][0], N: custom[0][1], rotate: false }]
+  : KERNEL === "linearF16"
     ? [
         { K: 768, N: 50272, rotate: true },
         { K: 768, N: 256, rotate: false },
