@@ -6,6 +6,8 @@
 //       [--baseline DIR]      the same runs from another checkout of wasm-lm, side by side
 //       [--clean 0.1]         also report the rounds in which other processes used less of the cores
 //       [--json FILE]         every round's ms/token and the other processes' share, as JSON
+//       [--dtypes f32,int8,q4] which weight dtypes to run
+//       [--embed-dtype DTYPE]  the token embedding's (= tied lm_head's) dtype for every run (LoadOptions.embedDType)
 //
 // 1. memory bandwidth of a pure streaming read (tiny SIMD kernels compiled here: one stream, and
 //    four a quarter apart as the matvecs read rows), one thread against two: what two cores can
@@ -208,6 +210,8 @@ const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 3) % config.
 const next = (i: number) => (i * 104729 + 17) % config.vocab_size;
 const SPINS = arg("spin", "").split(",").filter(Boolean).map(Number);
 const BASELINE = arg("baseline", "");
+const DTYPES = arg("dtypes", "f32,int8,q4").split(",") as ("f32" | "int8" | "q4")[];
+const EMBED = arg("embed-dtype", "");
 
 /** TOKENS decode steps from the same cached prompt each round (the cache rewound to it). */
 function decode(r: Run): number {
@@ -219,7 +223,9 @@ function decode(r: Run): number {
   return (performance.now() - t0) / TOKENS;
 }
 
-console.log(`node ${process.version}, ${PRESET}, prompt ${PROMPT}, ${TOKENS} decoded tokens per round, ${ROUNDS} rounds`);
+console.log(
+  `node ${process.version}, ${PRESET}${EMBED ? ` (embedDType ${EMBED})` : ""}, prompt ${PROMPT}, ${TOKENS} decoded tokens per round, ${ROUNDS} rounds`,
+);
 const load = () =>
   loadavg()
     .map((x) => x.toFixed(2))
@@ -236,10 +242,14 @@ if (BASELINE) {
   loaders.push([" (baseline)", base.DecoderModel.load.bind(base.DecoderModel)]);
 }
 const runs: Run[] = [];
-for (const dtype of ["f32", "int8", "q4"] as const) {
+for (const dtype of DTYPES) {
   for (const [tag, loadModel] of loaders) {
     for (const threads of [1, 2]) {
-      const model = await loadModel(config, new SyntheticSource(config, 0), { dtype, threads });
+      const model = await loadModel(config, new SyntheticSource(config, 0), {
+        dtype,
+        threads,
+        ...(EMBED ? { embedDType: EMBED as "q4" } : {}),
+      });
       const cache = model.createCache(1, PROMPT + TOKENS + 1);
       model.forward([prompt], { cache, logits: "none" });
       const label = `${threads} thread${threads > 1 ? "s" : ""}${tag}`;
@@ -282,7 +292,7 @@ console.log(
   `\ndecode ms/token, median over rounds; ratio = tokens/s against 1 thread of this tree, and the same over the rounds ` +
     `in which other processes used < ${pct(CLEAN)} of the ${CORES} cores (with the 1-thread round of the same index)`,
 );
-for (const dtype of ["f32", "int8", "q4"] as const) {
+for (const dtype of DTYPES) {
   const mine = runs.filter((r) => r.dtype === dtype);
   const one = mine[0];
   for (const r of mine) {
@@ -371,7 +381,7 @@ const KERNEL_ROUNDS = Number(arg("kernels", 15));
 console.log(
   `\nthe split linears alone, ms per token (median of ${KERNEL_ROUNDS}; every layer's matrices in turn; spin ${DEFAULT_SPIN} µs)`,
 );
-for (const dtype of KERNEL_ROUNDS > 0 ? (["f32", "int8", "q4"] as const) : []) {
+for (const dtype of KERNEL_ROUNDS > 0 ? DTYPES : []) {
   const [m1, m2] = [1, 2].map((t) => runs.find((r) => r.dtype === dtype && r.model.threads === t && !r.label.includes("baseline"))!.model);
   m2.pool!.spinMicros = DEFAULT_SPIN; // (the decode rounds left it at their last spin)
   const k1 = tokenKernels(m1);

@@ -332,7 +332,10 @@ export function linearQ4(y: usize, xq: usize, xs: usize, q: usize, s: usize, b: 
 /**
  * T = 1: four long row streams (rows o, o+q, o+2q, o+3q), as linear's matvec. Block by block: the
  * activations loaded once, the 4 rows' block dots reduced to one f32x4 (lanes = rows), times their
- * 4 scales (gathered with lane loads) · xs, plus their 4 mins · c — one accumulator for 4 rows.
+ * 4 scales · xs, plus their 4 mins · c — one accumulator for 4 rows; four blocks a step (see the
+ * header). Measured from DRAM, same run: 4 consecutive rows (one weight stream) 1.6-1.9x slower,
+ * 8 streams (two quads sharing the activations) 1.14-1.2x slower; with the scales served from
+ * cache, 1-3 % faster only — the streams are not what limits it, the instructions are.
  */
 function matvecQ4(y: usize, xq: usize, xs: usize, q: usize, s: usize, b: usize, K: i32, n0: i32, n1: i32): void {
   const nb = K >> 5;
