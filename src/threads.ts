@@ -40,6 +40,7 @@ export const SPLITS = {
     scratch: "scratch",
   },
   linearQ4: { args: ["y", "xq", "xs", "q", "s", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, minPiece: 8, scratch: null },
+  gemmQ4Tiles: { args: ["y", "xq", "xt", "q", "s", "b", "T", "K", "N", "n0", "n1"], range: "n0", unit: 16, minPiece: 8, scratch: null },
   matvecI8A16: { args: ["y", "xq", "xs", "q", "s", "b", "K", "n0", "n1", "G"], range: "n0", unit: 16, minPiece: 8, scratch: null },
   attention: {
     args: ["out", "q", "kCache", "vCache", "keyMask", "probs", "scratch", "T", "past", "H", "Hkv", "D", "maxCtx", "scale", "h0", "h1"],

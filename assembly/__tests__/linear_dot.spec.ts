@@ -1,4 +1,5 @@
-// linear_dot: quantizeActI8, quantizeQ4, linearQ4 and linearI8Dot against their scalar twins and a
+// linear_dot: quantizeActI8, quantizeQ4, linearQ4 and linearI8Dot (and, at T > 1, gemm_dot's actTiles,
+// gemmQ4Tiles and gemmI8Tiles on the same problems) against their scalar twins and a
 // float64 reference on exactly the stored values (the dequantized weights and activations), on
 // awkward sizes, [n0, n1) ranges, unaligned pointers and OPT-125M's shapes; then the accuracy of the
 // whole scheme against f32 weights and activations.
@@ -15,6 +16,7 @@
 //             above the measured value (a regression to a worse format or rounding fails).
 import { quantizeActI8, quantizeActI8Scalar, quantizeQ4, linearQ4, linearQ4Scalar, linearI8Dot, linearI8DotScalar } from "../kernels/linear_dot";
 import { linearScalar } from "../kernels/linear";
+import { actTiles, actTilesScalar, gemmQ4Tiles, gemmQ4TilesScalar, gemmI8Tiles, gemmI8TilesScalar } from "../kernels/gemm_dot";
 import { quantizeI8 } from "../kernels/linear_quant";
 import { allocBytes, allocF32, allocF64, expectClose, expectWithin, fillConst, freeAll, EPS, Rng } from "./helpers";
 
@@ -112,6 +114,50 @@ function refI8(ref: usize, tol: usize, xq: usize, xs: usize, q: usize, s: usize,
 
 // ---- checks ------------------------------------------------------------------------------------------
 
+/** actTiles equals its scalar twin bit for bit (the regrouped scales and the int16 copy). */
+function tiles(xq: usize, xs: usize, T: i32, K: i32, wide: bool, name: string): usize[] {
+  const n = ((T + 3) >> 2) * 8 * (K >> 5);
+  const xt = allocF32(n), xt2 = allocF32(n);
+  const xw = wide ? allocBytes(T * K * 2) : 0, xw2 = wide ? allocBytes(T * K * 2) : 0;
+  fillConst(xt, n, SENTINEL);
+  actTiles(xt, xw, xq, xs, T, K);
+  actTilesScalar(xt2, xw2, xq, xs, T, K);
+  let diff = -1;
+  for (let i = 0; i < n && diff < 0; i++) if (load<u32>(xt + (<usize>i << 2)) != load<u32>(xt2 + (<usize>i << 2))) diff = i;
+  for (let i = 0; wide && i < T * K && diff < 0; i++) if (load<i16>(xw + (<usize>i << 1)) != load<i16>(xw2 + (<usize>i << 1))) diff = n + i;
+  expect<i32>(diff).toBe(-1, "actTiles" + name + ": differs from its scalar twin at " + diff.toString());
+  return [xt, xw];
+}
+
+/** gemmQ4Tiles and its twin against the float64 reference already in ref / tol (T > 1). */
+function checkTilesQ4(xq: usize, xs: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, ref: usize, tol: usize, name: string): void {
+  const xt = tiles(xq, xs, T, K, false, name)[0];
+  const y = allocF32(T * N, 1);
+  fillConst(y, T * N, SENTINEL);
+  gemmQ4Tiles(y, xq, xt, q, s, b, T, K, N, n0, n1);
+  expectWithin("gemmQ4Tiles" + name, y, ref, tol, T * N);
+  fillConst(y, T * N, SENTINEL);
+  gemmQ4TilesScalar(y, xq, xt, q, s, b, T, K, N, n0, n1);
+  expectWithin("gemmQ4TilesScalar" + name, y, ref, tol, T * N);
+}
+
+function checkTilesI8(xq: usize, xs: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, ref: usize, tol: usize, name: string): void {
+  const t = tiles(xq, xs, T, K, true, name);
+  const y = allocF32(T * N, 2);
+  fillConst(y, T * N, SENTINEL);
+  gemmI8Tiles(y, t[1], t[0], q, s, b, T, K, N, n0, n1, G);
+  expectWithin("gemmI8Tiles" + name, y, ref, tol, T * N);
+  fillConst(y, T * N, SENTINEL);
+  gemmI8TilesScalar(y, t[1], t[0], q, s, b, T, K, N, n0, n1, G);
+  expectWithin("gemmI8TilesScalar" + name, y, ref, tol, T * N);
+}
+
+/** A zero block of activations (the last token's second block) when there is one. */
+function zeroBlock(x: usize, T: i32, K: i32): void {
+  if (K < 64) return;
+  for (let i = 0; i < 32; i++) store<f32>(x + (<usize>((T - 1) * K + 32 + i) << 2), 0);
+}
+
 /** Quantize a random problem with the kernels, run SIMD and scalar, compare both with float64. */
 function checkQ4(T: i32, K: i32, N: i32, n0: i32, n1: i32, bias: bool, mis: i32, seed: u32): void {
   const rng = new Rng(seed);
@@ -120,6 +166,7 @@ function checkQ4(T: i32, K: i32, N: i32, n0: i32, n1: i32, bias: bool, mis: i32,
   fill(x, T * K, rng, false, 1);
   fill(w, N * K, rng, (seed & 1) == 1, 0.05);
   if (bias) fill(b, N, rng, false, 0.5);
+  zeroBlock(x, T, K);
   const xq = bytes(T * K, (mis & 1) == 1), xs = allocF32(T * 2 * nb, mis & 3);
   const q = bytes(N * K / 2, (mis & 2) == 2), s = bytes(N * nb * 4 + 2, false) + ((mis & 1) << 1);
   quantizeQ4(q, s, w, N, K);
@@ -134,6 +181,7 @@ function checkQ4(T: i32, K: i32, N: i32, n0: i32, n1: i32, bias: bool, mis: i32,
   const name = sizes(T, K, N, n0, n1) + (bias ? " bias" : "") + (mis ? " unaligned" : "");
   expectWithin("linearQ4" + name, y, ref, tol, T * N);
   expectWithin("linearQ4Scalar" + name, y2, ref, tol, T * N);
+  if (T > 1) checkTilesQ4(xq, xs, q, s, b, T, K, N, n0, n1, ref, tol, name);
   freeAll();
 }
 
@@ -144,6 +192,7 @@ function checkI8(T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, bias: bool, m
   fill(x, T * K, rng, false, 1);
   fill(w, N * K, rng, (seed & 1) == 1, 0.05);
   if (bias) fill(b, N, rng, false, 0.5);
+  zeroBlock(x, T, K);
   const xq = bytes(T * K, (mis & 1) == 1), xs = allocF32(T * 2 * nb, mis & 3);
   const q = bytes(N * K, (mis & 2) == 2), s = allocF32(N * (K / G), (mis + 2) & 3);
   quantizeI8(q, s, w, N, K, G);
@@ -158,6 +207,7 @@ function checkI8(T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, bias: bool, m
   const name = sizes(T, K, N, n0, n1) + " G=" + G.toString() + (bias ? " bias" : "") + (mis ? " unaligned" : "");
   expectWithin("linearI8Dot" + name, y, ref, tol, T * N);
   expectWithin("linearI8DotScalar" + name, y2, ref, tol, T * N);
+  if (T > 1) checkTilesI8(xq, xs, q, s, b, T, K, N, n0, n1, G, ref, tol, name);
   freeAll();
 }
 
@@ -203,6 +253,7 @@ function checkExact(T: i32, K: i32, N: i32, G: i32, seed: u32): void {
   expectWithin("linearQ4" + name, y, ref, tol, T * N);
   linearQ4Scalar(y, xq, xs, q, s, b, T, K, N, 0, N);
   expectWithin("linearQ4Scalar" + name, y, ref, tol, T * N);
+  if (T > 1) checkTilesQ4(xq, xs, q, s, b, T, K, N, 0, N, ref, tol, name);
   // int8: weights in ±31, group scales 2^-7 / 2^-8; activations now in ±127 with scales 2^-7 / 2^-8
   for (let i = 0; i < T * K; i++) store<i8>(xq + <usize>i, <i8>(<i32>(rng.next() % 255) - 127));
   for (let i = 0; i < T * 2 * nb; i++) store<f32>(xs + (<usize>i << 2), (rng.next() & 1) ? 0.0078125 : 0.00390625);
@@ -214,6 +265,7 @@ function checkExact(T: i32, K: i32, N: i32, G: i32, seed: u32): void {
   expectWithin("linearI8Dot" + name + " G=" + G.toString(), y, ref, tol, T * N);
   linearI8DotScalar(y, xq, xs, qi, si, b, T, K, N, 0, N, G);
   expectWithin("linearI8DotScalar" + name + " G=" + G.toString(), y, ref, tol, T * N);
+  if (T > 1) checkTilesI8(xq, xs, qi, si, b, T, K, N, 0, N, G, ref, tol, name + " G=" + G.toString());
   freeAll();
 }
 
@@ -385,6 +437,8 @@ describe("linearQ4, awkward sizes", () => {
   });
   it("T spanning many token tiles", () => {
     checkQ4(37, 96, 6, 0, 6, true, 1, 2006);
+    checkQ4(6, 160, 70, 3, 69, true, 2, 2007); // more than one row panel, odd range ends
+    checkI8(37, 96, 70, 1, 66, 32, true, 1, 4005);
   });
 });
 
@@ -448,6 +502,19 @@ describe("linearQ4 / linearI8Dot, OPT-125M shapes", () => {
       linearI8Dot(y2, xq, xs, qi, si, b, T, K, N, 0, 1541, 64);
       linearI8Dot(y2, xq, xs, qi, si, b, T, K, N, 1541, N, 64);
       expectClose("linearI8Dot split T=" + T.toString(), y2, y1, T * N, 5e-5, 0);
+      if (T > 1) {
+        // The tiled GEMMs compute each row with the same operations whichever rows share its pair or
+        // panel, so a split must give the same bits (threads.test.ts relies on it).
+        const t = tiles(xq, xs, T, K, true, " split");
+        gemmQ4Tiles(y1, xq, t[0], q, s, b, T, K, N, 0, N);
+        gemmQ4Tiles(y2, xq, t[0], q, s, b, T, K, N, 0, 1541);
+        gemmQ4Tiles(y2, xq, t[0], q, s, b, T, K, N, 1541, N);
+        expectClose("gemmQ4Tiles split T=" + T.toString(), y2, y1, T * N, 0, 0);
+        gemmI8Tiles(y1, t[1], t[0], qi, si, b, T, K, N, 0, N, 64);
+        gemmI8Tiles(y2, t[1], t[0], qi, si, b, T, K, N, 0, 1541, 64);
+        gemmI8Tiles(y2, t[1], t[0], qi, si, b, T, K, N, 1541, N, 64);
+        expectClose("gemmI8Tiles split T=" + T.toString(), y2, y1, T * N, 0, 0);
+      }
       freeAll();
     }
   });

@@ -75,7 +75,7 @@ const QB: i32 = 32;
  * rounding is nothing next to the 4-bit step. Q4_BF16 = false stores f32 instead (for measurements).
  */
 const Q4_BF16: bool = true;
-const SB: usize = Q4_BF16 ? 2 : 4;
+export const SB: usize = Q4_BF16 ? 2 : 4;
 
 /** f32 lanes [0, n) from p, zeros elsewhere (n ≥ 4: a full vector). */
 @inline function loadF32x4(p: usize, n: i32): v128 {
@@ -100,7 +100,7 @@ const SB: usize = Q4_BF16 ? 2 : 4;
   return i8x16.shuffle(i8x16.splat(0), h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23); // h << 16 per lane
 }
 
-@inline function scaleAt(p: usize, i: i32): f32 {
+@inline export function scaleAt(p: usize, i: i32): f32 {
   if (Q4_BF16) return reinterpret<f32>(<u32>load<u16>(p + (<usize>i << 1)) << 16);
   return load<f32>(p + (<usize>i << 2));
 }
@@ -127,7 +127,7 @@ const SB: usize = Q4_BF16 ? 2 : 4;
  * One q4 block (nibbles lo, hi) against 32 int8 activations x0, x1: lanes whose sum is Σ u·xq —
  * relaxed: 8 i16 lanes (each 4 products of ≤ 15·127: ≤ 7620, no saturation); simd: 4 i32 lanes.
  */
-@inline function dotNib(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
+@inline export function dotNib(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
   }
@@ -141,7 +141,7 @@ const SB: usize = Q4_BF16 ? 2 : 4;
 }
 
 /** dotNib's lanes of 4 blocks → (Σa, Σb, Σc, Σd) as f32 (exact: |Σ| ≤ 60960). */
-@inline function reduce4(a: v128, b: v128, c: v128, d: v128): v128 {
+@inline export function reduce4(a: v128, b: v128, c: v128, d: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     // Pairs of 32-bit lanes added in i16 (≤ 15240), then i16 pairs to i32 (≤ 30480): 11 operations
     // where widening each block first and transposing in i32 takes 13.
@@ -173,7 +173,7 @@ const CONSTS = memory.data<u8>([
 @inline function lane0Index(): v128 {
   return v128.load(CONSTS, 16);
 }
-@inline function ones16(): v128 {
+@inline export function ones16(): v128 {
   return v128.load(CONSTS, 48);
 }
 @inline function hiMask(): v128 {
@@ -190,10 +190,10 @@ const CONSTS = memory.data<u8>([
 }
 
 /** Nibbles 0..15 of 16 packed bytes: the low ones are inputs 0..15 of the block, the high ones 16..31. */
-@inline function nibLo(v: v128): v128 {
+@inline export function nibLo(v: v128): v128 {
   return v128.and(v, nibMask());
 }
-@inline function nibHi(v: v128, lo: v128): v128 {
+@inline export function nibHi(v: v128, lo: v128): v128 {
   return i16x8.shr_u(v128.xor(v, lo), 4); // v ^ lo = the high nibbles in place: no bits cross bytes
 }
 

@@ -172,6 +172,7 @@ export interface StepBuffers {
   quantScratch: number; // per thread: rows of compressed weights expanded for a GEMM
   actQ: number;
   actS: number; // a linear's input quantized once: q4, (rows, K) int8 per block of 32 and its scales; int8 at T = 1, K int16 and a scale
+  actT: number; // q4 at T > 1: actS's scales regrouped per tile of 4 rows (actTiles), (ceil(rows/4), 2, K/32, 4) f32
   probs: number; // (H, T, past + T) f32, or 0
   lnRows: number;
   lnE: number;
@@ -465,6 +466,7 @@ export class DecoderModel {
       // K int16 and one scale.
       actQ: quant ? Math.max(rows * Math.max(C, F, E), 2 * Math.max(C, F, E)) : 0,
       actS: quant ? Math.max(rows * Math.ceil(Math.max(C, F, E) / 32) * 8, 4) : 0,
+      actT: quant && rows > 1 ? Math.ceil(rows / 4) * 4 * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
       probs: collectAttentions ? f32s(H * T * S) : 0,
       lnRows: f32s(R * C),
       lnE: f32s(R * E),
@@ -640,7 +642,10 @@ export class DecoderModel {
     const s = this.step;
     // The input quantized once for all of them (and for every thread's pieces): per block of 32
     // to int8 for q4; to int16 with one scale for int8 at T = 1 (what linearI8 would do per call).
-    if (outs.some((o) => o.m.dtype === "q4")) this.k.quantizeActI8(s!.actQ, s!.actS, x, T, K, 8);
+    if (outs.some((o) => o.m.dtype === "q4")) {
+      this.k.quantizeActI8(s!.actQ, s!.actS, x, T, K, 8);
+      if (T > 1) this.k.actTiles(s!.actT, 0, s!.actQ, s!.actS, T, K);
+    }
     if (outs.some((o) => this.int8A16(o.m, T))) this.k.quantizeActI16(s!.actQ, s!.actS, x, K);
     let macs = 0;
     const jobs = outs.map(({ y, m, b, N }) => {
@@ -674,7 +679,9 @@ export class DecoderModel {
         }
         return splitJob("linearI8", { y, x, q: m.w, s: m.s, b, T, K, N, n0: 0, n1: N, G: m.g, scratch }, this.quantScratchBytes);
       case "q4": {
-        const { actQ: xq, actS: xs } = this.step!;
+        const { actQ: xq, actS: xs, actT: xt } = this.step!;
+        // T > 1: the integer GEMM on tiles of 4 rows (gemm_dot.ts); T = 1: linearQ4's matvec.
+        if (T > 1) return splitJob("gemmQ4Tiles", { y, xq, xt, q: m.w, s: m.s, b, T, K, N, n0: 0, n1: N });
         return splitJob("linearQ4", { y, xq, xs, q: m.w, s: m.s, b, T, K, N, n0: 0, n1: N });
       }
     }
