@@ -4,7 +4,7 @@ import { DecoderModel } from "../src/models/decoder.js";
 import { syntheticConfig } from "../src/models/families/index.js";
 import { SyntheticSource } from "../src/models/synthetic.js";
 const preset = process.argv[2] ?? "opt-125m";
-for (const dtype of ["f32", "int8"] as const) {
+for (const dtype of ["f32", "int8", "q4"] as const) {
   const config = syntheticConfig(preset);
   const m = await DecoderModel.load(config, new SyntheticSource(config, 0), { dtype, threads: 1 });
   const caches = Array.from({ length: 16 }, () => m.createCache(1, 64));
