@@ -58,6 +58,37 @@ describe("q4 on transformers' fixtures", () => {
   }
 });
 
+describe("q4 prefill (gemmQ4Tiles, T > 1) against q4 decode (matvecQ4, T = 1) on the same activations", () => {
+  // Both quantize each row's input per block of 32 the same way, sum the same integers and apply
+  // each block's scales in the same order: measured bit-identical on opt-tiny and gpt2-tiny.
+  // llama-tiny's MLP (width 176, not whole blocks) is int8, whose T > 1 path (linearI8, f32
+  // activations) and T = 1 path (matvecI8A16, int16 activations) differ by design: measured
+  // 0.12 at max|logit| 15.5. A wrong scale, block or token in gemmQ4Tiles moves logits by ~1-10.
+  const bounds: Record<string, number> = { "opt-tiny": 1e-4, "gpt2-tiny": 1e-4, "llama-tiny": 2e-2 };
+  for (const name of ["opt-tiny", "llama-tiny", "gpt2-tiny"]) {
+    it(`${name}: every position's logits within ${bounds[name]}·max|logit|`, async () => {
+      const ref = JSON.parse(readFileSync(join(dir(name), "reference.json"), "utf8"));
+      const ids: number[] = ref.input_ids;
+      const q4 = await load(name, { dtype: "q4" });
+      const prefill = q4.forward([ids]).logits;
+      const V = prefill.length / ids.length;
+      const cache = q4.createCache(1, ids.length);
+      let worst = 0,
+        scale = 0;
+      for (let t = 0; t < ids.length; t++) {
+        const step = q4.forward([[ids[t]]], { cache, logits: "last" }).logits;
+        for (let v = 0; v < V; v++) {
+          worst = Math.max(worst, Math.abs(step[v] - prefill[t * V + v]));
+          scale = Math.max(scale, Math.abs(step[v]));
+        }
+      }
+      cache.release();
+      console.log(`${name} q4 prefill vs decode: max|Δ| ${worst.toExponential(2)}, max|logit| ${scale.toFixed(2)}`);
+      expect(worst).toBeLessThanOrEqual(bounds[name] * scale);
+    });
+  }
+});
+
 describe("q4 blocks", () => {
   it("each block's minimum is at most its smallest weight, minimum + 15·scale at least its largest, and every weight within half a step", async () => {
     const cfg = parseModelConfig({
