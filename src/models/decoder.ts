@@ -447,6 +447,7 @@ export class DecoderModel {
     // Inputs quantized for the integer kernels (q4 and int8 matrices): the layers' or the lm_head's.
     const quantized = (t: WeightDType) => t === "q4" || t === "int8";
     const quant = quantized(this.dtype) || quantized(this.weights.lmHead.dtype);
+    const q4 = this.dtype === "q4" || this.weights.lmHead.dtype === "q4";
     return {
       x: f32s(rows * C),
       xn: f32s(rows * Math.max(C, E)),
@@ -466,7 +467,7 @@ export class DecoderModel {
       // K int16 and one scale.
       actQ: quant ? Math.max(rows * Math.max(C, F, E), 2 * Math.max(C, F, E)) : 0,
       actS: quant ? Math.max(rows * Math.ceil(Math.max(C, F, E) / 32) * 8, 4) : 0,
-      actT: quant && rows > 1 ? Math.ceil(rows / 4) * 4 * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
+      actT: q4 && rows > 1 ? Math.ceil(rows / 4) * 4 * Math.ceil(Math.max(C, F, E) / 32) * 8 : 0,
       probs: collectAttentions ? f32s(H * T * S) : 0,
       lnRows: f32s(R * C),
       lnE: f32s(R * E),
