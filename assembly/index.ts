@@ -25,4 +25,4 @@ export {
 export {
   quantizeActI8, quantizeActI8Scalar, quantizeQ4, embedGatherQ4, linearQ4, linearQ4Scalar, linearI8Dot, linearI8DotScalar,
 } from "./kernels/linear_dot";
-export { actTiles, actTilesScalar, gemmQ4Tiles, gemmQ4TilesScalar, gemmI8Tiles, gemmI8TilesScalar } from "./kernels/gemm_dot";
+export { actTiles, actTilesScalar, gemmQ4Tiles, gemmQ4TilesScalar } from "./kernels/gemm_dot";

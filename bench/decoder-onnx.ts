@@ -67,7 +67,8 @@ import type { TensorSource } from "../src/formats/types.js";
 import { attnScale, type Dims } from "../src/models/config.js";
 import { familyOf, type ModelConfig } from "../src/models/families/index.js";
 import { LM_HEAD, type Family, type GlobalField, type LayerField, type TensorRef } from "../src/models/family.js";
-import { CheckpointNames, numelOf } from "../src/models/weights.js";
+import { CheckpointNames } from "../src/models/weights.js";
+import { numel } from "../src/formats/types.js";
 import { DataType, OnnxGraph } from "./onnx.js";
 import {
   dequantizeNBits4,
@@ -205,7 +206,7 @@ class Weights {
   }
 
   private read(full: string, shape: number[]): Float32Array {
-    const a = new Float32Array(numelOf(shape));
+    const a = new Float32Array(numel(shape));
     this.src.readF32(full, a);
     return a;
   }

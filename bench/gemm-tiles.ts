@@ -1,5 +1,5 @@
 // T > 1 linears, one thread, every path in one run: f32 linear, linearI8 (int8 rows expanded to f32),
-// linearQ4 (the T > 1 gemmQ4 inside it), gemmQ4Tiles and gemmI8Tiles (gemm_dot.ts), the activation
+// linearQ4 (the T > 1 gemmQ4 inside it) and gemmQ4Tiles (gemm_dot.ts), the activation
 // quantizing and regrouping included where the model pays it. A check against linearQ4 first,
 // then interleaved rounds; medians and G MACs/s.
 //
@@ -45,7 +45,6 @@ for (const [K, N] of shapes) {
   k.quantizeI8(q8, s8, w, N, K, G);
   const xq = bytes(T * K),
     xs = f32(T * nb * 2, false),
-    xw = bytes(T * K * 2),
     xt = f32(Math.ceil(T / 4) * 8 * nb, false);
   const scratch = bytes(k.quantRows() * K * 4);
   const runs: Record<string, (out: number) => void> = {
@@ -57,16 +56,11 @@ for (const [K, N] of shapes) {
     },
     gemmQ4Tiles: (o) => {
       k.quantizeActI8(xq, xs, x, T, K, 8);
-      k.actTiles(xt, 0, xq, xs, T, K);
+      k.actTiles(xt, xs, T, K);
       k.gemmQ4Tiles(o, xq, xt, q4, s4, b, T, K, N, 0, N);
     },
-    gemmI8Tiles: (o) => {
-      k.quantizeActI8(xq, xs, x, T, K, 8);
-      k.actTiles(xt, xw, xq, xs, T, K);
-      k.gemmI8Tiles(o, xw, xt, q8, s8, b, T, K, N, 0, N, G);
-    },
   };
-  // Check: gemmQ4Tiles against linearQ4 (the same formula), gemmI8Tiles against linearI8 (f32 activations).
+  // Check: gemmQ4Tiles against linearQ4 (the same formula).
   const diff = (ref: string, name: string) => {
     runs[ref](y);
     runs[name](y2);
@@ -80,7 +74,7 @@ for (const [K, N] of shapes) {
     }
     return `${name} vs ${ref} max|Δ| ${e.toExponential(2)} (max|y| ${m.toFixed(1)})`;
   };
-  console.log(`${build} T=${T} K=${K} N=${N}: ${diff("linearQ4", "gemmQ4Tiles")}; ${diff("linearI8", "gemmI8Tiles")}`);
+  console.log(`${build} T=${T} K=${K} N=${N}: ${diff("linearQ4", "gemmQ4Tiles")}`);
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(runs).map((n) => [n, []]));
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, f] of Object.entries(runs)) {

@@ -145,16 +145,13 @@ export interface KernelExports {
   linearI8DotScalar: LinearI8DotKernel;
   /**
    * T > 1 (see gemm_dot.ts): quantizeActI8's scales regrouped per tile of 4 tokens, xt (ceil(T/4), 2, K/32, 4)
-   * f32; xw (T, K) int16 copy of xq, or 0.
+   * f32.
    */
-  actTiles(xt: number, xw: number, xq: number, xs: number, T: number, K: number): void;
-  actTilesScalar(xt: number, xw: number, xq: number, xs: number, T: number, K: number): void;
+  actTiles(xt: number, xs: number, T: number, K: number): void;
+  actTilesScalar(xt: number, xs: number, T: number, K: number): void;
   /** linearQ4 at T > 1 on actTiles' scales. */
   gemmQ4Tiles: LinearQ4Kernel;
   gemmQ4TilesScalar: LinearQ4Kernel;
-  /** linearI8Dot at T > 1 on actTiles' int16 activations xw and scales xt. */
-  gemmI8Tiles: LinearI8DotKernel;
-  gemmI8TilesScalar: LinearI8DotKernel;
   [name: string]: unknown;
 }
 

@@ -1,5 +1,5 @@
-// linear_dot: quantizeActI8, quantizeQ4, linearQ4 and linearI8Dot (and, at T > 1, gemm_dot's actTiles,
-// gemmQ4Tiles and gemmI8Tiles on the same problems) against their scalar twins and a
+// linear_dot: quantizeActI8, quantizeQ4, linearQ4 and linearI8Dot (and, at T > 1, gemm_dot's actTiles
+// and gemmQ4Tiles on the same problems) against their scalar twins and a
 // float64 reference on exactly the stored values (the dequantized weights and activations), on
 // awkward sizes, [n0, n1) ranges, unaligned pointers and OPT-125M's shapes; then the accuracy of the
 // whole scheme against f32 weights and activations.
@@ -16,7 +16,7 @@
 //             above the measured value (a regression to a worse format or rounding fails).
 import { quantizeActI8, quantizeActI8Scalar, quantizeQ4, linearQ4, linearQ4Scalar, linearI8Dot, linearI8DotScalar } from "../kernels/linear_dot";
 import { linearScalar } from "../kernels/linear";
-import { actTiles, actTilesScalar, gemmQ4Tiles, gemmQ4TilesScalar, gemmI8Tiles, gemmI8TilesScalar } from "../kernels/gemm_dot";
+import { actTiles, actTilesScalar, gemmQ4Tiles, gemmQ4TilesScalar } from "../kernels/gemm_dot";
 import { quantizeI8 } from "../kernels/linear_quant";
 import { allocBytes, allocF32, allocF64, expectClose, expectWithin, fillConst, freeAll, EPS, Rng } from "./helpers";
 
@@ -114,24 +114,22 @@ function refI8(ref: usize, tol: usize, xq: usize, xs: usize, q: usize, s: usize,
 
 // ---- checks ------------------------------------------------------------------------------------------
 
-/** actTiles equals its scalar twin bit for bit (the regrouped scales and the int16 copy). */
-function tiles(xq: usize, xs: usize, T: i32, K: i32, wide: bool, name: string): usize[] {
+/** actTiles equals its scalar twin bit for bit. */
+function tiles(xs: usize, T: i32, K: i32, name: string): usize {
   const n = ((T + 3) >> 2) * 8 * (K >> 5);
   const xt = allocF32(n), xt2 = allocF32(n);
-  const xw = wide ? allocBytes(T * K * 2) : 0, xw2 = wide ? allocBytes(T * K * 2) : 0;
   fillConst(xt, n, SENTINEL);
-  actTiles(xt, xw, xq, xs, T, K);
-  actTilesScalar(xt2, xw2, xq, xs, T, K);
+  actTiles(xt, xs, T, K);
+  actTilesScalar(xt2, xs, T, K);
   let diff = -1;
   for (let i = 0; i < n && diff < 0; i++) if (load<u32>(xt + (<usize>i << 2)) != load<u32>(xt2 + (<usize>i << 2))) diff = i;
-  for (let i = 0; wide && i < T * K && diff < 0; i++) if (load<i16>(xw + (<usize>i << 1)) != load<i16>(xw2 + (<usize>i << 1))) diff = n + i;
   expect<i32>(diff).toBe(-1, "actTiles" + name + ": differs from its scalar twin at " + diff.toString());
-  return [xt, xw];
+  return xt;
 }
 
 /** gemmQ4Tiles and its twin against the float64 reference already in ref / tol (T > 1). */
 function checkTilesQ4(xq: usize, xs: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, ref: usize, tol: usize, name: string): void {
-  const xt = tiles(xq, xs, T, K, false, name)[0];
+  const xt = tiles(xs, T, K, name);
   const y = allocF32(T * N, 1);
   fillConst(y, T * N, SENTINEL);
   gemmQ4Tiles(y, xq, xt, q, s, b, T, K, N, n0, n1);
@@ -139,17 +137,6 @@ function checkTilesQ4(xq: usize, xs: usize, q: usize, s: usize, b: usize, T: i32
   fillConst(y, T * N, SENTINEL);
   gemmQ4TilesScalar(y, xq, xt, q, s, b, T, K, N, n0, n1);
   expectWithin("gemmQ4TilesScalar" + name, y, ref, tol, T * N);
-}
-
-function checkTilesI8(xq: usize, xs: usize, q: usize, s: usize, b: usize, T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, ref: usize, tol: usize, name: string): void {
-  const t = tiles(xq, xs, T, K, true, name);
-  const y = allocF32(T * N, 2);
-  fillConst(y, T * N, SENTINEL);
-  gemmI8Tiles(y, t[1], t[0], q, s, b, T, K, N, n0, n1, G);
-  expectWithin("gemmI8Tiles" + name, y, ref, tol, T * N);
-  fillConst(y, T * N, SENTINEL);
-  gemmI8TilesScalar(y, t[1], t[0], q, s, b, T, K, N, n0, n1, G);
-  expectWithin("gemmI8TilesScalar" + name, y, ref, tol, T * N);
 }
 
 /** A zero block of activations (the last token's second block) when there is one. */
@@ -207,7 +194,6 @@ function checkI8(T: i32, K: i32, N: i32, n0: i32, n1: i32, G: i32, bias: bool, m
   const name = sizes(T, K, N, n0, n1) + " G=" + G.toString() + (bias ? " bias" : "") + (mis ? " unaligned" : "");
   expectWithin("linearI8Dot" + name, y, ref, tol, T * N);
   expectWithin("linearI8DotScalar" + name, y2, ref, tol, T * N);
-  if (T > 1) checkTilesI8(xq, xs, q, s, b, T, K, N, n0, n1, G, ref, tol, name);
   freeAll();
 }
 
@@ -265,7 +251,6 @@ function checkExact(T: i32, K: i32, N: i32, G: i32, seed: u32): void {
   expectWithin("linearI8Dot" + name + " G=" + G.toString(), y, ref, tol, T * N);
   linearI8DotScalar(y, xq, xs, qi, si, b, T, K, N, 0, N, G);
   expectWithin("linearI8DotScalar" + name + " G=" + G.toString(), y, ref, tol, T * N);
-  if (T > 1) checkTilesI8(xq, xs, qi, si, b, T, K, N, 0, N, G, ref, tol, name + " G=" + G.toString());
   freeAll();
 }
 
@@ -503,17 +488,13 @@ describe("linearQ4 / linearI8Dot, OPT-125M shapes", () => {
       linearI8Dot(y2, xq, xs, qi, si, b, T, K, N, 1541, N, 64);
       expectClose("linearI8Dot split T=" + T.toString(), y2, y1, T * N, 5e-5, 0);
       if (T > 1) {
-        // The tiled GEMMs compute each row with the same operations whichever rows share its pair or
+        // The tiled GEMM computes each row with the same operations whichever rows share its pair or
         // panel, so a split must give the same bits (threads.test.ts relies on it).
-        const t = tiles(xq, xs, T, K, true, " split");
-        gemmQ4Tiles(y1, xq, t[0], q, s, b, T, K, N, 0, N);
-        gemmQ4Tiles(y2, xq, t[0], q, s, b, T, K, N, 0, 1541);
-        gemmQ4Tiles(y2, xq, t[0], q, s, b, T, K, N, 1541, N);
+        const xt = tiles(xs, T, K, " split");
+        gemmQ4Tiles(y1, xq, xt, q, s, b, T, K, N, 0, N);
+        gemmQ4Tiles(y2, xq, xt, q, s, b, T, K, N, 0, 1541);
+        gemmQ4Tiles(y2, xq, xt, q, s, b, T, K, N, 1541, N);
         expectClose("gemmQ4Tiles split T=" + T.toString(), y2, y1, T * N, 0, 0);
-        gemmI8Tiles(y1, t[1], t[0], qi, si, b, T, K, N, 0, N, 64);
-        gemmI8Tiles(y2, t[1], t[0], qi, si, b, T, K, N, 0, 1541, 64);
-        gemmI8Tiles(y2, t[1], t[0], qi, si, b, T, K, N, 1541, N, 64);
-        expectClose("gemmI8Tiles split T=" + T.toString(), y2, y1, T * N, 0, 0);
       }
       freeAll();
     }

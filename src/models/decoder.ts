@@ -645,7 +645,7 @@ export class DecoderModel {
     // to int8 for q4; to int16 with one scale for int8 at T = 1 (what linearI8 would do per call).
     if (outs.some((o) => o.m.dtype === "q4")) {
       this.k.quantizeActI8(s!.actQ, s!.actS, x, T, K, 8);
-      if (T > 1) this.k.actTiles(s!.actT, 0, s!.actQ, s!.actS, T, K);
+      if (T > 1) this.k.actTiles(s!.actT, s!.actS, T, K);
     }
     if (outs.some((o) => this.int8A16(o.m, T))) this.k.quantizeActI16(s!.actQ, s!.actS, x, K);
     let macs = 0;
