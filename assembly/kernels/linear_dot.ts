@@ -49,7 +49,9 @@
 //            loads of scale pairs and no store (2-4 % faster only, for the same reason).
 //   T > 1    per weight row, tiles of 4 tokens: each block is unpacked once and dotted with the 4
 //            tokens; the block's scale comes from lane blk mod 4 of a per-token (d·xs) vector (one
-//            relaxed_swizzle).
+//            relaxed_swizzle). The model does not take this path: its T > 1 q4 linears run gemm_dot.ts's
+//            gemmQ4Tiles (2 rows × 4 tokens, 1.6× faster: this loop spills ~12 vectors a block), which
+//            needs the tile-regrouped scales (actTiles); linearQ4 keeps this one for callers with xs only.
 //
 // Format choice (measured: a float64 simulation, K = 768, blocks of 32, relative RMS error of W·x
 // against f32 weights, with 8-bit activations; reproduced by test/kernels-quant.test.ts):
